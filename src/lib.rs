@@ -1,0 +1,14 @@
+//! tunnat: a user-mode NAPT router between two Linux TUN devices.
+//!
+//! One packet's path through the crate:
+//! [`port`] reads it from a TUN → [`wire`] validates it → [`nat`] decides and rewrites it
+//! (pure, with the time passed in) → [`port`] writes it to the other TUN, or hands it to
+//! the router's own smoltcp interface ([`port::bridge`]) where [`services`] answer.
+//! [`router`] is the mio event loop joining them; [`config`] is what the CLI produces.
+
+pub mod config;
+pub mod nat;
+pub mod port;
+pub mod router;
+pub mod services;
+pub mod wire;

@@ -1,0 +1,533 @@
+//! The pure NAT core: takes one IPv4 packet, the port it arrived on and the time, rewrites
+//! it in place and says what to do with it. No I/O and no clock: every rule is unit-tested
+//! with literal packets and a fake time.
+//!
+//! What it implements (see the README's conformance table):
+//! * NAPT of TCP, UDP and ICMP echo from the inside network to the outside address with
+//!   endpoint-independent mappings ([`table`]), TTL decrement and incremental checksums;
+//! * static DNAT ([`dnat`]) of TCP/UDP ports on the outside address;
+//! * translation of ICMP errors in both directions, with the quoted IP and transport header
+//!   rewritten (RFC 5508 section 3.2, REQ-3..5; RFC 5382 REQ-9); an ICMP error never ends or
+//!   refreshes a session (RFC 4787 REQ-12, RFC 5382 REQ-10);
+//! * router behaviour while forwarding (RFC 1812): ICMP time exceeded when the TTL runs out,
+//!   "fragmentation needed" for DF packets larger than the egress MTU.
+//!
+//! Packets for the router's own addresses are not translated here: the verdict is
+//! [`Verdict::Local`] and the I/O shell hands them to the smoltcp interface.
+
+pub mod dnat;
+pub mod table;
+pub mod tcp_state;
+pub mod time;
+
+use std::net::Ipv4Addr;
+
+use crate::wire::icmp::{self as icmp_err, unreachable};
+use crate::wire::ipv4::{Check, Ipv4};
+use crate::wire::transport::{self, icmp_type, End, Protocol, TcpFlags, Transport};
+use crate::wire::WireError;
+
+pub use dnat::DnatRule;
+pub use table::{Endpoint, Filtering, Session, SessionKey, Table, TableError, Timeouts};
+pub use tcp_state::Direction;
+pub use time::Instant;
+
+/// An IPv4 network: address and prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Cidr {
+    pub fn mask(&self) -> u32 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - self.prefix as u32)
+        }
+    }
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        (u32::from(a) & self.mask()) == (u32::from(self.addr) & self.mask())
+    }
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+}
+
+impl std::fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl std::str::FromStr for Ipv4Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ipv4Cidr, String> {
+        let (a, p) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}' is not ADDRESS/PREFIX (e.g. 192.168.122.100/24)"))?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| format!("'{a}' in '{s}' is not an IPv4 address"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("prefix '{p}' in '{s}' is not 0-32"))?;
+        Ok(Ipv4Cidr { addr, prefix })
+    }
+}
+
+/// Everything the core needs to know, fixed at start.
+#[derive(Debug, Clone)]
+pub struct NatConfig {
+    /// The router's address and network on the inside port.
+    pub inside: Ipv4Cidr,
+    /// The router's address and network on the outside port.
+    pub outside: Ipv4Cidr,
+    /// Largest datagram sent on the outside port (and on the inside port).
+    pub mtu: usize,
+    pub timeouts: Timeouts,
+    pub filtering: Filtering,
+    pub dnat: Vec<DnatRule>,
+    /// TCP ports served by the router itself on its outside address (never allocated).
+    pub local_tcp_ports: Vec<u16>,
+    pub max_sessions: usize,
+}
+
+impl NatConfig {
+    /// A configuration with the lab's addresses and the RFC defaults (for tests).
+    pub fn lab() -> NatConfig {
+        NatConfig {
+            inside: Ipv4Cidr {
+                addr: Ipv4Addr::new(192, 168, 122, 100),
+                prefix: 24,
+            },
+            outside: Ipv4Cidr {
+                addr: Ipv4Addr::new(172, 16, 1, 186),
+                prefix: 24,
+            },
+            mtu: 1500,
+            timeouts: Timeouts::default(),
+            filtering: Filtering::default(),
+            dnat: Vec::new(),
+            local_tcp_ports: vec![843],
+            max_sessions: 65536,
+        }
+    }
+}
+
+/// Which port a packet was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Inside,
+    Outside,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Inside => Side::Outside,
+            Side::Outside => Side::Inside,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Inside => "inside",
+            Side::Outside => "outside",
+        }
+    }
+}
+
+/// What the shell does with a packet after [`Nat::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Write the first `len` bytes of the (rewritten) buffer to the other port.
+    Forward { len: usize },
+    /// For the router itself: hand the first `len` bytes to the local stack of this port.
+    Local { len: usize },
+    /// Send [`Nat::reply`] back out of the port the packet came from; drop the packet.
+    Reply(DropReason),
+    /// Drop, counted under the reason.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($($name:ident => $text:literal,)*) => {
+        /// Why a packet was not forwarded. Every reason has a counter in [`Stats`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason { $($name,)* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$name => $text,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    Truncated => "truncated",
+    NotIpv4 => "not-ipv4",
+    BadHeaderLength => "bad-ihl",
+    BadTotalLength => "bad-total-length",
+    BadIpChecksum => "bad-ip-checksum",
+    BadTransportLength => "bad-transport-length",
+    BadIcmpChecksum => "bad-icmp-checksum",
+    BadQuotedPacket => "bad-quoted-packet",
+    SpoofedSource => "spoofed-source",
+    NotRouted => "not-routed",
+    Fragment => "fragment",
+    UnsupportedProtocol => "unsupported-protocol",
+    UnsupportedIcmp => "unsupported-icmp",
+    NoSession => "no-session",
+    IcmpErrorNoSession => "icmp-error-no-session",
+    TtlExceeded => "ttl-exceeded",
+    TooBig => "too-big",
+    TableFull => "table-full",
+    NoPort => "no-free-port",
+}
+
+impl From<WireError> for DropReason {
+    fn from(e: WireError) -> DropReason {
+        match e {
+            WireError::Truncated => DropReason::Truncated,
+            WireError::NotIpv4 => DropReason::NotIpv4,
+            WireError::BadHeaderLength => DropReason::BadHeaderLength,
+            WireError::BadTotalLength => DropReason::BadTotalLength,
+            WireError::BadIpChecksum => DropReason::BadIpChecksum,
+            WireError::BadTransportLength => DropReason::BadTransportLength,
+            WireError::BadIcmpChecksum => DropReason::BadIcmpChecksum,
+        }
+    }
+}
+
+/// Packet counters of the core.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub forwarded_out: u64,
+    pub forwarded_in: u64,
+    pub local: u64,
+    pub icmp_errors_sent: u64,
+    pub icmp_errors_translated: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Stats {
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+    fn count(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+    /// Every drop reason with a non-zero count.
+    pub fn drop_counts(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.drops[*r as usize]))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// The translator.
+pub struct Nat {
+    cfg: NatConfig,
+    table: Table,
+    stats: Stats,
+    reply: Vec<u8>,
+}
+
+type Step<T> = Result<T, DropReason>;
+
+impl Nat {
+    pub fn new(cfg: NatConfig) -> Nat {
+        let mut table = Table::new(cfg.timeouts, cfg.filtering, cfg.max_sessions);
+        for r in &cfg.dnat {
+            table.reserve(r.protocol, r.first, r.last);
+        }
+        for p in &cfg.local_tcp_ports {
+            table.reserve(Protocol::Tcp, *p, *p);
+        }
+        Nat {
+            cfg,
+            table,
+            stats: Stats::default(),
+            reply: Vec::with_capacity(icmp_err::MAX_ERROR_LEN),
+        }
+    }
+
+    pub fn config(&self) -> &NatConfig {
+        &self.cfg
+    }
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// The packet to send back after [`Verdict::Reply`].
+    pub fn reply(&self) -> &[u8] {
+        &self.reply
+    }
+
+    /// Expires idle sessions; called by the event loop's timer.
+    pub fn expire(&mut self, now: Instant, on_expire: impl FnMut(&SessionKey, &Session)) -> usize {
+        self.table.expire(now, on_expire)
+    }
+
+    /// Processes one packet read from `side` at `now`, rewriting `buf` in place.
+    pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
+        let v = match side {
+            Side::Inside => self.outbound(buf, now),
+            Side::Outside => self.inbound(buf, now),
+        };
+        let v = v.unwrap_or_else(Verdict::Drop);
+        match v {
+            Verdict::Forward { .. } if side == Side::Inside => self.stats.forwarded_out += 1,
+            Verdict::Forward { .. } => self.stats.forwarded_in += 1,
+            Verdict::Local { .. } => self.stats.local += 1,
+            Verdict::Reply(r) => {
+                self.stats.count(r);
+                self.stats.icmp_errors_sent += 1;
+            }
+            Verdict::Drop(r) => self.stats.count(r),
+        }
+        v
+    }
+
+    fn is_local(&self, a: Ipv4Addr) -> bool {
+        a == self.cfg.inside.addr || a == self.cfg.outside.addr
+    }
+
+    /// Builds an ICMP error from the router about `ip` into `self.reply`.
+    fn answer<T: AsRef<[u8]>>(&mut self, ip: &Ipv4<T>, from: Side, t: u8, code: u8, rest: u32, why: DropReason) -> Verdict {
+        if !icmp_err::may_answer(ip) {
+            return Verdict::Drop(why);
+        }
+        let src = match from {
+            Side::Inside => self.cfg.inside.addr,
+            Side::Outside => self.cfg.outside.addr,
+        };
+        icmp_err::build_error(&mut self.reply, src, t, code, rest, ip);
+        Verdict::Reply(why)
+    }
+
+    /// RFC 1812 forwarding checks, made before any state is created: TTL, then size.
+    fn forwarding_checks<T: AsRef<[u8]>>(&mut self, ip: &Ipv4<T>, from: Side) -> Option<Verdict> {
+        if ip.ttl() <= 1 {
+            return Some(self.answer(ip, from, icmp_type::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded));
+        }
+        if ip.total_len() > self.cfg.mtu {
+            if ip.dont_fragment() {
+                let mtu = self.cfg.mtu as u32;
+                return Some(self.answer(
+                    ip,
+                    from,
+                    icmp_type::DEST_UNREACHABLE,
+                    unreachable::FRAGMENTATION_NEEDED,
+                    mtu,
+                    DropReason::TooBig,
+                ));
+            }
+            return Some(Verdict::Drop(DropReason::TooBig));
+        }
+        None
+    }
+
+    fn outbound(&mut self, buf: &mut [u8], now: Instant) -> Step<Verdict> {
+        let mut ip = Ipv4::new_checked(buf, Check::Full)?;
+        let (src, dst) = (ip.src(), ip.dst());
+        if self.is_local(dst) {
+            return Ok(Verdict::Local { len: ip.total_len() });
+        }
+        if !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast() {
+            return Err(DropReason::SpoofedSource);
+        }
+        if self.cfg.inside.contains(dst) || dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified() {
+            return Err(DropReason::NotRouted);
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let protocol = Protocol::from_number(ip.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
+        let t = Transport::new_checked(protocol, ip.payload())?;
+        if let Some(v) = self.forwarding_checks(&ip, Side::Inside) {
+            return Ok(v);
+        }
+        if t.is_icmp_error() {
+            return self.outbound_icmp_error(ip, now);
+        }
+        if protocol == Protocol::Icmp && !t.is_icmp_echo_request() {
+            return Err(DropReason::UnsupportedIcmp);
+        }
+        let key = SessionKey {
+            protocol,
+            inside: Endpoint::new(src, t.src_port),
+            remote: Endpoint::new(dst, if protocol == Protocol::Icmp { 0 } else { t.dst_port }),
+        };
+        let len = ip.total_len();
+        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
+        let session = match self.table.get_out(&key) {
+            Some(s) => s,
+            None if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
+            None => match self.table.create_out(key, now) {
+                Ok(s) => s,
+                Err(e) => {
+                    let why = match e {
+                        TableError::Full => DropReason::TableFull,
+                        TableError::NoPort => DropReason::NoPort,
+                    };
+                    return Ok(self.answer(&ip, Side::Inside, icmp_type::DEST_UNREACHABLE, unreachable::ADMIN_PROHIBITED, 0, why));
+                }
+            },
+        };
+        session.touch(Direction::Out, len, flags, now);
+        let ext = session.ext_port;
+        ip.decrement_ttl();
+        transport::rewrite_endpoint(&mut ip, protocol, End::Src, self.cfg.outside.addr, ext);
+        Ok(Verdict::Forward { len })
+    }
+
+    fn inbound(&mut self, buf: &mut [u8], now: Instant) -> Step<Verdict> {
+        let mut ip = Ipv4::new_checked(buf, Check::Full)?;
+        let (src, dst) = (ip.src(), ip.dst());
+        let local = Verdict::Local { len: ip.total_len() };
+        if dst == self.cfg.inside.addr {
+            return Ok(local);
+        }
+        if dst != self.cfg.outside.addr {
+            return Err(DropReason::NotRouted);
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let Some(protocol) = Protocol::from_number(ip.protocol()) else {
+            return Ok(local); // the local stack answers "protocol unreachable"
+        };
+        let t = Transport::new_checked(protocol, ip.payload())?;
+        if t.is_icmp_error() {
+            return self.inbound_icmp_error(ip, now);
+        }
+        if protocol == Protocol::Icmp && !t.is_icmp_echo_reply() {
+            return Ok(local); // echo requests and the rest are for the router
+        }
+        let remote = Endpoint::new(src, if protocol == Protocol::Icmp { 0 } else { t.src_port });
+        let len = ip.total_len();
+        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
+
+        // An existing session, a DNAT rule, or a mapping whose filter admits the remote.
+        let inside = if let Some((key, _)) = self.table.get_in(protocol, t.dst_port, remote) {
+            Some((key.inside, None))
+        } else if let Some(rule) = self.cfg.dnat.iter().find(|r| r.contains(protocol, t.dst_port)) {
+            Some((Endpoint::new(rule.target, rule.target_port_for(t.dst_port)), Some(true)))
+        } else {
+            self.table
+                .admits(protocol, t.dst_port, remote)
+                .map(|e| (e, Some(false)))
+        };
+        let Some((inside, new)) = inside else {
+            return Ok(local); // no translation: the router itself answers (RST, port unreachable)
+        };
+        if let Some(v) = self.forwarding_checks(&ip, Side::Outside) {
+            return Ok(v);
+        }
+        let key = SessionKey {
+            protocol,
+            inside,
+            remote,
+        };
+        let session = match new {
+            None => self.table.get_out(&key),
+            Some(_) if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
+            Some(true) => self.table.create_dnat(key, t.dst_port, now).ok(),
+            Some(false) => self.table.create_out(key, now).ok(),
+        };
+        let Some(session) = session else {
+            return Err(DropReason::TableFull);
+        };
+        session.touch(Direction::In, len, flags, now);
+        ip.decrement_ttl();
+        transport::rewrite_endpoint(&mut ip, protocol, End::Dst, inside.addr, inside.port);
+        Ok(Verdict::Forward { len })
+    }
+
+    /// An ICMP error from outside about a packet the router translated on its way out:
+    /// the quoted packet runs outside address:external port → remote.
+    fn inbound_icmp_error(&mut self, mut ip: Ipv4<&mut [u8]>, _now: Instant) -> Step<Verdict> {
+        let (qproto, qsrc, qdst, qt) = quoted_packet(ip.payload())?;
+        if qsrc != self.cfg.outside.addr {
+            return Err(DropReason::IcmpErrorNoSession);
+        }
+        let remote = Endpoint::new(qdst, if qproto == Protocol::Icmp { 0 } else { qt.dst_port });
+        let key = self
+            .table
+            .peek_in(qproto, qt.src_port, remote)
+            .ok_or(DropReason::IcmpErrorNoSession)?;
+        if let Some(v) = self.forwarding_checks(&ip, Side::Outside) {
+            return Ok(v);
+        }
+        rewrite_quoted(ip.payload_mut(), qproto, End::Src, key.inside)?;
+        let len = ip.total_len();
+        ip.set_dst(key.inside.addr);
+        ip.decrement_ttl();
+        self.stats.icmp_errors_translated += 1;
+        Ok(Verdict::Forward { len })
+    }
+
+    /// An ICMP error from an inside host about a packet that reached it through the NAT:
+    /// the quoted packet runs remote → inside endpoint.
+    fn outbound_icmp_error(&mut self, mut ip: Ipv4<&mut [u8]>, _now: Instant) -> Step<Verdict> {
+        let (qproto, qsrc, qdst, qt) = quoted_packet(ip.payload())?;
+        if ip.dst() != qsrc {
+            return Err(DropReason::BadQuotedPacket);
+        }
+        let key = SessionKey {
+            protocol: qproto,
+            inside: Endpoint::new(qdst, qt.dst_port),
+            remote: Endpoint::new(qsrc, if qproto == Protocol::Icmp { 0 } else { qt.src_port }),
+        };
+        let ext = self
+            .table
+            .peek_out(&key)
+            .ok_or(DropReason::IcmpErrorNoSession)?
+            .ext_port;
+        let outside = Endpoint::new(self.cfg.outside.addr, ext);
+        rewrite_quoted(ip.payload_mut(), qproto, End::Dst, outside)?;
+        let len = ip.total_len();
+        ip.set_src(self.cfg.outside.addr);
+        ip.decrement_ttl();
+        self.stats.icmp_errors_translated += 1;
+        Ok(Verdict::Forward { len })
+    }
+}
+
+/// Parses the datagram quoted in an ICMP error message `icmp` (type, code, checksum,
+/// 4 bytes, then the quoted IP header and at least 8 bytes of its payload).
+fn quoted_packet(icmp: &[u8]) -> Step<(Protocol, Ipv4Addr, Ipv4Addr, Transport)> {
+    let quoted = icmp.get(8..).ok_or(DropReason::BadQuotedPacket)?;
+    let q = Ipv4::new_checked(quoted, Check::Quoted).map_err(|_| DropReason::BadQuotedPacket)?;
+    let proto = Protocol::from_number(q.protocol()).ok_or(DropReason::BadQuotedPacket)?;
+    if q.is_later_fragment() {
+        return Err(DropReason::BadQuotedPacket);
+    }
+    let t = Transport::quoted(proto, q.payload()).map_err(|_| DropReason::BadQuotedPacket)?;
+    if proto == Protocol::Icmp && !(t.is_icmp_echo_request() || t.is_icmp_echo_reply()) {
+        return Err(DropReason::BadQuotedPacket); // no error about an error (RFC 1122 3.2.2)
+    }
+    Ok((proto, q.src(), q.dst(), t))
+}
+
+/// Rewrites one end of the datagram quoted in ICMP message `icmp` to `to`, then refreshes
+/// the ICMP checksum over the whole message.
+fn rewrite_quoted(icmp: &mut [u8], protocol: Protocol, end: End, to: Endpoint) -> Step<()> {
+    {
+        let quoted = icmp.get_mut(8..).ok_or(DropReason::BadQuotedPacket)?;
+        let mut q = Ipv4::new_checked(quoted, Check::Quoted).map_err(|_| DropReason::BadQuotedPacket)?;
+        transport::rewrite_endpoint(&mut q, protocol, end, to.addr, to.port);
+    }
+    transport::refresh_icmp_checksum(icmp);
+    Ok(())
+}
+
+#[cfg(test)]
+mod test;

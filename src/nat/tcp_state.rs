@@ -1,0 +1,158 @@
+//! Per-session TCP tracking for NAT timeouts (RFC 7857 section 2.2 and figure 1,
+//! RFC 5382 REQ-5).
+//!
+//! A NAT does not run TCP; it only needs to know which idle timeout applies:
+//! * *transitory* (default 240 s, RFC 5382 REQ-5 minimum 4 min) until a SYN has been seen in
+//!   each direction, once a FIN has been seen in each direction, and after an RST
+//!   (RFC 7857 keeps the session 4 min after an RST instead of deleting it at once);
+//! * *established* (default 7440 s = 2 h 4 min, RFC 5382 REQ-5) otherwise.
+//!
+//! Simultaneous open (a SYN each way, no SYN-ACK yet) is established like any other open.
+//! A session picked up mid-stream (first packet not a SYN, e.g. after a router restart)
+//! stays transitory until a packet has been seen each way. A SYN after the connection has
+//! closed starts a new connection on the same session.
+
+use crate::wire::transport::TcpFlags;
+
+/// The direction a packet crosses the NAT in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the inside port to the outside port.
+    Out,
+    /// From the outside port to the inside port.
+    In,
+}
+
+/// The timeout class of a TCP session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpPhase {
+    /// Opening, closing, or reset: the transitory timeout applies.
+    Transitory,
+    /// Open: the established timeout applies.
+    Established,
+}
+
+/// What has been seen of one TCP connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpTrack {
+    syn_out: bool,
+    syn_in: bool,
+    fin_out: bool,
+    fin_in: bool,
+    rst: bool,
+    seen_out: bool,
+    seen_in: bool,
+}
+
+impl TcpTrack {
+    /// Records one segment's flags.
+    pub fn update(&mut self, dir: Direction, flags: u8) {
+        let syn = flags & TcpFlags::SYN != 0;
+        let ack = flags & TcpFlags::ACK != 0;
+        if syn && !ack && (self.rst || (self.fin_out && self.fin_in)) {
+            // A new connection reusing the 4-tuple of a closed one.
+            *self = TcpTrack::default();
+        }
+        if flags & TcpFlags::RST != 0 {
+            self.rst = true;
+        }
+        let (syn_seen, fin_seen, seen) = match dir {
+            Direction::Out => (&mut self.syn_out, &mut self.fin_out, &mut self.seen_out),
+            Direction::In => (&mut self.syn_in, &mut self.fin_in, &mut self.seen_in),
+        };
+        *seen = true;
+        if syn {
+            *syn_seen = true;
+        }
+        if flags & TcpFlags::FIN != 0 {
+            *fin_seen = true;
+        }
+    }
+
+    pub fn phase(&self) -> TcpPhase {
+        if self.rst || (self.fin_out && self.fin_in) {
+            return TcpPhase::Transitory;
+        }
+        let opened = (self.syn_out && self.syn_in)
+            || (!self.syn_out && !self.syn_in && self.seen_out && self.seen_in);
+        if opened {
+            TcpPhase::Established
+        } else {
+            TcpPhase::Transitory
+        }
+    }
+
+    /// A short name for tables and traces, in conntrack's vocabulary.
+    pub fn name(&self) -> &'static str {
+        if self.rst {
+            "CLOSE"
+        } else if self.fin_out && self.fin_in {
+            "TIME_WAIT"
+        } else if self.fin_out || self.fin_in {
+            "FIN_WAIT"
+        } else if self.phase() == TcpPhase::Established {
+            "ESTABLISHED"
+        } else if self.syn_out || self.syn_in {
+            "SYN_SENT"
+        } else {
+            "NONE"
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::Direction::{In, Out};
+    use super::*;
+    const SYN: u8 = TcpFlags::SYN;
+    const SYNACK: u8 = TcpFlags::SYN | TcpFlags::ACK;
+    const ACK: u8 = TcpFlags::ACK;
+    const FIN: u8 = TcpFlags::FIN | TcpFlags::ACK;
+    const RST: u8 = TcpFlags::RST;
+
+    fn run(steps: &[(Direction, u8)]) -> TcpTrack {
+        let mut t = TcpTrack::default();
+        for (d, f) in steps {
+            t.update(*d, *f);
+        }
+        t
+    }
+
+    #[test]
+    fn three_way_handshake_establishes() {
+        assert_eq!(run(&[(Out, SYN)]).phase(), TcpPhase::Transitory);
+        assert_eq!(run(&[(Out, SYN), (In, SYNACK)]).phase(), TcpPhase::Established);
+        assert_eq!(run(&[(Out, SYN), (In, SYNACK), (Out, ACK)]).name(), "ESTABLISHED");
+    }
+
+    #[test]
+    fn simultaneous_open_establishes() {
+        assert_eq!(run(&[(Out, SYN), (In, SYN)]).phase(), TcpPhase::Established);
+    }
+
+    #[test]
+    fn fin_both_ways_is_transitory() {
+        let open = [(Out, SYN), (In, SYNACK), (Out, ACK)];
+        let mut t = run(&open);
+        t.update(Out, FIN);
+        assert_eq!(t.phase(), TcpPhase::Established, "half close keeps the connection");
+        t.update(In, FIN);
+        assert_eq!(t.phase(), TcpPhase::Transitory);
+    }
+
+    #[test]
+    fn rst_is_transitory_and_new_syn_reopens() {
+        let mut t = run(&[(Out, SYN), (In, SYNACK), (Out, ACK), (In, RST)]);
+        assert_eq!(t.phase(), TcpPhase::Transitory);
+        t.update(Out, SYN);
+        assert_eq!(t.phase(), TcpPhase::Transitory);
+        t.update(In, SYNACK);
+        assert_eq!(t.phase(), TcpPhase::Established);
+    }
+
+    #[test]
+    fn mid_stream_pickup_needs_both_directions() {
+        assert_eq!(run(&[(Out, ACK)]).phase(), TcpPhase::Transitory);
+        assert_eq!(run(&[(Out, ACK), (In, ACK)]).phase(), TcpPhase::Established);
+    }
+}

@@ -1,0 +1,363 @@
+//! Packet-level tests of the core: literal packets in, verdicts and rewritten bytes out.
+
+use super::*;
+use crate::wire::checksum;
+use crate::wire::transport::verify_l4_checksum;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 101);
+const SERVER_IN: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 73);
+const ROUTER_IN: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 100);
+const ROUTER_OUT: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 186);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 1);
+const REMOTE2: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 2);
+
+/// IPv4 header (TTL 64, DF) + `l4`, with the transport checksum computed.
+fn ip(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, l4: &[u8]) -> Vec<u8> {
+    let len = 20 + l4.len();
+    let mut p = vec![0u8; len];
+    crate::wire::ipv4::emit_header(&mut p, 0, len as u16, 0x4242, true, ttl, proto, src, dst);
+    p[20..].copy_from_slice(l4);
+    let c_off = match proto {
+        6 => 20 + 16,
+        17 => 20 + 6,
+        _ => 20 + 2,
+    };
+    p[c_off] = 0;
+    p[c_off + 1] = 0;
+    let c = if proto == 1 {
+        checksum::checksum(&p[20..])
+    } else {
+        let s = checksum::pseudo_header_sum(src, dst, proto, l4.len() as u16);
+        !fold(checksum::sum(&p[20..], s))
+    };
+    p[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+fn fold(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    let mut l4 = vec![0u8; 8 + 4];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..6].copy_from_slice(&12u16.to_be_bytes());
+    l4[8..].copy_from_slice(b"data");
+    ip(17, src, dst, 64, &l4)
+}
+
+fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..8].copy_from_slice(&1000u32.to_be_bytes()); // sequence number
+    l4[12] = 0x50; // data offset 5 words
+    l4[13] = flags;
+    l4[14..16].copy_from_slice(&14600u16.to_be_bytes()); // window
+    ip(6, src, dst, 64, &l4)
+}
+
+fn echo(ty: u8, src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
+    let l4 = [ty, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1, b'p', b'i', b'n', b'g'];
+    ip(1, src, dst, 64, &l4)
+}
+
+/// Asserts the packet is valid IPv4 with valid checksums and returns (src, sport, dst, dport, ttl).
+fn check(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
+    let v = Ipv4::new_checked(p, Check::Full).expect("valid IPv4 with a good header checksum");
+    let proto = Protocol::from_number(v.protocol()).unwrap();
+    assert!(verify_l4_checksum(proto, v.src(), v.dst(), v.payload()), "transport checksum");
+    let t = Transport::new_checked(proto, v.payload()).unwrap();
+    (v.src(), t.src_port, v.dst(), t.dst_port, v.ttl())
+}
+
+fn nat() -> Nat {
+    let mut cfg = NatConfig::lab();
+    cfg.dnat.push("tcp:8888=192.168.122.73:9999".parse().unwrap());
+    Nat::new(cfg)
+}
+
+fn t(s: u64) -> Instant {
+    Instant::from_secs(s)
+}
+
+#[test]
+fn udp_out_and_back() {
+    let mut n = nat();
+    let mut p = udp(CLIENT, 40000, REMOTE, 7);
+    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Forward { len: p.len() });
+    assert_eq!(check(&p), (ROUTER_OUT, 40000, REMOTE, 7, 63));
+    let mut r = udp(REMOTE, 7, ROUTER_OUT, 40000);
+    assert!(matches!(n.process(Side::Outside, &mut r, t(1)), Verdict::Forward { .. }));
+    assert_eq!(check(&r), (REMOTE, 7, CLIENT, 40000, 63));
+}
+
+#[test]
+fn two_hosts_same_port_same_server() {
+    let mut n = nat();
+    let mut a = udp(CLIENT, 5353, REMOTE, 53);
+    let mut b = udp(SERVER_IN, 5353, REMOTE, 53);
+    n.process(Side::Inside, &mut a, t(0));
+    n.process(Side::Inside, &mut b, t(0));
+    let (pa, pb) = (check(&a).1, check(&b).1);
+    assert_eq!(pa, 5353);
+    assert_ne!(pa, pb);
+    let mut ra = udp(REMOTE, 53, ROUTER_OUT, pa);
+    let mut rb = udp(REMOTE, 53, ROUTER_OUT, pb);
+    n.process(Side::Outside, &mut ra, t(1));
+    n.process(Side::Outside, &mut rb, t(1));
+    assert_eq!(check(&ra).2, CLIENT);
+    assert_eq!(check(&rb).2, SERVER_IN);
+    assert_eq!(check(&rb).3, 5353);
+}
+
+#[test]
+fn tcp_handshake_and_unsolicited_inbound() {
+    let mut n = nat();
+    let mut syn = tcp(CLIENT, 50270, REMOTE, 80, TcpFlags::SYN);
+    assert!(matches!(n.process(Side::Inside, &mut syn, t(0)), Verdict::Forward { .. }));
+    assert_eq!(check(&syn).0, ROUTER_OUT);
+    let mut synack = tcp(REMOTE, 80, ROUTER_OUT, 50270, TcpFlags::SYN | TcpFlags::ACK);
+    assert!(matches!(n.process(Side::Outside, &mut synack, t(0)), Verdict::Forward { .. }));
+    assert_eq!(check(&synack).2, CLIENT);
+    // Nothing is mapped on 50271: the router answers (RST) itself.
+    let mut stray = tcp(REMOTE, 80, ROUTER_OUT, 50271, TcpFlags::SYN);
+    assert!(matches!(n.process(Side::Outside, &mut stray, t(0)), Verdict::Local { .. }));
+    // Another remote may not use the mapping (address-dependent filtering).
+    let mut other = tcp(REMOTE2, 80, ROUTER_OUT, 50270, TcpFlags::SYN);
+    assert!(matches!(n.process(Side::Outside, &mut other, t(0)), Verdict::Local { .. }));
+}
+
+#[test]
+fn outbound_rst_without_session_is_dropped() {
+    let mut n = nat();
+    let mut rst = tcp(CLIENT, 1, REMOTE, 80, TcpFlags::RST);
+    assert_eq!(n.process(Side::Inside, &mut rst, t(0)), Verdict::Drop(DropReason::NoSession));
+    assert_eq!(n.stats().drops(DropReason::NoSession), 1);
+}
+
+#[test]
+fn dnat_forward_and_reply() {
+    let mut n = nat();
+    let mut syn = tcp(REMOTE, 50270, ROUTER_OUT, 8888, TcpFlags::SYN);
+    assert!(matches!(n.process(Side::Outside, &mut syn, t(0)), Verdict::Forward { .. }));
+    assert_eq!(check(&syn), (REMOTE, 50270, SERVER_IN, 9999, 63));
+    // The server refuses: its RST goes back from 172.16.1.186:8888.
+    let mut rst = tcp(SERVER_IN, 9999, REMOTE, 50270, TcpFlags::RST | TcpFlags::ACK);
+    assert!(matches!(n.process(Side::Inside, &mut rst, t(0)), Verdict::Forward { .. }));
+    assert_eq!(check(&rst), (ROUTER_OUT, 8888, REMOTE, 50270, 63));
+}
+
+#[test]
+fn dnat_port_is_not_given_to_napt() {
+    let mut n = nat();
+    let mut p = tcp(CLIENT, 8888, REMOTE, 80, TcpFlags::SYN);
+    n.process(Side::Inside, &mut p, t(0));
+    assert_ne!(check(&p).1, 8888);
+    let mut q = tcp(CLIENT, 843, REMOTE, 80, TcpFlags::SYN);
+    n.process(Side::Inside, &mut q, t(0));
+    assert_ne!(check(&q).1, 843, "the policy port stays the router's");
+}
+
+#[test]
+fn icmp_echo_id_mapping() {
+    let mut n = nat();
+    let mut a = echo(8, CLIENT, REMOTE, 77);
+    let mut b = echo(8, SERVER_IN, REMOTE, 77);
+    n.process(Side::Inside, &mut a, t(0));
+    n.process(Side::Inside, &mut b, t(0));
+    let (ia, ib) = (check(&a).1, check(&b).1);
+    assert_eq!(ia, 77);
+    assert_ne!(ib, 77);
+    let mut rb = echo(0, REMOTE, ROUTER_OUT, ib);
+    assert!(matches!(n.process(Side::Outside, &mut rb, t(1)), Verdict::Forward { .. }));
+    assert_eq!(check(&rb).2, SERVER_IN);
+    assert_eq!(check(&rb).1, 77);
+    // Echo requests to the router are for the router.
+    let mut req = echo(8, REMOTE, ROUTER_OUT, 77);
+    assert!(matches!(n.process(Side::Outside, &mut req, t(1)), Verdict::Local { .. }));
+}
+
+#[test]
+fn sessions_expire_on_the_timer() {
+    let mut n = nat();
+    let mut p = udp(CLIENT, 40000, REMOTE, 7);
+    n.process(Side::Inside, &mut p, t(0));
+    assert_eq!(n.expire(t(299), |_, _| {}), 0);
+    let mut r = udp(REMOTE, 7, ROUTER_OUT, 40000);
+    assert!(matches!(n.process(Side::Outside, &mut r, t(299)), Verdict::Forward { .. }));
+    assert_eq!(n.expire(t(599), |_, _| {}), 1);
+    let mut late = udp(REMOTE, 7, ROUTER_OUT, 40000);
+    assert!(matches!(n.process(Side::Outside, &mut late, t(600)), Verdict::Local { .. }));
+}
+
+#[test]
+fn ttl_expiry_is_answered_from_the_ingress_address() {
+    let mut n = nat();
+    let mut l4 = vec![0u8; 8];
+    l4[0..2].copy_from_slice(&33434u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&33435u16.to_be_bytes());
+    l4[4..6].copy_from_slice(&8u16.to_be_bytes());
+    let mut p = ip(17, CLIENT, REMOTE, 1, &l4);
+    let orig = p.clone();
+    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Reply(DropReason::TtlExceeded));
+    let r = n.reply().to_vec();
+    let v = Ipv4::new_checked(&r[..], Check::Full).unwrap();
+    assert_eq!((v.src(), v.dst()), (ROUTER_IN, CLIENT));
+    assert_eq!(&v.payload()[..2], &[11, 0]);
+    assert_eq!(&v.payload()[8..], &orig[..], "the original datagram is quoted untouched");
+    assert_eq!(n.table().len(), 0, "no state for a packet that was not forwarded");
+}
+
+#[test]
+fn too_big_with_df_gets_fragmentation_needed() {
+    let mut cfg = NatConfig::lab();
+    cfg.mtu = 1280;
+    let mut n = Nat::new(cfg);
+    let mut l4 = vec![0u8; 1400];
+    l4[4..6].copy_from_slice(&1400u16.to_be_bytes());
+    let mut p = ip(17, CLIENT, REMOTE, 64, &l4);
+    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Reply(DropReason::TooBig));
+    let r = n.reply();
+    assert_eq!(&r[20..22], &[3, 4]);
+    assert_eq!(&r[26..28], &1280u16.to_be_bytes());
+}
+
+/// ICMP error `ty`/`code` from `from` to `to` quoting `quoted` (first 28 bytes).
+fn icmp_error(ty: u8, code: u8, from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![ty, code, 0, 0, 0, 0, 0, 0];
+    l4.extend_from_slice(&quoted[..28]);
+    ip(1, from, to, 64, &l4)
+}
+
+#[test]
+fn inbound_port_unreachable_is_translated_with_quoted_header() {
+    let mut n = nat();
+    let mut out = udp(CLIENT, 33434, REMOTE, 33435);
+    n.process(Side::Inside, &mut out, t(0));
+    let mut err = icmp_error(3, 3, REMOTE, ROUTER_OUT, &out);
+    assert!(matches!(n.process(Side::Outside, &mut err, t(1)), Verdict::Forward { .. }));
+    let v = Ipv4::new_checked(&err[..], Check::Full).unwrap();
+    assert_eq!(v.dst(), CLIENT);
+    assert_eq!(checksum::checksum(v.payload()), 0, "ICMP checksum");
+    let q = Ipv4::new_checked(&v.payload()[8..], Check::Quoted).unwrap();
+    assert_eq!(q.src(), CLIENT, "quoted source is the inside host again");
+    assert_eq!(checksum::checksum(q.header()), 0, "quoted header checksum");
+    assert_eq!(&q.payload()[0..2], &33434u16.to_be_bytes());
+    // The quoted UDP checksum matches the datagram the client sent.
+    assert_eq!(&q.payload()[6..8], &udp(CLIENT, 33434, REMOTE, 33435)[26..28]);
+    assert_eq!(n.stats().icmp_errors_translated, 1);
+    // ICMP neither ends nor refreshes the session.
+    assert_eq!(n.table().len(), 1);
+}
+
+#[test]
+fn outbound_port_unreachable_from_dnat_target() {
+    let mut cfg = NatConfig::lab();
+    cfg.dnat.push("udp:5000=192.168.122.73:6000".parse().unwrap());
+    let mut n = Nat::new(cfg);
+    let mut q = udp(REMOTE, 40000, ROUTER_OUT, 5000);
+    n.process(Side::Outside, &mut q, t(0));
+    assert_eq!(check(&q).2, SERVER_IN);
+    let mut err = icmp_error(3, 3, SERVER_IN, REMOTE, &q);
+    assert!(matches!(n.process(Side::Inside, &mut err, t(0)), Verdict::Forward { .. }));
+    let v = Ipv4::new_checked(&err[..], Check::Full).unwrap();
+    assert_eq!((v.src(), v.dst()), (ROUTER_OUT, REMOTE));
+    let qv = Ipv4::new_checked(&v.payload()[8..], Check::Quoted).unwrap();
+    assert_eq!(qv.dst(), ROUTER_OUT);
+    assert_eq!(&qv.payload()[2..4], &5000u16.to_be_bytes());
+    assert_eq!(checksum::checksum(v.payload()), 0);
+}
+
+#[test]
+fn icmp_error_with_bad_checksum_or_no_session_is_dropped() {
+    let mut n = nat();
+    let mut out = udp(CLIENT, 1111, REMOTE, 2222);
+    n.process(Side::Inside, &mut out, t(0));
+    let mut err = icmp_error(3, 3, REMOTE, ROUTER_OUT, &out);
+    err[22] ^= 0xff; // break the ICMP checksum
+    // The IP header checksum is still fine, so this is an ICMP checksum failure.
+    assert_eq!(n.process(Side::Outside, &mut err, t(0)), Verdict::Drop(DropReason::BadIcmpChecksum));
+    let other = udp(ROUTER_OUT, 9, REMOTE, 9);
+    let mut err2 = icmp_error(3, 3, REMOTE, ROUTER_OUT, &other);
+    assert_eq!(n.process(Side::Outside, &mut err2, t(0)), Verdict::Drop(DropReason::IcmpErrorNoSession));
+    // A bad checksum in the quoted IP header.
+    let mut bad_q = out.clone();
+    bad_q[10] ^= 1;
+    let mut err3 = icmp_error(3, 3, REMOTE, ROUTER_OUT, &bad_q);
+    assert_eq!(n.process(Side::Outside, &mut err3, t(0)), Verdict::Drop(DropReason::BadQuotedPacket));
+}
+
+#[test]
+fn local_and_unrouted_destinations() {
+    let mut n = nat();
+    let mut p = echo(8, CLIENT, ROUTER_IN, 1);
+    assert!(matches!(n.process(Side::Inside, &mut p, t(0)), Verdict::Local { .. }));
+    let mut p = echo(8, CLIENT, ROUTER_OUT, 1);
+    assert!(matches!(n.process(Side::Inside, &mut p, t(0)), Verdict::Local { .. }));
+    let mut p = udp(CLIENT, 1, Ipv4Addr::new(192, 168, 122, 5), 1);
+    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Drop(DropReason::NotRouted));
+    // Outside hosts cannot reach inside hosts directly.
+    let mut p = udp(REMOTE, 1, CLIENT, 1);
+    assert_eq!(n.process(Side::Outside, &mut p, t(0)), Verdict::Drop(DropReason::NotRouted));
+    // An inside source outside the inside network is spoofed.
+    let mut p = udp(Ipv4Addr::new(10, 1, 1, 1), 1, REMOTE, 1);
+    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Drop(DropReason::SpoofedSource));
+}
+
+#[test]
+fn malformed_packets_are_counted() {
+    let mut n = nat();
+    let mut short = vec![0x45, 0, 0];
+    assert_eq!(n.process(Side::Outside, &mut short, t(0)), Verdict::Drop(DropReason::Truncated));
+    let mut v6 = vec![0x60; 40];
+    assert_eq!(n.process(Side::Inside, &mut v6, t(0)), Verdict::Drop(DropReason::NotIpv4));
+    let mut p = udp(CLIENT, 1, REMOTE, 1);
+    p[10] ^= 0x55;
+    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Drop(DropReason::BadIpChecksum));
+    let mut frag = udp(CLIENT, 1, REMOTE, 1);
+    frag[6] = 0x20; // MF
+    let c = checksum::checksum(&{
+        let mut h = frag[..20].to_vec();
+        h[10] = 0;
+        h[11] = 0;
+        h
+    });
+    frag[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(n.process(Side::Inside, &mut frag, t(0)), Verdict::Drop(DropReason::Fragment));
+    assert_eq!(n.stats().drop_counts().count(), 4);
+}
+
+#[test]
+fn fuzz_like_inputs_never_panic() {
+    let mut n = nat();
+    let seeds = [
+        udp(CLIENT, 1, REMOTE, 2),
+        tcp(REMOTE, 1, ROUTER_OUT, 8888, TcpFlags::SYN),
+        echo(0, REMOTE, ROUTER_OUT, 1),
+        icmp_error(3, 3, REMOTE, ROUTER_OUT, &udp(ROUTER_OUT, 1, REMOTE, 2)),
+    ];
+    let mut x = 1u32;
+    for seed in &seeds {
+        for len in 0..=seed.len() {
+            for _ in 0..20 {
+                let mut p = seed[..len].to_vec();
+                if !p.is_empty() {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    let i = x as usize % p.len();
+                    p[i] ^= (x >> 8) as u8;
+                }
+                for side in [Side::Inside, Side::Outside] {
+                    let mut q = p.clone();
+                    let _ = n.process(side, &mut q, t(0));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Internet checksum: full computation (RFC 1071) and incremental update (RFC 1624).
+//!
+//! NAT rewrites a handful of 16-bit words (an address, a port, the TTL) in packets that
+//! already carry a valid checksum. RFC 1624 eqn. 3, `HC' = ~(~HC + ~m + m')`, updates the
+//! checksum from the old and new values of those words alone, so translation never
+//! re-reads the payload. All helpers work on host-order `u16` words taken big-endian from
+//! the wire.
+
+use std::net::Ipv4Addr;
+
+/// Folds a 32-bit one's complement accumulator into 16 bits.
+#[inline]
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// One's complement sum of `data` as big-endian 16-bit words (odd tail padded with zero),
+/// added to `initial`. Not complemented.
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    let mut acc = initial as u64;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u16::from_be_bytes([c[0], c[1]]) as u64;
+    }
+    if let [last] = chunks.remainder() {
+        acc += (*last as u64) << 8;
+    }
+    while acc > 0xffff_ffff {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// The Internet checksum (RFC 1071) of `data`, ready to store.
+pub fn checksum(data: &[u8]) -> u16 {
+    !fold(sum(data, 0))
+}
+
+/// One's complement sum of the IPv4 pseudo-header used by TCP and UDP (RFC 793, RFC 768).
+pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) -> u32 {
+    let mut acc = sum(&src.octets(), 0);
+    acc = sum(&dst.octets(), acc);
+    acc + protocol as u32 + length as u32
+}
+
+/// RFC 1624 eqn. 3: the checksum `hc` after one 16-bit word changed from `old` to `new`.
+#[inline]
+pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
+    let sum = (!hc as u32) + (!old as u32) + (new as u32);
+    !fold(sum)
+}
+
+/// The checksum `hc` after a 32-bit value (an IPv4 address) changed from `old` to `new`.
+#[inline]
+pub fn update32(hc: u16, old: u32, new: u32) -> u16 {
+    let hc = update16(hc, (old >> 16) as u16, (new >> 16) as u16);
+    update16(hc, old as u16, new as u16)
+}
+
+/// The checksum `hc` after an IPv4 address changed from `old` to `new`.
+#[inline]
+pub fn update_addr(hc: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
+    update32(hc, u32::from(old), u32::from(new))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    // RFC 1071 section 3 example: words 0001 f203 f4f5 f6f7 sum to ddf2.
+    #[test]
+    fn rfc1071_example() {
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&data, 0)), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_is_zero_padded() {
+        assert_eq!(checksum(&[0xab]), checksum(&[0xab, 0x00]));
+    }
+
+    // A real IPv4 header (20 bytes) whose checksum field is 0xb861.
+    const HEADER: [u8; 20] = [
+        0x45, 0x00, 0x00, 0x73, // version/IHL, TOS, total length 115
+        0x00, 0x00, 0x40, 0x00, // ID 0, DF
+        0x40, 0x11, 0xb8, 0x61, // TTL 64, UDP, checksum
+        0xc0, 0xa8, 0x00, 0x01, // 192.168.0.1
+        0xc0, 0xa8, 0x00, 0xc7, // 192.168.0.199
+    ];
+
+    #[test]
+    fn valid_header_sums_to_zero() {
+        assert_eq!(checksum(&HEADER), 0);
+    }
+
+    #[test]
+    fn incremental_equals_full_recompute() {
+        let mut h = HEADER;
+        let hc = u16::from_be_bytes([h[10], h[11]]);
+        // Rewrite the source address and decrement the TTL, as NAT does.
+        let old_src = Ipv4Addr::new(192, 168, 0, 1);
+        let new_src = Ipv4Addr::new(172, 16, 1, 186);
+        h[12..16].copy_from_slice(&new_src.octets());
+        let hc = update_addr(hc, old_src, new_src);
+        let old_word = u16::from_be_bytes([h[8], h[9]]);
+        h[8] -= 1;
+        let hc = update16(hc, old_word, u16::from_be_bytes([h[8], h[9]]));
+        h[10..12].copy_from_slice(&hc.to_be_bytes());
+        assert_eq!(checksum(&h), 0);
+        h[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(checksum(&h), hc);
+    }
+
+    // RFC 1624 section 4: the update never produces 0x0000 from a non-zero sum where the
+    // full recompute gives 0xffff, and vice versa it agrees with the recomputation.
+    #[test]
+    fn rfc1624_minus_zero_case() {
+        // Header whose words sum to 0xfffe except the one we change.
+        let old = 0x5555u16;
+        let new = 0x3285u16;
+        let other = 0xffffu16.wrapping_sub(old).wrapping_sub(1);
+        let before = [other.to_be_bytes(), old.to_be_bytes()].concat();
+        let after = [other.to_be_bytes(), new.to_be_bytes()].concat();
+        assert_eq!(update16(checksum(&before), old, new), checksum(&after));
+    }
+
+    #[test]
+    fn exhaustive_small_updates_match() {
+        let base = [0x12u8, 0x34, 0xab, 0xcd, 0x00, 0x00, 0xff, 0xff];
+        for new in (0u16..=0xffff).step_by(251) {
+            let mut after = base;
+            after[2..4].copy_from_slice(&new.to_be_bytes());
+            assert_eq!(
+                update16(checksum(&base), 0xabcd, new),
+                checksum(&after),
+                "new word {new:#06x}"
+            );
+        }
+    }
+}

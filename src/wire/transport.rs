@@ -1,0 +1,348 @@
+//! The transport-layer identifiers NAPT rewrites: TCP/UDP ports (RFC 793, RFC 768) and the
+//! ICMP query identifier (RFC 792, used as a port by RFC 5508 REQ-1).
+//!
+//! [`Transport::new_checked`] validates a TCP, UDP or ICMP header; [`rewrite_endpoint`]
+//! changes an address and its port in one packet (outer or quoted in an ICMP error) and
+//! updates the IPv4 header checksum and the transport checksum incrementally: TCP and UDP
+//! checksums cover the pseudo-header, so an address change is folded in too; a UDP
+//! checksum of zero means "none" and stays zero (RFC 768).
+
+use std::net::Ipv4Addr;
+
+use pnet_packet::icmp::IcmpPacket;
+use pnet_packet::tcp::TcpPacket;
+use pnet_packet::udp::UdpPacket;
+
+use super::checksum;
+use super::ipv4::Ipv4;
+use super::{proto, WireError};
+
+pub use pnet_packet::tcp::TcpFlags;
+
+/// The transport protocols NAPT translates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl Protocol {
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            proto::TCP => Some(Protocol::Tcp),
+            proto::UDP => Some(Protocol::Udp),
+            proto::ICMP => Some(Protocol::Icmp),
+            _ => None,
+        }
+    }
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => proto::TCP,
+            Protocol::Udp => proto::UDP,
+            Protocol::Icmp => proto::ICMP,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+        }
+    }
+    /// Offset of the checksum field in the transport header.
+    fn checksum_offset(self) -> usize {
+        match self {
+            Protocol::Tcp => 16,
+            Protocol::Udp => 6,
+            Protocol::Icmp => 2,
+        }
+    }
+}
+
+/// Which end of a packet a rewrite touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Src,
+    Dst,
+}
+
+/// The transport header fields the NAT core decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub protocol: Protocol,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// TCP flags (zero for UDP and ICMP).
+    pub tcp_flags: u8,
+    /// ICMP type and code (zero for TCP and UDP).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+}
+
+/// ICMP types tunnat handles (RFC 792).
+pub mod icmp_type {
+    pub const ECHO_REPLY: u8 = 0;
+    pub const DEST_UNREACHABLE: u8 = 3;
+    pub const SOURCE_QUENCH: u8 = 4;
+    pub const ECHO_REQUEST: u8 = 8;
+    pub const TIME_EXCEEDED: u8 = 11;
+    pub const PARAMETER_PROBLEM: u8 = 12;
+
+    /// Errors carry the header of the datagram that caused them (RFC 5508 section 3.2).
+    pub fn is_error(t: u8) -> bool {
+        matches!(
+            t,
+            DEST_UNREACHABLE | SOURCE_QUENCH | TIME_EXCEEDED | PARAMETER_PROBLEM
+        )
+    }
+}
+
+impl Transport {
+    /// Parses the transport header of a complete datagram `payload` (everything after the
+    /// IPv4 header). ICMP checksums are verified here; TCP/UDP checksums are left to the
+    /// end host, since incremental updates carry an error through unchanged.
+    pub fn new_checked(protocol: Protocol, payload: &[u8]) -> Result<Transport, WireError> {
+        match protocol {
+            Protocol::Tcp => {
+                let t = TcpPacket::new(payload).ok_or(WireError::Truncated)?;
+                let off = t.get_data_offset() as usize * 4;
+                if off < 20 || off > payload.len() {
+                    return Err(WireError::BadTransportLength);
+                }
+                Ok(Transport {
+                    protocol,
+                    src_port: t.get_source(),
+                    dst_port: t.get_destination(),
+                    tcp_flags: t.get_flags(),
+                    icmp_type: 0,
+                    icmp_code: 0,
+                })
+            }
+            Protocol::Udp => {
+                let u = UdpPacket::new(payload).ok_or(WireError::Truncated)?;
+                let len = u.get_length() as usize;
+                if len < 8 || len > payload.len() {
+                    return Err(WireError::BadTransportLength);
+                }
+                Ok(Transport {
+                    protocol,
+                    src_port: u.get_source(),
+                    dst_port: u.get_destination(),
+                    tcp_flags: 0,
+                    icmp_type: 0,
+                    icmp_code: 0,
+                })
+            }
+            Protocol::Icmp => {
+                let i = IcmpPacket::new(payload).ok_or(WireError::Truncated)?;
+                if payload.len() < 8 {
+                    return Err(WireError::Truncated);
+                }
+                if checksum::checksum(payload) != 0 {
+                    return Err(WireError::BadIcmpChecksum);
+                }
+                let id = u16::from_be_bytes([payload[4], payload[5]]);
+                Ok(Transport {
+                    protocol,
+                    src_port: id,
+                    dst_port: id,
+                    tcp_flags: 0,
+                    icmp_type: i.get_icmp_type().0,
+                    icmp_code: i.get_icmp_code().0,
+                })
+            }
+        }
+    }
+
+    /// Parses the first 8 bytes of a transport header quoted inside an ICMP error
+    /// (RFC 792: "internet header + 64 bits of original data"). Nothing is verified
+    /// beyond the length: the quoted datagram is truncated.
+    pub fn quoted(protocol: Protocol, payload: &[u8]) -> Result<Transport, WireError> {
+        if payload.len() < 8 {
+            return Err(WireError::Truncated);
+        }
+        let w = |i: usize| u16::from_be_bytes([payload[i], payload[i + 1]]);
+        let (src_port, dst_port, icmp_type, icmp_code) = match protocol {
+            Protocol::Tcp | Protocol::Udp => (w(0), w(2), 0, 0),
+            Protocol::Icmp => (w(4), w(4), payload[0], payload[1]),
+        };
+        Ok(Transport {
+            protocol,
+            src_port,
+            dst_port,
+            tcp_flags: 0,
+            icmp_type,
+            icmp_code,
+        })
+    }
+
+    pub fn is_icmp_error(&self) -> bool {
+        self.protocol == Protocol::Icmp && icmp_type::is_error(self.icmp_type)
+    }
+    pub fn is_icmp_echo_request(&self) -> bool {
+        self.protocol == Protocol::Icmp && self.icmp_type == icmp_type::ECHO_REQUEST
+    }
+    pub fn is_icmp_echo_reply(&self) -> bool {
+        self.protocol == Protocol::Icmp && self.icmp_type == icmp_type::ECHO_REPLY
+    }
+    pub fn has_flag(&self, flag: u8) -> bool {
+        self.tcp_flags & flag != 0
+    }
+}
+
+/// Replaces the address and port (ICMP: query identifier) at one `end` of `ip`, keeping
+/// the IPv4 header checksum and the transport checksum valid. The transport header may be
+/// truncated (a quoted header): then only the fields present are rewritten.
+pub fn rewrite_endpoint<T: AsRef<[u8]> + AsMut<[u8]>>(
+    ip: &mut Ipv4<T>,
+    protocol: Protocol,
+    end: End,
+    addr: Ipv4Addr,
+    port: u16,
+) {
+    let old_addr = match end {
+        End::Src => ip.src(),
+        End::Dst => ip.dst(),
+    };
+    match end {
+        End::Src => ip.set_src(addr),
+        End::Dst => ip.set_dst(addr),
+    }
+    let l4 = ip.payload_mut();
+    let port_off = match (protocol, end) {
+        (Protocol::Icmp, _) => 4,
+        (_, End::Src) => 0,
+        (_, End::Dst) => 2,
+    };
+    if l4.len() < port_off + 2 {
+        return;
+    }
+    let old_port = u16::from_be_bytes([l4[port_off], l4[port_off + 1]]);
+    l4[port_off..port_off + 2].copy_from_slice(&port.to_be_bytes());
+    let c_off = protocol.checksum_offset();
+    if l4.len() < c_off + 2 {
+        return;
+    }
+    let mut c = u16::from_be_bytes([l4[c_off], l4[c_off + 1]]);
+    if protocol == Protocol::Udp && c == 0 {
+        return; // no checksum
+    }
+    if protocol != Protocol::Icmp {
+        c = checksum::update_addr(c, old_addr, addr);
+    }
+    c = checksum::update16(c, old_port, port);
+    if protocol == Protocol::Udp && c == 0 {
+        c = 0xffff; // RFC 768: a computed zero is sent as all ones
+    }
+    l4[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Recomputes the ICMP checksum over the whole ICMP message in `payload`.
+pub fn refresh_icmp_checksum(payload: &mut [u8]) {
+    if payload.len() < 4 {
+        return;
+    }
+    payload[2..4].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(payload);
+    payload[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Verifies a TCP or UDP checksum over the pseudo-header and `payload` (used by tests and
+/// by the trace). A UDP checksum of zero verifies.
+pub fn verify_l4_checksum(protocol: Protocol, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> bool {
+    match protocol {
+        Protocol::Icmp => checksum::checksum(payload) == 0,
+        Protocol::Udp if payload.len() >= 8 && payload[6] == 0 && payload[7] == 0 => true,
+        _ => {
+            let s = checksum::pseudo_header_sum(src, dst, protocol.number(), payload.len() as u16);
+            !fold_sum(checksum::sum(payload, s)) == 0
+        }
+    }
+}
+
+fn fold_sum(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+#[cfg(test)]
+pub(crate) mod test {
+    use super::*;
+    use crate::wire::ipv4::Check;
+
+    /// Builds IPv4 + UDP with a correct checksum.
+    pub(crate) fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, data: &[u8]) -> Vec<u8> {
+        let len = 28 + data.len();
+        let mut p = vec![0u8; len];
+        let (s, d) = (Ipv4Addr::from(src), Ipv4Addr::from(dst));
+        crate::wire::ipv4::emit_header(&mut p, 0, len as u16, 1, true, 64, 17, s, d);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p[24..26].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+        p[28..].copy_from_slice(data);
+        let sum = checksum::pseudo_header_sum(s, d, 17, (8 + data.len()) as u16);
+        let c = !fold_sum(checksum::sum(&p[20..], sum));
+        p[26..28].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn udp_rewrite_keeps_both_checksums() {
+        let mut p = udp([192, 168, 122, 101], 40000, [172, 16, 1, 1], 7, b"hello");
+        let mut ip = Ipv4::new_checked(&mut p[..], Check::Full).unwrap();
+        rewrite_endpoint(&mut ip, Protocol::Udp, End::Src, Ipv4Addr::new(172, 16, 1, 186), 1024);
+        assert_eq!(checksum::checksum(ip.header()), 0);
+        assert!(verify_l4_checksum(Protocol::Udp, ip.src(), ip.dst(), ip.payload()));
+        let t = Transport::new_checked(Protocol::Udp, ip.payload()).unwrap();
+        assert_eq!((t.src_port, t.dst_port), (1024, 7));
+    }
+
+    #[test]
+    fn zero_udp_checksum_stays_zero() {
+        let mut p = udp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, b"x");
+        p[26] = 0;
+        p[27] = 0;
+        let mut ip = Ipv4::new_checked(&mut p[..], Check::Full).unwrap();
+        rewrite_endpoint(&mut ip, Protocol::Udp, End::Dst, Ipv4Addr::new(10, 0, 0, 3), 3);
+        assert_eq!(&ip.payload()[6..8], &[0, 0]);
+    }
+
+    #[test]
+    fn tcp_header_validation() {
+        let mut seg = [0u8; 20];
+        seg[12] = 0x40; // data offset 4 words: too small
+        assert_eq!(Transport::new_checked(Protocol::Tcp, &seg).unwrap_err(), WireError::BadTransportLength);
+        seg[12] = 0x60; // 24 bytes > 20 present
+        assert_eq!(Transport::new_checked(Protocol::Tcp, &seg).unwrap_err(), WireError::BadTransportLength);
+        seg[12] = 0x50;
+        seg[13] = TcpFlags::SYN;
+        let t = Transport::new_checked(Protocol::Tcp, &seg).unwrap();
+        assert!(t.has_flag(TcpFlags::SYN));
+        assert_eq!(Transport::new_checked(Protocol::Tcp, &seg[..19]).unwrap_err(), WireError::Truncated);
+    }
+
+    #[test]
+    fn udp_length_validation() {
+        let p = udp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, b"abc");
+        let mut l4 = p[20..].to_vec();
+        l4[5] = 50; // claims 50 bytes
+        assert_eq!(Transport::new_checked(Protocol::Udp, &l4).unwrap_err(), WireError::BadTransportLength);
+        l4[5] = 4; // below the header
+        assert_eq!(Transport::new_checked(Protocol::Udp, &l4).unwrap_err(), WireError::BadTransportLength);
+    }
+
+    #[test]
+    fn icmp_echo_id_and_checksum() {
+        // Echo request, id 0x0102, seq 1, payload "abcd".
+        let mut m = vec![8, 0, 0, 0, 0x01, 0x02, 0x00, 0x01, b'a', b'b', b'c', b'd'];
+        refresh_icmp_checksum(&mut m);
+        let t = Transport::new_checked(Protocol::Icmp, &m).unwrap();
+        assert!(t.is_icmp_echo_request());
+        assert_eq!(t.src_port, 0x0102);
+        m[9] ^= 0xff;
+        assert_eq!(Transport::new_checked(Protocol::Icmp, &m).unwrap_err(), WireError::BadIcmpChecksum);
+    }
+}
