@@ -1,1 +1,242 @@
-//! placeholder
+//! The router's configuration, checked once at start: every problem is reported with a
+//! message naming the option and the value, before any device is opened.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::nat::{DnatRule, Filtering, Ipv4Cidr, NatConfig, Timeouts};
+use crate::wire::transport::Protocol;
+
+/// One port of the router.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    pub tun: String,
+    /// Network namespace to open the TUN in (`None`: tunnat's own).
+    pub netns: Option<PathBuf>,
+    /// The router's address on this port, with the network's prefix.
+    pub cidr: Ipv4Cidr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub inside: PortConfig,
+    pub outside: PortConfig,
+    pub dnat: Vec<DnatRule>,
+    /// TCP port of the policy server; 0 turns it off.
+    pub policy_port: u16,
+    /// Policy XML sent to clients (without the NUL).
+    pub policy: Vec<u8>,
+    pub policy_idle: Duration,
+    pub mtu: usize,
+    pub timeouts: Timeouts,
+    pub filtering: Filtering,
+    pub max_sessions: usize,
+}
+
+/// Smallest datagram every IPv4 host must accept (RFC 791).
+pub const MIN_MTU: usize = 576;
+
+impl Config {
+    /// Checks everything that can be checked without opening a device.
+    pub fn validate(&self) -> Result<()> {
+        let (i, o) = (self.inside.cidr, self.outside.cidr);
+        for (name, c) in [("--inside-addr", i), ("--outside-addr", o)] {
+            let a = c.addr;
+            if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
+                bail!("{name} {c}: {a} cannot be a router address");
+            }
+            if c.prefix > 30 && c.prefix != 32 {
+                bail!("{name} {c}: a /{} network has no room for hosts", c.prefix);
+            }
+            if c.prefix < 31 && (a == c.broadcast() || u32::from(a) & c.mask() == u32::from(a)) {
+                bail!("{name} {c}: {a} is the network or broadcast address of {c}");
+            }
+        }
+        if i.contains(o.addr) || o.contains(i.addr) {
+            bail!("--inside-addr {i} and --outside-addr {o} overlap: the two ports must be on different networks");
+        }
+        if self.inside.tun == self.outside.tun && self.inside.netns == self.outside.netns {
+            bail!(
+                "--inside-tun and --outside-tun are the same device '{}'",
+                self.inside.tun
+            );
+        }
+        if !(MIN_MTU..=65535).contains(&self.mtu) {
+            bail!("--mtu {}: must be between {MIN_MTU} and 65535", self.mtu);
+        }
+        for (n, r) in self.dnat.iter().enumerate() {
+            if !i.contains(r.target) {
+                bail!(
+                    "--dnat {r}: target {} is not on the inside network {i}",
+                    r.target
+                );
+            }
+            if r.target == i.addr || r.target == i.broadcast() {
+                bail!(
+                    "--dnat {r}: target {} is the router's own or the broadcast address",
+                    r.target
+                );
+            }
+            if let Some(other) = self.dnat[..n].iter().find(|o| o.overlaps(r)) {
+                bail!("--dnat {r} overlaps --dnat {other}");
+            }
+            if self.policy_port != 0 && r.contains(Protocol::Tcp, self.policy_port) {
+                bail!(
+                    "--dnat {r} covers the policy server's port {}; move it with --policy-port or turn it off with --policy-port 0",
+                    self.policy_port
+                );
+            }
+        }
+        let t = &self.timeouts;
+        for (name, d) in [
+            ("--udp-timeout", t.udp),
+            ("--tcp-established-timeout", t.tcp_established),
+            ("--tcp-transitory-timeout", t.tcp_transitory),
+            ("--icmp-timeout", t.icmp),
+        ] {
+            if d.is_zero() {
+                bail!("{name} must be at least 1 second");
+            }
+        }
+        if self.max_sessions == 0 {
+            bail!("--max-sessions must be at least 1");
+        }
+        if self.policy.contains(&0) {
+            bail!("the policy file contains a NUL byte, which would end the reply early");
+        }
+        if self.policy_idle.is_zero() {
+            bail!("--policy-idle-timeout must be above zero");
+        }
+        for p in [&self.inside, &self.outside] {
+            if let Some(ns) = &p.netns {
+                if !ns.exists() {
+                    bail!(
+                        "network namespace {} does not exist (create it with 'ip netns add')",
+                        ns.display()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Values below the RFCs' minimums are allowed (labs shorten them to watch expiry),
+    /// but said.
+    pub fn warnings(&self) -> Vec<String> {
+        let t = &self.timeouts;
+        let mut w = Vec::new();
+        let mins = [
+            ("UDP", t.udp, 120, "RFC 4787 REQ-5"),
+            ("TCP established", t.tcp_established, 7440, "RFC 5382 REQ-5"),
+            ("TCP transitory", t.tcp_transitory, 240, "RFC 5382 REQ-5"),
+            ("ICMP", t.icmp, 60, "RFC 5508 REQ-2"),
+        ];
+        for (what, d, min, rfc) in mins {
+            if d < Duration::from_secs(min) {
+                w.push(format!(
+                    "{what} timeout {}s is below {rfc}'s minimum of {min}s",
+                    d.as_secs()
+                ));
+            }
+        }
+        w
+    }
+
+    /// The part of the configuration the NAT core needs.
+    pub fn nat(&self) -> NatConfig {
+        NatConfig {
+            inside: self.inside.cidr,
+            outside: self.outside.cidr,
+            mtu: self.mtu,
+            timeouts: self.timeouts,
+            filtering: self.filtering,
+            dnat: self.dnat.clone(),
+            local_tcp_ports: if self.policy_port == 0 {
+                vec![]
+            } else {
+                vec![self.policy_port]
+            },
+            max_sessions: self.max_sessions,
+        }
+    }
+
+    pub fn router_addrs(&self) -> [Ipv4Addr; 2] {
+        [self.inside.cidr.addr, self.outside.cidr.addr]
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn base() -> Config {
+        Config {
+            inside: PortConfig {
+                tun: "nat-in".into(),
+                netns: None,
+                cidr: "192.168.122.100/24".parse().unwrap(),
+            },
+            outside: PortConfig {
+                tun: "nat-out".into(),
+                netns: None,
+                cidr: "172.16.1.186/24".parse().unwrap(),
+            },
+            dnat: vec!["tcp:8888=192.168.122.73:9999".parse().unwrap()],
+            policy_port: 843,
+            policy: b"<x/>".to_vec(),
+            policy_idle: Duration::from_secs(3),
+            mtu: 1500,
+            timeouts: Timeouts::default(),
+            filtering: Filtering::default(),
+            max_sessions: 1000,
+        }
+    }
+
+    fn err(c: Config) -> String {
+        c.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_lab_config_is_valid() {
+        base().validate().unwrap();
+        assert!(base().warnings().is_empty());
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let mut c = base();
+        c.dnat.push("tcp:8000-9000=192.168.122.5".parse().unwrap());
+        assert!(err(c).contains("overlaps --dnat tcp:8888"));
+        let mut c = base();
+        c.dnat.push("udp:53=10.0.0.1".parse().unwrap());
+        assert!(err(c).contains("not on the inside network"));
+        let mut c = base();
+        c.outside.cidr = "192.168.122.200/24".parse().unwrap();
+        assert!(err(c).contains("overlap"));
+        let mut c = base();
+        c.dnat.push("tcp:843=192.168.122.5".parse().unwrap());
+        assert!(err(c).contains("policy server's port 843"));
+        let mut c = base();
+        c.mtu = 100;
+        assert!(err(c).contains("--mtu 100"));
+        let mut c = base();
+        c.inside.netns = Some("/run/netns/does-not-exist-here".into());
+        assert!(err(c).contains("does-not-exist-here does not exist"));
+        let mut c = base();
+        c.inside.cidr = "192.168.122.255/24".parse().unwrap();
+        assert!(err(c).contains("broadcast"));
+        let mut c = base();
+        c.timeouts.udp = Duration::ZERO;
+        assert!(err(c).contains("--udp-timeout"));
+    }
+
+    #[test]
+    fn short_timeouts_warn() {
+        let mut c = base();
+        c.timeouts.udp = Duration::from_secs(2);
+        assert!(c.warnings()[0].contains("RFC 4787"));
+    }
+}

@@ -67,7 +67,9 @@ impl FromStr for DnatRule {
     fn from_str(s: &str) -> Result<DnatRule, String> {
         let usage = "expected PROTO:PORT[-PORT]=IP[:PORT], e.g. tcp:8888=192.168.122.73:9999";
         let (lhs, rhs) = s.split_once('=').ok_or_else(|| format!("'{s}': {usage}"))?;
-        let (proto, ports) = lhs.split_once(':').ok_or_else(|| format!("'{s}': {usage}"))?;
+        let (proto, ports) = lhs
+            .split_once(':')
+            .ok_or_else(|| format!("'{s}': {usage}"))?;
         let protocol = match proto.to_ascii_lowercase().as_str() {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,

@@ -67,7 +67,9 @@ impl std::str::FromStr for Ipv4Cidr {
         let (a, p) = s
             .split_once('/')
             .ok_or_else(|| format!("'{s}' is not ADDRESS/PREFIX (e.g. 192.168.122.100/24)"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("'{a}' in '{s}' is not an IPv4 address"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("'{a}' in '{s}' is not an IPv4 address"))?;
         let prefix: u8 = p
             .parse()
             .ok()
@@ -300,7 +302,15 @@ impl Nat {
     }
 
     /// Builds an ICMP error from the router about `ip` into `self.reply`.
-    fn answer<T: AsRef<[u8]>>(&mut self, ip: &Ipv4<T>, from: Side, t: u8, code: u8, rest: u32, why: DropReason) -> Verdict {
+    fn answer<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv4<T>,
+        from: Side,
+        t: u8,
+        code: u8,
+        rest: u32,
+        why: DropReason,
+    ) -> Verdict {
         if !icmp_err::may_answer(ip) {
             return Verdict::Drop(why);
         }
@@ -315,7 +325,14 @@ impl Nat {
     /// RFC 1812 forwarding checks, made before any state is created: TTL, then size.
     fn forwarding_checks<T: AsRef<[u8]>>(&mut self, ip: &Ipv4<T>, from: Side) -> Option<Verdict> {
         if ip.ttl() <= 1 {
-            return Some(self.answer(ip, from, icmp_type::TIME_EXCEEDED, 0, 0, DropReason::TtlExceeded));
+            return Some(self.answer(
+                ip,
+                from,
+                icmp_type::TIME_EXCEEDED,
+                0,
+                0,
+                DropReason::TtlExceeded,
+            ));
         }
         if ip.total_len() > self.cfg.mtu {
             if ip.dont_fragment() {
@@ -338,18 +355,25 @@ impl Nat {
         let mut ip = Ipv4::new_checked(buf, Check::Full)?;
         let (src, dst) = (ip.src(), ip.dst());
         if self.is_local(dst) {
-            return Ok(Verdict::Local { len: ip.total_len() });
+            return Ok(Verdict::Local {
+                len: ip.total_len(),
+            });
         }
         if !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast() {
             return Err(DropReason::SpoofedSource);
         }
-        if self.cfg.inside.contains(dst) || dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified() {
+        if self.cfg.inside.contains(dst)
+            || dst.is_broadcast()
+            || dst.is_multicast()
+            || dst.is_unspecified()
+        {
             return Err(DropReason::NotRouted);
         }
         if ip.is_fragment() {
             return Err(DropReason::Fragment);
         }
-        let protocol = Protocol::from_number(ip.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
+        let protocol =
+            Protocol::from_number(ip.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
         let t = Transport::new_checked(protocol, ip.payload())?;
         if let Some(v) = self.forwarding_checks(&ip, Side::Inside) {
             return Ok(v);
@@ -363,7 +387,14 @@ impl Nat {
         let key = SessionKey {
             protocol,
             inside: Endpoint::new(src, t.src_port),
-            remote: Endpoint::new(dst, if protocol == Protocol::Icmp { 0 } else { t.dst_port }),
+            remote: Endpoint::new(
+                dst,
+                if protocol == Protocol::Icmp {
+                    0
+                } else {
+                    t.dst_port
+                },
+            ),
         };
         let len = ip.total_len();
         let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
@@ -377,7 +408,14 @@ impl Nat {
                         TableError::Full => DropReason::TableFull,
                         TableError::NoPort => DropReason::NoPort,
                     };
-                    return Ok(self.answer(&ip, Side::Inside, icmp_type::DEST_UNREACHABLE, unreachable::ADMIN_PROHIBITED, 0, why));
+                    return Ok(self.answer(
+                        &ip,
+                        Side::Inside,
+                        icmp_type::DEST_UNREACHABLE,
+                        unreachable::ADMIN_PROHIBITED,
+                        0,
+                        why,
+                    ));
                 }
             },
         };
@@ -391,7 +429,9 @@ impl Nat {
     fn inbound(&mut self, buf: &mut [u8], now: Instant) -> Step<Verdict> {
         let mut ip = Ipv4::new_checked(buf, Check::Full)?;
         let (src, dst) = (ip.src(), ip.dst());
-        let local = Verdict::Local { len: ip.total_len() };
+        let local = Verdict::Local {
+            len: ip.total_len(),
+        };
         if dst == self.cfg.inside.addr {
             return Ok(local);
         }
@@ -411,15 +451,30 @@ impl Nat {
         if protocol == Protocol::Icmp && !t.is_icmp_echo_reply() {
             return Ok(local); // echo requests and the rest are for the router
         }
-        let remote = Endpoint::new(src, if protocol == Protocol::Icmp { 0 } else { t.src_port });
+        let remote = Endpoint::new(
+            src,
+            if protocol == Protocol::Icmp {
+                0
+            } else {
+                t.src_port
+            },
+        );
         let len = ip.total_len();
         let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
 
         // An existing session, a DNAT rule, or a mapping whose filter admits the remote.
         let inside = if let Some((key, _)) = self.table.get_in(protocol, t.dst_port, remote) {
             Some((key.inside, None))
-        } else if let Some(rule) = self.cfg.dnat.iter().find(|r| r.contains(protocol, t.dst_port)) {
-            Some((Endpoint::new(rule.target, rule.target_port_for(t.dst_port)), Some(true)))
+        } else if let Some(rule) = self
+            .cfg
+            .dnat
+            .iter()
+            .find(|r| r.contains(protocol, t.dst_port))
+        {
+            Some((
+                Endpoint::new(rule.target, rule.target_port_for(t.dst_port)),
+                Some(true),
+            ))
         } else {
             self.table
                 .admits(protocol, t.dst_port, remote)
@@ -458,7 +513,14 @@ impl Nat {
         if qsrc != self.cfg.outside.addr {
             return Err(DropReason::IcmpErrorNoSession);
         }
-        let remote = Endpoint::new(qdst, if qproto == Protocol::Icmp { 0 } else { qt.dst_port });
+        let remote = Endpoint::new(
+            qdst,
+            if qproto == Protocol::Icmp {
+                0
+            } else {
+                qt.dst_port
+            },
+        );
         let key = self
             .table
             .peek_in(qproto, qt.src_port, remote)
@@ -484,7 +546,14 @@ impl Nat {
         let key = SessionKey {
             protocol: qproto,
             inside: Endpoint::new(qdst, qt.dst_port),
-            remote: Endpoint::new(qsrc, if qproto == Protocol::Icmp { 0 } else { qt.src_port }),
+            remote: Endpoint::new(
+                qsrc,
+                if qproto == Protocol::Icmp {
+                    0
+                } else {
+                    qt.src_port
+                },
+            ),
         };
         let ext = self
             .table
@@ -522,7 +591,8 @@ fn quoted_packet(icmp: &[u8]) -> Step<(Protocol, Ipv4Addr, Ipv4Addr, Transport)>
 fn rewrite_quoted(icmp: &mut [u8], protocol: Protocol, end: End, to: Endpoint) -> Step<()> {
     {
         let quoted = icmp.get_mut(8..).ok_or(DropReason::BadQuotedPacket)?;
-        let mut q = Ipv4::new_checked(quoted, Check::Quoted).map_err(|_| DropReason::BadQuotedPacket)?;
+        let mut q =
+            Ipv4::new_checked(quoted, Check::Quoted).map_err(|_| DropReason::BadQuotedPacket)?;
         transport::rewrite_endpoint(&mut q, protocol, end, to.addr, to.port);
     }
     transport::refresh_icmp_checksum(icmp);

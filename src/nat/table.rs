@@ -263,14 +263,29 @@ impl Table {
     }
 
     /// The session a packet from `remote` to external `port` belongs to.
-    pub fn get_in(&mut self, protocol: Protocol, port: u16, remote: Endpoint) -> Option<(SessionKey, &mut Session)> {
-        let key = *self.by_ext.get(&ExtKey { protocol, port, remote })?;
+    pub fn get_in(
+        &mut self,
+        protocol: Protocol,
+        port: u16,
+        remote: Endpoint,
+    ) -> Option<(SessionKey, &mut Session)> {
+        let key = *self.by_ext.get(&ExtKey {
+            protocol,
+            port,
+            remote,
+        })?;
         self.sessions.get_mut(&key).map(|s| (key, s))
     }
 
     /// Like [`Table::get_in`] without refreshing (ICMP errors).
     pub fn peek_in(&self, protocol: Protocol, port: u16, remote: Endpoint) -> Option<SessionKey> {
-        self.by_ext.get(&ExtKey { protocol, port, remote }).copied()
+        self.by_ext
+            .get(&ExtKey {
+                protocol,
+                port,
+                remote,
+            })
+            .copied()
     }
 
     /// The inside endpoint whose mapping owns external `port`, if filtering lets `remote`
@@ -282,7 +297,10 @@ impl Table {
         };
         let allowed = match self.filtering {
             Filtering::EndpointIndependent => true,
-            Filtering::AddressDependent => self.remote_addrs.contains_key(&(protocol, port, remote.addr)),
+            Filtering::AddressDependent => {
+                self.remote_addrs
+                    .contains_key(&(protocol, port, remote.addr))
+            }
             Filtering::AddressAndPortDependent => false,
         };
         allowed.then_some(owner)
@@ -362,7 +380,11 @@ impl Table {
     }
 
     /// A new session through the inside endpoint's mapping, creating the mapping if needed.
-    pub fn create_out(&mut self, key: SessionKey, now: Instant) -> Result<&mut Session, TableError> {
+    pub fn create_out(
+        &mut self,
+        key: SessionKey,
+        now: Instant,
+    ) -> Result<&mut Session, TableError> {
         if self.sessions.len() >= self.max_sessions {
             return Err(TableError::Full);
         }
@@ -377,7 +399,13 @@ impl Table {
             }
             None => {
                 let port = self.allocate(&mk, now).ok_or(TableError::NoPort)?;
-                self.mappings.insert(mk, Mapping { ext_port: port, sessions: 1 });
+                self.mappings.insert(
+                    mk,
+                    Mapping {
+                        ext_port: port,
+                        sessions: 1,
+                    },
+                );
                 self.ports.insert((mk.protocol, port), PortSlot::InUse(mk));
                 self.stats.mappings_created += 1;
                 port
@@ -387,7 +415,12 @@ impl Table {
     }
 
     /// A new session opened from outside through a DNAT rule on external `ext_port`.
-    pub fn create_dnat(&mut self, key: SessionKey, ext_port: u16, now: Instant) -> Result<&mut Session, TableError> {
+    pub fn create_dnat(
+        &mut self,
+        key: SessionKey,
+        ext_port: u16,
+        now: Instant,
+    ) -> Result<&mut Session, TableError> {
         if self.sessions.len() >= self.max_sessions {
             return Err(TableError::Full);
         }
@@ -396,7 +429,9 @@ impl Table {
 
     /// The external port of the inside endpoint's mapping, if it has one.
     pub fn mapped_port(&self, protocol: Protocol, inside: Endpoint) -> Option<u16> {
-        self.mappings.get(&MapKey { protocol, inside }).map(|m| m.ext_port)
+        self.mappings
+            .get(&MapKey { protocol, inside })
+            .map(|m| m.ext_port)
     }
 
     fn remove(&mut self, key: &SessionKey, now: Instant) -> Option<Session> {
@@ -437,7 +472,11 @@ impl Table {
 
     /// Removes every session idle past its timeout at `now`, calling `on_expire` for each,
     /// and frees external ports whose hold time is over. Returns how many sessions expired.
-    pub fn expire(&mut self, now: Instant, mut on_expire: impl FnMut(&SessionKey, &Session)) -> usize {
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        mut on_expire: impl FnMut(&SessionKey, &Session),
+    ) -> usize {
         let shortest = self.timeouts.shortest();
         let mut dead = Vec::new();
         for (k, s) in self.sessions.iter().rev() {
@@ -459,7 +498,8 @@ impl Table {
                 break;
             }
             self.held.pop_front();
-            if matches!(self.ports.get(&(p, port)), Some(PortSlot::Held { until: u, .. }) if *u == until) {
+            if matches!(self.ports.get(&(p, port)), Some(PortSlot::Held { until: u, .. }) if *u == until)
+            {
                 self.ports.remove(&(p, port));
             }
         }
@@ -497,14 +537,23 @@ mod test {
     fn port_is_preserved_when_free_and_reused_per_endpoint() {
         let mut t = table();
         let t0 = Instant::ZERO;
-        let a = t.create_out(key(Protocol::Udp, (IN1, 40000), (R1, 53)), t0).unwrap().ext_port;
+        let a = t
+            .create_out(key(Protocol::Udp, (IN1, 40000), (R1, 53)), t0)
+            .unwrap()
+            .ext_port;
         assert_eq!(a, 40000);
         // Endpoint-independent: a second remote gets the same external port.
-        let b = t.create_out(key(Protocol::Udp, (IN1, 40000), (R2, 53)), t0).unwrap().ext_port;
+        let b = t
+            .create_out(key(Protocol::Udp, (IN1, 40000), (R2, 53)), t0)
+            .unwrap()
+            .ext_port;
         assert_eq!(b, 40000);
         assert_eq!(t.mapping_count(), 1);
         // Another host with the same source port gets another port, same range.
-        let c = t.create_out(key(Protocol::Udp, (IN2, 40000), (R1, 53)), t0).unwrap().ext_port;
+        let c = t
+            .create_out(key(Protocol::Udp, (IN2, 40000), (R1, 53)), t0)
+            .unwrap()
+            .ext_port;
         assert_ne!(c, 40000);
         assert!(c >= 1024);
     }
@@ -512,8 +561,12 @@ mod test {
     #[test]
     fn low_ports_stay_low() {
         let mut t = table();
-        t.create_out(key(Protocol::Udp, (IN1, 123), (R1, 123)), Instant::ZERO).unwrap();
-        let p = t.create_out(key(Protocol::Udp, (IN2, 123), (R1, 123)), Instant::ZERO).unwrap().ext_port;
+        t.create_out(key(Protocol::Udp, (IN1, 123), (R1, 123)), Instant::ZERO)
+            .unwrap();
+        let p = t
+            .create_out(key(Protocol::Udp, (IN2, 123), (R1, 123)), Instant::ZERO)
+            .unwrap()
+            .ext_port;
         assert!((1..1024).contains(&p) && p != 123, "got {p}");
     }
 
@@ -521,10 +574,16 @@ mod test {
     fn reserved_ports_are_never_allocated() {
         let mut t = table();
         t.reserve(Protocol::Tcp, 8888, 8888);
-        let p = t.create_out(key(Protocol::Tcp, (IN1, 8888), (R1, 80)), Instant::ZERO).unwrap().ext_port;
+        let p = t
+            .create_out(key(Protocol::Tcp, (IN1, 8888), (R1, 80)), Instant::ZERO)
+            .unwrap()
+            .ext_port;
         assert_ne!(p, 8888);
         // Another protocol is not affected.
-        let u = t.create_out(key(Protocol::Udp, (IN1, 8888), (R1, 80)), Instant::ZERO).unwrap().ext_port;
+        let u = t
+            .create_out(key(Protocol::Udp, (IN1, 8888), (R1, 80)), Instant::ZERO)
+            .unwrap()
+            .ext_port;
         assert_eq!(u, 8888);
     }
 
@@ -566,11 +625,21 @@ mod test {
         // Only a SYN: transitory, 240 s.
         assert_eq!(t.expire(Instant::from_secs(239), |_, _| {}), 0);
         let s = t.get_out(&k).unwrap();
-        s.touch(Direction::In, 60, Some(TcpFlags::SYN | TcpFlags::ACK), Instant::from_secs(239));
+        s.touch(
+            Direction::In,
+            60,
+            Some(TcpFlags::SYN | TcpFlags::ACK),
+            Instant::from_secs(239),
+        );
         // Established: 7440 s from the last packet.
         assert_eq!(t.expire(Instant::from_secs(239 + 7439), |_, _| {}), 0);
         let s = t.get_out(&k).unwrap();
-        s.touch(Direction::In, 40, Some(TcpFlags::RST), Instant::from_secs(8000));
+        s.touch(
+            Direction::In,
+            40,
+            Some(TcpFlags::RST),
+            Instant::from_secs(8000),
+        );
         assert_eq!(t.expire(Instant::from_secs(8239), |_, _| {}), 0);
         assert_eq!(t.expire(Instant::from_secs(8240), |_, _| {}), 1);
     }
@@ -582,7 +651,12 @@ mod test {
         let est = key(Protocol::Tcp, (IN1, 1), (R1, 1));
         let s = t.create_out(est, Instant::ZERO).unwrap();
         s.touch(Direction::Out, 60, Some(TcpFlags::SYN), Instant::ZERO);
-        s.touch(Direction::In, 60, Some(TcpFlags::SYN | TcpFlags::ACK), Instant::ZERO);
+        s.touch(
+            Direction::In,
+            60,
+            Some(TcpFlags::SYN | TcpFlags::ACK),
+            Instant::ZERO,
+        );
         let udp = key(Protocol::Udp, (IN1, 2), (R1, 2));
         t.create_out(udp, Instant::from_secs(10)).unwrap();
         // The established session is older (LRU end) but not expired; the UDP one is.
@@ -603,12 +677,22 @@ mod test {
         assert_ne!(p, 6000);
         // IN1 itself gets its port back at once.
         let k3 = key(Protocol::Udp, (IN1, 6000), (R2, 53));
-        assert_eq!(t.create_out(k3, Instant::from_secs(302)).unwrap().ext_port, 6000);
+        assert_eq!(
+            t.create_out(k3, Instant::from_secs(302)).unwrap().ext_port,
+            6000
+        );
         // After the hold and release, a third host can have it.
         t.expire(Instant::from_secs(302 + 300), |_, _| {});
         t.expire(Instant::from_secs(302 + 300 + 120), |_, _| {});
-        let k4 = key(Protocol::Udp, (Ipv4Addr::new(192, 168, 122, 5), 6000), (R1, 53));
-        assert_eq!(t.create_out(k4, Instant::from_secs(800)).unwrap().ext_port, 6000);
+        let k4 = key(
+            Protocol::Udp,
+            (Ipv4Addr::new(192, 168, 122, 5), 6000),
+            (R1, 53),
+        );
+        assert_eq!(
+            t.create_out(k4, Instant::from_secs(800)).unwrap().ext_port,
+            6000
+        );
     }
 
     #[test]
@@ -624,8 +708,16 @@ mod test {
             let mut t = Table::new(Timeouts::default(), mode, 1000);
             let k = key(Protocol::Udp, (IN1, 7000), (r1.addr, r1.port));
             let ext = t.create_out(k, Instant::ZERO).unwrap().ext_port;
-            assert_eq!(t.admits(Protocol::Udp, ext, r1_other_port).is_some(), expect[0], "{mode:?}");
-            assert_eq!(t.admits(Protocol::Udp, ext, r2).is_some(), expect[1], "{mode:?}");
+            assert_eq!(
+                t.admits(Protocol::Udp, ext, r1_other_port).is_some(),
+                expect[0],
+                "{mode:?}"
+            );
+            assert_eq!(
+                t.admits(Protocol::Udp, ext, r2).is_some(),
+                expect[1],
+                "{mode:?}"
+            );
             assert!(t.admits(Protocol::Udp, ext + 1, r1).is_none());
         }
     }
@@ -633,10 +725,13 @@ mod test {
     #[test]
     fn full_table_refuses() {
         let mut t = Table::new(Timeouts::default(), Filtering::AddressDependent, 2);
-        t.create_out(key(Protocol::Udp, (IN1, 1), (R1, 1)), Instant::ZERO).unwrap();
-        t.create_out(key(Protocol::Udp, (IN1, 2), (R1, 1)), Instant::ZERO).unwrap();
+        t.create_out(key(Protocol::Udp, (IN1, 1), (R1, 1)), Instant::ZERO)
+            .unwrap();
+        t.create_out(key(Protocol::Udp, (IN1, 2), (R1, 1)), Instant::ZERO)
+            .unwrap();
         assert_eq!(
-            t.create_out(key(Protocol::Udp, (IN1, 3), (R1, 1)), Instant::ZERO).unwrap_err(),
+            t.create_out(key(Protocol::Udp, (IN1, 3), (R1, 1)), Instant::ZERO)
+                .unwrap_err(),
             TableError::Full
         );
     }
@@ -646,9 +741,13 @@ mod test {
         let mut t = table();
         let k = key(Protocol::Tcp, (IN2, 9999), (R1, 50270));
         t.create_dnat(k, 8888, Instant::ZERO).unwrap();
-        let (found, s) = t.get_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50270)).unwrap();
+        let (found, s) = t
+            .get_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50270))
+            .unwrap();
         assert_eq!(found, k);
         assert!(s.dnat);
-        assert!(t.get_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50271)).is_none());
+        assert!(t
+            .get_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50271))
+            .is_none());
     }
 }

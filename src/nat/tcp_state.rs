@@ -121,8 +121,14 @@ mod test {
     #[test]
     fn three_way_handshake_establishes() {
         assert_eq!(run(&[(Out, SYN)]).phase(), TcpPhase::Transitory);
-        assert_eq!(run(&[(Out, SYN), (In, SYNACK)]).phase(), TcpPhase::Established);
-        assert_eq!(run(&[(Out, SYN), (In, SYNACK), (Out, ACK)]).name(), "ESTABLISHED");
+        assert_eq!(
+            run(&[(Out, SYN), (In, SYNACK)]).phase(),
+            TcpPhase::Established
+        );
+        assert_eq!(
+            run(&[(Out, SYN), (In, SYNACK), (Out, ACK)]).name(),
+            "ESTABLISHED"
+        );
     }
 
     #[test]
@@ -135,7 +141,11 @@ mod test {
         let open = [(Out, SYN), (In, SYNACK), (Out, ACK)];
         let mut t = run(&open);
         t.update(Out, FIN);
-        assert_eq!(t.phase(), TcpPhase::Established, "half close keeps the connection");
+        assert_eq!(
+            t.phase(),
+            TcpPhase::Established,
+            "half close keeps the connection"
+        );
         t.update(In, FIN);
         assert_eq!(t.phase(), TcpPhase::Transitory);
     }

@@ -62,7 +62,20 @@ fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u
 }
 
 fn echo(ty: u8, src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
-    let l4 = [ty, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1, b'p', b'i', b'n', b'g'];
+    let l4 = [
+        ty,
+        0,
+        0,
+        0,
+        (id >> 8) as u8,
+        id as u8,
+        0,
+        1,
+        b'p',
+        b'i',
+        b'n',
+        b'g',
+    ];
     ip(1, src, dst, 64, &l4)
 }
 
@@ -70,14 +83,18 @@ fn echo(ty: u8, src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
 fn check(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
     let v = Ipv4::new_checked(p, Check::Full).expect("valid IPv4 with a good header checksum");
     let proto = Protocol::from_number(v.protocol()).unwrap();
-    assert!(verify_l4_checksum(proto, v.src(), v.dst(), v.payload()), "transport checksum");
+    assert!(
+        verify_l4_checksum(proto, v.src(), v.dst(), v.payload()),
+        "transport checksum"
+    );
     let t = Transport::new_checked(proto, v.payload()).unwrap();
     (v.src(), t.src_port, v.dst(), t.dst_port, v.ttl())
 }
 
 fn nat() -> Nat {
     let mut cfg = NatConfig::lab();
-    cfg.dnat.push("tcp:8888=192.168.122.73:9999".parse().unwrap());
+    cfg.dnat
+        .push("tcp:8888=192.168.122.73:9999".parse().unwrap());
     Nat::new(cfg)
 }
 
@@ -89,10 +106,16 @@ fn t(s: u64) -> Instant {
 fn udp_out_and_back() {
     let mut n = nat();
     let mut p = udp(CLIENT, 40000, REMOTE, 7);
-    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Forward { len: p.len() });
+    assert_eq!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Forward { len: p.len() }
+    );
     assert_eq!(check(&p), (ROUTER_OUT, 40000, REMOTE, 7, 63));
     let mut r = udp(REMOTE, 7, ROUTER_OUT, 40000);
-    assert!(matches!(n.process(Side::Outside, &mut r, t(1)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut r, t(1)),
+        Verdict::Forward { .. }
+    ));
     assert_eq!(check(&r), (REMOTE, 7, CLIENT, 40000, 63));
 }
 
@@ -119,24 +142,39 @@ fn two_hosts_same_port_same_server() {
 fn tcp_handshake_and_unsolicited_inbound() {
     let mut n = nat();
     let mut syn = tcp(CLIENT, 50270, REMOTE, 80, TcpFlags::SYN);
-    assert!(matches!(n.process(Side::Inside, &mut syn, t(0)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Inside, &mut syn, t(0)),
+        Verdict::Forward { .. }
+    ));
     assert_eq!(check(&syn).0, ROUTER_OUT);
     let mut synack = tcp(REMOTE, 80, ROUTER_OUT, 50270, TcpFlags::SYN | TcpFlags::ACK);
-    assert!(matches!(n.process(Side::Outside, &mut synack, t(0)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut synack, t(0)),
+        Verdict::Forward { .. }
+    ));
     assert_eq!(check(&synack).2, CLIENT);
     // Nothing is mapped on 50271: the router answers (RST) itself.
     let mut stray = tcp(REMOTE, 80, ROUTER_OUT, 50271, TcpFlags::SYN);
-    assert!(matches!(n.process(Side::Outside, &mut stray, t(0)), Verdict::Local { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut stray, t(0)),
+        Verdict::Local { .. }
+    ));
     // Another remote may not use the mapping (address-dependent filtering).
     let mut other = tcp(REMOTE2, 80, ROUTER_OUT, 50270, TcpFlags::SYN);
-    assert!(matches!(n.process(Side::Outside, &mut other, t(0)), Verdict::Local { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut other, t(0)),
+        Verdict::Local { .. }
+    ));
 }
 
 #[test]
 fn outbound_rst_without_session_is_dropped() {
     let mut n = nat();
     let mut rst = tcp(CLIENT, 1, REMOTE, 80, TcpFlags::RST);
-    assert_eq!(n.process(Side::Inside, &mut rst, t(0)), Verdict::Drop(DropReason::NoSession));
+    assert_eq!(
+        n.process(Side::Inside, &mut rst, t(0)),
+        Verdict::Drop(DropReason::NoSession)
+    );
     assert_eq!(n.stats().drops(DropReason::NoSession), 1);
 }
 
@@ -144,11 +182,23 @@ fn outbound_rst_without_session_is_dropped() {
 fn dnat_forward_and_reply() {
     let mut n = nat();
     let mut syn = tcp(REMOTE, 50270, ROUTER_OUT, 8888, TcpFlags::SYN);
-    assert!(matches!(n.process(Side::Outside, &mut syn, t(0)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut syn, t(0)),
+        Verdict::Forward { .. }
+    ));
     assert_eq!(check(&syn), (REMOTE, 50270, SERVER_IN, 9999, 63));
     // The server refuses: its RST goes back from 172.16.1.186:8888.
-    let mut rst = tcp(SERVER_IN, 9999, REMOTE, 50270, TcpFlags::RST | TcpFlags::ACK);
-    assert!(matches!(n.process(Side::Inside, &mut rst, t(0)), Verdict::Forward { .. }));
+    let mut rst = tcp(
+        SERVER_IN,
+        9999,
+        REMOTE,
+        50270,
+        TcpFlags::RST | TcpFlags::ACK,
+    );
+    assert!(matches!(
+        n.process(Side::Inside, &mut rst, t(0)),
+        Verdict::Forward { .. }
+    ));
     assert_eq!(check(&rst), (ROUTER_OUT, 8888, REMOTE, 50270, 63));
 }
 
@@ -174,12 +224,18 @@ fn icmp_echo_id_mapping() {
     assert_eq!(ia, 77);
     assert_ne!(ib, 77);
     let mut rb = echo(0, REMOTE, ROUTER_OUT, ib);
-    assert!(matches!(n.process(Side::Outside, &mut rb, t(1)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut rb, t(1)),
+        Verdict::Forward { .. }
+    ));
     assert_eq!(check(&rb).2, SERVER_IN);
     assert_eq!(check(&rb).1, 77);
     // Echo requests to the router are for the router.
     let mut req = echo(8, REMOTE, ROUTER_OUT, 77);
-    assert!(matches!(n.process(Side::Outside, &mut req, t(1)), Verdict::Local { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut req, t(1)),
+        Verdict::Local { .. }
+    ));
 }
 
 #[test]
@@ -189,10 +245,16 @@ fn sessions_expire_on_the_timer() {
     n.process(Side::Inside, &mut p, t(0));
     assert_eq!(n.expire(t(299), |_, _| {}), 0);
     let mut r = udp(REMOTE, 7, ROUTER_OUT, 40000);
-    assert!(matches!(n.process(Side::Outside, &mut r, t(299)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut r, t(299)),
+        Verdict::Forward { .. }
+    ));
     assert_eq!(n.expire(t(599), |_, _| {}), 1);
     let mut late = udp(REMOTE, 7, ROUTER_OUT, 40000);
-    assert!(matches!(n.process(Side::Outside, &mut late, t(600)), Verdict::Local { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut late, t(600)),
+        Verdict::Local { .. }
+    ));
 }
 
 #[test]
@@ -204,13 +266,24 @@ fn ttl_expiry_is_answered_from_the_ingress_address() {
     l4[4..6].copy_from_slice(&8u16.to_be_bytes());
     let mut p = ip(17, CLIENT, REMOTE, 1, &l4);
     let orig = p.clone();
-    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Reply(DropReason::TtlExceeded));
+    assert_eq!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Reply(DropReason::TtlExceeded)
+    );
     let r = n.reply().to_vec();
     let v = Ipv4::new_checked(&r[..], Check::Full).unwrap();
     assert_eq!((v.src(), v.dst()), (ROUTER_IN, CLIENT));
     assert_eq!(&v.payload()[..2], &[11, 0]);
-    assert_eq!(&v.payload()[8..], &orig[..], "the original datagram is quoted untouched");
-    assert_eq!(n.table().len(), 0, "no state for a packet that was not forwarded");
+    assert_eq!(
+        &v.payload()[8..],
+        &orig[..],
+        "the original datagram is quoted untouched"
+    );
+    assert_eq!(
+        n.table().len(),
+        0,
+        "no state for a packet that was not forwarded"
+    );
 }
 
 #[test]
@@ -221,7 +294,10 @@ fn too_big_with_df_gets_fragmentation_needed() {
     let mut l4 = vec![0u8; 1400];
     l4[4..6].copy_from_slice(&1400u16.to_be_bytes());
     let mut p = ip(17, CLIENT, REMOTE, 64, &l4);
-    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Reply(DropReason::TooBig));
+    assert_eq!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Reply(DropReason::TooBig)
+    );
     let r = n.reply();
     assert_eq!(&r[20..22], &[3, 4]);
     assert_eq!(&r[26..28], &1280u16.to_be_bytes());
@@ -240,7 +316,10 @@ fn inbound_port_unreachable_is_translated_with_quoted_header() {
     let mut out = udp(CLIENT, 33434, REMOTE, 33435);
     n.process(Side::Inside, &mut out, t(0));
     let mut err = icmp_error(3, 3, REMOTE, ROUTER_OUT, &out);
-    assert!(matches!(n.process(Side::Outside, &mut err, t(1)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Outside, &mut err, t(1)),
+        Verdict::Forward { .. }
+    ));
     let v = Ipv4::new_checked(&err[..], Check::Full).unwrap();
     assert_eq!(v.dst(), CLIENT);
     assert_eq!(checksum::checksum(v.payload()), 0, "ICMP checksum");
@@ -249,7 +328,10 @@ fn inbound_port_unreachable_is_translated_with_quoted_header() {
     assert_eq!(checksum::checksum(q.header()), 0, "quoted header checksum");
     assert_eq!(&q.payload()[0..2], &33434u16.to_be_bytes());
     // The quoted UDP checksum matches the datagram the client sent.
-    assert_eq!(&q.payload()[6..8], &udp(CLIENT, 33434, REMOTE, 33435)[26..28]);
+    assert_eq!(
+        &q.payload()[6..8],
+        &udp(CLIENT, 33434, REMOTE, 33435)[26..28]
+    );
     assert_eq!(n.stats().icmp_errors_translated, 1);
     // ICMP neither ends nor refreshes the session.
     assert_eq!(n.table().len(), 1);
@@ -258,13 +340,17 @@ fn inbound_port_unreachable_is_translated_with_quoted_header() {
 #[test]
 fn outbound_port_unreachable_from_dnat_target() {
     let mut cfg = NatConfig::lab();
-    cfg.dnat.push("udp:5000=192.168.122.73:6000".parse().unwrap());
+    cfg.dnat
+        .push("udp:5000=192.168.122.73:6000".parse().unwrap());
     let mut n = Nat::new(cfg);
     let mut q = udp(REMOTE, 40000, ROUTER_OUT, 5000);
     n.process(Side::Outside, &mut q, t(0));
     assert_eq!(check(&q).2, SERVER_IN);
     let mut err = icmp_error(3, 3, SERVER_IN, REMOTE, &q);
-    assert!(matches!(n.process(Side::Inside, &mut err, t(0)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Inside, &mut err, t(0)),
+        Verdict::Forward { .. }
+    ));
     let v = Ipv4::new_checked(&err[..], Check::Full).unwrap();
     assert_eq!((v.src(), v.dst()), (ROUTER_OUT, REMOTE));
     let qv = Ipv4::new_checked(&v.payload()[8..], Check::Quoted).unwrap();
@@ -280,45 +366,78 @@ fn icmp_error_with_bad_checksum_or_no_session_is_dropped() {
     n.process(Side::Inside, &mut out, t(0));
     let mut err = icmp_error(3, 3, REMOTE, ROUTER_OUT, &out);
     err[22] ^= 0xff; // break the ICMP checksum
-    // The IP header checksum is still fine, so this is an ICMP checksum failure.
-    assert_eq!(n.process(Side::Outside, &mut err, t(0)), Verdict::Drop(DropReason::BadIcmpChecksum));
+                     // The IP header checksum is still fine, so this is an ICMP checksum failure.
+    assert_eq!(
+        n.process(Side::Outside, &mut err, t(0)),
+        Verdict::Drop(DropReason::BadIcmpChecksum)
+    );
     let other = udp(ROUTER_OUT, 9, REMOTE, 9);
     let mut err2 = icmp_error(3, 3, REMOTE, ROUTER_OUT, &other);
-    assert_eq!(n.process(Side::Outside, &mut err2, t(0)), Verdict::Drop(DropReason::IcmpErrorNoSession));
+    assert_eq!(
+        n.process(Side::Outside, &mut err2, t(0)),
+        Verdict::Drop(DropReason::IcmpErrorNoSession)
+    );
     // A bad checksum in the quoted IP header.
     let mut bad_q = out.clone();
     bad_q[10] ^= 1;
     let mut err3 = icmp_error(3, 3, REMOTE, ROUTER_OUT, &bad_q);
-    assert_eq!(n.process(Side::Outside, &mut err3, t(0)), Verdict::Drop(DropReason::BadQuotedPacket));
+    assert_eq!(
+        n.process(Side::Outside, &mut err3, t(0)),
+        Verdict::Drop(DropReason::BadQuotedPacket)
+    );
 }
 
 #[test]
 fn local_and_unrouted_destinations() {
     let mut n = nat();
     let mut p = echo(8, CLIENT, ROUTER_IN, 1);
-    assert!(matches!(n.process(Side::Inside, &mut p, t(0)), Verdict::Local { .. }));
+    assert!(matches!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Local { .. }
+    ));
     let mut p = echo(8, CLIENT, ROUTER_OUT, 1);
-    assert!(matches!(n.process(Side::Inside, &mut p, t(0)), Verdict::Local { .. }));
+    assert!(matches!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Local { .. }
+    ));
     let mut p = udp(CLIENT, 1, Ipv4Addr::new(192, 168, 122, 5), 1);
-    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Drop(DropReason::NotRouted));
+    assert_eq!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Drop(DropReason::NotRouted)
+    );
     // Outside hosts cannot reach inside hosts directly.
     let mut p = udp(REMOTE, 1, CLIENT, 1);
-    assert_eq!(n.process(Side::Outside, &mut p, t(0)), Verdict::Drop(DropReason::NotRouted));
+    assert_eq!(
+        n.process(Side::Outside, &mut p, t(0)),
+        Verdict::Drop(DropReason::NotRouted)
+    );
     // An inside source outside the inside network is spoofed.
     let mut p = udp(Ipv4Addr::new(10, 1, 1, 1), 1, REMOTE, 1);
-    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Drop(DropReason::SpoofedSource));
+    assert_eq!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Drop(DropReason::SpoofedSource)
+    );
 }
 
 #[test]
 fn malformed_packets_are_counted() {
     let mut n = nat();
     let mut short = vec![0x45, 0, 0];
-    assert_eq!(n.process(Side::Outside, &mut short, t(0)), Verdict::Drop(DropReason::Truncated));
+    assert_eq!(
+        n.process(Side::Outside, &mut short, t(0)),
+        Verdict::Drop(DropReason::Truncated)
+    );
     let mut v6 = vec![0x60; 40];
-    assert_eq!(n.process(Side::Inside, &mut v6, t(0)), Verdict::Drop(DropReason::NotIpv4));
+    assert_eq!(
+        n.process(Side::Inside, &mut v6, t(0)),
+        Verdict::Drop(DropReason::NotIpv4)
+    );
     let mut p = udp(CLIENT, 1, REMOTE, 1);
     p[10] ^= 0x55;
-    assert_eq!(n.process(Side::Inside, &mut p, t(0)), Verdict::Drop(DropReason::BadIpChecksum));
+    assert_eq!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Drop(DropReason::BadIpChecksum)
+    );
     let mut frag = udp(CLIENT, 1, REMOTE, 1);
     frag[6] = 0x20; // MF
     let c = checksum::checksum(&{
@@ -328,7 +447,10 @@ fn malformed_packets_are_counted() {
         h
     });
     frag[10..12].copy_from_slice(&c.to_be_bytes());
-    assert_eq!(n.process(Side::Inside, &mut frag, t(0)), Verdict::Drop(DropReason::Fragment));
+    assert_eq!(
+        n.process(Side::Inside, &mut frag, t(0)),
+        Verdict::Drop(DropReason::Fragment)
+    );
     assert_eq!(n.stats().drop_counts().count(), 4);
 }
 

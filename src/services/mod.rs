@@ -1,1 +1,3 @@
-//! placeholder
+//! Services the router itself offers on its own addresses, on top of smoltcp sockets.
+
+pub mod policy;

@@ -27,7 +27,11 @@ pub mod unreachable {
 /// May an ICMP error be sent about `original`? (RFC 1812 4.3.2.7)
 pub fn may_answer<T: AsRef<[u8]>>(original: &Ipv4<T>) -> bool {
     let src = original.src();
-    if src.is_broadcast() || src.is_multicast() || src.is_unspecified() || original.dst().is_multicast() {
+    if src.is_broadcast()
+        || src.is_multicast()
+        || src.is_unspecified()
+        || original.dst().is_multicast()
+    {
         return false;
     }
     if original.is_later_fragment() {
@@ -85,7 +89,13 @@ mod test {
 
     #[test]
     fn time_exceeded_quotes_the_datagram() {
-        let orig = crate::wire::transport::test::udp([192, 168, 122, 101], 33434, [172, 16, 1, 1], 33434, &[0; 32]);
+        let orig = crate::wire::transport::test::udp(
+            [192, 168, 122, 101],
+            33434,
+            [172, 16, 1, 1],
+            33434,
+            &[0; 32],
+        );
         let ip = Ipv4::new_checked(&orig[..], Check::Full).unwrap();
         let mut out = Vec::new();
         let router = Ipv4Addr::new(192, 168, 122, 100);
@@ -101,10 +111,18 @@ mod test {
 
     #[test]
     fn long_datagrams_are_cut_to_576() {
-        let orig = crate::wire::transport::test::udp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, &[7; 1400]);
+        let orig =
+            crate::wire::transport::test::udp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, &[7; 1400]);
         let ip = Ipv4::new_checked(&orig[..], Check::Full).unwrap();
         let mut out = Vec::new();
-        build_error(&mut out, Ipv4Addr::new(10, 0, 0, 9), 3, unreachable::FRAGMENTATION_NEEDED, 1280, &ip);
+        build_error(
+            &mut out,
+            Ipv4Addr::new(10, 0, 0, 9),
+            3,
+            unreachable::FRAGMENTATION_NEEDED,
+            1280,
+            &ip,
+        );
         assert_eq!(out.len(), MAX_ERROR_LEN);
         assert_eq!(&out[26..28], &1280u16.to_be_bytes());
     }

@@ -258,24 +258,45 @@ mod test {
     #[test]
     fn refuses_lies() {
         let p = udp_packet();
-        assert_eq!(Ipv4::new_checked(&p[..19], Check::Full).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Ipv4::new_checked(&p[..19], Check::Full).unwrap_err(),
+            WireError::Truncated
+        );
         let mut v6 = p.clone();
         v6[0] = 0x65;
-        assert_eq!(Ipv4::new_checked(&v6[..], Check::Full).unwrap_err(), WireError::NotIpv4);
+        assert_eq!(
+            Ipv4::new_checked(&v6[..], Check::Full).unwrap_err(),
+            WireError::NotIpv4
+        );
         let mut ihl = p.clone();
         ihl[0] = 0x44;
-        assert_eq!(Ipv4::new_checked(&ihl[..], Check::Full).unwrap_err(), WireError::BadHeaderLength);
+        assert_eq!(
+            Ipv4::new_checked(&ihl[..], Check::Full).unwrap_err(),
+            WireError::BadHeaderLength
+        );
         ihl[0] = 0x4f; // 60 bytes > 32
-        assert_eq!(Ipv4::new_checked(&ihl[..], Check::Full).unwrap_err(), WireError::BadHeaderLength);
+        assert_eq!(
+            Ipv4::new_checked(&ihl[..], Check::Full).unwrap_err(),
+            WireError::BadHeaderLength
+        );
         let mut long = p.clone();
         long[3] = 0x40; // claims 64 bytes
-        assert_eq!(Ipv4::new_checked(&long[..], Check::Full).unwrap_err(), WireError::BadTotalLength);
+        assert_eq!(
+            Ipv4::new_checked(&long[..], Check::Full).unwrap_err(),
+            WireError::BadTotalLength
+        );
         let mut short = p.clone();
         short[3] = 0x10; // claims 16 < header
-        assert_eq!(Ipv4::new_checked(&short[..], Check::Full).unwrap_err(), WireError::BadTotalLength);
+        assert_eq!(
+            Ipv4::new_checked(&short[..], Check::Full).unwrap_err(),
+            WireError::BadTotalLength
+        );
         let mut bad = p.clone();
         bad[11] ^= 1;
-        assert_eq!(Ipv4::new_checked(&bad[..], Check::Full).unwrap_err(), WireError::BadIpChecksum);
+        assert_eq!(
+            Ipv4::new_checked(&bad[..], Check::Full).unwrap_err(),
+            WireError::BadIpChecksum
+        );
     }
 
     #[test]

@@ -250,7 +250,12 @@ pub fn refresh_icmp_checksum(payload: &mut [u8]) {
 
 /// Verifies a TCP or UDP checksum over the pseudo-header and `payload` (used by tests and
 /// by the trace). A UDP checksum of zero verifies.
-pub fn verify_l4_checksum(protocol: Protocol, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> bool {
+pub fn verify_l4_checksum(
+    protocol: Protocol,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    payload: &[u8],
+) -> bool {
     match protocol {
         Protocol::Icmp => checksum::checksum(payload) == 0,
         Protocol::Udp if payload.len() >= 8 && payload[6] == 0 && payload[7] == 0 => true,
@@ -293,9 +298,20 @@ pub(crate) mod test {
     fn udp_rewrite_keeps_both_checksums() {
         let mut p = udp([192, 168, 122, 101], 40000, [172, 16, 1, 1], 7, b"hello");
         let mut ip = Ipv4::new_checked(&mut p[..], Check::Full).unwrap();
-        rewrite_endpoint(&mut ip, Protocol::Udp, End::Src, Ipv4Addr::new(172, 16, 1, 186), 1024);
+        rewrite_endpoint(
+            &mut ip,
+            Protocol::Udp,
+            End::Src,
+            Ipv4Addr::new(172, 16, 1, 186),
+            1024,
+        );
         assert_eq!(checksum::checksum(ip.header()), 0);
-        assert!(verify_l4_checksum(Protocol::Udp, ip.src(), ip.dst(), ip.payload()));
+        assert!(verify_l4_checksum(
+            Protocol::Udp,
+            ip.src(),
+            ip.dst(),
+            ip.payload()
+        ));
         let t = Transport::new_checked(Protocol::Udp, ip.payload()).unwrap();
         assert_eq!((t.src_port, t.dst_port), (1024, 7));
     }
@@ -306,7 +322,13 @@ pub(crate) mod test {
         p[26] = 0;
         p[27] = 0;
         let mut ip = Ipv4::new_checked(&mut p[..], Check::Full).unwrap();
-        rewrite_endpoint(&mut ip, Protocol::Udp, End::Dst, Ipv4Addr::new(10, 0, 0, 3), 3);
+        rewrite_endpoint(
+            &mut ip,
+            Protocol::Udp,
+            End::Dst,
+            Ipv4Addr::new(10, 0, 0, 3),
+            3,
+        );
         assert_eq!(&ip.payload()[6..8], &[0, 0]);
     }
 
@@ -314,14 +336,23 @@ pub(crate) mod test {
     fn tcp_header_validation() {
         let mut seg = [0u8; 20];
         seg[12] = 0x40; // data offset 4 words: too small
-        assert_eq!(Transport::new_checked(Protocol::Tcp, &seg).unwrap_err(), WireError::BadTransportLength);
+        assert_eq!(
+            Transport::new_checked(Protocol::Tcp, &seg).unwrap_err(),
+            WireError::BadTransportLength
+        );
         seg[12] = 0x60; // 24 bytes > 20 present
-        assert_eq!(Transport::new_checked(Protocol::Tcp, &seg).unwrap_err(), WireError::BadTransportLength);
+        assert_eq!(
+            Transport::new_checked(Protocol::Tcp, &seg).unwrap_err(),
+            WireError::BadTransportLength
+        );
         seg[12] = 0x50;
         seg[13] = TcpFlags::SYN;
         let t = Transport::new_checked(Protocol::Tcp, &seg).unwrap();
         assert!(t.has_flag(TcpFlags::SYN));
-        assert_eq!(Transport::new_checked(Protocol::Tcp, &seg[..19]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            Transport::new_checked(Protocol::Tcp, &seg[..19]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]
@@ -329,9 +360,15 @@ pub(crate) mod test {
         let p = udp([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, b"abc");
         let mut l4 = p[20..].to_vec();
         l4[5] = 50; // claims 50 bytes
-        assert_eq!(Transport::new_checked(Protocol::Udp, &l4).unwrap_err(), WireError::BadTransportLength);
+        assert_eq!(
+            Transport::new_checked(Protocol::Udp, &l4).unwrap_err(),
+            WireError::BadTransportLength
+        );
         l4[5] = 4; // below the header
-        assert_eq!(Transport::new_checked(Protocol::Udp, &l4).unwrap_err(), WireError::BadTransportLength);
+        assert_eq!(
+            Transport::new_checked(Protocol::Udp, &l4).unwrap_err(),
+            WireError::BadTransportLength
+        );
     }
 
     #[test]
@@ -343,6 +380,9 @@ pub(crate) mod test {
         assert!(t.is_icmp_echo_request());
         assert_eq!(t.src_port, 0x0102);
         m[9] ^= 0xff;
-        assert_eq!(Transport::new_checked(Protocol::Icmp, &m).unwrap_err(), WireError::BadIcmpChecksum);
+        assert_eq!(
+            Transport::new_checked(Protocol::Icmp, &m).unwrap_err(),
+            WireError::BadIcmpChecksum
+        );
     }
 }

@@ -1,0 +1,248 @@
+//! The Adobe Flash socket policy server (TCP port 843).
+//!
+//! Protocol (Adobe, "Setting up a socket policy file server"): the client connects and
+//! sends `<policy-file-request/>` followed by a NUL byte; the server answers with the
+//! cross-domain policy XML followed by a NUL byte and closes the connection. Clients try
+//! port 843 before their real connection and give up after about 3 s, so the server must
+//! answer at once and must not be held up by idle or misbehaving clients:
+//! * a request that stops being a prefix of the expected one, or grows past
+//!   [`MAX_REQUEST`] bytes, is closed without reply;
+//! * a connection older than the idle timeout without a complete request is reset;
+//! * every connection is reset at twice the idle timeout, whatever its state, so a client
+//!   that never reads the reply or never closes cannot keep a socket.
+//!
+//! [`classify`] is the pure request parser; [`PolicyServer`] drives a pool of smoltcp
+//! listening sockets with it.
+
+use std::time::Duration;
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+
+/// The request a client sends, without its terminating NUL.
+pub const REQUEST: &[u8] = b"<policy-file-request/>";
+/// Longest request accepted, NUL included.
+pub const MAX_REQUEST: usize = 256;
+/// Connections served at once per interface.
+pub const POOL: usize = 64;
+
+/// The default policy: any domain may connect to any port (as in the lab notes).
+pub const DEFAULT_POLICY: &str = r#"<?xml version="1.0"?>
+<!DOCTYPE cross-domain-policy SYSTEM "/xml/dtds/cross-domain-policy.dtd">
+<cross-domain-policy>
+   <site-control permitted-cross-domain-policies="master-only"/>
+   <allow-access-from domain="*" to-ports="*" />
+</cross-domain-policy>
+"#;
+
+/// What the bytes received so far amount to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A valid request so far; wait for more.
+    Incomplete,
+    /// The complete request, NUL included.
+    Complete,
+    /// Not a policy request, or too long: close without reply.
+    Invalid,
+}
+
+/// Classifies the bytes received so far on one connection.
+pub fn classify(received: &[u8]) -> Request {
+    if received.len() > MAX_REQUEST {
+        return Request::Invalid;
+    }
+    match received.iter().position(|b| *b == 0) {
+        Some(nul) if &received[..nul] == REQUEST => Request::Complete,
+        Some(_) => Request::Invalid,
+        None if received.len() <= REQUEST.len() && REQUEST.starts_with(received) => {
+            Request::Incomplete
+        }
+        None => Request::Invalid,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Reading,
+    Sending { sent: usize },
+    Closing,
+}
+
+struct Slot {
+    handle: SocketHandle,
+    phase: Phase,
+    since: Instant,
+    received: Vec<u8>,
+}
+
+/// Counters of the policy server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PolicyStats {
+    pub served: u64,
+    pub refused: u64,
+    pub timed_out: u64,
+}
+
+/// A pool of smoltcp sockets listening on the policy port of one interface.
+pub struct PolicyServer {
+    port: u16,
+    reply: Vec<u8>,
+    idle: Duration,
+    slots: Vec<Slot>,
+    pub stats: PolicyStats,
+}
+
+impl PolicyServer {
+    /// Adds `POOL` listening sockets for `port` to `sockets`. `policy` is sent followed by
+    /// a NUL byte.
+    pub fn new(
+        sockets: &mut SocketSet<'_>,
+        port: u16,
+        policy: &[u8],
+        idle: Duration,
+    ) -> PolicyServer {
+        let mut reply = policy.to_vec();
+        reply.push(0);
+        let tx_len = reply.len().max(1024);
+        let slots = (0..POOL)
+            .map(|_| {
+                let rx = tcp::SocketBuffer::new(vec![0; 512]);
+                let tx = tcp::SocketBuffer::new(vec![0; tx_len]);
+                let mut s = tcp::Socket::new(rx, tx);
+                s.set_nagle_enabled(false);
+                let _ = s.listen(port);
+                Slot {
+                    handle: sockets.add(s),
+                    phase: Phase::Idle,
+                    since: Instant::ZERO,
+                    received: Vec::with_capacity(MAX_REQUEST + 1),
+                }
+            })
+            .collect();
+        PolicyServer {
+            port,
+            reply,
+            idle,
+            slots,
+            stats: PolicyStats::default(),
+        }
+    }
+
+    /// Advances every connection; call after each `Interface::poll`. Returns true if
+    /// any socket changed state (poll the interface again to send what it queued).
+    pub fn service(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+        let idle = smoltcp::time::Duration::from_millis(self.idle.as_millis() as u64);
+        let mut changed = false;
+        for slot in &mut self.slots {
+            let s = sockets.get_mut::<tcp::Socket>(slot.handle);
+            if !s.is_open() {
+                // Closed or TIME-WAIT: listen again at once.
+                if s.listen(self.port).is_ok() {
+                    slot.phase = Phase::Idle;
+                    slot.received.clear();
+                }
+                continue;
+            }
+            if slot.phase == Phase::Idle {
+                if !s.is_active() {
+                    continue; // still listening
+                }
+                slot.phase = Phase::Reading;
+                slot.since = now;
+            }
+            let age = now - slot.since;
+            if age > idle * 2 {
+                s.abort();
+                self.stats.timed_out += 1;
+                changed = true;
+                continue;
+            }
+            if slot.phase == Phase::Reading {
+                let mut buf = [0u8; MAX_REQUEST + 1];
+                while s.can_recv() {
+                    let room = MAX_REQUEST + 1 - slot.received.len().min(MAX_REQUEST + 1);
+                    match s.recv_slice(&mut buf[..room.max(1)]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => slot.received.extend_from_slice(&buf[..n]),
+                    }
+                    if slot.received.len() > MAX_REQUEST {
+                        break;
+                    }
+                }
+                match classify(&slot.received) {
+                    Request::Complete => slot.phase = Phase::Sending { sent: 0 },
+                    Request::Invalid => {
+                        s.close();
+                        slot.phase = Phase::Closing;
+                        self.stats.refused += 1;
+                        changed = true;
+                    }
+                    Request::Incomplete if age > idle || peer_closed(s.state()) => {
+                        s.abort();
+                        self.stats.timed_out += 1;
+                        changed = true;
+                        continue;
+                    }
+                    Request::Incomplete => {}
+                }
+            }
+            if let Phase::Sending { sent } = slot.phase {
+                let n = s.send_slice(&self.reply[sent..]).unwrap_or(0);
+                let sent = sent + n;
+                changed |= n > 0;
+                if sent == self.reply.len() {
+                    s.close();
+                    slot.phase = Phase::Closing;
+                    self.stats.served += 1;
+                } else {
+                    slot.phase = Phase::Sending { sent };
+                }
+            }
+        }
+        changed
+    }
+
+    /// The earliest time a connection needs attention for its timeouts.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let idle = smoltcp::time::Duration::from_millis(self.idle.as_millis() as u64);
+        self.slots
+            .iter()
+            .filter(|s| s.phase != Phase::Idle)
+            .map(|s| match s.phase {
+                Phase::Reading => s.since + idle,
+                _ => s.since + idle * 2,
+            })
+            .min()
+    }
+}
+
+/// Has the client sent its FIN (so no more request bytes can come)?
+fn peer_closed(state: tcp::State) -> bool {
+    use tcp::State::*;
+    matches!(state, CloseWait | LastAck | Closing | TimeWait)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn classifies_requests() {
+        assert_eq!(classify(b""), Request::Incomplete);
+        assert_eq!(classify(b"<policy-file"), Request::Incomplete);
+        assert_eq!(classify(b"<policy-file-request/>"), Request::Incomplete);
+        assert_eq!(classify(b"<policy-file-request/>\0"), Request::Complete);
+        assert_eq!(classify(b"GET / HTTP/1.0\r\n"), Request::Invalid);
+        assert_eq!(classify(b"<policy-file-request/>x"), Request::Invalid);
+        assert_eq!(classify(b"<policy\0"), Request::Invalid);
+        assert_eq!(classify(&[b'<'; 300]), Request::Invalid);
+    }
+
+    #[test]
+    fn default_policy_allows_everyone() {
+        assert!(DEFAULT_POLICY.contains(r#"<allow-access-from domain="*" to-ports="*" />"#));
+        assert!(!DEFAULT_POLICY.contains('\0'));
+    }
+}
