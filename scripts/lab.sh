@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The tunnat demo lab: two network namespaces joined by tunnat, and the two seed scenarios.
+#
+#   scripts/lab.sh            build, set up, run the scenarios, tear down
+#   scripts/lab.sh --keep     ... and keep the lab up for exploring until Enter
+#   scripts/lab.sh --check    ... and fail (exit 1) if any scenario's output is wrong
+#
+# As root it uses 'ip netns' directly. As another user it re-runs itself inside
+# 'unshare -rnm' (a user, network and mount namespace of its own): no root needed, as long
+# as /dev/net/tun is mode 0666 (the default on common distributions).
+#
+# Environment: TUNNAT=path/to/tunnat skips the build; LAB_PREFIX names the namespaces
+# (${LAB_PREFIX}lan, ${LAB_PREFIX}wan); LAB_TUN_NODE=path is a TUN character device bound
+# over /dev/net/tun in the unprivileged lab (for machines where /dev/net/tun is 0600).
+set -euo pipefail
+
+KEEP=0 CHECK=0
+for a in "$@"; do
+  case "$a" in
+    --keep) KEEP=1 ;;
+    --check) CHECK=1 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "lab.sh: unknown option '$a' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+if [ -z "${TUNNAT:-}" ]; then
+  echo "== building tunnat (cargo build --release)"
+  (cd "$HERE" && cargo build --release --quiet)
+  export TUNNAT="$HERE/target/release/tunnat"
+fi
+
+if [ "$(id -u)" != 0 ]; then
+  echo "== not root: running the lab inside 'unshare -rnm'"
+  exec unshare -rnm -- env LAB_USERNS=1 TUNNAT="$TUNNAT" "$0" "$@"
+fi
+if [ "${LAB_USERNS:-0}" = 1 ]; then
+  mount -t tmpfs tmpfs /run            # room for 'ip netns' in our own mount namespace
+  if [ -n "${LAB_TUN_NODE:-}" ]; then mount --bind "$LAB_TUN_NODE" /dev/net/tun; fi
+  if ! (exec 3<>/dev/net/tun) 2>/dev/null; then
+    echo "lab.sh: /dev/net/tun is not usable without root here (mode $(stat -c %a /dev/net/tun));" \
+         "run as root or 'chmod 0666 /dev/net/tun'" >&2
+    exit 1
+  fi
+fi
+
+P=${LAB_PREFIX:-}
+LAN=${P}lan WAN=${P}wan
+WORK=$(mktemp -d)
+FAILED=0
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$LAN" 2>/dev/null || true
+  ip netns del "$WAN" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '\033[2m$ %s\033[0m\n' "$*"; }
+expect() { # expect DESCRIPTION PATTERN TEXT
+  if grep -q -- "$2" <<<"$3"; then echo "   ok: $1"; else echo "   FAILED: $1 (no '$2')"; FAILED=1; fi
+}
+in_lan() { ip netns exec "$LAN" "$@"; }
+in_wan() { ip netns exec "$WAN" "$@"; }
+
+say "wiring: $LAN (inside hosts) <- nat-in | tunnat | nat-out -> $WAN (outside hosts)"
+for ns in "$LAN" "$WAN"; do
+  if ip netns list | grep -qw "$ns"; then echo "lab.sh: namespace $ns exists; remove it (ip netns del $ns) or set LAB_PREFIX" >&2; exit 1; fi
+done
+ip netns add "$LAN"
+ip netns add "$WAN"
+in_lan ip link set lo up
+in_wan ip link set lo up
+in_lan ip tuntap add dev nat-in mode tun
+in_wan ip tuntap add dev nat-out mode tun
+in_lan ip addr add 192.168.122.101/24 dev nat-in    # the inside client
+in_lan ip addr add 192.168.122.73/24 dev nat-in     # the inside server (DNAT target)
+in_wan ip addr add 172.16.1.1/24 dev nat-out        # the outside server and client
+in_lan ip link set nat-in up
+in_wan ip link set nat-out up
+in_lan ip route add default dev nat-in              # inside hosts route through the router
+echo "   $LAN: 192.168.122.101, 192.168.122.73 on nat-in, default route via nat-in"
+echo "   $WAN: 172.16.1.1 on nat-out"
+
+say "starting tunnat (router 192.168.122.100 inside, 172.16.1.186 outside)"
+CMD=("$TUNNAT" --inside-tun nat-in --inside-netns "$LAN" --inside-addr 192.168.122.100/24
+     --outside-tun nat-out --outside-netns "$WAN" --outside-addr 172.16.1.186/24
+     --dnat tcp:8888=192.168.122.73:9999)
+show "${CMD[*]}"
+"${CMD[@]}" 2>"$WORK/tunnat.log" &
+PIDS+=($!)
+for _ in $(seq 100); do grep -q '^tunnat: ready' "$WORK/tunnat.log" && break; sleep 0.05; done
+if ! grep -q '^tunnat: ready' "$WORK/tunnat.log"; then cat "$WORK/tunnat.log" >&2; echo "lab.sh: tunnat did not start" >&2; exit 1; fi
+sed 's/^/   /' "$WORK/tunnat.log"
+
+# An outside web server, and the inside server behind the port forward.
+mkdir -p "$WORK/www"
+echo "hello from the outside web server" >"$WORK/www/index.html"
+ip netns exec "$WAN" python3 -m http.server 80 --bind 172.16.1.1 --directory "$WORK/www" >"$WORK/http.log" 2>&1 &
+PIDS+=($!)
+ip netns exec "$LAN" python3 -c '
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("192.168.122.73", 9999)); s.listen(8)
+while True:
+    c, peer = s.accept()
+    c.sendall(("hello from 192.168.122.73:9999, you are %s:%d\n" % peer).encode()); c.close()
+' &
+PIDS+=($!)
+for _ in $(seq 100); do
+  in_wan python3 -c 'import socket; socket.create_connection(("172.16.1.1", 80), 1)' 2>/dev/null &&
+  in_lan python3 -c 'import socket; socket.create_connection(("192.168.122.73", 9999), 1)' 2>/dev/null && break
+  sleep 0.05
+done
+
+say "scenario 1: the inside host browses the outside through NAPT"
+show "ip netns exec $LAN curl http://172.16.1.1/"
+OUT=$(in_lan curl -sS --max-time 5 http://172.16.1.1/ 2>&1 || true); echo "   $OUT"
+expect "page fetched through the router" "hello from the outside web server" "$OUT"
+LOG=$(cat "$WORK/http.log"); echo "   web server log: $(tail -n1 <<<"$LOG")"
+expect "the web server saw the router's outside address" "^172.16.1.186 " "$LOG"
+show "ip netns exec $LAN ping -c 2 172.16.1.1"
+OUT=$(in_lan ping -c 2 -W 1 172.16.1.1 2>&1 || true); echo "$OUT" | sed 's/^/   /' | tail -n 2
+expect "ping through NAPT" " 0% packet loss" "$OUT"
+show "ip netns exec $LAN traceroute -n -q 1 172.16.1.1"
+OUT=$(in_lan traceroute -n -q 1 -w 1 172.16.1.1 2>&1 || true); echo "$OUT" | sed 's/^/   /'
+expect "traceroute shows the router as hop 1" " 1  192.168.122.100" "$OUT"
+
+say "scenario 2: an outside client reaches 172.16.1.186:8888, forwarded to 192.168.122.73:9999"
+show "ip netns exec $WAN curl telnet://172.16.1.186:8888"
+OUT=$(in_wan python3 -c '
+import socket; s = socket.create_connection(("172.16.1.186", 8888), 5)
+print(s.recv(200).decode().strip(), "| connected to %s:%d" % s.getpeername())' 2>&1 || true); echo "   $OUT"
+expect "the inside server answered and saw the real client" "you are 172.16.1.1:" "$OUT"
+expect "the client talked to the router's address" "connected to 172.16.1.186:8888" "$OUT"
+
+say "scenario 3: Flash socket policy request on port 843 (outside, then inside)"
+for target in "$WAN 172.16.1.186" "$LAN 192.168.122.100"; do
+  set -- $target
+  show "printf '<policy-file-request/>\\0' | ip netns exec $1 nc $2 843"
+  OUT=$(ip netns exec "$1" python3 -c '
+import socket, sys; s = socket.create_connection((sys.argv[1], 843), 3)
+s.sendall(b"<policy-file-request/>\0"); d = b""
+while True:
+    x = s.recv(4096)
+    if not x: break
+    d += x
+print(d.rstrip(b"\0").decode().rstrip())
+print("(%d bytes, ends with NUL: %s)" % (len(d), "yes" if d.endswith(b">\n\0") else "NO"))' "$2" 2>&1 || true)
+  echo "$OUT" | sed 's/^/   /'
+  expect "policy XML from $2" '</cross-domain-policy>' "$OUT"
+  expect "reply ends with NUL" 'ends with NUL: yes' "$OUT"
+done
+
+if [ "$KEEP" = 1 ]; then
+  say "the lab is up; try, in another shell (as root):"
+  echo "   ip netns exec $LAN curl http://172.16.1.1/"
+  echo "   ip netns exec $WAN nc 172.16.1.186 8888"
+  echo "   ip netns exec $LAN traceroute -n 172.16.1.1"
+  read -r -p "   press Enter to tear the lab down " _ || true
+fi
+
+kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" || true
+say "tunnat's counters at exit"
+sed -n '/stopping/,$p' "$WORK/tunnat.log" | sed 's/^/   /'
+
+if [ "$CHECK" = 1 ] && [ "$FAILED" = 1 ]; then echo; echo "lab.sh: some scenarios FAILED" >&2; exit 1; fi
+echo; echo "lab.sh: done"
