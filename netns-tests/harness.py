@@ -1,0 +1,303 @@
+"""A small harness for end-to-end tests: network namespaces, a tunnat between them, and
+helpers to drive real clients and sockets on either side.
+
+Topology (as in scripts/lab.sh, with per-test namespace names):
+
+    <p>lan: nat-in  192.168.122.101/24, 192.168.122.73/24   default dev nat-in
+    <p>wan: nat-out 172.16.1.1/24, 172.16.1.2/24 (two outside hosts)
+    tunnat: inside 192.168.122.100/24, outside 172.16.1.186/24
+
+Sockets are opened inside a namespace by entering it with setns(2) on the calling thread
+(`with lab.ns("lan"): ...`); a socket stays in the namespace it was created in.
+"""
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TUNNAT = os.environ.get("TUNNAT", os.path.join(ROOT, "target", "release", "tunnat"))
+
+CLIENT = "192.168.122.101"
+SERVER_IN = "192.168.122.73"
+ROUTER_IN = "192.168.122.100"
+ROUTER_OUT = "172.16.1.186"
+REMOTE = "172.16.1.1"
+REMOTE2 = "172.16.1.2"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def tunnat_args(*a):
+    """Decorates a test with extra tunnat options for its lab."""
+    def deco(fn):
+        fn.tunnat_args = a
+        return fn
+    return deco
+
+
+class Failure(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def eq(got, want, what):
+    if got != want:
+        raise Failure(f"{what}: got {got!r}, want {want!r}")
+
+
+def _setns(fd):
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+
+def run(cmd, timeout=20, check_rc=True, **kw):
+    """Runs a command, returns CompletedProcess with text output."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check_rc and p.returncode != 0:
+        raise Failure(f"{' '.join(cmd)} exited {p.returncode}: {p.stdout}{p.stderr}")
+    return p
+
+
+class Lab:
+    counter = 0
+
+    def __init__(self, extra_args=(), start=True, outside_mtu=None):
+        Lab.counter += 1
+        self.prefix = f"tn{os.getpid() % 100000}x{Lab.counter}"
+        self.lan = self.prefix + "lan"
+        self.wan = self.prefix + "wan"
+        self.proc = None
+        self.log_path = f"/tmp/{self.prefix}-tunnat.log"
+        self.bg = []
+        self._build(outside_mtu)
+        if start:
+            self.start(extra_args)
+
+    # -- topology ---------------------------------------------------------------------
+    def _ip(self, ns, *args):
+        run(["ip", "-n", ns, *args])
+
+    def _build(self, outside_mtu):
+        for ns in (self.lan, self.wan):
+            run(["ip", "netns", "add", ns])
+            self._ip(ns, "link", "set", "lo", "up")
+        self._ip(self.lan, "tuntap", "add", "dev", "nat-in", "mode", "tun")
+        self._ip(self.wan, "tuntap", "add", "dev", "nat-out", "mode", "tun")
+        for a in (CLIENT, SERVER_IN):
+            self._ip(self.lan, "addr", "add", a + "/24", "dev", "nat-in")
+        for a in (REMOTE, REMOTE2):
+            self._ip(self.wan, "addr", "add", a + "/24", "dev", "nat-out")
+        if outside_mtu:
+            self._ip(self.wan, "link", "set", "nat-out", "mtu", str(outside_mtu))
+        self._ip(self.lan, "link", "set", "nat-in", "up")
+        self._ip(self.wan, "link", "set", "nat-out", "up")
+        self._ip(self.lan, "route", "add", "default", "dev", "nat-in")
+        # The outside hosts know nothing of the inside network (no route to it).
+
+    def args(self, extra=()):
+        return [
+            TUNNAT,
+            "--inside-tun", "nat-in", "--inside-netns", self.lan,
+            "--inside-addr", ROUTER_IN + "/24",
+            "--outside-tun", "nat-out", "--outside-netns", self.wan,
+            "--outside-addr", ROUTER_OUT + "/24",
+            *extra,
+        ]
+
+    def start(self, extra=(), env=None):
+        e = dict(os.environ)
+        e.setdefault("RUST_LOG", "debug")
+        if env:
+            e.update(env)
+        self.log = open(self.log_path, "w+")
+        self.proc = subprocess.Popen(self.args(extra), stderr=self.log, stdout=subprocess.DEVNULL, env=e)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if "tunnat: ready" in self.stderr():
+                return
+            if self.proc.poll() is not None:
+                raise Failure(f"tunnat exited {self.proc.returncode}: {self.stderr()}")
+            time.sleep(0.02)
+        raise Failure("tunnat did not print 'tunnat: ready' within 10 s")
+
+    def stderr(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops tunnat with `sig`; returns its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise Failure(f"tunnat did not exit within 5 s of signal {sig}")
+
+    def close(self):
+        for p in self.bg:
+            with contextlib.suppress(Exception):
+                p.kill()
+                p.wait(2)
+        with contextlib.suppress(Exception):
+            self.stop()
+        for ns in (self.lan, self.wan):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        with contextlib.suppress(Exception):
+            os.unlink(self.log_path)
+
+    # -- running things in a namespace -------------------------------------------------
+    def nsname(self, side):
+        return {"lan": self.lan, "wan": self.wan}[side]
+
+    @contextlib.contextmanager
+    def ns(self, side):
+        """Runs the block with this thread in namespace `side` ("lan" or "wan")."""
+        home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.nsname(side)}", os.O_RDONLY)
+        try:
+            _setns(target)
+            yield
+        finally:
+            _setns(home)
+            os.close(home)
+            os.close(target)
+
+    def sh(self, side, cmd, timeout=20, check_rc=True):
+        return run(["ip", "netns", "exec", self.nsname(side), *cmd], timeout=timeout, check_rc=check_rc)
+
+    def spawn(self, side, cmd, **kw):
+        p = subprocess.Popen(["ip", "netns", "exec", self.nsname(side), *cmd],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+        self.bg.append(p)
+        return p
+
+    def sock(self, side, kind=socket.SOCK_STREAM, proto=0, family=socket.AF_INET):
+        with self.ns(side):
+            return socket.socket(family, kind, proto)
+
+    def connect(self, side, addr, port, timeout=3, bind=None):
+        with self.ns(side):
+            s = socket.socket()
+            s.settimeout(timeout)
+            if bind:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(bind)
+            s.connect((addr, port))
+            return s
+
+    def listen(self, side, addr, port, kind=socket.SOCK_STREAM):
+        with self.ns(side):
+            s = socket.socket(socket.AF_INET, kind)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, port))
+            if kind == socket.SOCK_STREAM:
+                s.listen(64)
+            s.settimeout(3)
+            return s
+
+    def sniffer(self, side):
+        """An AF_PACKET socket on the TUN of `side`: sees what tunnat writes and reads."""
+        dev = "nat-in" if side == "lan" else "nat-out"
+        with self.ns(side):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+            s.bind((dev, 0))
+            s.settimeout(0.2)
+            return s
+
+
+def serve_tcp(sock, handler):
+    """Accepts connections on `sock` in a thread, calling handler(conn, peer) for each."""
+    def loop():
+        while True:
+            try:
+                c, peer = sock.accept()
+            except (socket.timeout, OSError):
+                if sock.fileno() < 0:
+                    return
+                continue
+            with contextlib.suppress(Exception):
+                handler(c, peer)
+            with contextlib.suppress(Exception):
+                c.close()
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def recv_all(s, limit=1 << 20):
+    d = b""
+    while len(d) < limit:
+        x = s.recv(65536)
+        if not x:
+            break
+        d += x
+    return d
+
+
+# -- packet helpers -----------------------------------------------------------------------
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def parse_ip(pkt):
+    """Returns a dict of the IPv4 header fields and the transport payload."""
+    ihl = (pkt[0] & 15) * 4
+    total = struct.unpack("!H", pkt[2:4])[0]
+    return {
+        "ihl": ihl, "total": total, "ttl": pkt[8], "proto": pkt[9],
+        "src": socket.inet_ntoa(pkt[12:16]), "dst": socket.inet_ntoa(pkt[16:20]),
+        "header": pkt[:ihl], "l4": pkt[ihl:total],
+    }
+
+
+def l4_checksum_ok(ip):
+    l4 = ip["l4"]
+    if ip["proto"] == 1:
+        return csum(l4) == 0
+    if ip["proto"] == 17 and l4[6:8] == b"\0\0":
+        return True
+    pseudo = socket.inet_aton(ip["src"]) + socket.inet_aton(ip["dst"]) + struct.pack("!BBH", 0, ip["proto"], len(l4))
+    return csum(pseudo + l4) == 0
+
+
+def sniff(sock, match, timeout=3):
+    """Returns the first packet (parsed) for which match(ip) is true."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            pkt = sock.recv(65536)
+        except socket.timeout:
+            continue
+        ip = parse_ip(pkt)
+        if match(ip):
+            return ip
+    raise Failure("expected packet not seen")
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise Failure(f"timed out waiting for {what}")

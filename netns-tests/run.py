@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Runs the end-to-end tests: every `test_*` function of every `test_*.py` here.
+
+    netns-tests/run.py [SUBSTRING...]     run the tests whose name contains a SUBSTRING
+
+Each test gets a fresh lab (namespaces + tunnat) when it takes a `lab` argument. Needs
+root and a built release binary (TUNNAT=path overrides). Ends with 'N passed, N failed'.
+"""
+
+import importlib
+import inspect
+import os
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import harness  # noqa: E402
+
+
+def main():
+    if os.geteuid() != 0:
+        print("netns-tests need root (network namespaces, TUN devices)", file=sys.stderr)
+        return 2
+    if not os.access(harness.TUNNAT, os.X_OK):
+        print(f"no tunnat binary at {harness.TUNNAT}; run 'cargo build --release'", file=sys.stderr)
+        return 2
+    wanted = sys.argv[1:]
+    tests = []
+    for f in sorted(os.listdir(HERE)):
+        if f.startswith("test_") and f.endswith(".py"):
+            mod = importlib.import_module(f[:-3])
+            for name, fn in inspect.getmembers(mod, inspect.isfunction):
+                if name.startswith("test_") and fn.__module__ == mod.__name__:
+                    full = f"{f[:-3]}::{name}"
+                    if not wanted or any(w in full for w in wanted):
+                        tests.append((full, fn, fn.__code__.co_firstlineno))
+    tests.sort(key=lambda t: (t[0].split("::")[0], t[2]))
+    passed = failed = 0
+    failures = []
+    t_all = time.time()
+    for full, fn, _ in tests:
+        t0 = time.time()
+        lab = None
+        try:
+            params = inspect.signature(fn).parameters
+            if "lab" in params:
+                extra = getattr(fn, "tunnat_args", ())
+                lab = harness.Lab(extra_args=extra, outside_mtu=getattr(fn, "outside_mtu", None))
+                fn(lab)
+            else:
+                fn()
+            passed += 1
+            print(f"PASS {full} ({time.time() - t0:.1f}s)", flush=True)
+        except Exception as e:  # noqa: BLE001 - report every kind of failure
+            failed += 1
+            detail = traceback.format_exc() if not isinstance(e, harness.Failure) else str(e)
+            log = ""
+            if lab is not None:
+                try:
+                    log = "\n    tunnat log (last 15 lines):\n      " + "\n      ".join(lab.stderr().splitlines()[-15:])
+                except OSError:
+                    pass
+            failures.append(full)
+            print(f"FAIL {full} ({time.time() - t0:.1f}s): {detail}{log}", flush=True)
+        finally:
+            if lab is not None:
+                lab.close()
+    print(f"\nnetns-tests: {time.time() - t_all:.0f}s")
+    for f in failures:
+        print(f"  failed: {f}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

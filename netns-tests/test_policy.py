@@ -1,0 +1,105 @@
+"""The Flash socket policy server on port 843."""
+
+import os
+import socket
+import tempfile
+import threading
+import time
+
+from harness import (ROUTER_IN, ROUTER_OUT, Failure, check, eq, recv_all, tunnat_args)
+
+REQUEST = b"<policy-file-request/>\0"
+
+
+def ask(lab, side, addr, payload=REQUEST, port=843):
+    c = lab.connect(side, addr, port, timeout=5)
+    c.sendall(payload)
+    t0 = time.time()
+    data = recv_all(c)
+    return data, time.time() - t0
+
+
+def test_policy_from_outside_and_inside(lab):
+    for side, addr in (("wan", ROUTER_OUT), ("lan", ROUTER_IN), ("lan", ROUTER_OUT)):
+        data, took = ask(lab, side, addr)
+        check(data.endswith(b"</cross-domain-policy>\n\0"), f"{side} -> {addr}: {data!r}")
+        check(b'<allow-access-from domain="*" to-ports="*" />' in data, "default policy")
+        check(took < 1, f"answered at once ({took:.2f}s)")
+
+
+def test_request_split_across_segments(lab):
+    c = lab.connect("wan", ROUTER_OUT, 843)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for piece in (REQUEST[:5], REQUEST[5:15], REQUEST[15:]):
+        c.sendall(piece)
+        time.sleep(0.1)
+    check(recv_all(c).endswith(b"\0"), "policy after a request in three segments")
+
+
+def test_wrong_or_long_requests_closed_without_reply(lab):
+    for bad in (b"GET / HTTP/1.0\r\n\r\n", b"<policy-file-request/>junk\0", b"<" + b"p" * 300):
+        data, took = ask(lab, "wan", ROUTER_OUT, bad)
+        eq(data, b"", f"reply to {bad[:30]!r}")
+        check(took < 1, "closed at once")
+
+
+@tunnat_args("--policy-idle-timeout", "1")
+def test_idle_client_is_closed(lab):
+    c = lab.connect("wan", ROUTER_OUT, 843, timeout=5)
+    c.sendall(b"<policy")
+    t0 = time.time()
+    try:
+        d = c.recv(100)
+        eq(d, b"", "nothing sent to an idle client")
+    except ConnectionResetError:
+        pass
+    took = time.time() - t0
+    check(0.8 < took < 2.5, f"closed after the 1 s idle timeout, took {took:.2f}s")
+
+
+def test_many_clients_at_once(lab):
+    results = []
+
+    def one(i):
+        try:
+            side, addr = (("wan", ROUTER_OUT), ("lan", ROUTER_IN))[i % 2]
+            results.append(ask(lab, side, addr)[0].endswith(b"\0"))
+        except Exception as e:  # noqa: BLE001
+            results.append(e)
+    # Hold 20 idle connections open while 40 real clients ask.
+    idle = [lab.connect("wan", ROUTER_OUT, 843) for _ in range(20)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    eq(results.count(True), 40, f"all clients served ({[r for r in results if r is not True][:3]})")
+    for c in idle:
+        c.close()
+
+
+def test_policy_file_option(lab):
+    lab.stop()
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+        f.write('<cross-domain-policy><allow-access-from domain="example.org" to-ports="80"/></cross-domain-policy>')
+    try:
+        lab.start(["--policy-file", f.name])
+        data, _ = ask(lab, "wan", ROUTER_OUT)
+        eq(data, open(f.name, "rb").read() + b"\0", "the file's policy")
+    finally:
+        os.unlink(f.name)
+
+
+@tunnat_args("--policy-port", "0")
+def test_policy_port_zero_turns_it_off(lab):
+    try:
+        ask(lab, "wan", ROUTER_OUT)
+        raise Failure("port 843 answered with the server off")
+    except ConnectionRefusedError:
+        pass
+
+
+@tunnat_args("--policy-port", "8430")
+def test_policy_on_another_port(lab):
+    data, _ = ask(lab, "wan", ROUTER_OUT, port=8430)
+    check(data.endswith(b"\0"), "served on 8430")

@@ -1,0 +1,97 @@
+"""The router's own addresses: ping, refusals like a kernel's, TTL and MTU errors."""
+
+import socket
+import struct
+
+from harness import (CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, Failure, check, csum, eq, tunnat_args)
+
+
+def test_ping_router_addresses_from_both_sides(lab):
+    for side, addr in (("lan", ROUTER_IN), ("lan", ROUTER_OUT), ("wan", ROUTER_OUT), ("wan", ROUTER_IN)):
+        if side == "wan" and addr == ROUTER_IN:
+            lab.sh("wan", ["ip", "route", "add", ROUTER_IN + "/32", "dev", "nat-out"])
+        out = lab.sh(side, ["ping", "-c", "2", "-i", "0.2", "-W", "1", addr]).stdout
+        check(" 0% packet loss" in out, f"{side} -> {addr}: {out}")
+
+
+def test_closed_tcp_port_answers_rst(lab):
+    for side, addr in (("wan", ROUTER_OUT), ("lan", ROUTER_IN)):
+        try:
+            lab.connect(side, addr, 80, timeout=2)
+            raise Failure(f"{side}: port 80 on {addr} accepted")
+        except ConnectionRefusedError:
+            pass
+
+
+def test_closed_udp_port_answers_port_unreachable(lab):
+    for side, addr in (("wan", ROUTER_OUT), ("lan", ROUTER_IN)):
+        s = lab.sock(side, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        s.connect((addr, 33333))
+        s.send(b"?")
+        try:
+            s.recv(10)
+            raise Failure("answer on a closed UDP port")
+        except ConnectionRefusedError:
+            pass
+
+
+def test_nmap_like_probe_of_the_outside_address(lab):
+    """Only 843 is open on the router; every other probed port is refused at once."""
+    open_ports = []
+    for port in (22, 80, 443, 843, 8080):
+        try:
+            lab.connect("wan", ROUTER_OUT, port, timeout=2).close()
+            open_ports.append(port)
+        except ConnectionRefusedError:
+            pass
+    eq(open_ports, [843], "open ports")
+
+
+def test_ttl_expiry_answered_by_the_router(lab):
+    s = lab.sock("lan", socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+    s.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR
+    s.settimeout(2)
+    s.connect((REMOTE, 33434))
+    s.send(b"probe")
+    msg, anc, _, _ = s.recvmsg(100, 1024, socket.MSG_ERRQUEUE)
+    ee = anc[0][2]
+    # struct sock_extended_err: errno u32, origin, type, code, pad, info u32, data u32;
+    # then the offender's sockaddr_in.
+    _errno, origin, icmp_type, icmp_code = struct.unpack_from("=IBBB", ee)
+    eq(origin, 2, "error origin is ICMP")
+    eq((icmp_type, icmp_code), (11, 0), "ICMP time exceeded")
+    offender = socket.inet_ntoa(ee[16 + 4:16 + 8])
+    eq(offender, ROUTER_IN, "sent by the router's inside address")
+
+
+@tunnat_args("--mtu", "1280")
+def test_df_packet_too_big_gets_fragmentation_needed(lab):
+    out = lab.sh("lan", ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1300", REMOTE], check_rc=False).stdout
+    check("mtu = 1280" in out or "mtu=1280" in out, f"ping reports the next-hop MTU:\n{out}")
+    # After learning the path MTU the host sends smaller packets, which get through.
+    ok = lab.sh("lan", ["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1200", REMOTE]).stdout
+    check(" 0% packet loss" in ok, ok)
+
+
+def test_spoofed_inside_source_is_dropped(lab):
+    raw = lab.sock("lan", socket.SOCK_RAW, socket.IPPROTO_RAW)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0,
+                      socket.inet_aton("10.9.9.9"), socket.inet_aton(REMOTE))
+    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+    raw.sendto(hdr + struct.pack("!HHHH", 1, 9, 8, 0), (REMOTE, 0))
+    srv = lab.listen("wan", REMOTE, 9, socket.SOCK_DGRAM)
+    srv.settimeout(1)
+    try:
+        srv.recvfrom(10)
+        raise Failure("spoofed packet forwarded")
+    except socket.timeout:
+        pass
+    check("dropped (spoofed-source)" in lab.stderr(), "counted as spoofed")
+
+
+def test_client_address_unaffected(lab):
+    """tunnat leaves the hosts' addresses and routes alone."""
+    out = lab.sh("lan", ["ip", "-4", "addr", "show", "nat-in"]).stdout
+    check(CLIENT in out and ROUTER_IN not in out, out)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: the unit tests of the core (cargo test), then the end-to-end tests that
+# send real packets through tunnat between network namespaces (netns-tests/, needs root).
+#
+#   sudo scripts/test.sh [SUBSTRING...]   the SUBSTRINGs select netns tests by name
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the netns tests create namespaces and TUN devices; run it as root (sudo)" >&2
+  exit 1
+fi
+echo "== unit tests (cargo test)"
+cargo test --quiet
+echo "== building the release binary"
+cargo build --release --quiet
+echo "== end-to-end tests (netns-tests/run.py)"
+exec python3 netns-tests/run.py "$@"
