@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::nat::{DnatRule, Filtering, Ipv4Cidr, NatConfig, Timeouts};
+use crate::port::tap::TraceFilter;
 use crate::wire::transport::Protocol;
 
 /// One port of the router.
@@ -34,6 +35,14 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub filtering: Filtering,
     pub max_sessions: usize,
+    /// Print every packet in the kernel LOG target's format on standard output.
+    pub trace: bool,
+    /// Show only these packets (empty: all).
+    pub trace_filters: Vec<TraceFilter>,
+    /// Write inside.pcap and outside.pcap here.
+    pub pcap_dir: Option<PathBuf>,
+    /// Unix socket for `tunnat table`, `stats`, `dnat`, `reload`.
+    pub control: Option<PathBuf>,
 }
 
 /// Smallest datagram every IPv4 host must accept (RFC 791).
@@ -192,6 +201,10 @@ mod test {
             timeouts: Timeouts::default(),
             filtering: Filtering::default(),
             max_sessions: 1000,
+            trace: false,
+            trace_filters: vec![],
+            pcap_dir: None,
+            control: None,
         }
     }
 

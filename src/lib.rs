@@ -7,8 +7,10 @@
 //! [`router`] is the mio event loop joining them; [`config`] is what the CLI produces.
 
 pub mod config;
+pub mod control;
 pub mod nat;
 pub mod port;
 pub mod router;
 pub mod services;
+pub mod settings;
 pub mod wire;

@@ -1,116 +1,208 @@
-//! The `tunnat` command: parses options into a [`Config`] and runs the router.
+//! The `tunnat` command: parses options (and a config file) into a [`Config`] and runs the
+//! router, or, with a subcommand, talks to a running router over its control socket.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::{Context, Result};
-use clap::Parser;
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
 
-use tunnat::config::{Config, PortConfig};
-use tunnat::nat::{DnatRule, Filtering, Ipv4Cidr, Timeouts};
-use tunnat::port::netns;
-use tunnat::services::policy::DEFAULT_POLICY;
+use tunnat::control::{self, Request, Row, DEFAULT_SOCKET};
+use tunnat::settings::{PortSettings, Settings, Sources, TimeoutSettings};
 
 /// A user-mode NAPT router between two TUN devices: masquerade, port forwarding, and a
 /// Flash socket policy server on the router's own addresses.
 #[derive(Parser, Debug)]
-#[command(name = "tunnat", version, about, long_about = None)]
+#[command(name = "tunnat", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// Options of the router. Each can also be given in the config file; flags win.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// TOML file with any of these options (see README); re-read on SIGHUP or `tunnat reload`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// TUN device of the inside (LAN) port; created if it does not exist.
     #[arg(long, value_name = "NAME")]
-    inside_tun: String,
+    inside_tun: Option<String>,
     /// Network namespace to open the inside TUN in: a name under /run/netns or a path.
     #[arg(long, value_name = "PATH")]
     inside_netns: Option<String>,
     /// The router's inside address and the inside network, e.g. 192.168.122.100/24.
     #[arg(long, value_name = "CIDR")]
-    inside_addr: Ipv4Cidr,
+    inside_addr: Option<String>,
     /// TUN device of the outside (WAN) port; created if it does not exist.
     #[arg(long, value_name = "NAME")]
-    outside_tun: String,
+    outside_tun: Option<String>,
     /// Network namespace to open the outside TUN in: a name under /run/netns or a path.
     #[arg(long, value_name = "PATH")]
     outside_netns: Option<String>,
     /// The router's outside address (all inside hosts appear as it), e.g. 172.16.1.186/24.
     #[arg(long, value_name = "CIDR")]
-    outside_addr: Ipv4Cidr,
-    /// Port forwarding PROTO:PORT[-PORT]=IP[:PORT] (tcp or udp), repeatable.
+    outside_addr: Option<String>,
+    /// Port forwarding PROTO:PORT[-PORT]=IP[:PORT] (tcp or udp), repeatable; replaces the
+    /// config file's list.
     #[arg(long = "dnat", value_name = "RULE")]
-    dnat: Vec<DnatRule>,
-    /// TCP port of the Flash socket policy server on the router's addresses (0: off).
-    #[arg(long, value_name = "PORT", default_value_t = 843)]
-    policy_port: u16,
-    /// File holding the cross-domain policy XML to serve (default: allow all).
+    dnat: Vec<String>,
+    /// TCP port of the Flash socket policy server on the router's addresses (0: off) [default: 843]
+    #[arg(long, value_name = "PORT")]
+    policy_port: Option<u16>,
+    /// File holding the cross-domain policy XML to serve [default: allow all]
     #[arg(long, value_name = "FILE")]
     policy_file: Option<PathBuf>,
-    /// Seconds a policy client may take to send its request.
-    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
-    policy_idle_timeout: f64,
-    /// Largest packet forwarded; larger DF packets get ICMP "fragmentation needed".
-    #[arg(long, value_name = "N", default_value_t = 1500)]
-    mtu: usize,
-    /// Idle timeout of UDP sessions, seconds (RFC 4787 REQ-5).
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    udp_timeout: u64,
-    /// Idle timeout of established TCP sessions, seconds (RFC 5382 REQ-5).
-    #[arg(long, value_name = "SECS", default_value_t = 7440)]
-    tcp_established_timeout: u64,
-    /// Idle timeout of opening, closing and reset TCP sessions, seconds (RFC 5382 REQ-5).
-    #[arg(long, value_name = "SECS", default_value_t = 240)]
-    tcp_transitory_timeout: u64,
-    /// Idle timeout of ICMP query sessions, seconds (RFC 5508 REQ-2).
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    icmp_timeout: u64,
+    /// Seconds a policy client may take to send its request [default: 3]
+    #[arg(long, value_name = "SECS")]
+    policy_idle_timeout: Option<f64>,
+    /// Largest packet forwarded; larger DF packets get ICMP "fragmentation needed" [default: 1500]
+    #[arg(long, value_name = "N")]
+    mtu: Option<usize>,
+    /// Idle timeout of UDP sessions, seconds (RFC 4787 REQ-5) [default: 300]
+    #[arg(long, value_name = "SECS")]
+    udp_timeout: Option<u64>,
+    /// Idle timeout of established TCP sessions, seconds (RFC 5382 REQ-5) [default: 7440]
+    #[arg(long, value_name = "SECS")]
+    tcp_established_timeout: Option<u64>,
+    /// Idle timeout of opening, closing and reset TCP sessions, seconds [default: 240]
+    #[arg(long, value_name = "SECS")]
+    tcp_transitory_timeout: Option<u64>,
+    /// Idle timeout of ICMP query sessions, seconds (RFC 5508 REQ-2) [default: 60]
+    #[arg(long, value_name = "SECS")]
+    icmp_timeout: Option<u64>,
     /// Who may send to a mapped port: endpoint-independent, address-dependent or
-    /// address-and-port-dependent (RFC 4787 section 5).
-    #[arg(long, value_name = "MODE", default_value = "address-dependent")]
-    filtering: Filtering,
-    /// Most sessions in the table; new ones beyond get ICMP "administratively prohibited".
-    #[arg(long, value_name = "N", default_value_t = 65536)]
-    max_sessions: usize,
+    /// address-and-port-dependent (RFC 4787 section 5) [default: address-dependent]
+    #[arg(long, value_name = "MODE")]
+    filtering: Option<String>,
+    /// Most sessions in the table; new ones beyond get ICMP "administratively prohibited" [default: 65536]
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<usize>,
+    /// Print every packet on standard output in the kernel LOG target's format
+    /// (PRE IN: as read, POST OUT: as written).
+    #[arg(long)]
+    trace: bool,
+    /// Trace only tcp, udp, icmp, tcp:PORT or udp:PORT (repeatable; implies --trace).
+    #[arg(long, value_name = "FILTER")]
+    trace_filter: Vec<String>,
+    /// Write every packet to DIR/inside.pcap and DIR/outside.pcap.
+    #[arg(long, value_name = "DIR")]
+    pcap_dir: Option<PathBuf>,
+    /// Listen for `tunnat table|stats|dnat|reload` on this Unix socket.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
 }
 
-impl Cli {
-    fn into_config(self) -> Result<Config> {
-        let policy = match &self.policy_file {
-            Some(p) => {
-                std::fs::read(p).with_context(|| format!("--policy-file {}", p.display()))?
-            }
-            None => DEFAULT_POLICY.as_bytes().to_vec(),
-        };
-        if !(self.policy_idle_timeout > 0.0 && self.policy_idle_timeout <= 3600.0) {
-            anyhow::bail!(
-                "--policy-idle-timeout {}: must be above 0 and at most 3600",
-                self.policy_idle_timeout
-            );
-        }
-        Ok(Config {
-            inside: PortConfig {
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the session table (like conntrack -L).
+    Table(ClientArgs),
+    /// Show the counters: packets, drops by reason, sessions created and expired.
+    Stats(ClientArgs),
+    /// List, add or remove port forwarding rules at run time.
+    Dnat {
+        #[command(subcommand)]
+        action: DnatAction,
+    },
+    /// Re-read the config file (as SIGHUP does).
+    Reload(ClientArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum DnatAction {
+    List(ClientArgs),
+    Add {
+        /// PROTO:PORT[-PORT]=IP[:PORT]
+        rule: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    Del {
+        /// The rule as listed
+        rule: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// The router's control socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    control: PathBuf,
+    /// Print the JSON answer instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RunArgs {
+    fn settings(self) -> (Option<PathBuf>, Settings) {
+        let s = Settings {
+            inside: PortSettings {
                 tun: self.inside_tun,
-                netns: self.inside_netns.as_deref().map(netns::resolve),
-                cidr: self.inside_addr,
+                netns: self.inside_netns,
+                addr: self.inside_addr,
             },
-            outside: PortConfig {
+            outside: PortSettings {
                 tun: self.outside_tun,
-                netns: self.outside_netns.as_deref().map(netns::resolve),
-                cidr: self.outside_addr,
+                netns: self.outside_netns,
+                addr: self.outside_addr,
             },
-            dnat: self.dnat,
+            dnat: (!self.dnat.is_empty()).then_some(self.dnat),
             policy_port: self.policy_port,
-            policy,
-            policy_idle: Duration::from_secs_f64(self.policy_idle_timeout),
+            policy_file: self.policy_file,
+            policy_idle_timeout: self.policy_idle_timeout,
             mtu: self.mtu,
-            timeouts: Timeouts {
-                udp: Duration::from_secs(self.udp_timeout),
-                tcp_established: Duration::from_secs(self.tcp_established_timeout),
-                tcp_transitory: Duration::from_secs(self.tcp_transitory_timeout),
-                icmp: Duration::from_secs(self.icmp_timeout),
+            timeouts: TimeoutSettings {
+                udp: self.udp_timeout,
+                tcp_established: self.tcp_established_timeout,
+                tcp_transitory: self.tcp_transitory_timeout,
+                icmp: self.icmp_timeout,
             },
             filtering: self.filtering,
             max_sessions: self.max_sessions,
-        })
+            trace: self.trace.then_some(true),
+            trace_filter: (!self.trace_filter.is_empty()).then_some(self.trace_filter),
+            pcap_dir: self.pcap_dir,
+            control: self.control,
+        };
+        (self.config, s)
     }
+}
+
+fn client(cmd: Command) -> Result<()> {
+    let (args, req) = match cmd {
+        Command::Table(a) => (a, Request::Table),
+        Command::Stats(a) => (a, Request::Stats),
+        Command::Reload(a) => (a, Request::Reload),
+        Command::Dnat { action } => match action {
+            DnatAction::List(a) => (a, Request::DnatList),
+            DnatAction::Add { rule, client } => (client, Request::DnatAdd { rule }),
+            DnatAction::Del { rule, client } => (client, Request::DnatDel { rule }),
+        },
+    };
+    let v = control::call(&args.control, &req)?;
+    if args.json {
+        println!("{v}");
+        return Ok(());
+    }
+    match req {
+        Request::Table => {
+            let rows: Vec<Row> = serde_json::from_value(v["sessions"].clone())?;
+            print!("{}", control::format_table(&rows));
+        }
+        Request::Stats => print!("{}", control::format_stats(&v)),
+        Request::DnatList => {
+            for r in v["rules"].as_array().into_iter().flatten() {
+                println!("{}", r.as_str().unwrap_or_default());
+            }
+        }
+        Request::Reload => println!("{}", v["message"].as_str().unwrap_or("reloaded")),
+        Request::DnatAdd { .. } | Request::DnatDel { .. } => println!("ok"),
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -118,15 +210,20 @@ fn main() -> ExitCode {
         .format_target(false)
         .init();
     let cli = Cli::parse();
-    let run = || -> Result<()> {
-        let config = cli.into_config()?;
-        config.validate()?;
-        for w in config.warnings() {
-            log::warn!("{w}");
+    let result = match cli.command {
+        Some(cmd) => client(cmd),
+        None => {
+            let (file, command_line) = cli.run.settings();
+            let sources = Sources { file, command_line };
+            sources.load().and_then(|config| {
+                for w in config.warnings() {
+                    log::warn!("{w}");
+                }
+                tunnat::router::run(config, sources)
+            })
         }
-        tunnat::router::run(config)
     };
-    match run() {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tunnat: error: {e:#}");

@@ -14,16 +14,19 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::Config;
-use crate::nat::{Instant, Ipv4Cidr, Nat, Side, Verdict};
+use crate::control::{self, Request};
+use crate::nat::{DnatRule, Instant, Ipv4Cidr, Nat, Side, Verdict};
 use crate::port::bridge::QueueDevice;
+use crate::port::tap::{stdout_tracer, PcapTap, Point, Tap};
 use crate::port::Tun;
 use crate::services::policy::PolicyServer;
+use crate::settings::{reloadable, Sources};
 
 /// Packets read from one port before looking at the other.
 pub const BATCH: usize = 64;
@@ -31,6 +34,7 @@ pub const BATCH: usize = 64;
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 const SIGNALS: Token = Token(2);
+const CONTROL: Token = Token(3);
 
 /// The router's own stack on one port: smoltcp interface, sockets, services.
 struct LocalStack {
@@ -119,8 +123,74 @@ pub struct IoStats {
     pub write_errors: u64,
 }
 
-pub struct Router {
+/// The two TUN devices and the taps that see every packet crossing them.
+struct Ports {
     tuns: [Tun; 2],
+    taps: Vec<Box<dyn Tap>>,
+    io: IoStats,
+}
+
+impl Ports {
+    fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
+        let i = index(side);
+        let n = self.tuns[i].recv(buf)?;
+        self.io.read[i] += 1;
+        for t in &mut self.taps {
+            t.packet(Point::In, side, self.tuns[i].name(), &buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn send(&mut self, side: Side, pkt: &[u8]) {
+        let i = index(side);
+        for t in &mut self.taps {
+            t.packet(Point::Out, side, self.tuns[i].name(), pkt);
+        }
+        if let Err(e) = self.tuns[i].send(pkt) {
+            self.io.write_errors += 1;
+            log::debug!("writing TUN '{}': {e}", self.tuns[i].name());
+        }
+    }
+}
+
+/// The control socket's listener; the socket file is removed on drop.
+struct ControlSocket {
+    listener: std::os::unix::net::UnixListener,
+    path: std::path::PathBuf,
+}
+
+impl ControlSocket {
+    fn bind(path: &std::path::Path) -> Result<ControlSocket> {
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                anyhow::bail!(
+                    "--control {}: another tunnat is listening there",
+                    path.display()
+                );
+            }
+            let _ = std::fs::remove_file(path); // stale socket of an earlier run
+        }
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .with_context(|| format!("--control {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        Ok(ControlSocket {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+pub struct Router {
+    cfg: Config,
+    sources: Sources,
+    control: Option<ControlSocket>,
+    ports: Ports,
     locals: [LocalStack; 2],
     nat: Nat,
     poll: Poll,
@@ -128,7 +198,6 @@ pub struct Router {
     epoch: std::time::Instant,
     next_sweep: Instant,
     buf: Vec<u8>,
-    io: IoStats,
 }
 
 fn index(side: Side) -> usize {
@@ -139,19 +208,33 @@ fn index(side: Side) -> usize {
 }
 const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
 
-/// Opens both ports and runs the router until SIGINT or SIGTERM.
-pub fn run(cfg: Config) -> Result<()> {
+/// Opens both ports and runs the router until SIGINT or SIGTERM. `sources` is where
+/// `cfg` came from, read again on SIGHUP or `tunnat reload`.
+pub fn run(cfg: Config, sources: Sources) -> Result<()> {
     let inside = Tun::open(&cfg.inside.tun, cfg.inside.netns.as_deref())
         .with_context(|| format!("inside port (--inside-tun {})", cfg.inside.tun))?;
     let outside = Tun::open(&cfg.outside.tun, cfg.outside.netns.as_deref())
         .with_context(|| format!("outside port (--outside-tun {})", cfg.outside.tun))?;
-    let mut router = Router::new(cfg, inside, outside)?;
+    let mut taps: Vec<Box<dyn Tap>> = Vec::new();
+    if let Some(dir) = &cfg.pcap_dir {
+        taps.push(Box::new(PcapTap::create(dir)?));
+    }
+    if cfg.trace {
+        taps.push(Box::new(stdout_tracer(cfg.trace_filters.clone())));
+    }
+    let mut router = Router::new(cfg, sources, inside, outside, taps)?;
     eprintln!("tunnat: ready");
     router.run()
 }
 
 impl Router {
-    pub fn new(cfg: Config, inside: Tun, outside: Tun) -> Result<Router> {
+    pub fn new(
+        cfg: Config,
+        sources: Sources,
+        inside: Tun,
+        outside: Tun,
+        taps: Vec<Box<dyn Tap>>,
+    ) -> Result<Router> {
         let epoch = std::time::Instant::now();
         let now = smoltcp::time::Instant::from_millis(0);
         let locals = [
@@ -165,21 +248,44 @@ impl Router {
                 .register(&mut SourceFd(&t.as_raw_fd()), Token(i), Interest::READABLE)
                 .with_context(|| format!("registering TUN '{}'", t.name()))?;
         }
-        let mut signals = Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("registering signals")?;
+        let control = match &cfg.control {
+            Some(path) => {
+                let c = ControlSocket::bind(path)?;
+                poll.registry()
+                    .register(
+                        &mut SourceFd(&c.listener.as_raw_fd()),
+                        CONTROL,
+                        Interest::READABLE,
+                    )
+                    .context("registering the control socket")?;
+                log::info!("control socket {}", path.display());
+                Some(c)
+            }
+            None => None,
+        };
         log_banner(&cfg, &tuns);
+        let nat = Nat::new(cfg.nat());
         Ok(Router {
-            tuns,
+            cfg,
+            sources,
+            control,
+            ports: Ports {
+                tuns,
+                taps,
+                io: IoStats::default(),
+            },
             locals,
-            nat: Nat::new(cfg.nat()),
+            nat,
             poll,
             signals,
             epoch,
             next_sweep: Instant::ZERO + SWEEP_INTERVAL,
             buf: vec![0u8; 65536],
-            io: IoStats::default(),
         })
     }
 
@@ -203,13 +309,24 @@ impl Router {
                 match ev.token() {
                     Token(i) if i < 2 => readable[i] = true,
                     SIGNALS => {
-                        if let Some(sig) = self.signals.pending().next() {
+                        let sigs: Vec<i32> = self.signals.pending().collect();
+                        for sig in sigs {
+                            if sig == SIGHUP {
+                                log::info!("SIGHUP: reloading the configuration");
+                                if let Err(e) = self.reload() {
+                                    log::warn!(
+                                        "reload refused, the old configuration stays: {e:#}"
+                                    );
+                                }
+                                continue;
+                            }
                             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                             log::info!("{name}: stopping");
                             self.log_stats();
                             return Ok(());
                         }
                     }
+                    CONTROL => self.serve_control(),
                     _ => {}
                 }
             }
@@ -231,32 +348,22 @@ impl Router {
     fn drain(&mut self, side: Side) -> bool {
         let i = index(side);
         for _ in 0..BATCH {
-            let n = match self.tuns[i].recv(&mut self.buf) {
+            let n = match self.ports.recv(side, &mut self.buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("reading TUN '{}': {e}", self.tuns[i].name());
+                    log::warn!("reading TUN '{}': {e}", self.ports.tuns[i].name());
                     return false;
                 }
             };
-            self.io.read[i] += 1;
             let now = self.now();
-            let verdict = self.nat.process(side, &mut self.buf[..n], now);
-            match verdict {
-                Verdict::Forward { len } => {
-                    let out = index(side.other());
-                    if let Err(e) = self.tuns[out].send(&self.buf[..len]) {
-                        self.io.write_errors += 1;
-                        log::debug!("writing TUN '{}': {e}", self.tuns[out].name());
-                    }
-                }
+            match self.nat.process(side, &mut self.buf[..n], now) {
+                Verdict::Forward { len } => self.ports.send(side.other(), &self.buf[..len]),
                 Verdict::Local { len } => self.locals[i].dev.deliver(&self.buf[..len]),
                 Verdict::Reply(why) => {
                     log::debug!("{}: answered with ICMP ({})", side.name(), why.name());
-                    if self.tuns[i].send(self.nat.reply()).is_err() {
-                        self.io.write_errors += 1;
-                    }
+                    self.ports.send(side, self.nat.reply());
                 }
                 Verdict::Drop(why) => log::debug!("{}: dropped ({})", side.name(), why.name()),
             }
@@ -269,9 +376,7 @@ impl Router {
         for (i, local) in self.locals.iter_mut().enumerate() {
             local.poll(now);
             while let Some(pkt) = local.dev.tx.pop_front() {
-                if self.tuns[i].send(&pkt).is_err() {
-                    self.io.write_errors += 1;
-                }
+                self.ports.send(SIDES[i], &pkt);
             }
         }
     }
@@ -304,6 +409,138 @@ impl Router {
             }
         }
         t.max(Duration::from_millis(1))
+    }
+
+    /// Reads the configuration again and applies what may change at run time.
+    fn reload(&mut self) -> Result<String> {
+        let new = self.sources.load()?;
+        reloadable(&self.cfg, &new)?;
+        let msg = format!(
+            "reloaded: {} dnat rule(s), timeouts udp {}s tcp {}s/{}s icmp {}s, filtering {:?}",
+            new.dnat.len(),
+            new.timeouts.udp.as_secs(),
+            new.timeouts.tcp_established.as_secs(),
+            new.timeouts.tcp_transitory.as_secs(),
+            new.timeouts.icmp.as_secs(),
+            new.filtering
+        );
+        self.apply(new);
+        log::info!("{msg}");
+        Ok(msg)
+    }
+
+    fn apply(&mut self, new: Config) {
+        self.nat.reconfigure(new.nat());
+        for l in &mut self.locals {
+            if let Some(p) = &mut l.policy {
+                p.set_policy(&new.policy, new.policy_idle);
+            }
+        }
+        self.cfg = new;
+    }
+
+    /// Answers every waiting control connection.
+    fn serve_control(&mut self) {
+        loop {
+            let Some(c) = &self.control else { return };
+            let mut stream = match c.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("control socket: {e}");
+                    return;
+                }
+            };
+            let answer = self.control_request(&mut stream);
+            let mut line = answer.to_string();
+            line.push('\n');
+            let _ = io::Write::write_all(&mut stream, line.as_bytes());
+        }
+    }
+
+    fn control_request(
+        &mut self,
+        stream: &mut std::os::unix::net::UnixStream,
+    ) -> serde_json::Value {
+        use serde_json::json;
+        let mut line = String::new();
+        let read = stream
+            .set_nonblocking(false)
+            .and_then(|_| stream.set_read_timeout(Some(Duration::from_millis(500))))
+            .and_then(|_| {
+                io::BufRead::read_line(
+                    &mut io::BufReader::new(io::Read::take(&*stream, 65536)),
+                    &mut line,
+                )
+            });
+        if let Err(e) = read {
+            return json!({"ok": false, "error": format!("reading the request: {e}")});
+        }
+        let req: Request = match serde_json::from_str(line.trim()) {
+            Ok(r) => r,
+            Err(e) => return json!({"ok": false, "error": format!("bad request: {e}")}),
+        };
+        let fail = |e: anyhow::Error| json!({"ok": false, "error": format!("{e:#}")});
+        match req {
+            Request::Table => {
+                json!({"ok": true, "sessions": control::table_rows(&self.nat, self.now())})
+            }
+            Request::Stats => {
+                let policy: Vec<_> = SIDES
+                    .iter()
+                    .zip(&self.locals)
+                    .filter_map(|(side, l)| {
+                        l.policy.as_ref().map(|p| {
+                            json!({"side": side.name(), "served": p.stats.served,
+                                   "refused": p.stats.refused, "timed_out": p.stats.timed_out})
+                        })
+                    })
+                    .collect();
+                json!({"ok": true, "nat": control::nat_stats(&self.nat),
+                       "io": {"read_inside": self.ports.io.read[0], "read_outside": self.ports.io.read[1],
+                              "write_errors": self.ports.io.write_errors},
+                       "policy": policy})
+            }
+            Request::DnatList => {
+                json!({"ok": true, "rules": self.cfg.dnat.iter().map(|r| r.to_string()).collect::<Vec<_>>()})
+            }
+            Request::DnatAdd { rule } => {
+                let r: DnatRule = match rule.parse() {
+                    Ok(r) => r,
+                    Err(e) => return fail(anyhow::anyhow!(e)),
+                };
+                let mut new = self.cfg.clone();
+                new.dnat.push(r);
+                if let Err(e) = new.validate() {
+                    return fail(e);
+                }
+                log::info!("dnat add {r}");
+                self.apply(new);
+                json!({"ok": true})
+            }
+            Request::DnatDel { rule } => {
+                let r: DnatRule = match rule.parse() {
+                    Ok(r) => r,
+                    Err(e) => return fail(anyhow::anyhow!(e)),
+                };
+                let mut new = self.cfg.clone();
+                let before = new.dnat.len();
+                new.dnat.retain(|x| *x != r);
+                if new.dnat.len() == before {
+                    return fail(anyhow::anyhow!("no dnat rule {r}"));
+                }
+                log::info!("dnat del {r}");
+                self.apply(new);
+                json!({"ok": true})
+            }
+            Request::Reload => match self.reload() {
+                Ok(msg) => json!({"ok": true, "message": msg}),
+                Err(e) => {
+                    log::warn!("reload refused, the old configuration stays: {e:#}");
+                    fail(e)
+                }
+            },
+        }
     }
 
     fn log_stats(&self) {

@@ -244,18 +244,34 @@ type Step<T> = Result<T, DropReason>;
 impl Nat {
     pub fn new(cfg: NatConfig) -> Nat {
         let mut table = Table::new(cfg.timeouts, cfg.filtering, cfg.max_sessions);
-        for r in &cfg.dnat {
-            table.reserve(r.protocol, r.first, r.last);
-        }
-        for p in &cfg.local_tcp_ports {
-            table.reserve(Protocol::Tcp, *p, *p);
-        }
+        Self::reserve_ports(&mut table, &cfg);
         Nat {
             cfg,
             table,
             stats: Stats::default(),
             reply: Vec::with_capacity(icmp_err::MAX_ERROR_LEN),
         }
+    }
+
+    fn reserve_ports(table: &mut Table, cfg: &NatConfig) {
+        table.clear_reserved();
+        for r in &cfg.dnat {
+            table.reserve(r.protocol, r.first, r.last);
+        }
+        for p in &cfg.local_tcp_ports {
+            table.reserve(Protocol::Tcp, *p, *p);
+        }
+    }
+
+    /// Applies new DNAT rules, timeouts, filtering and table size; existing sessions are
+    /// kept (a removed DNAT rule's open sessions run until they expire, as in conntrack).
+    /// The addresses must not change.
+    pub fn reconfigure(&mut self, cfg: NatConfig) {
+        self.table.timeouts = cfg.timeouts;
+        self.table.filtering = cfg.filtering;
+        self.table.set_max_sessions(cfg.max_sessions);
+        Self::reserve_ports(&mut self.table, &cfg);
+        self.cfg = cfg;
     }
 
     pub fn config(&self) -> &NatConfig {

@@ -230,6 +230,15 @@ impl Table {
         self.reserved.push((protocol, first, last));
     }
 
+    /// Forgets every reservation (before reserving the new set on reconfiguration).
+    pub fn clear_reserved(&mut self) {
+        self.reserved.clear();
+    }
+
+    pub fn set_max_sessions(&mut self, n: usize) {
+        self.max_sessions = n;
+    }
+
     pub fn len(&self) -> usize {
         self.sessions.len()
     }

@@ -490,9 +490,15 @@ fn full_table_answers_admin_prohibited() {
     cfg.max_sessions = 1;
     let mut n = Nat::new(cfg);
     let mut a = udp(CLIENT, 1000, REMOTE, 53);
-    assert!(matches!(n.process(Side::Inside, &mut a, t(0)), Verdict::Forward { .. }));
+    assert!(matches!(
+        n.process(Side::Inside, &mut a, t(0)),
+        Verdict::Forward { .. }
+    ));
     let mut b = udp(CLIENT, 1001, REMOTE, 53);
-    assert_eq!(n.process(Side::Inside, &mut b, t(0)), Verdict::Reply(DropReason::TableFull));
+    assert_eq!(
+        n.process(Side::Inside, &mut b, t(0)),
+        Verdict::Reply(DropReason::TableFull)
+    );
     let r = Ipv4::new_checked(n.reply(), Check::Full).unwrap();
     assert_eq!((r.src(), r.dst()), (ROUTER_IN, CLIENT));
     assert_eq!(&r.payload()[..2], &[3, 13]);

@@ -8,6 +8,7 @@
 
 pub mod bridge;
 pub mod netns;
+pub mod tap;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

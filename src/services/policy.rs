@@ -130,6 +130,13 @@ impl PolicyServer {
         }
     }
 
+    /// Serves `policy` to connections from now on, with a new idle timeout.
+    pub fn set_policy(&mut self, policy: &[u8], idle: Duration) {
+        self.reply = policy.to_vec();
+        self.reply.push(0);
+        self.idle = idle;
+    }
+
     /// Advances every connection; call after each `Interface::poll`. Returns true if
     /// any socket changed state (poll the interface again to send what it queued).
     pub fn service(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
