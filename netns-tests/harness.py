@@ -81,6 +81,8 @@ class Lab:
         self.wan = self.prefix + "wan"
         self.proc = None
         self.log_path = f"/tmp/{self.prefix}-tunnat.log"
+        self.trace_path = f"/tmp/{self.prefix}-trace.log"
+        self.control_path = f"/tmp/{self.prefix}.sock"
         self.bg = []
         self._build(outside_mtu)
         if start:
@@ -123,7 +125,8 @@ class Lab:
         if env:
             e.update(env)
         self.log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen(self.args(extra), stderr=self.log, stdout=subprocess.DEVNULL, env=e)
+        self.trace = open(self.trace_path, "w")
+        self.proc = subprocess.Popen(self.args(extra), stderr=self.log, stdout=self.trace, env=e)
         deadline = time.time() + 10
         while time.time() < deadline:
             if "tunnat: ready" in self.stderr():
@@ -157,8 +160,9 @@ class Lab:
             self.stop()
         for ns in (self.lan, self.wan):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        with contextlib.suppress(Exception):
-            os.unlink(self.log_path)
+        for p in (self.log_path, self.trace_path):
+            with contextlib.suppress(Exception):
+                os.unlink(p)
 
     # -- running things in a namespace -------------------------------------------------
     def nsname(self, side):

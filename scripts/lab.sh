@@ -90,9 +90,10 @@ echo "   $WAN: 172.16.1.1 on nat-out"
 say "starting tunnat (router 192.168.122.100 inside, 172.16.1.186 outside)"
 CMD=("$TUNNAT" --inside-tun nat-in --inside-netns "$LAN" --inside-addr 192.168.122.100/24
      --outside-tun nat-out --outside-netns "$WAN" --outside-addr 172.16.1.186/24
-     --dnat tcp:8888=192.168.122.73:9999)
+     --dnat tcp:8888=192.168.122.73:9999
+     --control "$WORK/tunnat.sock" --pcap-dir "$WORK/pcap" --trace-filter tcp:8888 --trace-filter tcp:9999)
 show "${CMD[*]}"
-"${CMD[@]}" 2>"$WORK/tunnat.log" &
+"${CMD[@]}" 2>"$WORK/tunnat.log" >"$WORK/trace.log" &
 PIDS+=($!)
 for _ in $(seq 100); do grep -q '^tunnat: ready' "$WORK/tunnat.log" && break; sleep 0.05; done
 if ! grep -q '^tunnat: ready' "$WORK/tunnat.log"; then cat "$WORK/tunnat.log" >&2; echo "lab.sh: tunnat did not start" >&2; exit 1; fi
@@ -127,6 +128,9 @@ expect "the web server saw the router's outside address" "^172.16.1.186 " "$LOG"
 show "ip netns exec $LAN ping -c 2 172.16.1.1"
 OUT=$(in_lan ping -c 2 -W 1 172.16.1.1 2>&1 || true); echo "$OUT" | sed 's/^/   /' | tail -n 2
 expect "ping through NAPT" " 0% packet loss" "$OUT"
+show "tunnat table --control $WORK/tunnat.sock"
+OUT=$("$TUNNAT" table --control "$WORK/tunnat.sock" 2>&1 || true); echo "$OUT" | sed 's/^/   /'
+expect "the mapping table lists the web connection" "192.168.122.101:.* 172.16.1.186:.* 172.16.1.1:80" "$OUT"
 show "ip netns exec $LAN traceroute -n -q 1 172.16.1.1"
 OUT=$(in_lan traceroute -n -q 1 -w 1 172.16.1.1 2>&1 || true); echo "$OUT" | sed 's/^/   /'
 expect "traceroute shows the router as hop 1" " 1  192.168.122.100" "$OUT"
@@ -138,6 +142,10 @@ import socket; s = socket.create_connection(("172.16.1.186", 8888), 5)
 print(s.recv(200).decode().strip(), "| connected to %s:%d" % s.getpeername())' 2>&1 || true); echo "   $OUT"
 expect "the inside server answered and saw the real client" "you are 172.16.1.1:" "$OUT"
 expect "the client talked to the router's address" "connected to 172.16.1.186:8888" "$OUT"
+echo "   the SYN before and after translation (tunnat --trace, the kernel LOG target's format):"
+OUT=$(grep -m2 ' SYN ' "$WORK/trace.log" || true); echo "$OUT" | sed 's/^/   /'
+expect "trace shows the SYN arriving for 8888" "PRE IN: IN=nat-out OUT= SRC=172.16.1.1 DST=172.16.1.186 .*DPT=8888" "$OUT"
+expect "trace shows it leaving for 192.168.122.73:9999 with TTL 63" "POST OUT: IN= OUT=nat-in SRC=172.16.1.1 DST=192.168.122.73 .*TTL=63 .*DPT=9999" "$OUT"
 
 say "scenario 3: Flash socket policy request on port 843 (outside, then inside)"
 for target in "$WAN 172.16.1.186" "$LAN 192.168.122.100"; do
@@ -162,9 +170,19 @@ if [ "$KEEP" = 1 ]; then
   echo "   ip netns exec $LAN curl http://172.16.1.1/"
   echo "   ip netns exec $WAN nc 172.16.1.186 8888"
   echo "   ip netns exec $LAN traceroute -n 172.16.1.1"
+  echo "   $TUNNAT table --control $WORK/tunnat.sock"
+  echo "   $TUNNAT stats --control $WORK/tunnat.sock"
+  echo "   tail -f $WORK/trace.log           # tcp/8888 and tcp/9999 in LOG format"
+  echo "   tcpdump -n -r $WORK/pcap/inside.pcap"
   read -r -p "   press Enter to tear the lab down " _ || true
 fi
 
+say "tunnat stats --control $WORK/tunnat.sock (excerpt)"
+"$TUNNAT" stats --control "$WORK/tunnat.sock" 2>&1 | grep -E '^nat\.(forwarded|local|icmp|sessions |drops)' | sed 's/^/   /' || true
+if command -v tcpdump >/dev/null; then
+  show "tcpdump -n -r $WORK/pcap/outside.pcap (first lines)"
+  tcpdump -n -r "$WORK/pcap/outside.pcap" 2>/dev/null | head -n 4 | sed 's/^/   /' || true
+fi
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" || true
 say "tunnat's counters at exit"
 sed -n '/stopping/,$p' "$WORK/tunnat.log" | sed 's/^/   /'
