@@ -128,6 +128,10 @@ def test_pcap_files_read_by_tcpdump(lab):
     check(inside.count(f"{REMOTE} > {CLIENT}: ICMP echo reply") == 2, inside)
     check(outside.count(f"{ROUTER_OUT} > {REMOTE}: ICMP echo request") == 2, outside)
     check(outside.count(f"{REMOTE} > {ROUTER_OUT}: ICMP echo reply") == 2, outside)
+    fields = run(["tshark", "-n", "-r", os.path.join(d, "outside.pcap"), "-Y", "icmp",
+                  "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"]).stdout.split("\n")
+    eq([f for f in fields if f], [f"{ROUTER_OUT}\t{REMOTE}\t8", f"{REMOTE}\t{ROUTER_OUT}\t0"] * 2,
+       "tshark decodes the outside capture")
     for f in ("inside.pcap", "outside.pcap"):
         os.unlink(os.path.join(d, f))
     os.rmdir(d)
@@ -196,13 +200,17 @@ udp = 100
         lab.start(["--config", conf, "--udp-timeout", "200"])
         check("timeouts udp 200s" in lab.stderr(), "the flag overrides the file")
         srv = lab.listen("lan", SERVER_IN, 9999)
-        serve_tcp(srv, lambda c, p: (c.sendall(b"x"), time.sleep(3)))
+        serve_tcp(srv, lambda c, p: (c.sendall(b"x"), c.sendall(c.recv(100))))
         srv7 = lab.listen("lan", SERVER_IN, 7777)
         serve_tcp(srv7, lambda c, p: c.sendall(b"seven"))
         held = lab.connect("wan", ROUTER_OUT, 8888)
         eq(held.recv(1), b"x", "rule from the file works")
+        lab.sh("lan", ["ping", "-c", "1", "-W", "1", REMOTE])
+        icmp_row = lambda: next(l for l in ctl(lab, "table").stdout.splitlines() if l.startswith("icmp"))  # noqa: E731
+        check(" 60s " in icmp_row(), icmp_row())
         # Change the rules; SIGHUP applies them, the open connection keeps its session.
-        open(conf, "w").write(base.replace("tcp:8888=192.168.122.73:9999", "tcp:7777=192.168.122.73"))
+        open(conf, "w").write(base.replace("tcp:8888=192.168.122.73:9999", "tcp:7777=192.168.122.73")
+                              + "icmp = 30\n")
         lab.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reloaded: 1 dnat rule(s)" in lab.stderr(), 3, "the reload")
         eq(recv_all(lab.connect("wan", ROUTER_OUT, 7777)), b"seven", "new rule after SIGHUP")
@@ -211,9 +219,11 @@ udp = 100
             raise Failure("old rule still in force")
         except ConnectionRefusedError:
             pass
-        held.sendall(b"still here")
+        check(" 30s " in icmp_row(), f"the new ICMP timeout applies to the existing session: {icmp_row()}")
         check(any("8888" in l and "[dnat]" in l for l in ctl(lab, "table").stdout.splitlines()),
               "the session of the old rule is kept")
+        held.sendall(b"still here")
+        eq(held.recv(100), b"still here", "the connection opened under the old rule still works")
         # A bad file is refused and the old configuration stays.
         open(conf, "w").write("dnat = [\"tcp:1=\"\n")
         r = ctl(lab, "reload", check_rc=False)
