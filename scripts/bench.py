@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: tunnat, a bare TUN copy loop, and the kernel's netfilter NAT,
+on the same lab addresses, measured in one run on this machine.
+
+    scripts/bench.sh [--quick]
+
+Figures per router: iperf3 TCP inside->outside (NAPT) and outside->inside (DNAT) at MTU
+1500 and 9000, UDP 64-byte datagrams/s delivered inside->outside, ping RTT, and short TCP
+connections/s through NAT. Ratios are tunnat / copy loop and tunnat / netfilter. A run in
+which any iperf3 fails is not reported. Needs root, iperf3, iptables, python3.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "netns-tests"))
+import harness  # noqa: E402
+from harness import CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, run  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+SECS = 2 if QUICK else 5
+COPY = os.path.join(ROOT, "target", "release", "examples", "tun_copy")
+
+
+class TunRouter(harness.Lab):
+    """tunnat or the copy loop between the lab's two TUNs."""
+
+    def __init__(self, kind, mtu):
+        self.kind = kind
+        super().__init__(start=False)
+        for ns, dev in ((self.lan, "nat-in"), (self.wan, "nat-out")):
+            run(["ip", "-n", ns, "link", "set", dev, "mtu", str(mtu)])
+        if kind == "tunnat":
+            self.start(["--mtu", str(mtu), "--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
+                        "--dnat", "tcp:7001=192.168.122.73"], env={"RUST_LOG": "warn"})
+            self.dnat_target = ROUTER_OUT
+        else:
+            # No NAT: the outside hosts route the inside network to the TUN directly.
+            run(["ip", "-n", self.wan, "route", "add", "192.168.122.0/24", "dev", "nat-out"])
+            self.log = open(self.log_path, "w+")
+            self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan], stderr=self.log)
+            harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
+            self.dnat_target = SERVER_IN
+
+
+class KernelRouter:
+    """Three namespaces and veth pairs; the router namespace does MASQUERADE and DNAT."""
+
+    def __init__(self, mtu):
+        p = f"bk{os.getpid() % 10000}"
+        self.lan, self.wan, self.rtr = p + "lan", p + "wan", p + "rtr"
+        self.bg = []
+        for n in (self.lan, self.wan, self.rtr):
+            run(["ip", "netns", "add", n])
+            run(["ip", "-n", n, "link", "set", "lo", "up"])
+        run(["ip", "link", "add", "vin", "netns", self.rtr, "mtu", str(mtu), "type", "veth", "peer", "name", "eth0",
+             "netns", self.lan, "mtu", str(mtu)])
+        run(["ip", "link", "add", "vout", "netns", self.rtr, "mtu", str(mtu), "type", "veth", "peer", "name", "eth0",
+             "netns", self.wan, "mtu", str(mtu)])
+        for a in (CLIENT, SERVER_IN):
+            run(["ip", "-n", self.lan, "addr", "add", a + "/24", "dev", "eth0"])
+        run(["ip", "-n", self.wan, "addr", "add", REMOTE + "/24", "dev", "eth0"])
+        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_IN + "/24", "dev", "vin"])
+        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_OUT + "/24", "dev", "vout"])
+        for n, d in ((self.lan, "eth0"), (self.wan, "eth0"), (self.rtr, "vin"), (self.rtr, "vout")):
+            run(["ip", "-n", n, "link", "set", d, "up"])
+        run(["ip", "-n", self.lan, "route", "add", "default", "via", ROUTER_IN])
+        ex = ["ip", "netns", "exec", self.rtr]
+        run(ex + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        run(ex + ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
+        for proto, port in (("tcp", 5201), ("udp", 5201), ("tcp", 7001)):
+            run(ex + ["iptables", "-t", "nat", "-A", "PREROUTING", "-i", "vout", "-p", proto, "--dport", str(port),
+                      "-j", "DNAT", "--to-destination", SERVER_IN])
+        self.dnat_target = ROUTER_OUT
+
+    def nsname(self, side):
+        return {"lan": self.lan, "wan": self.wan}[side]
+
+    ns = harness.Lab.ns
+    sh = harness.Lab.sh
+    spawn = harness.Lab.spawn
+
+    def close(self):
+        for p in self.bg:
+            p.kill()
+            p.wait()
+        for n in (self.lan, self.wan, self.rtr):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+
+
+def iperf(r, server_side, bind, client_side, target, extra=()):
+    srv = r.spawn(server_side, ["iperf3", "-s", "-1", "-B", bind])
+    time.sleep(0.3)
+    p = r.sh(client_side, ["iperf3", "-c", target, "-t", str(SECS), "-J", *extra], timeout=SECS + 30, check_rc=False)
+    srv.wait(10)
+    res = json.loads(p.stdout) if p.stdout.strip() else {}
+    if p.returncode != 0 or "error" in res:
+        raise SystemExit(f"bench: iperf3 failed, not reporting this run: {res.get('error', p.stderr)}")
+    return res
+
+
+def tcp_gbps(r, direction):
+    if direction == "out":
+        res = iperf(r, "wan", REMOTE, "lan", REMOTE)
+    else:
+        res = iperf(r, "lan", SERVER_IN, "wan", r.dnat_target)
+    return res["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def udp_pps(r):
+    res = iperf(r, "wan", REMOTE, "lan", REMOTE, ["-u", "-l", "64", "-b", "0"])
+    s = res["end"]["sum"]
+    return (s["packets"] - s["lost_packets"]) / s["seconds"]
+
+
+def ping_ms(r):
+    out = r.sh("lan", ["ping", "-c", "50" if QUICK else "200", "-i", "0.01", "-q", REMOTE]).stdout
+    return float(out.strip().splitlines()[-1].split("=")[1].split("/")[1])
+
+
+def conns_per_s(r):
+    """Sequential short TCP connections inside -> outside (connect, 1 byte back, close)."""
+    srv = None
+    with r.ns("wan"):
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((REMOTE, 7002))
+        srv.listen(512)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+                c.sendall(b"x")
+                c.close()
+            except OSError:
+                pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    n, t0 = 0, time.time()
+    while time.time() - t0 < SECS:
+        with r.ns("lan"):
+            c = socket.socket()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.settimeout(2)
+        c.connect((REMOTE, 7002))
+        c.recv(1)
+        c.close()
+        n += 1
+    stop.set()
+    t.join()
+    srv.close()
+    return n / (time.time() - t0)
+
+
+def measure(kind, mtu):
+    r = KernelRouter(mtu) if kind == "netfilter" else TunRouter(kind, mtu)
+    try:
+        out = {f"tcp_out_{mtu}": tcp_gbps(r, "out"), f"tcp_in_{mtu}": tcp_gbps(r, "in")}
+        if mtu == 1500:
+            out.update(udp64_pps=udp_pps(r), ping_ms=ping_ms(r), conns_s=conns_per_s(r))
+        return out
+    finally:
+        r.close()
+
+
+def main():
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root")
+    kinds = ("tunnat", "copy-loop", "netfilter")
+    res = {k: {} for k in kinds}
+    for mtu in (1500, 9000):
+        for k in kinds:
+            print(f"bench: {k} at MTU {mtu} ...", file=sys.stderr, flush=True)
+            res[k].update(measure(k, mtu))
+    rows = [
+        ("TCP inside->outside, MTU 1500 (Gbit/s)", "tcp_out_1500", True),
+        ("TCP outside->inside DNAT, MTU 1500 (Gbit/s)", "tcp_in_1500", True),
+        ("TCP inside->outside, MTU 9000 (Gbit/s)", "tcp_out_9000", True),
+        ("TCP outside->inside DNAT, MTU 9000 (Gbit/s)", "tcp_in_9000", True),
+        ("UDP 64-byte datagrams delivered (kpps)", "udp64_pps", True),
+        ("ping RTT (ms, lower is better)", "ping_ms", False),
+        ("short TCP connections (per s)", "conns_s", True),
+    ]
+    print(f"\n{'':46} {'tunnat':>9} {'copy-loop':>10} {'netfilter':>10} {'vs copy':>8} {'vs kernel':>9}")
+    for name, key, higher in rows:
+        v = [res[k][key] for k in kinds]
+        if key == "udp64_pps":
+            v = [x / 1000 for x in v]
+        ratio = (lambda a, b: a / b) if higher else (lambda a, b: b / a)
+        print(f"{name:46} {v[0]:>9.2f} {v[1]:>10.2f} {v[2]:>10.2f} {ratio(v[0], v[1]):>7.0%} {ratio(v[0], v[2]):>9.0%}")
+    print("\n(ratios: tunnat relative to the other router; above 100% means tunnat is better)")
+
+
+if __name__ == "__main__":
+    main()
