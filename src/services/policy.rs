@@ -14,6 +14,7 @@
 //! [`classify`] is the pure request parser; [`PolicyServer`] drives a pool of smoltcp
 //! listening sockets with it.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
@@ -62,11 +63,16 @@ pub fn classify(received: &[u8]) -> Request {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Idle,
     Reading,
-    Sending { sent: usize },
+    /// Sending `reply` (the policy in force when the request completed: a reload while
+    /// sending does not splice two policies).
+    Sending {
+        reply: Rc<[u8]>,
+        sent: usize,
+    },
     Closing,
 }
 
@@ -88,7 +94,7 @@ pub struct PolicyStats {
 /// A pool of smoltcp sockets listening on the policy port of one interface.
 pub struct PolicyServer {
     port: u16,
-    reply: Vec<u8>,
+    reply: Rc<[u8]>,
     idle: Duration,
     slots: Vec<Slot>,
     pub stats: PolicyStats,
@@ -103,8 +109,7 @@ impl PolicyServer {
         policy: &[u8],
         idle: Duration,
     ) -> PolicyServer {
-        let mut reply = policy.to_vec();
-        reply.push(0);
+        let reply = with_nul(policy);
         let tx_len = reply.len().max(1024);
         let slots = (0..POOL)
             .map(|_| {
@@ -132,8 +137,7 @@ impl PolicyServer {
 
     /// Serves `policy` to connections from now on, with a new idle timeout.
     pub fn set_policy(&mut self, policy: &[u8], idle: Duration) {
-        self.reply = policy.to_vec();
-        self.reply.push(0);
+        self.reply = with_nul(policy);
         self.idle = idle;
     }
 
@@ -179,7 +183,12 @@ impl PolicyServer {
                     }
                 }
                 match classify(&slot.received) {
-                    Request::Complete => slot.phase = Phase::Sending { sent: 0 },
+                    Request::Complete => {
+                        slot.phase = Phase::Sending {
+                            reply: self.reply.clone(),
+                            sent: 0,
+                        }
+                    }
                     Request::Invalid => {
                         s.close();
                         slot.phase = Phase::Closing;
@@ -195,16 +204,14 @@ impl PolicyServer {
                     Request::Incomplete => {}
                 }
             }
-            if let Phase::Sending { sent } = slot.phase {
-                let n = s.send_slice(&self.reply[sent..]).unwrap_or(0);
-                let sent = sent + n;
+            if let Phase::Sending { reply, sent } = &mut slot.phase {
+                let n = s.send_slice(&reply[*sent..]).unwrap_or(0);
+                *sent += n;
                 changed |= n > 0;
-                if sent == self.reply.len() {
+                if *sent == reply.len() {
                     s.close();
                     slot.phase = Phase::Closing;
                     self.stats.served += 1;
-                } else {
-                    slot.phase = Phase::Sending { sent };
                 }
             }
         }
@@ -223,6 +230,12 @@ impl PolicyServer {
             })
             .min()
     }
+}
+
+fn with_nul(policy: &[u8]) -> Rc<[u8]> {
+    let mut v = policy.to_vec();
+    v.push(0);
+    v.into()
 }
 
 /// Has the client sent its FIN (so no more request bytes can come)?
