@@ -63,6 +63,24 @@ def _setns(fd):
         raise OSError(e, os.strerror(e))
 
 
+def refused(action, failure):
+    """Asserts that `action()` is refused (TCP RST or ICMP unreachable seen by the socket)."""
+    try:
+        action()
+    except ConnectionRefusedError:
+        return
+    raise Failure(failure)
+
+
+def silent(action, failure):
+    """Asserts that `action()` (a receive) times out: nothing arrived."""
+    try:
+        action()
+    except socket.timeout:
+        return
+    raise Failure(failure)
+
+
 def run(cmd, timeout=20, check_rc=True, **kw):
     """Runs a command, returns CompletedProcess with text output."""
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
@@ -171,7 +189,7 @@ class Lab:
     @contextlib.contextmanager
     def ns(self, side):
         """Runs the block with this thread in namespace `side` ("lan" or "wan")."""
-        home = os.open(f"/proc/thread-self/ns/net", os.O_RDONLY)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         target = os.open(f"/run/netns/{self.nsname(side)}", os.O_RDONLY)
         try:
             _setns(target)

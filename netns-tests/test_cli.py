@@ -1,10 +1,6 @@
 """Start-up: the ready line, refusals naming the problem, clean exit on signals."""
 
-import os
 import signal
-import stat
-import subprocess
-import tempfile
 
 from harness import TUNNAT, check, eq, run
 

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import (CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, TUNNAT, Failure, check, eq, recv_all,
+from harness import (refused, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, TUNNAT, check, eq, recv_all,
                      run, serve_tcp, tunnat_args, wait_for)
 
 COMPARED = ("SRC", "DST", "LEN", "TOS", "PREC", "TTL", "DF", "PROTO", "SPT", "DPT", "WINDOW", "RES", "SYN",
@@ -160,11 +160,7 @@ def test_control_socket_table_stats_and_dnat(lab):
     readable = ctl(lab, "stats").stdout
     check(re.search(r"^nat\.forwarded_out\s+\d+$", readable, re.M), f"readable stats: {readable}")
     # Port forwarding added and removed at run time.
-    try:
-        lab.connect("wan", ROUTER_OUT, 8888, timeout=2)
-        raise Failure("8888 open before the rule")
-    except ConnectionRefusedError:
-        pass
+    refused(lambda: lab.connect("wan", ROUTER_OUT, 8888, timeout=2), "8888 open before the rule")
     srv2 = lab.listen("lan", SERVER_IN, 9999)
     serve_tcp(srv2, lambda c, p: c.sendall(b"forwarded"))
     ctl(lab, "dnat", "add", "tcp:8888=192.168.122.73:9999")
@@ -173,11 +169,7 @@ def test_control_socket_table_stats_and_dnat(lab):
     bad = ctl(lab, "dnat", "add", "tcp:8800-8900=192.168.122.5", check_rc=False)
     check(bad.returncode != 0 and "overlaps" in bad.stderr, bad.stderr)
     ctl(lab, "dnat", "del", "tcp:8888=192.168.122.73:9999")
-    try:
-        lab.connect("wan", ROUTER_OUT, 8888, timeout=2)
-        raise Failure("8888 still forwarded after dnat del")
-    except ConnectionRefusedError:
-        pass
+    refused(lambda: lab.connect("wan", ROUTER_OUT, 8888, timeout=2), "8888 still forwarded after dnat del")
     gone = ctl(lab, "table", check_rc=False)
     lab.stop()
     eq(os.path.exists(lab.control_path), False, "socket removed at exit")
@@ -214,11 +206,7 @@ udp = 100
         lab.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: "reloaded: 1 dnat rule(s)" in lab.stderr(), 3, "the reload")
         eq(recv_all(lab.connect("wan", ROUTER_OUT, 7777)), b"seven", "new rule after SIGHUP")
-        try:
-            lab.connect("wan", ROUTER_OUT, 8888, timeout=2)
-            raise Failure("old rule still in force")
-        except ConnectionRefusedError:
-            pass
+        refused(lambda: lab.connect("wan", ROUTER_OUT, 8888, timeout=2), "old rule still in force")
         check(" 30s " in icmp_row(), f"the new ICMP timeout applies to the existing session: {icmp_row()}")
         check(any("8888" in l and "[dnat]" in l for l in ctl(lab, "table").stdout.splitlines()),
               "the session of the old rule is kept")

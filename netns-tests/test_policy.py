@@ -6,7 +6,7 @@ import tempfile
 import threading
 import time
 
-from harness import (ROUTER_IN, ROUTER_OUT, Failure, check, eq, recv_all, tunnat_args)
+from harness import (refused, ROUTER_IN, ROUTER_OUT, check, eq, recv_all, tunnat_args)
 
 REQUEST = b"<policy-file-request/>\0"
 
@@ -92,11 +92,7 @@ def test_policy_file_option(lab):
 
 @tunnat_args("--policy-port", "0")
 def test_policy_port_zero_turns_it_off(lab):
-    try:
-        ask(lab, "wan", ROUTER_OUT)
-        raise Failure("port 843 answered with the server off")
-    except ConnectionRefusedError:
-        pass
+    refused(lambda: ask(lab, "wan", ROUTER_OUT), "port 843 answered with the server off")
 
 
 @tunnat_args("--policy-port", "8430")
