@@ -1,0 +1,96 @@
+"""BEHAVE conformance with real packets: mapping (RFC 4787 REQ-1, RFC 5382 REQ-1,
+RFC 5508 REQ-1) and filtering (RFC 4787 REQ-8, RFC 5382 REQ-3)."""
+
+import socket
+import struct
+
+from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, csum, eq, serve_tcp, silent, sniff, tunnat_args, wait_for)
+
+
+def test_udp_mapping_is_endpoint_independent(lab):
+    """STUN-style: two outside servers report the same mapped address and port."""
+    servers = [lab.listen("wan", r, 3478, socket.SOCK_DGRAM) for r in (REMOTE, REMOTE2)]
+    s = lab.sock("lan", socket.SOCK_DGRAM)
+    s.bind((CLIENT, 50000))
+    seen = []
+    for srv, r in zip(servers, (REMOTE, REMOTE2)):
+        s.sendto(b"binding request", (r, 3478))
+        seen.append(srv.recvfrom(100)[1])
+    eq(seen[0], seen[1], "mapped endpoint seen by both servers")
+    eq(seen[0][0], ROUTER_OUT, "mapped address")
+
+
+def test_tcp_mapping_is_endpoint_independent(lab):
+    peers = []
+    for r in (REMOTE, REMOTE2):
+        srv = lab.listen("wan", r, 3479)
+        serve_tcp(srv, lambda c, p: peers.append(p))
+    conns = [lab.connect("lan", r, 3479, bind=(CLIENT, 50001)) for r in (REMOTE, REMOTE2)]
+    wait_for(lambda: len(peers) == 2, 3, "both connections accepted")
+    eq(peers[0], peers[1], "both servers see the same mapped endpoint")
+    eq(peers[0], (ROUTER_OUT, 50001), "port preserved")
+    for c in conns:
+        c.close()
+
+
+def test_icmp_identifier_mapping_is_endpoint_independent(lab):
+    s = lab.sock("lan", socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.bind((CLIENT, 0))
+    sn = lab.sniffer("wan")
+    ids = []
+    for r in (REMOTE, REMOTE2):
+        msg = bytearray(struct.pack("!BBHHH", 8, 0, 0, 0x5151, 1) + b"eim")
+        msg[2:4] = struct.pack("!H", csum(bytes(msg)))
+        s.sendto(bytes(msg), (r, 0))
+        ip = sniff(sn, lambda ip, r=r: ip["proto"] == 1 and ip["dst"] == r and ip["l4"][0] == 8)
+        ids.append(struct.unpack("!H", ip["l4"][4:6])[0])
+    eq(ids[0], ids[1], "same outside identifier to both remotes")
+
+
+def filtering_case(lab):
+    """Inside 50002 talks to REMOTE:4000; returns which of three senders get through:
+    (same address other port, other address)."""
+    s = lab.sock("lan", socket.SOCK_DGRAM)
+    s.bind((CLIENT, 50002))
+    s.settimeout(1)
+    first = lab.listen("wan", REMOTE, 4000, socket.SOCK_DGRAM)
+    s.sendto(b"open", (REMOTE, 4000))
+    _, mapped = first.recvfrom(100)
+    first.sendto(b"reply", mapped)
+    eq(s.recvfrom(100)[0], b"reply", "the contacted endpoint always gets through")
+    results = []
+    for addr, port in ((REMOTE, 4001), (REMOTE2, 4000)):
+        o = lab.listen("wan", addr, port, socket.SOCK_DGRAM)
+        o.sendto(b"from %s:%d" % (addr.encode(), port), mapped)
+        try:
+            s.recvfrom(100)
+            results.append(True)
+        except socket.timeout:
+            results.append(False)
+    return results
+
+
+@tunnat_args("--filtering", "endpoint-independent")
+def test_filtering_endpoint_independent(lab):
+    eq(filtering_case(lab), [True, True], "EIF: any remote may send to the mapping")
+
+
+def test_filtering_address_dependent_is_the_default(lab):
+    eq(filtering_case(lab), [True, False], "ADF: only addresses the host sent to")
+
+
+@tunnat_args("--filtering", "address-and-port-dependent")
+def test_filtering_address_and_port_dependent(lab):
+    eq(filtering_case(lab), [False, False], "APDF: only the exact endpoints the host sent to")
+
+
+def test_inbound_filtered_datagram_never_reaches_inside(lab):
+    """Under the default filter an outside host that was never contacted gets nothing in."""
+    s = lab.sock("lan", socket.SOCK_DGRAM)
+    s.bind((CLIENT, 50003))
+    s.settimeout(1)
+    s.sendto(b"x", (REMOTE, 4002))
+    stranger = lab.sock("wan", socket.SOCK_DGRAM)
+    stranger.bind((REMOTE2, 4002))
+    stranger.sendto(b"intrusion", (ROUTER_OUT, 50003))
+    silent(lambda: s.recvfrom(100), "a datagram from an uncontacted address reached the inside")
