@@ -4,7 +4,8 @@ RFC 5508 REQ-1) and filtering (RFC 4787 REQ-8, RFC 5382 REQ-3)."""
 import socket
 import struct
 
-from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, csum, eq, serve_tcp, silent, sniff, tunnat_args, wait_for)
+from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, csum, eq, recv_all, serve_tcp, silent, sniff,
+                     tunnat_args, wait_for)
 
 
 def test_udp_mapping_is_endpoint_independent(lab):
@@ -94,3 +95,37 @@ def test_inbound_filtered_datagram_never_reaches_inside(lab):
     stranger.bind((REMOTE2, 4002))
     stranger.sendto(b"intrusion", (ROUTER_OUT, 50003))
     silent(lambda: s.recvfrom(100), "a datagram from an uncontacted address reached the inside")
+
+
+@tunnat_args("--dnat", "tcp:8888=192.168.122.73:9999")
+def test_hairpin_to_a_port_forward(lab):
+    """RFC 4787 REQ-9 / RFC 5382 REQ-8: an inside host reaches 172.16.1.186:8888; the
+    server sees the router's external address, not the client's inside one."""
+    peers = []
+    srv = lab.listen("lan", SERVER_IN, 9999)
+    serve_tcp(srv, lambda c, p: (peers.append(p), c.sendall(b"hairpinned")))
+    c = lab.connect("lan", ROUTER_OUT, 8888, bind=(CLIENT, 40100))
+    eq(c.getpeername(), (ROUTER_OUT, 8888), "the client talks to the external address")
+    eq(recv_all(c), b"hairpinned", "the reply comes back through the hairpin")
+    eq(peers[0], (ROUTER_OUT, 40100), "the server sees the external address and port")
+
+
+@tunnat_args("--filtering", "endpoint-independent")
+def test_hairpin_between_two_inside_hosts_mappings(lab):
+    """Two inside hosts reach each other through their external endpoints, as peer-to-peer
+    applications that learned them from a STUN server do."""
+    stun = lab.listen("wan", REMOTE, 3478, socket.SOCK_DGRAM)
+    a = lab.sock("lan", socket.SOCK_DGRAM)
+    b = lab.sock("lan", socket.SOCK_DGRAM)
+    a.bind((CLIENT, 51000))
+    b.bind((SERVER_IN, 51000))
+    for s in (a, b):
+        s.settimeout(2)
+        s.sendto(b"what is my address?", (REMOTE, 3478))
+    ext_a = stun.recvfrom(100)[1]
+    ext_b = stun.recvfrom(100)[1]
+    a.sendto(b"hello b", (ROUTER_OUT, ext_b[1]))
+    data, peer = b.recvfrom(100)
+    eq((data, peer), (b"hello b", (ROUTER_OUT, ext_a[1])), "b hears a from a's external endpoint")
+    b.sendto(b"hello a", peer)
+    eq(a.recvfrom(100), (b"hello a", (ROUTER_OUT, ext_b[1])), "a hears b from b's external endpoint")

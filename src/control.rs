@@ -88,6 +88,7 @@ pub fn nat_stats(nat: &Nat) -> Value {
         "forwarded_out": s.forwarded_out,
         "forwarded_in": s.forwarded_in,
         "local": s.local,
+        "hairpinned": s.hairpinned,
         "icmp_errors_sent": s.icmp_errors_sent,
         "icmp_errors_translated": s.icmp_errors_translated,
         "drops": drops,

@@ -360,6 +360,7 @@ impl Router {
             let now = self.now();
             match self.nat.process(side, &mut self.buf[..n], now) {
                 Verdict::Forward { len } => self.ports.send(side.other(), &self.buf[..len]),
+                Verdict::Hairpin { len } => self.ports.send(side, &self.buf[..len]),
                 Verdict::Local { len } => self.locals[i].dev.deliver(&self.buf[..len]),
                 Verdict::Reply(why) => {
                     log::debug!("{}: answered with ICMP ({})", side.name(), why.name());

@@ -149,8 +149,21 @@ pub enum Verdict {
     Local { len: usize },
     /// Send [`Nat::reply`] back out of the port the packet came from; drop the packet.
     Reply(DropReason),
+    /// Write the first `len` bytes back to the port they came from (hairpinning).
+    Hairpin { len: usize },
     /// Drop, counted under the reason.
     Drop(DropReason),
+}
+
+/// How an inbound packet reaches an inside endpoint.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// Through an existing session.
+    Session(Endpoint),
+    /// Through a DNAT rule (new session).
+    Dnat(Endpoint),
+    /// Through a mapping whose filter admits the remote (new session).
+    Mapped(Endpoint),
 }
 
 macro_rules! drop_reasons {
@@ -210,6 +223,7 @@ pub struct Stats {
     pub forwarded_out: u64,
     pub forwarded_in: u64,
     pub local: u64,
+    pub hairpinned: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_translated: u64,
     drops: [u64; DropReason::ALL.len()],
@@ -304,6 +318,7 @@ impl Nat {
             Verdict::Forward { .. } if side == Side::Inside => self.stats.forwarded_out += 1,
             Verdict::Forward { .. } => self.stats.forwarded_in += 1,
             Verdict::Local { .. } => self.stats.local += 1,
+            Verdict::Hairpin { .. } => {}
             Verdict::Reply(r) => {
                 self.stats.count(r);
                 self.stats.icmp_errors_sent += 1;
@@ -311,10 +326,6 @@ impl Nat {
             Verdict::Drop(r) => self.stats.count(r),
         }
         v
-    }
-
-    fn is_local(&self, a: Ipv4Addr) -> bool {
-        a == self.cfg.inside.addr || a == self.cfg.outside.addr
     }
 
     /// Builds an ICMP error from the router about `ip` into `self.reply`.
@@ -370,10 +381,27 @@ impl Nat {
     fn outbound(&mut self, buf: &mut [u8], now: Instant) -> Step<Verdict> {
         let mut ip = Ipv4::new_checked(buf, Check::Full)?;
         let (src, dst) = (ip.src(), ip.dst());
-        if self.is_local(dst) {
-            return Ok(Verdict::Local {
-                len: ip.total_len(),
-            });
+        let local = Verdict::Local {
+            len: ip.total_len(),
+        };
+        if dst == self.cfg.inside.addr {
+            return Ok(local);
+        }
+        if dst == self.cfg.outside.addr {
+            let hairpin = Protocol::from_number(ip.protocol())
+                .filter(|_| !ip.is_fragment())
+                .and_then(|p| Transport::new_checked(p, ip.payload()).ok())
+                .filter(|t| self.hairpin_target_exists(t.protocol, t.dst_port));
+            let Some(t) = hairpin else {
+                return Ok(local); // for the router itself
+            };
+            if !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast() {
+                return Err(DropReason::SpoofedSource);
+            }
+            if let Some(v) = self.forwarding_checks(&ip, Side::Inside) {
+                return Ok(v);
+            }
+            return self.hairpin(ip, t, now);
         }
         if !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast() {
             return Err(DropReason::SpoofedSource);
@@ -413,30 +441,10 @@ impl Nat {
             ),
         };
         let len = ip.total_len();
-        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
-        let session = match self.table.get_out(&key) {
-            Some(s) => s,
-            None if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
-            None => match self.table.create_out(key, now) {
-                Ok(s) => s,
-                Err(e) => {
-                    let why = match e {
-                        TableError::Full => DropReason::TableFull,
-                        TableError::NoPort => DropReason::NoPort,
-                    };
-                    return Ok(self.answer(
-                        &ip,
-                        Side::Inside,
-                        icmp_type::DEST_UNREACHABLE,
-                        unreachable::ADMIN_PROHIBITED,
-                        0,
-                        why,
-                    ));
-                }
-            },
+        let ext = match self.outbound_session(key, &t, &ip, now) {
+            Ok(ext) => ext,
+            Err(v) => return Ok(v),
         };
-        session.touch(Direction::Out, len, flags, now);
-        let ext = session.ext_port;
         ip.decrement_ttl();
         transport::rewrite_endpoint(&mut ip, protocol, End::Src, self.cfg.outside.addr, ext);
         Ok(Verdict::Forward { len })
@@ -476,50 +484,144 @@ impl Nat {
             },
         );
         let len = ip.total_len();
-        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
-
-        // An existing session, a DNAT rule, or a mapping whose filter admits the remote.
-        let inside = if let Some((key, _)) = self.table.get_in(protocol, t.dst_port, remote) {
-            Some((key.inside, None))
-        } else if let Some(rule) = self
-            .cfg
-            .dnat
-            .iter()
-            .find(|r| r.contains(protocol, t.dst_port))
-        {
-            Some((
-                Endpoint::new(rule.target, rule.target_port_for(t.dst_port)),
-                Some(true),
-            ))
-        } else {
-            self.table
-                .admits(protocol, t.dst_port, remote)
-                .map(|e| (e, Some(false)))
-        };
-        let Some((inside, new)) = inside else {
+        let Some(target) = self.inbound_target(protocol, t.dst_port, remote) else {
             return Ok(local); // no translation: the router itself answers (RST, port unreachable)
         };
         if let Some(v) = self.forwarding_checks(&ip, Side::Outside) {
             return Ok(v);
         }
+        let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
+        ip.decrement_ttl();
+        transport::rewrite_endpoint(&mut ip, protocol, End::Dst, inside.addr, inside.port);
+        Ok(Verdict::Forward { len })
+    }
+
+    /// Where a packet from `remote` to external `port` goes: an existing session, a DNAT
+    /// rule, or a mapping whose filter admits the remote. Creates nothing.
+    fn inbound_target(
+        &mut self,
+        protocol: Protocol,
+        port: u16,
+        remote: Endpoint,
+    ) -> Option<Target> {
+        if let Some((key, _)) = self.table.get_in(protocol, port, remote) {
+            return Some(Target::Session(key.inside));
+        }
+        if let Some(rule) = self.cfg.dnat.iter().find(|r| r.contains(protocol, port)) {
+            return Some(Target::Dnat(Endpoint::new(
+                rule.target,
+                rule.target_port_for(port),
+            )));
+        }
+        self.table
+            .admits(protocol, port, remote)
+            .map(Target::Mapped)
+    }
+
+    /// The session for an inbound packet to `target`, created if new, and touched.
+    #[allow(clippy::too_many_arguments)]
+    fn inbound_session(
+        &mut self,
+        target: Target,
+        protocol: Protocol,
+        port: u16,
+        remote: Endpoint,
+        t: &Transport,
+        len: usize,
+        now: Instant,
+    ) -> Step<Endpoint> {
+        let inside = match target {
+            Target::Session(e) | Target::Dnat(e) | Target::Mapped(e) => e,
+        };
         let key = SessionKey {
             protocol,
             inside,
             remote,
         };
-        let session = match new {
-            None => self.table.get_out(&key),
-            Some(_) if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
-            Some(true) => self.table.create_dnat(key, t.dst_port, now).ok(),
-            Some(false) => self.table.create_out(key, now).ok(),
+        let session = match target {
+            Target::Session(_) => self.table.get_out(&key),
+            _ if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
+            Target::Dnat(_) => self.table.create_dnat(key, port, now).ok(),
+            Target::Mapped(_) => self.table.create_out(key, now).ok(),
         };
-        let Some(session) = session else {
-            return Err(DropReason::TableFull);
-        };
+        let session = session.ok_or(DropReason::TableFull)?;
+        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
         session.touch(Direction::In, len, flags, now);
+        Ok(inside)
+    }
+
+    /// The external port of the outbound session `key`, creating the session (and its
+    /// mapping) if needed; `Err` holds the verdict when none can be made.
+    fn outbound_session<T: AsRef<[u8]>>(
+        &mut self,
+        key: SessionKey,
+        t: &Transport,
+        ip: &Ipv4<T>,
+        now: Instant,
+    ) -> Result<u16, Verdict> {
+        let len = ip.total_len();
+        let session = match self.table.get_out(&key) {
+            Some(s) => s,
+            None if t.has_flag(TcpFlags::RST) => return Err(Verdict::Drop(DropReason::NoSession)),
+            None => match self.table.create_out(key, now) {
+                Ok(s) => s,
+                Err(e) => {
+                    let why = match e {
+                        TableError::Full => DropReason::TableFull,
+                        TableError::NoPort => DropReason::NoPort,
+                    };
+                    return Err(self.answer(
+                        ip,
+                        Side::Inside,
+                        icmp_type::DEST_UNREACHABLE,
+                        unreachable::ADMIN_PROHIBITED,
+                        0,
+                        why,
+                    ));
+                }
+            },
+        };
+        let flags = (key.protocol == Protocol::Tcp).then_some(t.tcp_flags);
+        session.touch(Direction::Out, len, flags, now);
+        Ok(session.ext_port)
+    }
+
+    /// Would a packet from inside to the router's outside address and `port` reach a
+    /// host (RFC 4787 REQ-9 hairpinning) rather than the router itself?
+    fn hairpin_target_exists(&self, protocol: Protocol, port: u16) -> bool {
+        protocol != Protocol::Icmp
+            && (self.cfg.dnat.iter().any(|r| r.contains(protocol, port))
+                || self.table.port_in_use(protocol, port))
+    }
+
+    /// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): an inside host sent to the router's
+    /// outside address. The packet is translated as if it had left (source becomes the
+    /// outside address and the host's external port) and come back in (destination becomes
+    /// the DNAT target or the mapping's owner), and goes back out of the inside port, so
+    /// the target sees the external address and port as the source.
+    fn hairpin(&mut self, mut ip: Ipv4<&mut [u8]>, t: Transport, now: Instant) -> Step<Verdict> {
+        let outside = self.cfg.outside.addr;
+        let protocol = t.protocol;
+        let key = SessionKey {
+            protocol,
+            inside: Endpoint::new(ip.src(), t.src_port),
+            remote: Endpoint::new(outside, t.dst_port),
+        };
+        let ext = match self.outbound_session(key, &t, &ip, now) {
+            Ok(ext) => ext,
+            Err(v) => return Ok(v),
+        };
+        let remote = Endpoint::new(outside, ext);
+        let target = self
+            .inbound_target(protocol, t.dst_port, remote)
+            .ok_or(DropReason::NoSession)?;
+        let len = ip.total_len();
+        let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
         ip.decrement_ttl();
+        transport::rewrite_endpoint(&mut ip, protocol, End::Src, outside, ext);
         transport::rewrite_endpoint(&mut ip, protocol, End::Dst, inside.addr, inside.port);
-        Ok(Verdict::Forward { len })
+        self.stats.hairpinned += 1;
+        Ok(Verdict::Hairpin { len })
     }
 
     /// An ICMP error from outside about a packet the router translated on its way out:

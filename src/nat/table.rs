@@ -436,6 +436,11 @@ impl Table {
         Ok(self.insert(key, ext_port, true, now))
     }
 
+    /// Is external `port` held by a mapping now?
+    pub fn port_in_use(&self, protocol: Protocol, port: u16) -> bool {
+        matches!(self.ports.get(&(protocol, port)), Some(PortSlot::InUse(_)))
+    }
+
     /// The external port of the inside endpoint's mapping, if it has one.
     pub fn mapped_port(&self, protocol: Protocol, inside: Endpoint) -> Option<u16> {
         self.mappings

@@ -503,3 +503,63 @@ fn full_table_answers_admin_prohibited() {
     assert_eq!((r.src(), r.dst()), (ROUTER_IN, CLIENT));
     assert_eq!(&r.payload()[..2], &[3, 13]);
 }
+
+#[test]
+fn hairpin_to_a_dnat_rule_and_back() {
+    let mut n = nat(); // tcp:8888 -> 192.168.122.73:9999
+    let mut syn = tcp(CLIENT, 40000, ROUTER_OUT, 8888, TcpFlags::SYN);
+    assert!(matches!(
+        n.process(Side::Inside, &mut syn, t(0)),
+        Verdict::Hairpin { .. }
+    ));
+    // The server sees the router's external address and the client's external port.
+    assert_eq!(check(&syn), (ROUTER_OUT, 40000, SERVER_IN, 9999, 63));
+    let mut synack = tcp(
+        SERVER_IN,
+        9999,
+        ROUTER_OUT,
+        40000,
+        TcpFlags::SYN | TcpFlags::ACK,
+    );
+    assert!(matches!(
+        n.process(Side::Inside, &mut synack, t(0)),
+        Verdict::Hairpin { .. }
+    ));
+    assert_eq!(check(&synack), (ROUTER_OUT, 8888, CLIENT, 40000, 63));
+    assert_eq!(n.stats().hairpinned, 2);
+}
+
+#[test]
+fn hairpin_to_a_peer_mapping_under_endpoint_independent_filtering() {
+    let mut cfg = NatConfig::lab();
+    cfg.filtering = Filtering::EndpointIndependent;
+    let mut n = Nat::new(cfg);
+    // The peer (SERVER_IN) has a UDP mapping from talking to an outside host.
+    let mut out = udp(SERVER_IN, 5000, REMOTE, 3478);
+    n.process(Side::Inside, &mut out, t(0));
+    let peer_ext = check(&out).1;
+    // The client sends to the peer's external endpoint.
+    let mut p = udp(CLIENT, 6000, ROUTER_OUT, peer_ext);
+    assert!(matches!(
+        n.process(Side::Inside, &mut p, t(1)),
+        Verdict::Hairpin { .. }
+    ));
+    assert_eq!(check(&p), (ROUTER_OUT, 6000, SERVER_IN, 5000, 63));
+    // The peer answers the external endpoint it saw.
+    let mut r = udp(SERVER_IN, 5000, ROUTER_OUT, 6000);
+    assert!(matches!(
+        n.process(Side::Inside, &mut r, t(1)),
+        Verdict::Hairpin { .. }
+    ));
+    assert_eq!(check(&r), (ROUTER_OUT, peer_ext, CLIENT, 6000, 63));
+}
+
+#[test]
+fn no_hairpin_target_means_the_router_answers() {
+    let mut n = nat();
+    let mut p = udp(CLIENT, 1, ROUTER_OUT, 7777);
+    assert!(matches!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Local { .. }
+    ));
+}
