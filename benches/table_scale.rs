@@ -63,7 +63,8 @@ fn main() {
             prefix: 8,
         };
         cfg.inside.addr = Ipv4Addr::new(10, 255, 255, 254);
-        cfg.max_sessions = n as usize + 1;
+        cfg.limits.max_sessions = n as usize + 1;
+        cfg.limits.max_mappings_per_host = 65536;
         let before = rss_kib();
         let mut nat = Nat::new(cfg);
         let mut buf = [0u8; 32];

@@ -4,7 +4,7 @@ RFC 5508 REQ-1) and filtering (RFC 4787 REQ-8, RFC 5382 REQ-3)."""
 import socket
 import struct
 
-from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, csum, eq, recv_all, serve_tcp, silent, sniff,
+from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, check, csum, eq, recv_all, serve_tcp, silent, sniff,
                      tunnat_args, wait_for)
 
 
@@ -129,3 +129,38 @@ def test_hairpin_between_two_inside_hosts_mappings(lab):
     eq((data, peer), (b"hello b", (ROUTER_OUT, ext_a[1])), "b hears a from a's external endpoint")
     b.sendto(b"hello a", peer)
     eq(a.recvfrom(100), (b"hello a", (ROUTER_OUT, ext_b[1])), "a hears b from b's external endpoint")
+
+
+@tunnat_args("--max-mappings-per-host", "5")
+def test_per_host_mapping_limit(lab):
+    """One host with many source ports gets 5 mappings; beyond, ICMP 3/13 (the sender's
+    kernel reports it on the socket), while another host still gets a mapping."""
+    srv = lab.listen("wan", REMOTE, 4500, socket.SOCK_DGRAM)
+    srv.settimeout(1)
+    errors = 0
+    for port in range(52000, 52010):
+        s = lab.sock("lan", socket.SOCK_DGRAM)
+        s.bind((CLIENT, port))
+        s.settimeout(1)
+        s.connect((REMOTE, 4500))
+        s.send(b"x")
+        try:
+            s.recv(10)
+        except socket.timeout:
+            pass
+        except OSError as e:  # EHOSTUNREACH from the ICMP 3/13
+            errors += 1
+            check(e.errno in (113, 13), f"unexpected error {e}")
+    got = set()
+    while True:
+        try:
+            got.add(srv.recvfrom(10)[1][1])
+        except socket.timeout:
+            break
+    eq(len(got), 5, "datagrams that got a mapping")
+    eq(errors, 5, "senders told 'administratively prohibited'")
+    other = lab.sock("lan", socket.SOCK_DGRAM)
+    other.bind((SERVER_IN, 52000))
+    other.sendto(b"y", (REMOTE, 4500))
+    eq(srv.recvfrom(10)[0], b"y", "another host is not limited")
+    wait_for(lambda: "answered with ICMP (host-limit)" in lab.stderr(), 2, "host-limit counted")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::nat::{DnatRule, Filtering, Ipv4Cidr, NatConfig, Timeouts};
+use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Limits, NatConfig, Timeouts};
 use crate::port::tap::TraceFilter;
 use crate::wire::transport::Protocol;
 
@@ -34,7 +34,7 @@ pub struct Config {
     pub mtu: usize,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
-    pub max_sessions: usize,
+    pub limits: Limits,
     /// Print every packet in the kernel LOG target's format on standard output.
     pub trace: bool,
     /// Show only these packets (empty: all).
@@ -110,8 +110,14 @@ impl Config {
                 bail!("{name} must be at least 1 second");
             }
         }
-        if self.max_sessions == 0 {
-            bail!("--max-sessions must be at least 1");
+        for (name, n) in [
+            ("--max-sessions", self.limits.max_sessions),
+            ("--max-mappings", self.limits.max_mappings),
+            ("--max-mappings-per-host", self.limits.max_mappings_per_host),
+        ] {
+            if n == 0 {
+                bail!("{name} must be at least 1");
+            }
         }
         if self.policy.contains(&0) {
             bail!("the policy file contains a NUL byte, which would end the reply early");
@@ -168,7 +174,7 @@ impl Config {
             } else {
                 vec![self.policy_port]
             },
-            max_sessions: self.max_sessions,
+            limits: self.limits,
         }
     }
 
@@ -200,7 +206,7 @@ mod test {
             mtu: 1500,
             timeouts: Timeouts::default(),
             filtering: Filtering::default(),
-            max_sessions: 1000,
+            limits: Limits::default(),
             trace: false,
             trace_filters: vec![],
             pcap_dir: None,

@@ -96,6 +96,7 @@ pub fn nat_stats(nat: &Nat) -> Value {
         "mappings": t.mapping_count(),
         "sessions_created": t.stats.sessions_created,
         "sessions_expired": t.stats.sessions_expired,
+        "sessions_evicted": t.stats.sessions_evicted,
         "mappings_created": t.stats.mappings_created,
         "mappings_released": t.stats.mappings_released,
     })

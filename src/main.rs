@@ -80,6 +80,13 @@ struct RunArgs {
     /// Most sessions in the table; new ones beyond get ICMP "administratively prohibited" [default: 65536]
     #[arg(long, value_name = "N")]
     max_sessions: Option<usize>,
+    /// Most mappings (inside endpoints with an external port) [default: 65536]
+    #[arg(long, value_name = "N")]
+    max_mappings: Option<usize>,
+    /// Most mappings one inside address may hold; beyond, ICMP "administratively
+    /// prohibited" (RFC 6888 REQ-4) [default: 4096]
+    #[arg(long, value_name = "N")]
+    max_mappings_per_host: Option<usize>,
     /// Print every packet on standard output in the kernel LOG target's format
     /// (PRE IN: as read, POST OUT: as written).
     #[arg(long)]
@@ -163,6 +170,8 @@ impl RunArgs {
             },
             filtering: self.filtering,
             max_sessions: self.max_sessions,
+            max_mappings: self.max_mappings,
+            max_mappings_per_host: self.max_mappings_per_host,
             trace: self.trace.then_some(true),
             trace_filter: (!self.trace_filter.is_empty()).then_some(self.trace_filter),
             pcap_dir: self.pcap_dir,

@@ -595,13 +595,15 @@ fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
     }
     let t = &cfg.timeouts;
     log::info!(
-        "timeouts udp {}s, tcp established {}s, tcp transitory {}s, icmp {}s; filtering {:?}; max sessions {}",
+        "timeouts udp {}s, tcp established {}s, tcp transitory {}s, icmp {}s; filtering {:?}; max sessions {}, mappings {} ({} per host)",
         t.udp.as_secs(),
         t.tcp_established.as_secs(),
         t.tcp_transitory.as_secs(),
         t.icmp.as_secs(),
         cfg.filtering,
-        cfg.max_sessions
+        cfg.limits.max_sessions,
+        cfg.limits.max_mappings,
+        cfg.limits.max_mappings_per_host
     );
     match cfg.policy_port {
         0 => log::info!("policy server off"),

@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 
 use crate::config::{Config, PortConfig};
-use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Timeouts};
+use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Limits, Timeouts};
 use crate::port::netns;
 use crate::services::policy::DEFAULT_POLICY;
 
@@ -52,6 +52,8 @@ pub struct Settings {
     pub timeouts: TimeoutSettings,
     pub filtering: Option<String>,
     pub max_sessions: Option<usize>,
+    pub max_mappings: Option<usize>,
+    pub max_mappings_per_host: Option<usize>,
     pub trace: Option<bool>,
     pub trace_filter: Option<Vec<String>>,
     pub pcap_dir: Option<PathBuf>,
@@ -93,6 +95,8 @@ impl Settings {
         overlay!(self, top, timeouts.icmp);
         overlay!(self, top, filtering);
         overlay!(self, top, max_sessions);
+        overlay!(self, top, max_mappings);
+        overlay!(self, top, max_mappings_per_host);
         overlay!(self, top, trace);
         overlay!(self, top, trace_filter);
         overlay!(self, top, pcap_dir);
@@ -159,7 +163,16 @@ impl Settings {
                 icmp: secs(self.timeouts.icmp, d.icmp),
             },
             filtering,
-            max_sessions: self.max_sessions.unwrap_or(65536),
+            limits: {
+                let d = Limits::default();
+                Limits {
+                    max_sessions: self.max_sessions.unwrap_or(d.max_sessions),
+                    max_mappings: self.max_mappings.unwrap_or(d.max_mappings),
+                    max_mappings_per_host: self
+                        .max_mappings_per_host
+                        .unwrap_or(d.max_mappings_per_host),
+                }
+            },
             trace: self.trace.unwrap_or(false) || !trace_filters.is_empty(),
             trace_filters,
             pcap_dir: self.pcap_dir.clone(),

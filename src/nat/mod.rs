@@ -28,7 +28,7 @@ use crate::wire::transport::{self, icmp_type, End, Protocol, TcpFlags, Transport
 use crate::wire::WireError;
 
 pub use dnat::DnatRule;
-pub use table::{Endpoint, Filtering, Session, SessionKey, Table, TableError, Timeouts};
+pub use table::{Endpoint, Filtering, Limits, Session, SessionKey, Table, TableError, Timeouts};
 pub use tcp_state::Direction;
 pub use time::Instant;
 
@@ -93,7 +93,7 @@ pub struct NatConfig {
     pub dnat: Vec<DnatRule>,
     /// TCP ports served by the router itself on its outside address (never allocated).
     pub local_tcp_ports: Vec<u16>,
-    pub max_sessions: usize,
+    pub limits: Limits,
 }
 
 impl NatConfig {
@@ -113,7 +113,7 @@ impl NatConfig {
             filtering: Filtering::default(),
             dnat: Vec::new(),
             local_tcp_ports: vec![843],
-            max_sessions: 65536,
+            limits: Limits::default(),
         }
     }
 }
@@ -200,6 +200,7 @@ drop_reasons! {
     TtlExceeded => "ttl-exceeded",
     TooBig => "too-big",
     TableFull => "table-full",
+    HostLimit => "host-limit",
     NoPort => "no-free-port",
 }
 
@@ -257,7 +258,7 @@ type Step<T> = Result<T, DropReason>;
 
 impl Nat {
     pub fn new(cfg: NatConfig) -> Nat {
-        let mut table = Table::new(cfg.timeouts, cfg.filtering, cfg.max_sessions);
+        let mut table = Table::new(cfg.timeouts, cfg.filtering, cfg.limits);
         Self::reserve_ports(&mut table, &cfg);
         Nat {
             cfg,
@@ -283,7 +284,7 @@ impl Nat {
     pub fn reconfigure(&mut self, cfg: NatConfig) {
         self.table.timeouts = cfg.timeouts;
         self.table.filtering = cfg.filtering;
-        self.table.set_max_sessions(cfg.max_sessions);
+        self.table.set_limits(cfg.limits);
         Self::reserve_ports(&mut self.table, &cfg);
         self.cfg = cfg;
     }
@@ -569,6 +570,7 @@ impl Nat {
                     let why = match e {
                         TableError::Full => DropReason::TableFull,
                         TableError::NoPort => DropReason::NoPort,
+                        TableError::HostLimit => DropReason::HostLimit,
                     };
                     return Err(self.answer(
                         ip,

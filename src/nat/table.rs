@@ -80,6 +80,40 @@ impl Timeouts {
     }
 }
 
+/// Bounds on the table (RFC 6888 REQ-4 asks for per-host limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_sessions: usize,
+    pub max_mappings: usize,
+    pub max_mappings_per_host: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_sessions: 65536,
+            max_mappings: 65536,
+            max_mappings_per_host: 4096,
+        }
+    }
+}
+
+/// Sessions examined from the least recently used end when looking for one to evict.
+const EVICT_SCAN: usize = 64;
+
+/// The shortest idle time the RFCs allow before a session may be removed: a session idle
+/// at least this long may be evicted to make room when the table is full.
+fn rfc_minimum_idle(protocol: Protocol, s: &Session) -> Duration {
+    match protocol {
+        Protocol::Udp => Duration::from_secs(120), // RFC 4787 REQ-5
+        Protocol::Icmp => Duration::from_secs(60), // RFC 5508 REQ-2
+        Protocol::Tcp => match s.tcp.phase() {
+            TcpPhase::Established => Duration::from_secs(7440), // RFC 5382 REQ-5
+            TcpPhase::Transitory => Duration::from_secs(240),
+        },
+    }
+}
+
 /// Which remotes may send to a mapping (RFC 4787 section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Filtering {
@@ -175,8 +209,10 @@ impl Session {
 /// Why no session could be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableError {
-    /// `max_sessions` reached.
+    /// `max_sessions` or `max_mappings` reached and nothing may be evicted.
     Full,
+    /// The inside host has `max_mappings_per_host` mappings.
+    HostLimit,
     /// No external port free in the range.
     NoPort,
 }
@@ -186,6 +222,8 @@ pub enum TableError {
 pub struct TableStats {
     pub sessions_created: u64,
     pub sessions_expired: u64,
+    /// Sessions removed early (idle past the RFC minimum) to make room.
+    pub sessions_evicted: u64,
     pub mappings_created: u64,
     pub mappings_released: u64,
 }
@@ -202,13 +240,15 @@ pub struct Table {
     reserved: Vec<(Protocol, u16, u16)>,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
-    max_sessions: usize,
+    limits: Limits,
+    /// Mappings per inside address.
+    host_mappings: HashMap<Ipv4Addr, usize>,
     rng: u32,
     pub stats: TableStats,
 }
 
 impl Table {
-    pub fn new(timeouts: Timeouts, filtering: Filtering, max_sessions: usize) -> Table {
+    pub fn new(timeouts: Timeouts, filtering: Filtering, limits: Limits) -> Table {
         Table {
             sessions: LruCache::unbounded(),
             by_ext: HashMap::new(),
@@ -219,7 +259,8 @@ impl Table {
             reserved: Vec::new(),
             timeouts,
             filtering,
-            max_sessions,
+            limits,
+            host_mappings: HashMap::new(),
             rng: 0x9e37_79b9,
             stats: TableStats::default(),
         }
@@ -235,8 +276,31 @@ impl Table {
         self.reserved.clear();
     }
 
-    pub fn set_max_sessions(&mut self, n: usize) {
-        self.max_sessions = n;
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Makes room for one session if the table is full, evicting the least recently used
+    /// session that has been idle at least the RFC minimum for its kind.
+    fn make_room(&mut self, now: Instant) -> Result<(), TableError> {
+        if self.sessions.len() < self.limits.max_sessions {
+            return Ok(());
+        }
+        let victim = self
+            .sessions
+            .iter()
+            .rev()
+            .take(EVICT_SCAN)
+            .find(|(k, s)| now.since(s.last_seen) >= rfc_minimum_idle(k.protocol, s))
+            .map(|(k, _)| *k);
+        match victim {
+            Some(k) => {
+                self.remove(&k, now);
+                self.stats.sessions_evicted += 1;
+                Ok(())
+            }
+            None => Err(TableError::Full),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -394,9 +458,7 @@ impl Table {
         key: SessionKey,
         now: Instant,
     ) -> Result<&mut Session, TableError> {
-        if self.sessions.len() >= self.max_sessions {
-            return Err(TableError::Full);
-        }
+        self.make_room(now)?;
         let mk = MapKey {
             protocol: key.protocol,
             inside: key.inside,
@@ -407,7 +469,21 @@ impl Table {
                 m.ext_port
             }
             None => {
-                let port = self.allocate(&mk, now).ok_or(TableError::NoPort)?;
+                if self.mappings.len() >= self.limits.max_mappings {
+                    return Err(TableError::Full);
+                }
+                let per_host = self.host_mappings.entry(mk.inside.addr).or_insert(0);
+                if *per_host >= self.limits.max_mappings_per_host {
+                    return Err(TableError::HostLimit);
+                }
+                *per_host += 1;
+                let port = match self.allocate(&mk, now) {
+                    Some(p) => p,
+                    None => {
+                        self.release_host_mapping(mk.inside.addr);
+                        return Err(TableError::NoPort);
+                    }
+                };
                 self.mappings.insert(
                     mk,
                     Mapping {
@@ -430,9 +506,7 @@ impl Table {
         ext_port: u16,
         now: Instant,
     ) -> Result<&mut Session, TableError> {
-        if self.sessions.len() >= self.max_sessions {
-            return Err(TableError::Full);
-        }
+        self.make_room(now)?;
         Ok(self.insert(key, ext_port, true, now))
     }
 
@@ -474,6 +548,7 @@ impl Table {
             if m.sessions == 0 {
                 let port = m.ext_port;
                 self.mappings.remove(&mk);
+                self.release_host_mapping(mk.inside.addr);
                 let until = now + PORT_HOLD;
                 self.ports
                     .insert((key.protocol, port), PortSlot::Held { until, owner: mk });
@@ -482,6 +557,15 @@ impl Table {
             }
         }
         Some(s)
+    }
+
+    fn release_host_mapping(&mut self, host: Ipv4Addr) {
+        if let Some(n) = self.host_mappings.get_mut(&host) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.host_mappings.remove(&host);
+            }
+        }
     }
 
     /// Removes every session idle past its timeout at `now`, calling `on_expire` for each,
@@ -543,8 +627,19 @@ mod test {
         }
     }
 
+    fn limits(max_sessions: usize) -> Limits {
+        Limits {
+            max_sessions,
+            ..Limits::default()
+        }
+    }
+
     fn table() -> Table {
-        Table::new(Timeouts::default(), Filtering::AddressDependent, 1000)
+        Table::new(
+            Timeouts::default(),
+            Filtering::AddressDependent,
+            limits(1000),
+        )
     }
 
     #[test]
@@ -681,7 +776,11 @@ mod test {
 
     #[test]
     fn released_port_is_held_for_120_s_from_other_hosts() {
-        let mut t = Table::new(Timeouts::default(), Filtering::AddressDependent, 1000);
+        let mut t = Table::new(
+            Timeouts::default(),
+            Filtering::AddressDependent,
+            limits(1000),
+        );
         let k1 = key(Protocol::Udp, (IN1, 6000), (R1, 53));
         t.create_out(k1, Instant::ZERO).unwrap();
         t.expire(Instant::from_secs(300), |_, _| {});
@@ -719,7 +818,7 @@ mod test {
             (Filtering::AddressDependent, [true, false]),
             (Filtering::AddressAndPortDependent, [false, false]),
         ] {
-            let mut t = Table::new(Timeouts::default(), mode, 1000);
+            let mut t = Table::new(Timeouts::default(), mode, limits(1000));
             let k = key(Protocol::Udp, (IN1, 7000), (r1.addr, r1.port));
             let ext = t.create_out(k, Instant::ZERO).unwrap().ext_port;
             assert_eq!(
@@ -738,7 +837,7 @@ mod test {
 
     #[test]
     fn full_table_refuses() {
-        let mut t = Table::new(Timeouts::default(), Filtering::AddressDependent, 2);
+        let mut t = Table::new(Timeouts::default(), Filtering::AddressDependent, limits(2));
         t.create_out(key(Protocol::Udp, (IN1, 1), (R1, 1)), Instant::ZERO)
             .unwrap();
         t.create_out(key(Protocol::Udp, (IN1, 2), (R1, 1)), Instant::ZERO)
@@ -748,6 +847,70 @@ mod test {
                 .unwrap_err(),
             TableError::Full
         );
+    }
+
+    #[test]
+    fn full_table_evicts_only_sessions_idle_past_the_rfc_minimum() {
+        let mut t = Table::new(Timeouts::default(), Filtering::AddressDependent, limits(2));
+        t.create_out(key(Protocol::Udp, (IN1, 1), (R1, 1)), Instant::ZERO)
+            .unwrap();
+        t.create_out(
+            key(Protocol::Udp, (IN1, 2), (R1, 1)),
+            Instant::from_secs(100),
+        )
+        .unwrap();
+        // At 119 s nobody has been idle 120 s: refused.
+        assert_eq!(
+            t.create_out(
+                key(Protocol::Udp, (IN1, 3), (R1, 1)),
+                Instant::from_secs(119)
+            )
+            .unwrap_err(),
+            TableError::Full
+        );
+        // At 120 s the oldest may go (before its 300 s timeout).
+        t.create_out(
+            key(Protocol::Udp, (IN1, 3), (R1, 1)),
+            Instant::from_secs(120),
+        )
+        .unwrap();
+        assert_eq!(t.stats.sessions_evicted, 1);
+        assert!(t.get_out(&key(Protocol::Udp, (IN1, 1), (R1, 1))).is_none());
+        assert!(t.get_out(&key(Protocol::Udp, (IN1, 2), (R1, 1))).is_some());
+    }
+
+    #[test]
+    fn per_host_mapping_limit() {
+        let mut t = Table::new(
+            Timeouts::default(),
+            Filtering::AddressDependent,
+            Limits {
+                max_mappings_per_host: 2,
+                ..Limits::default()
+            },
+        );
+        for p in 1..=2 {
+            t.create_out(key(Protocol::Tcp, (IN1, p), (R1, 80)), Instant::ZERO)
+                .unwrap();
+        }
+        // More sessions through an existing mapping are fine; a third mapping is not.
+        t.create_out(key(Protocol::Tcp, (IN1, 1), (R2, 80)), Instant::ZERO)
+            .unwrap();
+        assert_eq!(
+            t.create_out(key(Protocol::Tcp, (IN1, 3), (R1, 80)), Instant::ZERO)
+                .unwrap_err(),
+            TableError::HostLimit
+        );
+        // Another host is not affected.
+        t.create_out(key(Protocol::Tcp, (IN2, 3), (R1, 80)), Instant::ZERO)
+            .unwrap();
+        // Released mappings give the host room again.
+        t.expire(Instant::from_secs(240), |_, _| {});
+        t.create_out(
+            key(Protocol::Tcp, (IN1, 3), (R1, 80)),
+            Instant::from_secs(240),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -487,7 +487,7 @@ fn fuzz_like_inputs_never_panic() {
 #[test]
 fn full_table_answers_admin_prohibited() {
     let mut cfg = NatConfig::lab();
-    cfg.max_sessions = 1;
+    cfg.limits.max_sessions = 1;
     let mut n = Nat::new(cfg);
     let mut a = udp(CLIENT, 1000, REMOTE, 53);
     assert!(matches!(
