@@ -3,7 +3,8 @@
 import socket
 import struct
 
-from harness import (refused, silent, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, check, csum, eq, tunnat_args)
+from harness import (CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, check, csum, eq, recv_all, refused, serve_tcp, silent, sniff,
+                     tunnat_args, wait_for)
 
 
 def test_ping_router_addresses_from_both_sides(lab):
@@ -83,3 +84,40 @@ def test_client_address_unaffected(lab):
     """tunnat leaves the hosts' addresses and routes alone."""
     out = lab.sh("lan", ["ip", "-4", "addr", "show", "nat-in"]).stdout
     check(CLIENT in out and ROUTER_IN not in out, out)
+
+
+def outside_mtu(n):
+    def deco(fn):
+        fn.outside_mtu = n
+        return fn
+    return deco
+
+
+@outside_mtu(1280)
+@tunnat_args("--outside-mtu", "1280")
+def test_path_mtu_discovery_through_a_smaller_outside_mtu(lab):
+    """The inside MTU is 1500, the outside 1280: the inside host learns 1280 from the
+    router's "fragmentation needed" and a bulk TCP upload gets through."""
+    out = lab.sh("lan", ["tracepath", "-n", "-m", "4", REMOTE], check_rc=False).stdout
+    check("pmtu 1280" in out, f"tracepath learns the path MTU:\n{out}")
+    srv = lab.listen("wan", REMOTE, 9300)
+    got = []
+    serve_tcp(srv, lambda c, p: got.append(len(recv_all(c))))
+    c = lab.connect("lan", REMOTE, 9300, timeout=10)
+    c.sendall(b"z" * 300000)
+    c.close()
+    wait_for(lambda: got == [300000], 10, "the upload to arrive whole")
+    check("answered with ICMP (too-big)" in lab.stderr(), "the router sent fragmentation-needed")
+
+
+@tunnat_args("--clamp-mss", "1000")
+def test_mss_clamping(lab):
+    sn = lab.sniffer("wan")
+    srv = lab.listen("wan", REMOTE, 9400)
+    serve_tcp(srv, lambda c, p: c.sendall(b"q" * 50000))
+    c = lab.connect("lan", REMOTE, 9400)
+    eq(len(recv_all(c)), 50000, "transfer through the clamped connection")
+    syn = sniff(sn, lambda ip: ip["proto"] == 6 and ip["src"] == ROUTER_OUT and ip["l4"][13] & 0x02)
+    opts = syn["l4"][20:(syn["l4"][12] >> 4) * 4]
+    i = opts.index(b"\x02\x04")
+    eq(struct.unpack("!H", opts[i + 2:i + 4])[0], 1000, "MSS option on the wire")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Limits, NatConfig, Timeouts};
+use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Limits, MssClamp, NatConfig, Timeouts};
 use crate::port::tap::TraceFilter;
 use crate::wire::transport::Protocol;
 
@@ -32,6 +32,10 @@ pub struct Config {
     pub policy: Vec<u8>,
     pub policy_idle: Duration,
     pub mtu: usize,
+    /// Per-port MTUs overriding `mtu`.
+    pub inside_mtu: Option<usize>,
+    pub outside_mtu: Option<usize>,
+    pub clamp_mss: Option<MssClamp>,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
     pub limits: Limits,
@@ -73,8 +77,16 @@ impl Config {
                 self.inside.tun
             );
         }
-        if !(MIN_MTU..=65535).contains(&self.mtu) {
-            bail!("--mtu {}: must be between {MIN_MTU} and 65535", self.mtu);
+        for (name, m) in [
+            ("--mtu", Some(self.mtu)),
+            ("--inside-mtu", self.inside_mtu),
+            ("--outside-mtu", self.outside_mtu),
+        ] {
+            if let Some(m) = m {
+                if !(MIN_MTU..=65535).contains(&m) {
+                    bail!("{name} {m}: must be between {MIN_MTU} and 65535");
+                }
+            }
         }
         for (n, r) in self.dnat.iter().enumerate() {
             if !i.contains(r.target) {
@@ -165,7 +177,8 @@ impl Config {
         NatConfig {
             inside: self.inside.cidr,
             outside: self.outside.cidr,
-            mtu: self.mtu,
+            mtu: self.port_mtus(),
+            clamp_mss: self.clamp_mss,
             timeouts: self.timeouts,
             filtering: self.filtering,
             dnat: self.dnat.clone(),
@@ -176,6 +189,14 @@ impl Config {
             },
             limits: self.limits,
         }
+    }
+
+    /// `[inside, outside]` MTUs.
+    pub fn port_mtus(&self) -> [usize; 2] {
+        [
+            self.inside_mtu.unwrap_or(self.mtu),
+            self.outside_mtu.unwrap_or(self.mtu),
+        ]
     }
 
     pub fn router_addrs(&self) -> [Ipv4Addr; 2] {
@@ -204,6 +225,9 @@ mod test {
             policy: b"<x/>".to_vec(),
             policy_idle: Duration::from_secs(3),
             mtu: 1500,
+            inside_mtu: None,
+            outside_mtu: None,
+            clamp_mss: None,
             timeouts: Timeouts::default(),
             filtering: Filtering::default(),
             limits: Limits::default(),

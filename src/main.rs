@@ -61,6 +61,15 @@ struct RunArgs {
     /// Largest packet forwarded; larger DF packets get ICMP "fragmentation needed" [default: 1500]
     #[arg(long, value_name = "N")]
     mtu: Option<usize>,
+    /// MTU of the inside port, overriding --mtu.
+    #[arg(long, value_name = "N")]
+    inside_mtu: Option<usize>,
+    /// MTU of the outside port, overriding --mtu.
+    #[arg(long, value_name = "N")]
+    outside_mtu: Option<usize>,
+    /// Lower the MSS option of forwarded SYNs to N, or to the egress MTU - 40 with 'mtu'.
+    #[arg(long, value_name = "N|mtu")]
+    clamp_mss: Option<String>,
     /// Idle timeout of UDP sessions, seconds (RFC 4787 REQ-5) [default: 300]
     #[arg(long, value_name = "SECS")]
     udp_timeout: Option<u64>,
@@ -151,17 +160,20 @@ impl RunArgs {
                 tun: self.inside_tun,
                 netns: self.inside_netns,
                 addr: self.inside_addr,
+                mtu: self.inside_mtu,
             },
             outside: PortSettings {
                 tun: self.outside_tun,
                 netns: self.outside_netns,
                 addr: self.outside_addr,
+                mtu: self.outside_mtu,
             },
             dnat: (!self.dnat.is_empty()).then_some(self.dnat),
             policy_port: self.policy_port,
             policy_file: self.policy_file,
             policy_idle_timeout: self.policy_idle_timeout,
             mtu: self.mtu,
+            clamp_mss: self.clamp_mss,
             timeouts: TimeoutSettings {
                 udp: self.udp_timeout,
                 tcp_established: self.tcp_established_timeout,

@@ -54,7 +54,12 @@ impl LocalStack {
         cfg: &Config,
         now: smoltcp::time::Instant,
     ) -> LocalStack {
-        let mut dev = QueueDevice::new(cfg.mtu);
+        let mtu = if own == cfg.inside.cidr {
+            cfg.port_mtus()[0]
+        } else {
+            cfg.port_mtus()[1]
+        };
+        let mut dev = QueueDevice::new(mtu);
         let mut ic = IfaceConfig::new(HardwareAddress::Ip);
         ic.random_seed =
             std::process::id() as u64 ^ now.total_millis() as u64 ^ u32::from(own.addr) as u64;
@@ -580,7 +585,7 @@ fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
             .map_or("(own)".to_string(), |p| p.display().to_string())
     };
     log::info!(
-        "tunnat {}: inside {} in netns {} as {}, outside {} in netns {} as {}, mtu {}",
+        "tunnat {}: inside {} in netns {} as {}, outside {} in netns {} as {}, mtu {:?}{}",
         env!("CARGO_PKG_VERSION"),
         tuns[0].name(),
         ns(&cfg.inside.netns),
@@ -588,7 +593,11 @@ fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
         tuns[1].name(),
         ns(&cfg.outside.netns),
         cfg.outside.cidr,
-        cfg.mtu
+        cfg.port_mtus(),
+        match cfg.clamp_mss {
+            Some(c) => format!(", clamp-mss {c:?}"),
+            None => String::new(),
+        }
     );
     for r in &cfg.dnat {
         log::info!("dnat {r}");

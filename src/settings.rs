@@ -24,6 +24,7 @@ pub struct PortSettings {
     pub tun: Option<String>,
     pub netns: Option<String>,
     pub addr: Option<String>,
+    pub mtu: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -48,6 +49,7 @@ pub struct Settings {
     pub policy_file: Option<PathBuf>,
     pub policy_idle_timeout: Option<f64>,
     pub mtu: Option<usize>,
+    pub clamp_mss: Option<String>,
     #[serde(default)]
     pub timeouts: TimeoutSettings,
     pub filtering: Option<String>,
@@ -84,6 +86,9 @@ impl Settings {
         overlay!(self, top, outside.tun);
         overlay!(self, top, outside.netns);
         overlay!(self, top, outside.addr);
+        overlay!(self, top, inside.mtu);
+        overlay!(self, top, outside.mtu);
+        overlay!(self, top, clamp_mss);
         overlay!(self, top, dnat);
         overlay!(self, top, policy_port);
         overlay!(self, top, policy_file);
@@ -156,6 +161,12 @@ impl Settings {
             policy,
             policy_idle: Duration::from_secs_f64(idle),
             mtu: self.mtu.unwrap_or(1500),
+            inside_mtu: self.inside.mtu,
+            outside_mtu: self.outside.mtu,
+            clamp_mss: match &self.clamp_mss {
+                Some(c) => Some(c.parse().map_err(|e| anyhow!("--clamp-mss {e}"))?),
+                None => None,
+            },
             timeouts: Timeouts {
                 udp: secs(self.timeouts.udp, d.udp),
                 tcp_established: secs(self.timeouts.tcp_established, d.tcp_established),
@@ -208,7 +219,7 @@ pub fn reloadable(old: &Config, new: &Config) -> Result<()> {
     if !same_port(&old.inside, &new.inside) || !same_port(&old.outside, &new.outside) {
         bail!("the ports (tun, netns, addr) changed: that needs a restart");
     }
-    if old.policy_port != new.policy_port || old.mtu != new.mtu {
+    if old.policy_port != new.policy_port || old.port_mtus() != new.port_mtus() {
         bail!("policy-port or mtu changed: that needs a restart");
     }
     if old.trace != new.trace

@@ -86,8 +86,10 @@ pub struct NatConfig {
     pub inside: Ipv4Cidr,
     /// The router's address and network on the outside port.
     pub outside: Ipv4Cidr,
-    /// Largest datagram sent on the outside port (and on the inside port).
-    pub mtu: usize,
+    /// Largest datagram sent on each port, `[inside, outside]`.
+    pub mtu: [usize; 2],
+    /// Lower the MSS option of forwarded SYNs to this (RFC 4459 section 3.2); `None`: off.
+    pub clamp_mss: Option<MssClamp>,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
     pub dnat: Vec<DnatRule>,
@@ -108,12 +110,35 @@ impl NatConfig {
                 addr: Ipv4Addr::new(172, 16, 1, 186),
                 prefix: 24,
             },
-            mtu: 1500,
+            mtu: [1500, 1500],
+            clamp_mss: None,
             timeouts: Timeouts::default(),
             filtering: Filtering::default(),
             dnat: Vec::new(),
             local_tcp_ports: vec![843],
             limits: Limits::default(),
+        }
+    }
+}
+
+/// What `--clamp-mss` clamps to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MssClamp {
+    /// A fixed MSS.
+    Fixed(u16),
+    /// The egress port's MTU less 40 bytes of IPv4 and TCP headers.
+    Mtu,
+}
+
+impl std::str::FromStr for MssClamp {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MssClamp, String> {
+        match s {
+            "mtu" => Ok(MssClamp::Mtu),
+            n => match n.parse::<u16>() {
+                Ok(v) if v >= 88 => Ok(MssClamp::Fixed(v)),
+                _ => Err(format!("'{s}' is not 'mtu' or an MSS of at least 88")),
+            },
         }
     }
 }
@@ -350,8 +375,37 @@ impl Nat {
         Verdict::Reply(why)
     }
 
-    /// RFC 1812 forwarding checks, made before any state is created: TTL, then size.
-    fn forwarding_checks<T: AsRef<[u8]>>(&mut self, ip: &Ipv4<T>, from: Side) -> Option<Verdict> {
+    fn mtu(&self, side: Side) -> usize {
+        match side {
+            Side::Inside => self.cfg.mtu[0],
+            Side::Outside => self.cfg.mtu[1],
+        }
+    }
+
+    /// MSS clamping of a translated SYN leaving through `egress`.
+    fn clamp_mss(&self, ip: &mut Ipv4<&mut [u8]>, t: &Transport, egress: Side) {
+        let Some(clamp) = self.cfg.clamp_mss else {
+            return;
+        };
+        if t.protocol != Protocol::Tcp || !t.has_flag(TcpFlags::SYN) {
+            return;
+        }
+        let max = match clamp {
+            MssClamp::Fixed(n) => n,
+            MssClamp::Mtu => (self.mtu(egress) - 40) as u16,
+        };
+        let (src, dst) = (ip.src(), ip.dst());
+        transport::clamp_mss(ip.payload_mut(), src, dst, max);
+    }
+
+    /// RFC 1812 forwarding checks, made before any state is created: TTL, then the size
+    /// against the MTU of the port the packet leaves by (`egress`).
+    fn forwarding_checks<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv4<T>,
+        from: Side,
+        egress: Side,
+    ) -> Option<Verdict> {
         if ip.ttl() <= 1 {
             return Some(self.answer(
                 ip,
@@ -362,9 +416,9 @@ impl Nat {
                 DropReason::TtlExceeded,
             ));
         }
-        if ip.total_len() > self.cfg.mtu {
+        if ip.total_len() > self.mtu(egress) {
             if ip.dont_fragment() {
-                let mtu = self.cfg.mtu as u32;
+                let mtu = self.mtu(egress) as u32;
                 return Some(self.answer(
                     ip,
                     from,
@@ -399,7 +453,7 @@ impl Nat {
             if !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast() {
                 return Err(DropReason::SpoofedSource);
             }
-            if let Some(v) = self.forwarding_checks(&ip, Side::Inside) {
+            if let Some(v) = self.forwarding_checks(&ip, Side::Inside, Side::Inside) {
                 return Ok(v);
             }
             return self.hairpin(ip, t, now);
@@ -420,7 +474,7 @@ impl Nat {
         let protocol =
             Protocol::from_number(ip.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
         let t = Transport::new_checked(protocol, ip.payload())?;
-        if let Some(v) = self.forwarding_checks(&ip, Side::Inside) {
+        if let Some(v) = self.forwarding_checks(&ip, Side::Inside, Side::Outside) {
             return Ok(v);
         }
         if t.is_icmp_error() {
@@ -448,6 +502,7 @@ impl Nat {
         };
         ip.decrement_ttl();
         transport::rewrite_endpoint(&mut ip, protocol, End::Src, self.cfg.outside.addr, ext);
+        self.clamp_mss(&mut ip, &t, Side::Outside);
         Ok(Verdict::Forward { len })
     }
 
@@ -488,12 +543,13 @@ impl Nat {
         let Some(target) = self.inbound_target(protocol, t.dst_port, remote) else {
             return Ok(local); // no translation: the router itself answers (RST, port unreachable)
         };
-        if let Some(v) = self.forwarding_checks(&ip, Side::Outside) {
+        if let Some(v) = self.forwarding_checks(&ip, Side::Outside, Side::Inside) {
             return Ok(v);
         }
         let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
         ip.decrement_ttl();
         transport::rewrite_endpoint(&mut ip, protocol, End::Dst, inside.addr, inside.port);
+        self.clamp_mss(&mut ip, &t, Side::Inside);
         Ok(Verdict::Forward { len })
     }
 
@@ -622,6 +678,7 @@ impl Nat {
         ip.decrement_ttl();
         transport::rewrite_endpoint(&mut ip, protocol, End::Src, outside, ext);
         transport::rewrite_endpoint(&mut ip, protocol, End::Dst, inside.addr, inside.port);
+        self.clamp_mss(&mut ip, &t, Side::Inside);
         self.stats.hairpinned += 1;
         Ok(Verdict::Hairpin { len })
     }
@@ -645,7 +702,7 @@ impl Nat {
             .table
             .peek_in(qproto, qt.src_port, remote)
             .ok_or(DropReason::IcmpErrorNoSession)?;
-        if let Some(v) = self.forwarding_checks(&ip, Side::Outside) {
+        if let Some(v) = self.forwarding_checks(&ip, Side::Outside, Side::Inside) {
             return Ok(v);
         }
         rewrite_quoted(ip.payload_mut(), qproto, End::Src, key.inside)?;

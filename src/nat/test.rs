@@ -289,7 +289,7 @@ fn ttl_expiry_is_answered_from_the_ingress_address() {
 #[test]
 fn too_big_with_df_gets_fragmentation_needed() {
     let mut cfg = NatConfig::lab();
-    cfg.mtu = 1280;
+    cfg.mtu = [1500, 1280];
     let mut n = Nat::new(cfg);
     let mut l4 = vec![0u8; 1400];
     l4[4..6].copy_from_slice(&1400u16.to_be_bytes());
@@ -562,4 +562,40 @@ fn no_hairpin_target_means_the_router_answers() {
         n.process(Side::Inside, &mut p, t(0)),
         Verdict::Local { .. }
     ));
+}
+
+#[test]
+fn syn_mss_is_clamped_both_ways() {
+    let mut cfg = NatConfig::lab();
+    cfg.mtu = [1500, 1280];
+    cfg.clamp_mss = Some(MssClamp::Mtu);
+    cfg.dnat
+        .push("tcp:8888=192.168.122.73:9999".parse().unwrap());
+    let mut n = Nat::new(cfg);
+    let syn_with_mss = |src, sport, dst, dport, flags| {
+        // 24-byte TCP header: MSS option 1460.
+        let mut l4 = vec![0u8; 24];
+        l4[0..2].copy_from_slice(&u16::to_be_bytes(sport));
+        l4[2..4].copy_from_slice(&u16::to_be_bytes(dport));
+        l4[12] = 0x60;
+        l4[13] = flags;
+        l4[20..24].copy_from_slice(&[2, 4, 0x05, 0xb4]);
+        ip(6, src, dst, 64, &l4)
+    };
+    let mut out = syn_with_mss(CLIENT, 40000, REMOTE, 80, TcpFlags::SYN);
+    n.process(Side::Inside, &mut out, t(0));
+    check(&out);
+    assert_eq!(
+        &out[42..44],
+        &1240u16.to_be_bytes(),
+        "clamped to the outside MTU - 40"
+    );
+    let mut inb = syn_with_mss(REMOTE, 5000, ROUTER_OUT, 8888, TcpFlags::SYN);
+    n.process(Side::Outside, &mut inb, t(0));
+    check(&inb);
+    assert_eq!(
+        &inb[42..44],
+        &1460u16.to_be_bytes(),
+        "1460 fits the inside MTU of 1500"
+    );
 }

@@ -238,6 +238,44 @@ pub fn rewrite_endpoint<T: AsRef<[u8]> + AsMut<[u8]>>(
     l4[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), then
+/// recomputes the TCP checksum over the pseudo-header (`src`, `dst`) and the segment.
+/// Only SYNs carry the option, so the full recomputation is rare. Returns the MSS found.
+pub fn clamp_mss(segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, max: u16) -> Option<u16> {
+    if segment.len() < 20 {
+        return None;
+    }
+    let off = ((segment[12] >> 4) as usize * 4).min(segment.len());
+    let mut i = 20;
+    let mut found = None;
+    while i < off {
+        match segment[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = *segment.get(i + 1)? as usize;
+                if len < 2 || i + len > off {
+                    return None; // malformed options: leave the segment alone
+                }
+                if kind == 2 && len == 4 {
+                    let mss = u16::from_be_bytes([segment[i + 2], segment[i + 3]]);
+                    found = Some(mss);
+                    if mss > max {
+                        segment[i + 2..i + 4].copy_from_slice(&max.to_be_bytes());
+                        segment[16..18].copy_from_slice(&[0, 0]);
+                        let ph =
+                            checksum::pseudo_header_sum(src, dst, proto::TCP, segment.len() as u16);
+                        let c = !fold_sum(checksum::sum(segment, ph));
+                        segment[16..18].copy_from_slice(&c.to_be_bytes());
+                    }
+                }
+                i += len;
+            }
+        }
+    }
+    found
+}
+
 /// Recomputes the ICMP checksum over the whole ICMP message in `payload`.
 pub fn refresh_icmp_checksum(payload: &mut [u8]) {
     if payload.len() < 4 {
@@ -369,6 +407,38 @@ pub(crate) mod test {
             Transport::new_checked(Protocol::Udp, &l4).unwrap_err(),
             WireError::BadTransportLength
         );
+    }
+
+    #[test]
+    fn mss_is_clamped_and_checksum_kept() {
+        let (s, d) = (
+            Ipv4Addr::new(192, 168, 122, 101),
+            Ipv4Addr::new(172, 16, 1, 1),
+        );
+        // SYN with options: NOP, MSS 1460 (odd offset), NOP, NOP, SACK-permitted... padded.
+        let mut seg = vec![0u8; 32];
+        seg[12] = 0x80; // 8 words
+        seg[13] = TcpFlags::SYN;
+        seg[20..25].copy_from_slice(&[1, 2, 4, 0x05, 0xb4]);
+        seg[25..28].copy_from_slice(&[1, 4, 2]);
+        let ph = checksum::pseudo_header_sum(s, d, 6, 32);
+        let c = !fold_sum(checksum::sum(&seg, ph));
+        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(clamp_mss(&mut seg, s, d, 1200), Some(1460));
+        assert_eq!(&seg[23..25], &1200u16.to_be_bytes());
+        let ph = checksum::pseudo_header_sum(s, d, 6, 32);
+        assert_eq!(
+            fold_sum(checksum::sum(&seg, ph)),
+            0xffff,
+            "checksum verifies"
+        );
+        // Already small enough: untouched.
+        let before = seg.clone();
+        assert_eq!(clamp_mss(&mut seg, s, d, 1300), Some(1200));
+        assert_eq!(seg, before);
+        // Lying option lengths are left alone.
+        seg[21] = 40;
+        assert_eq!(clamp_mss(&mut seg, s, d, 100), None);
     }
 
     #[test]
