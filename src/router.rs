@@ -366,6 +366,12 @@ impl Router {
             match self.nat.process(side, &mut self.buf[..n], now) {
                 Verdict::Forward { len } => self.ports.send(side.other(), &self.buf[..len]),
                 Verdict::Hairpin { len } => self.ports.send(side, &self.buf[..len]),
+                Verdict::Emit { to } => {
+                    for p in self.nat.out() {
+                        self.ports.send(to, p);
+                    }
+                }
+                Verdict::Held => {}
                 Verdict::Local { len } => self.locals[i].dev.deliver(&self.buf[..len]),
                 Verdict::Reply(why) => {
                     log::debug!("{}: answered with ICMP ({})", side.name(), why.name());

@@ -16,6 +16,7 @@
 //! [`Verdict::Local`] and the I/O shell hands them to the smoltcp interface.
 
 pub mod dnat;
+pub mod reassembly;
 pub mod table;
 pub mod tcp_state;
 pub mod time;
@@ -26,6 +27,7 @@ use crate::wire::icmp::{self as icmp_err, unreachable};
 use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::transport::{self, icmp_type, End, Protocol, TcpFlags, Transport};
 use crate::wire::WireError;
+use reassembly::{Fragment, Reassembler};
 
 pub use dnat::DnatRule;
 pub use table::{Endpoint, Filtering, Limits, Session, SessionKey, Table, TableError, Timeouts};
@@ -176,6 +178,11 @@ pub enum Verdict {
     Reply(DropReason),
     /// Write the first `len` bytes back to the port they came from (hairpinning).
     Hairpin { len: usize },
+    /// Write every packet of [`Nat::out`] to port `to` (a datagram fragmented for the
+    /// port's MTU, or a reassembled one).
+    Emit { to: Side },
+    /// A fragment kept until its datagram is whole.
+    Held,
     /// Drop, counted under the reason.
     Drop(DropReason),
 }
@@ -217,7 +224,8 @@ drop_reasons! {
     BadQuotedPacket => "bad-quoted-packet",
     SpoofedSource => "spoofed-source",
     NotRouted => "not-routed",
-    Fragment => "fragment",
+    Fragment => "fragment-for-router",
+    BadFragment => "bad-fragment",
     UnsupportedProtocol => "unsupported-protocol",
     UnsupportedIcmp => "unsupported-icmp",
     NoSession => "no-session",
@@ -250,6 +258,9 @@ pub struct Stats {
     pub forwarded_in: u64,
     pub local: u64,
     pub hairpinned: u64,
+    pub fragments_held: u64,
+    pub reassembled: u64,
+    pub fragmented: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_translated: u64,
     drops: [u64; DropReason::ALL.len()],
@@ -277,6 +288,8 @@ pub struct Nat {
     table: Table,
     stats: Stats,
     reply: Vec<u8>,
+    reasm: Reassembler,
+    out: Vec<Vec<u8>>,
 }
 
 type Step<T> = Result<T, DropReason>;
@@ -290,6 +303,8 @@ impl Nat {
             table,
             stats: Stats::default(),
             reply: Vec::with_capacity(icmp_err::MAX_ERROR_LEN),
+            reasm: Reassembler::default(),
+            out: Vec::new(),
         }
     }
 
@@ -328,23 +343,42 @@ impl Nat {
         &self.reply
     }
 
-    /// Expires idle sessions; called by the event loop's timer.
+    /// The packets to send after [`Verdict::Emit`].
+    pub fn out(&self) -> &[Vec<u8>] {
+        &self.out
+    }
+
+    /// The reassembly buffer's state (for counters).
+    pub fn reassembler(&self) -> &Reassembler {
+        &self.reasm
+    }
+
+    /// Expires idle sessions and incomplete datagrams; called by the event loop's timer.
     pub fn expire(&mut self, now: Instant, on_expire: impl FnMut(&SessionKey, &Session)) -> usize {
+        self.reasm.expire(now);
         self.table.expire(now, on_expire)
     }
 
     /// Processes one packet read from `side` at `now`, rewriting `buf` in place.
     pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
-        let v = match side {
-            Side::Inside => self.outbound(buf, now),
-            Side::Outside => self.inbound(buf, now),
+        let v = self.decide(side, buf, now).unwrap_or_else(Verdict::Drop);
+        // A datagram larger than the port it leaves by (DF clear, or it would have been
+        // answered "fragmentation needed") is fragmented for it.
+        let v = match v {
+            Verdict::Forward { len } if len > self.mtu(side.other()) => {
+                self.split(&buf[..len], side.other())
+            }
+            Verdict::Hairpin { len } if len > self.mtu(side) => self.split(&buf[..len], side),
+            v => v,
         };
-        let v = v.unwrap_or_else(Verdict::Drop);
         match v {
-            Verdict::Forward { .. } if side == Side::Inside => self.stats.forwarded_out += 1,
-            Verdict::Forward { .. } => self.stats.forwarded_in += 1,
+            Verdict::Forward { .. } | Verdict::Emit { .. } if side == Side::Inside => {
+                self.stats.forwarded_out += 1
+            }
+            Verdict::Forward { .. } | Verdict::Emit { .. } => self.stats.forwarded_in += 1,
             Verdict::Local { .. } => self.stats.local += 1,
             Verdict::Hairpin { .. } => {}
+            Verdict::Held => self.stats.fragments_held += 1,
             Verdict::Reply(r) => {
                 self.stats.count(r);
                 self.stats.icmp_errors_sent += 1;
@@ -352,6 +386,43 @@ impl Nat {
             Verdict::Drop(r) => self.stats.count(r),
         }
         v
+    }
+
+    fn decide(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Step<Verdict> {
+        match side {
+            Side::Inside => self.outbound(buf, now),
+            Side::Outside => self.inbound(buf, now),
+        }
+    }
+
+    /// Puts `datagram` into [`Nat::out`], fragmented for the MTU of port `to`.
+    fn split(&mut self, datagram: &[u8], to: Side) -> Verdict {
+        self.out.clear();
+        let mtu = self.mtu(to);
+        if datagram.len() <= mtu {
+            self.out.push(datagram.to_vec());
+        } else {
+            crate::wire::ipv4::fragment(datagram, mtu, &mut self.out);
+            self.stats.fragmented += 1;
+        }
+        Verdict::Emit { to }
+    }
+
+    /// Holds a fragment; once its datagram is whole, translates it like any packet.
+    fn reassemble(&mut self, side: Side, ip: Ipv4<&mut [u8]>, now: Instant) -> Step<Verdict> {
+        match self.reasm.add(&ip, now)? {
+            Fragment::Held => Ok(Verdict::Held),
+            Fragment::Complete(mut d) => {
+                self.stats.reassembled += 1;
+                match self.decide(side, &mut d, now)? {
+                    Verdict::Forward { len } => Ok(self.split(&d[..len], side.other())),
+                    Verdict::Hairpin { len } => Ok(self.split(&d[..len], side)),
+                    // The router's own stack does not reassemble.
+                    Verdict::Local { .. } => Err(DropReason::Fragment),
+                    other => Ok(other),
+                }
+            }
+        }
     }
 
     /// Builds an ICMP error from the router about `ip` into `self.reply`.
@@ -416,19 +487,17 @@ impl Nat {
                 DropReason::TtlExceeded,
             ));
         }
-        if ip.total_len() > self.mtu(egress) {
-            if ip.dont_fragment() {
-                let mtu = self.mtu(egress) as u32;
-                return Some(self.answer(
-                    ip,
-                    from,
-                    icmp_type::DEST_UNREACHABLE,
-                    unreachable::FRAGMENTATION_NEEDED,
-                    mtu,
-                    DropReason::TooBig,
-                ));
-            }
-            return Some(Verdict::Drop(DropReason::TooBig));
+        // Without DF a datagram too large for the port is fragmented on the way out.
+        if ip.total_len() > self.mtu(egress) && ip.dont_fragment() {
+            let mtu = self.mtu(egress) as u32;
+            return Some(self.answer(
+                ip,
+                from,
+                icmp_type::DEST_UNREACHABLE,
+                unreachable::FRAGMENTATION_NEEDED,
+                mtu,
+                DropReason::TooBig,
+            ));
         }
         None
     }
@@ -469,7 +538,7 @@ impl Nat {
             return Err(DropReason::NotRouted);
         }
         if ip.is_fragment() {
-            return Err(DropReason::Fragment);
+            return self.reassemble(Side::Inside, ip, now);
         }
         let protocol =
             Protocol::from_number(ip.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
@@ -519,7 +588,7 @@ impl Nat {
             return Err(DropReason::NotRouted);
         }
         if ip.is_fragment() {
-            return Err(DropReason::Fragment);
+            return self.reassemble(Side::Outside, ip, now);
         }
         let Some(protocol) = Protocol::from_number(ip.protocol()) else {
             return Ok(local); // the local stack answers "protocol unreachable"

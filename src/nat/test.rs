@@ -447,9 +447,10 @@ fn malformed_packets_are_counted() {
         h
     });
     frag[10..12].copy_from_slice(&c.to_be_bytes());
+    // MF set but 12 bytes of payload: fragments other than the last carry multiples of 8.
     assert_eq!(
         n.process(Side::Inside, &mut frag, t(0)),
-        Verdict::Drop(DropReason::Fragment)
+        Verdict::Drop(DropReason::BadFragment)
     );
     assert_eq!(n.stats().drop_counts().count(), 4);
 }
@@ -598,4 +599,74 @@ fn syn_mss_is_clamped_both_ways() {
         &1460u16.to_be_bytes(),
         "1460 fits the inside MTU of 1500"
     );
+}
+
+/// A UDP datagram of `n` payload bytes from CLIENT to REMOTE:9 (DF clear), in fragments.
+fn fragmented_udp(n: usize, mtu: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut l4 = vec![0u8; 8 + n];
+    l4[0..2].copy_from_slice(&7000u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&9u16.to_be_bytes());
+    l4[4..6].copy_from_slice(&((8 + n) as u16).to_be_bytes());
+    for (i, b) in l4[8..].iter_mut().enumerate() {
+        *b = (i * 7) as u8;
+    }
+    let mut d = ip(17, CLIENT, REMOTE, 64, &l4);
+    d[6] = 0; // clear DF
+    d[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&d[..20]);
+    d[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut fs = Vec::new();
+    crate::wire::ipv4::fragment(&d, mtu, &mut fs);
+    (d, fs)
+}
+
+#[test]
+fn out_of_order_fragments_are_translated_as_one_datagram() {
+    let mut n = nat();
+    let (_, mut fs) = fragmented_udp(3000, 1500);
+    assert_eq!(fs.len(), 3);
+    let last = fs.len() - 1;
+    assert_eq!(n.process(Side::Inside, &mut fs[last], t(0)), Verdict::Held);
+    assert_eq!(n.process(Side::Inside, &mut fs[1], t(0)), Verdict::Held);
+    assert_eq!(
+        n.process(Side::Inside, &mut fs[0], t(0)),
+        Verdict::Emit { to: Side::Outside }
+    );
+    // Sent as fragments again (3028 bytes > MTU 1500); reassembling them gives a
+    // translated datagram whose checksums verify.
+    let mut r = reassembly::Reassembler::default();
+    let mut whole = None;
+    for f in n.out().to_vec() {
+        assert!(f.len() <= 1500);
+        let mut f = f;
+        let v = Ipv4::new_checked(&mut f[..], Check::Full).unwrap();
+        if let reassembly::Fragment::Complete(d) = r.add(&v, t(0)).unwrap() {
+            whole = Some(d);
+        }
+    }
+    let whole = whole.expect("the fragments sent make a whole datagram");
+    assert_eq!(check(&whole), (ROUTER_OUT, 7000, REMOTE, 9, 63));
+    assert_eq!(whole.len(), 20 + 8 + 3000);
+}
+
+#[test]
+fn reassembled_datagram_refragmented_for_a_smaller_outside_mtu() {
+    let mut cfg = NatConfig::lab();
+    cfg.mtu = [1500, 576];
+    let mut n = Nat::new(cfg);
+    let (_, mut fs) = fragmented_udp(1400, 1500);
+    let v = fs
+        .iter_mut()
+        .map(|f| n.process(Side::Inside, f, t(0)))
+        .last()
+        .unwrap();
+    assert_eq!(v, Verdict::Emit { to: Side::Outside });
+    assert!(n.out().len() >= 3 && n.out().iter().all(|f| f.len() <= 576));
+    // A whole (unfragmented) datagram without DF above the MTU is fragmented too.
+    let (mut d, _) = fragmented_udp(1000, 1500);
+    assert_eq!(
+        n.process(Side::Inside, &mut d, t(0)),
+        Verdict::Emit { to: Side::Outside }
+    );
+    assert_eq!(n.out().len(), 2);
 }

@@ -194,6 +194,35 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
     }
 }
 
+/// Splits `datagram` (a whole IPv4 datagram, DF clear) into fragments of at most `mtu`
+/// bytes (RFC 791 section 3.2), appended to `out`. Each fragment carries a copy of the
+/// header with its offset, MF flag, length and checksum set.
+pub fn fragment(datagram: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) {
+    let hlen = ((datagram[0] & 0x0f) as usize * 4).min(datagram.len());
+    let payload = &datagram[hlen..];
+    let step = ((mtu.saturating_sub(hlen)) / 8 * 8).max(8);
+    let mut off = 0;
+    while off < payload.len() || (off == 0 && payload.is_empty()) {
+        let end = (off + step).min(payload.len());
+        let mut f = Vec::with_capacity(hlen + end - off);
+        f.extend_from_slice(&datagram[..hlen]);
+        f.extend_from_slice(&payload[off..end]);
+        let more = end < payload.len();
+        let word = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
+        let flen = f.len() as u16;
+        f[2..4].copy_from_slice(&flen.to_be_bytes());
+        f[6..8].copy_from_slice(&word.to_be_bytes());
+        f[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&f[..hlen]);
+        f[10..12].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        if payload.is_empty() {
+            break;
+        }
+        off = end;
+    }
+}
+
 /// Writes a 20-byte IPv4 header (no options) with a valid checksum into `out[..20]`.
 #[allow(clippy::too_many_arguments)]
 pub fn emit_header(
