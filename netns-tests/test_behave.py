@@ -2,6 +2,8 @@
 RFC 5508 REQ-1) and filtering (RFC 4787 REQ-8, RFC 5382 REQ-3)."""
 
 import socket
+import threading
+import time
 import struct
 
 from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, check, csum, eq, recv_all, serve_tcp, silent, sniff,
@@ -164,3 +166,48 @@ def test_per_host_mapping_limit(lab):
     other.sendto(b"y", (REMOTE, 4500))
     eq(srv.recvfrom(10)[0], b"y", "another host is not limited")
     wait_for(lambda: "answered with ICMP (host-limit)" in lab.stderr(), 2, "host-limit counted")
+
+
+def tcp_mapping(lab, port):
+    """Gives CLIENT:port a TCP mapping by connecting to REMOTE:7100; returns the socket."""
+    srv = lab.listen("wan", REMOTE, 7100)
+    serve_tcp(srv, lambda c, p: time.sleep(30))
+    return lab.connect("lan", REMOTE, 7100, bind=(CLIENT, port))
+
+
+def test_unsolicited_syn_to_a_mapping_is_held_then_refused(lab):
+    """RFC 5382 REQ-4: silent for at least 6 s, then ICMP port unreachable."""
+    keep = tcp_mapping(lab, 50500)
+    t0 = time.time()
+    try:
+        lab.connect("wan", ROUTER_OUT, 50500, timeout=12, bind=(REMOTE2, 7300))
+        raise AssertionError("connected through a filtered mapping")
+    except ConnectionRefusedError:
+        pass
+    took = time.time() - t0
+    check(6 <= took < 8.5, f"refused after {took:.1f} s (want 6 s, then ICMP 3/3)")
+    keep.close()
+
+
+def test_tcp_simultaneous_open_through_nat(lab):
+    """Both ends connect() at once, as NAT traversal does: the outside SYN arriving first
+    is held, the inside SYN goes out, and the connection opens."""
+    keep = tcp_mapping(lab, 50501)
+    result = {}
+
+    def outside():
+        try:
+            s = lab.connect("wan", ROUTER_OUT, 50501, timeout=10, bind=(REMOTE2, 7200))
+            s.sendall(b"from outside")
+            result["outside"] = s.recv(100)
+        except OSError as e:
+            result["outside"] = e
+    th = threading.Thread(target=outside)
+    th.start()
+    time.sleep(0.5)  # the outside SYN is at the router now, held
+    c = lab.connect("lan", REMOTE2, 7200, timeout=10, bind=(CLIENT, 50501))
+    c.sendall(b"from inside")
+    eq(c.recv(100), b"from outside", "inside end receives")
+    th.join(10)
+    eq(result.get("outside"), b"from inside", "outside end receives")
+    keep.close()

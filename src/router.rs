@@ -409,6 +409,9 @@ impl Router {
                 now.since(s.last_seen)
             );
         });
+        for pkt in self.nat.take_timer_output() {
+            self.ports.send(Side::Outside, &pkt);
+        }
     }
 
     fn timeout(&mut self) -> Duration {

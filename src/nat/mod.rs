@@ -21,6 +21,7 @@ pub mod table;
 pub mod tcp_state;
 pub mod time;
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 
 use crate::wire::icmp::{self as icmp_err, unreachable};
@@ -232,6 +233,8 @@ drop_reasons! {
     IcmpErrorNoSession => "icmp-error-no-session",
     TtlExceeded => "ttl-exceeded",
     TooBig => "too-big",
+    Filtered => "filtered",
+    SynHeld => "syn-held",
     TableFull => "table-full",
     HostLimit => "host-limit",
     NoPort => "no-free-port",
@@ -290,6 +293,22 @@ pub struct Nat {
     reply: Vec<u8>,
     reasm: Reassembler,
     out: Vec<Vec<u8>>,
+    held_syns: VecDeque<HeldSyn>,
+    timer_out: Vec<Vec<u8>>,
+}
+
+/// How long an unsolicited inbound SYN is held before ICMP port unreachable (RFC 5382 REQ-4).
+pub const SYN_HOLD: std::time::Duration = std::time::Duration::from_secs(6);
+/// Most SYNs held at once; beyond, the oldest is dropped without an answer.
+pub const MAX_HELD_SYNS: usize = 1024;
+
+/// An inbound SYN refused by a mapping's filter, held for [`SYN_HOLD`].
+#[derive(Debug)]
+struct HeldSyn {
+    deadline: Instant,
+    key: SessionKey,
+    /// The SYN as received, quoted in the ICMP error if it comes to that.
+    quote: Vec<u8>,
 }
 
 type Step<T> = Result<T, DropReason>;
@@ -305,6 +324,8 @@ impl Nat {
             reply: Vec::with_capacity(icmp_err::MAX_ERROR_LEN),
             reasm: Reassembler::default(),
             out: Vec::new(),
+            held_syns: VecDeque::new(),
+            timer_out: Vec::new(),
         }
     }
 
@@ -353,10 +374,62 @@ impl Nat {
         &self.reasm
     }
 
-    /// Expires idle sessions and incomplete datagrams; called by the event loop's timer.
+    /// Expires idle sessions, incomplete datagrams and held SYNs; called by the event
+    /// loop's timer. Packets to send as a result are in [`Nat::take_timer_output`].
     pub fn expire(&mut self, now: Instant, on_expire: impl FnMut(&SessionKey, &Session)) -> usize {
         self.reasm.expire(now);
+        while self.held_syns.front().is_some_and(|h| h.deadline <= now) {
+            let Some(h) = self.held_syns.pop_front() else {
+                break;
+            };
+            // No outbound SYN came: RFC 5382 REQ-4 says port unreachable.
+            if let Ok(q) = Ipv4::new_checked(&h.quote[..], Check::Quoted) {
+                let mut pkt = Vec::new();
+                icmp_err::build_error(
+                    &mut pkt,
+                    self.cfg.outside.addr,
+                    icmp_type::DEST_UNREACHABLE,
+                    unreachable::PORT,
+                    0,
+                    &q,
+                );
+                self.timer_out.push(pkt);
+                self.stats.icmp_errors_sent += 1;
+            }
+        }
         self.table.expire(now, on_expire)
+    }
+
+    /// Packets the timer produced, for the outside port.
+    pub fn take_timer_output(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.timer_out)
+    }
+
+    /// Holds an inbound SYN refused by the filter of the mapping on its port.
+    fn hold_syn<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv4<T>,
+        owner: Endpoint,
+        remote: Endpoint,
+        now: Instant,
+    ) {
+        let key = SessionKey {
+            protocol: Protocol::Tcp,
+            inside: owner,
+            remote,
+        };
+        if self.held_syns.iter().any(|h| h.key == key) {
+            return; // a retransmission: the first one's clock runs
+        }
+        if self.held_syns.len() >= MAX_HELD_SYNS {
+            self.held_syns.pop_front();
+        }
+        let q = ip.as_bytes();
+        self.held_syns.push_back(HeldSyn {
+            deadline: now + SYN_HOLD,
+            key,
+            quote: q[..q.len().min(icmp_err::MAX_ERROR_LEN - 28)].to_vec(),
+        });
     }
 
     /// Processes one packet read from `side` at `now`, rewriting `buf` in place.
@@ -610,7 +683,17 @@ impl Nat {
         );
         let len = ip.total_len();
         let Some(target) = self.inbound_target(protocol, t.dst_port, remote) else {
-            return Ok(local); // no translation: the router itself answers (RST, port unreachable)
+            let Some(owner) = self.table.port_owner(protocol, t.dst_port) else {
+                return Ok(local); // nothing mapped: the router itself answers (RST, port unreachable)
+            };
+            // A mapping whose filter refuses this remote. A SYN may be the remote's half of
+            // a simultaneous open: hold it (RFC 5382 REQ-4). Anything else is dropped.
+            if protocol == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
+            {
+                self.hold_syn(&ip, owner, remote, now);
+                return Err(DropReason::SynHeld);
+            }
+            return Err(DropReason::Filtered);
         };
         if let Some(v) = self.forwarding_checks(&ip, Side::Outside, Side::Inside) {
             return Ok(v);
@@ -710,7 +793,13 @@ impl Nat {
         };
         let flags = (key.protocol == Protocol::Tcp).then_some(t.tcp_flags);
         session.touch(Direction::Out, len, flags, now);
-        Ok(session.ext_port)
+        let ext = session.ext_port;
+        if t.has_flag(TcpFlags::SYN) && !self.held_syns.is_empty() {
+            // The inside host opens towards the remote whose SYN is held: drop that SYN
+            // silently (RFC 5382 REQ-4); the remote's retransmission will now pass.
+            self.held_syns.retain(|h| h.key != key);
+        }
+        Ok(ext)
     }
 
     /// Would a packet from inside to the router's outside address and `port` reach a

@@ -510,6 +510,14 @@ impl Table {
         Ok(self.insert(key, ext_port, true, now))
     }
 
+    /// The inside endpoint whose mapping holds external `port`.
+    pub fn port_owner(&self, protocol: Protocol, port: u16) -> Option<Endpoint> {
+        match self.ports.get(&(protocol, port)) {
+            Some(PortSlot::InUse(mk)) => Some(mk.inside),
+            _ => None,
+        }
+    }
+
     /// Is external `port` held by a mapping now?
     pub fn port_in_use(&self, protocol: Protocol, port: u16) -> bool {
         matches!(self.ports.get(&(protocol, port)), Some(PortSlot::InUse(_)))

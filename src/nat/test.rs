@@ -159,12 +159,13 @@ fn tcp_handshake_and_unsolicited_inbound() {
         n.process(Side::Outside, &mut stray, t(0)),
         Verdict::Local { .. }
     ));
-    // Another remote may not use the mapping (address-dependent filtering).
+    // Another remote may not use the mapping (address-dependent filtering): its SYN is
+    // held silently (RFC 5382 REQ-4), not answered by the router.
     let mut other = tcp(REMOTE2, 80, ROUTER_OUT, 50270, TcpFlags::SYN);
-    assert!(matches!(
+    assert_eq!(
         n.process(Side::Outside, &mut other, t(0)),
-        Verdict::Local { .. }
-    ));
+        Verdict::Drop(DropReason::SynHeld)
+    );
 }
 
 #[test]
@@ -669,4 +670,82 @@ fn reassembled_datagram_refragmented_for_a_smaller_outside_mtu() {
         Verdict::Emit { to: Side::Outside }
     );
     assert_eq!(n.out().len(), 2);
+}
+
+/// CLIENT:50500 gets a TCP mapping by talking to REMOTE:80.
+fn nat_with_tcp_mapping() -> Nat {
+    let mut n = nat();
+    let mut syn = tcp(CLIENT, 50500, REMOTE, 80, TcpFlags::SYN);
+    n.process(Side::Inside, &mut syn, t(0));
+    n
+}
+
+#[test]
+fn filtered_syn_is_held_six_seconds_then_port_unreachable() {
+    let mut n = nat_with_tcp_mapping();
+    let mut syn = tcp(REMOTE2, 4000, ROUTER_OUT, 50500, TcpFlags::SYN);
+    let orig = syn.clone();
+    assert_eq!(
+        n.process(Side::Outside, &mut syn, t(10)),
+        Verdict::Drop(DropReason::SynHeld)
+    );
+    n.expire(Instant::from_millis(15_999), |_, _| {});
+    assert!(n.take_timer_output().is_empty(), "silent for 6 s");
+    n.expire(t(16), |_, _| {});
+    let out = n.take_timer_output();
+    assert_eq!(out.len(), 1);
+    let e = Ipv4::new_checked(&out[0][..], Check::Full).unwrap();
+    assert_eq!((e.src(), e.dst()), (ROUTER_OUT, REMOTE2));
+    assert_eq!(&e.payload()[..2], &[3, 3]);
+    assert_eq!(
+        &e.payload()[8..8 + orig.len()],
+        &orig[..],
+        "the SYN is quoted as received"
+    );
+}
+
+#[test]
+fn outbound_syn_within_six_seconds_makes_a_simultaneous_open() {
+    let mut n = nat_with_tcp_mapping();
+    let mut syn_in = tcp(REMOTE2, 4000, ROUTER_OUT, 50500, TcpFlags::SYN);
+    n.process(Side::Outside, &mut syn_in, t(10));
+    let mut syn_out = tcp(CLIENT, 50500, REMOTE2, 4000, TcpFlags::SYN);
+    assert!(matches!(
+        n.process(Side::Inside, &mut syn_out, t(11)),
+        Verdict::Forward { .. }
+    ));
+    n.expire(t(20), |_, _| {});
+    assert!(
+        n.take_timer_output().is_empty(),
+        "the held SYN was dropped silently"
+    );
+    // The remote's retransmitted SYN now belongs to a session.
+    let mut again = tcp(REMOTE2, 4000, ROUTER_OUT, 50500, TcpFlags::SYN);
+    assert!(matches!(
+        n.process(Side::Outside, &mut again, t(12)),
+        Verdict::Forward { .. }
+    ));
+    assert_eq!(check(&again).2, CLIENT);
+}
+
+#[test]
+fn filtered_non_syn_is_dropped_and_unmapped_ports_stay_the_routers() {
+    let mut n = nat_with_tcp_mapping();
+    let mut u = udp(CLIENT, 50600, REMOTE, 53);
+    n.process(Side::Inside, &mut u, t(0));
+    let mut stranger = udp(REMOTE2, 53, ROUTER_OUT, 50600);
+    assert_eq!(
+        n.process(Side::Outside, &mut stranger, t(0)),
+        Verdict::Drop(DropReason::Filtered)
+    );
+    let mut ack = tcp(REMOTE2, 4000, ROUTER_OUT, 50500, TcpFlags::ACK);
+    assert_eq!(
+        n.process(Side::Outside, &mut ack, t(0)),
+        Verdict::Drop(DropReason::Filtered)
+    );
+    let mut unmapped = tcp(REMOTE2, 4000, ROUTER_OUT, 50501, TcpFlags::SYN);
+    assert!(matches!(
+        n.process(Side::Outside, &mut unmapped, t(0)),
+        Verdict::Local { .. }
+    ));
 }
