@@ -211,3 +211,47 @@ def test_tcp_simultaneous_open_through_nat(lab):
     th.join(10)
     eq(result.get("outside"), b"from inside", "outside end receives")
     keep.close()
+
+
+def mapped_udp_port(lab, srv, host, port):
+    s = lab.sock("lan", socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.sendto(b"?", (REMOTE, srv.getsockname()[1]))
+    return srv.recvfrom(10)[1][1], s
+
+
+def test_port_preservation_keeps_the_low_range(lab):
+    """RFC 4787 REQ-3: ports 1-1023 map to 1-1023, and no port is given to two hosts."""
+    srv = lab.listen("wan", REMOTE, 4600, socket.SOCK_DGRAM)
+    a, _sa = mapped_udp_port(lab, srv, CLIENT, 600)
+    b, _sb = mapped_udp_port(lab, srv, SERVER_IN, 600)
+    eq(a, 600, "first host keeps its port")
+    check(1 <= b <= 1023 and b != 600, f"second host gets another port below 1024, got {b}")
+
+
+@tunnat_args("--port-parity")
+def test_port_parity_is_kept_when_asked(lab):
+    srv = lab.listen("wan", REMOTE, 4601, socket.SOCK_DGRAM)
+    socks = []
+    for port in (53000, 53001):
+        _, s1 = mapped_udp_port(lab, srv, CLIENT, port)
+        p2, s2 = mapped_udp_port(lab, srv, SERVER_IN, port)
+        socks += [s1, s2]
+        check(p2 != port and p2 % 2 == port % 2, f"{port}: second host's port {p2} has the same parity")
+
+
+@tunnat_args("--udp-timeout", "1", "--port-hold", "3")
+def test_released_port_is_held_from_other_hosts(lab):
+    """RFC 6888: a released external port is not handed to another host at once."""
+    srv = lab.listen("wan", REMOTE, 4602, socket.SOCK_DGRAM)
+    a, sa = mapped_udp_port(lab, srv, CLIENT, 53100)
+    eq(a, 53100, "preserved")
+    sa.close()
+    wait_for(lambda: "expired udp 192.168.122.101:53100" in lab.stderr(), 4, "the mapping to expire")
+    b, sb = mapped_udp_port(lab, srv, SERVER_IN, 53100)
+    check(b != 53100, "the released port is held")
+    sb.close()
+    wait_for(lambda: "expired udp 192.168.122.73:53100" in lab.stderr(), 4, "the second mapping to expire")
+    time.sleep(3.2 - 1)  # the first port's hold (3 s from its release) is over by now
+    wait_for(lambda: mapped_udp_port(lab, srv, SERVER_IN, 53100)[0] == 53100, 3, "the port to be free again")

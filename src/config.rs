@@ -39,6 +39,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub filtering: Filtering,
     pub limits: Limits,
+    pub port_hold: Duration,
+    pub port_parity: bool,
     /// Print every packet in the kernel LOG target's format on standard output.
     pub trace: bool,
     /// Show only these packets (empty: all).
@@ -188,6 +190,8 @@ impl Config {
                 vec![self.policy_port]
             },
             limits: self.limits,
+            port_hold: self.port_hold,
+            port_parity: self.port_parity,
         }
     }
 
@@ -231,6 +235,8 @@ mod test {
             timeouts: Timeouts::default(),
             filtering: Filtering::default(),
             limits: Limits::default(),
+            port_hold: Duration::from_secs(120),
+            port_parity: false,
             trace: false,
             trace_filters: vec![],
             pcap_dir: None,

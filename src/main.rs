@@ -96,6 +96,12 @@ struct RunArgs {
     /// prohibited" (RFC 6888 REQ-4) [default: 4096]
     #[arg(long, value_name = "N")]
     max_mappings_per_host: Option<usize>,
+    /// Seconds a released external port is kept from other hosts (RFC 6888) [default: 120]
+    #[arg(long, value_name = "SECS")]
+    port_hold: Option<u64>,
+    /// Keep the parity of the inside port when it cannot be preserved (RFC 4787 REQ-4).
+    #[arg(long)]
+    port_parity: bool,
     /// Print every packet on standard output in the kernel LOG target's format
     /// (PRE IN: as read, POST OUT: as written).
     #[arg(long)]
@@ -184,6 +190,8 @@ impl RunArgs {
             max_sessions: self.max_sessions,
             max_mappings: self.max_mappings,
             max_mappings_per_host: self.max_mappings_per_host,
+            port_hold: self.port_hold,
+            port_parity: self.port_parity.then_some(true),
             trace: self.trace.then_some(true),
             trace_filter: (!self.trace_filter.is_empty()).then_some(self.trace_filter),
             pcap_dir: self.pcap_dir,

@@ -56,6 +56,8 @@ pub struct Settings {
     pub max_sessions: Option<usize>,
     pub max_mappings: Option<usize>,
     pub max_mappings_per_host: Option<usize>,
+    pub port_hold: Option<u64>,
+    pub port_parity: Option<bool>,
     pub trace: Option<bool>,
     pub trace_filter: Option<Vec<String>>,
     pub pcap_dir: Option<PathBuf>,
@@ -102,6 +104,8 @@ impl Settings {
         overlay!(self, top, max_sessions);
         overlay!(self, top, max_mappings);
         overlay!(self, top, max_mappings_per_host);
+        overlay!(self, top, port_hold);
+        overlay!(self, top, port_parity);
         overlay!(self, top, trace);
         overlay!(self, top, trace_filter);
         overlay!(self, top, pcap_dir);
@@ -184,6 +188,8 @@ impl Settings {
                         .unwrap_or(d.max_mappings_per_host),
                 }
             },
+            port_hold: Duration::from_secs(self.port_hold.unwrap_or(120)),
+            port_parity: self.port_parity.unwrap_or(false),
             trace: self.trace.unwrap_or(false) || !trace_filters.is_empty(),
             trace_filters,
             pcap_dir: self.pcap_dir.clone(),

@@ -99,6 +99,10 @@ pub struct NatConfig {
     /// TCP ports served by the router itself on its outside address (never allocated).
     pub local_tcp_ports: Vec<u16>,
     pub limits: Limits,
+    /// How long a released external port is kept from other hosts.
+    pub port_hold: std::time::Duration,
+    /// Keep port parity when the inside port cannot be preserved.
+    pub port_parity: bool,
 }
 
 impl NatConfig {
@@ -120,6 +124,8 @@ impl NatConfig {
             dnat: Vec::new(),
             local_tcp_ports: vec![843],
             limits: Limits::default(),
+            port_hold: table::PORT_HOLD,
+            port_parity: false,
         }
     }
 }
@@ -316,6 +322,8 @@ type Step<T> = Result<T, DropReason>;
 impl Nat {
     pub fn new(cfg: NatConfig) -> Nat {
         let mut table = Table::new(cfg.timeouts, cfg.filtering, cfg.limits);
+        table.port_hold = cfg.port_hold;
+        table.port_parity = cfg.port_parity;
         Self::reserve_ports(&mut table, &cfg);
         Nat {
             cfg,
@@ -346,6 +354,8 @@ impl Nat {
         self.table.timeouts = cfg.timeouts;
         self.table.filtering = cfg.filtering;
         self.table.set_limits(cfg.limits);
+        self.table.port_hold = cfg.port_hold;
+        self.table.port_parity = cfg.port_parity;
         Self::reserve_ports(&mut self.table, &cfg);
         self.cfg = cfg;
     }

@@ -3,7 +3,8 @@
 //! RFC 5382 REQ-3), idle timeouts (RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508 REQ-2) and
 //! the external port allocator (RFC 4787 REQ-3: port preservation when free, ranges
 //! 1-1023 and 1024-65535 kept apart, no port overloading; RFC 6888: a released port is
-//! held for [`PORT_HOLD`] before another host may get it).
+//! held for [`PORT_HOLD`] (by default) before another host may get it; optionally, port
+//! parity is kept, RFC 4787 REQ-4).
 //!
 //! * A *mapping* binds an inside endpoint (address, port or ICMP identifier) to one
 //!   external port of the router's outside address, for every remote.
@@ -240,6 +241,10 @@ pub struct Table {
     reserved: Vec<(Protocol, u16, u16)>,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
+    /// How long a released port is kept from other hosts (default [`PORT_HOLD`]).
+    pub port_hold: Duration,
+    /// Keep the parity of the inside port when another port must be chosen (RFC 4787 REQ-4).
+    pub port_parity: bool,
     limits: Limits,
     /// Mappings per inside address.
     host_mappings: HashMap<Ipv4Addr, usize>,
@@ -259,6 +264,8 @@ impl Table {
             reserved: Vec::new(),
             timeouts,
             filtering,
+            port_hold: PORT_HOLD,
+            port_parity: false,
             limits,
             host_mappings: HashMap::new(),
             rng: 0x9e37_79b9,
@@ -417,10 +424,12 @@ impl Table {
         if want >= lo && self.port_free(me.protocol, want, me, now) {
             return Some(want);
         }
+        let parity = self.port_parity && me.protocol != Protocol::Icmp;
         let span = (hi - lo) as u32 + 1;
         let start = self.next_random() % span;
         (0..span)
             .map(|i| lo + ((start + i) % span) as u16)
+            .filter(|p| !parity || p % 2 == want % 2)
             .find(|&p| self.port_free(me.protocol, p, me, now))
     }
 
@@ -557,7 +566,7 @@ impl Table {
                 let port = m.ext_port;
                 self.mappings.remove(&mk);
                 self.release_host_mapping(mk.inside.addr);
-                let until = now + PORT_HOLD;
+                let until = now + self.port_hold;
                 self.ports
                     .insert((key.protocol, port), PortSlot::Held { until, owner: mk });
                 self.held.push_back((key.protocol, port, until));
