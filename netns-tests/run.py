@@ -2,6 +2,9 @@
 """Runs the end-to-end tests: every `test_*` function of every `test_*.py` here.
 
     netns-tests/run.py [SUBSTRING...]     run the tests whose name contains a SUBSTRING
+    netns-tests/run.py --router netfilter [SUBSTRING...]
+                                          run them against the kernel's netfilter NAT instead
+                                          (kernel_lab.py), to compare behaviours
 
 Each test gets a fresh lab (namespaces + tunnat) when it takes a `lab` argument. Needs
 root and a built release binary (TUNNAT=path overrides). Ends with 'N passed, N failed'.
@@ -27,7 +30,23 @@ def main():
     if not os.access(harness.TUNNAT, os.X_OK):
         print(f"no tunnat binary at {harness.TUNNAT}; run 'cargo build --release'", file=sys.stderr)
         return 2
-    wanted = sys.argv[1:]
+    args = sys.argv[1:]
+    router = "tunnat"
+    if "--router" in args:
+        i = args.index("--router")
+        router = args[i + 1]
+        del args[i:i + 2]
+    lab_class = harness.Lab
+    if router == "netfilter":
+        import kernel_lab
+        lab_class = kernel_lab.KernelLab
+        not_applicable = kernel_lab.NotApplicable
+    elif router != "tunnat":
+        print(f"--router {router}: tunnat or netfilter", file=sys.stderr)
+        return 2
+    else:
+        not_applicable = ()
+    wanted = args
     tests = []
     for f in sorted(os.listdir(HERE)):
         if f.startswith("test_") and f.endswith(".py"):
@@ -38,7 +57,7 @@ def main():
                     if not wanted or any(w in full for w in wanted):
                         tests.append((full, fn, fn.__code__.co_firstlineno))
     tests.sort(key=lambda t: (t[0].split("::")[0], t[2]))
-    passed = failed = 0
+    passed = failed = skipped = 0
     failures = []
     t_all = time.time()
     for full, fn, _ in tests:
@@ -48,17 +67,20 @@ def main():
             params = inspect.signature(fn).parameters
             if "lab" in params:
                 extra = getattr(fn, "tunnat_args", ())
-                lab = harness.Lab(extra_args=extra, outside_mtu=getattr(fn, "outside_mtu", None))
+                lab = lab_class(extra_args=extra, outside_mtu=getattr(fn, "outside_mtu", None))
                 fn(lab)
             else:
                 fn()
             passed += 1
             print(f"PASS {full} ({time.time() - t0:.1f}s)", flush=True)
+        except not_applicable as e:
+            skipped += 1
+            print(f"N/A  {full}: {e}", flush=True)
         except Exception as e:  # noqa: BLE001 - report every kind of failure
             failed += 1
             detail = traceback.format_exc() if not isinstance(e, harness.Failure) else str(e)
             log = ""
-            if lab is not None:
+            if lab is not None and router == "tunnat":
                 try:
                     log = "\n    tunnat log (last 15 lines):\n      " + "\n      ".join(lab.stderr().splitlines()[-15:])
                 except OSError:
@@ -71,6 +93,10 @@ def main():
     print(f"\nnetns-tests: {time.time() - t_all:.0f}s")
     for f in failures:
         print(f"  failed: {f}")
+    if router != "tunnat":
+        # Measuring another router: its failures are findings, not test failures.
+        print(f"{router}: {passed} behave as tunnat's tests expect, {failed} differ, {skipped} not applicable")
+        return 0
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 

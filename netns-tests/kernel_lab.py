@@ -1,0 +1,94 @@
+"""The same lab with the Linux kernel as the router, for measuring netfilter's behaviour
+with tunnat's own tests (`run.py --router netfilter ...`).
+
+    lan: nat-in (veth) 192.168.122.101/24, 192.168.122.73/24, default via 192.168.122.100
+    wan: nat-out (veth) 172.16.1.1/24, 172.16.1.2/24
+    rtr: 192.168.122.100/24, 172.16.1.186/24, ip_forward=1,
+         iptables -t nat -A POSTROUTING -o vout -j MASQUERADE
+         iptables -t nat -A PREROUTING -d 172.16.1.186 -p PROTO --dport P -j DNAT ... (per --dnat)
+
+Options of tunnat that have no kernel equivalent make a test "not applicable", and so does
+a test that reads tunnat's log.
+"""
+
+import os
+import subprocess
+
+import harness
+from harness import CLIENT, REMOTE, REMOTE2, ROUTER_IN, ROUTER_OUT, SERVER_IN, run
+
+
+class NotApplicable(Exception):
+    pass
+
+
+class KernelLab(harness.Lab):
+    counter = 0
+
+    def __init__(self, extra_args=(), start=True, outside_mtu=None):
+        KernelLab.counter += 1
+        self.prefix = f"kn{os.getpid() % 100000}x{KernelLab.counter}"
+        self.lan, self.wan, self.rtr = self.prefix + "lan", self.prefix + "wan", self.prefix + "rtr"
+        self.bg = []
+        self.proc = None
+        dnat = self._translate(list(extra_args))
+        for n in (self.lan, self.wan, self.rtr):
+            run(["ip", "netns", "add", n])
+            run(["ip", "-n", n, "link", "set", "lo", "up"])
+        mtu = ["mtu", str(outside_mtu)] if outside_mtu else []
+        run(["ip", "link", "add", "vin", "netns", self.rtr, "type", "veth", "peer", "name", "nat-in", "netns", self.lan])
+        run(["ip", "link", "add", "vout", "netns", self.rtr, *mtu, "type", "veth", "peer", "name", "nat-out",
+             "netns", self.wan, *mtu])
+        for a in (CLIENT, SERVER_IN):
+            run(["ip", "-n", self.lan, "addr", "add", a + "/24", "dev", "nat-in"])
+        for a in (REMOTE, REMOTE2):
+            run(["ip", "-n", self.wan, "addr", "add", a + "/24", "dev", "nat-out"])
+        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_IN + "/24", "dev", "vin"])
+        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_OUT + "/24", "dev", "vout"])
+        for n, d in ((self.lan, "nat-in"), (self.wan, "nat-out"), (self.rtr, "vin"), (self.rtr, "vout")):
+            run(["ip", "-n", n, "link", "set", d, "up"])
+        run(["ip", "-n", self.lan, "route", "add", "default", "via", ROUTER_IN])
+        ex = ["ip", "netns", "exec", self.rtr]
+        run(ex + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        run(ex + ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
+        for proto, ports, target in dnat:
+            run(ex + ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", ROUTER_OUT, "-p", proto, "--dport", ports,
+                      "-j", "DNAT", "--to-destination", target])
+
+    @staticmethod
+    def _translate(args):
+        """tunnat options -> DNAT rules; anything else has no kernel equivalent."""
+        dnat = []
+        while args:
+            a = args.pop(0)
+            if a == "--dnat":
+                lhs, target = args.pop(0).split("=")
+                proto, ports = lhs.split(":")
+                first, _, last = ports.partition("-")
+                if last and ":" in target:
+                    # A shifted range: netfilter's ip:lo-hi/base form (xt_nat revision 2).
+                    ip, tp = target.split(":")
+                    tp = int(tp)
+                    target = f"{ip}:{tp}-{tp + int(last) - int(first)}/{first}"
+                dnat.append((proto, ports.replace("-", ":"), target))
+            elif a == "--filtering" and args and args[0] == "address-and-port-dependent":
+                args.pop(0)  # conntrack admits only packets of known connections: this mode
+            else:
+                raise NotApplicable(f"tunnat option {a} has no netfilter equivalent")
+        return dnat
+
+    def stderr(self):
+        raise NotApplicable("the test reads tunnat's log")
+
+    def start(self, extra=(), env=None):
+        raise NotApplicable("the test restarts tunnat")
+
+    def stop(self, sig=None):
+        raise NotApplicable("the test stops tunnat")
+
+    def close(self):
+        for p in self.bg:
+            p.kill()
+            p.wait()
+        for n in (self.lan, self.wan, self.rtr):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs tunnat's behaviour tests against tunnat and against the kernel's netfilter NAT on the
+# same topology (netns-tests/kernel_lab.py), for the README's conformance table. As root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+tests=(test_behave test_fragments test_dnat test_napt)
+echo "== tunnat"
+python3 netns-tests/run.py "${tests[@]}" | grep -E '^(PASS|FAIL|N/A)|passed'
+echo "== netfilter"
+python3 netns-tests/run.py --router netfilter "${tests[@]}" | grep -E '^(PASS|FAIL|N/A)|netfilter:'
