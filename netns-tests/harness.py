@@ -154,6 +154,10 @@ class Lab:
             time.sleep(0.02)
         raise Failure("tunnat did not print 'tunnat: ready' within 10 s")
 
+    def ctl(self, *args, check_rc=True):
+        """Runs `tunnat ARGS --control` against this lab's router (started with --control)."""
+        return run([TUNNAT, *args, "--control", self.control_path], check_rc=check_rc)
+
     def stderr(self):
         with open(self.log_path) as f:
             return f.read()

@@ -255,3 +255,117 @@ def test_released_port_is_held_from_other_hosts(lab):
     wait_for(lambda: "expired udp 192.168.122.73:53100" in lab.stderr(), 4, "the second mapping to expire")
     time.sleep(3.2 - 1)  # the first port's hold (3 s from its release) is over by now
     wait_for(lambda: mapped_udp_port(lab, srv, SERVER_IN, 53100)[0] == 53100, 3, "the port to be free again")
+
+
+def session_row(lab, inside_port):
+    rows = [l for l in lab.ctl("table").stdout.splitlines() if f"{CLIENT}:{inside_port} " in l]
+    return rows[0] if rows else ""
+
+
+def test_tcp_states_and_timeouts_with_real_connections(lab):
+    """RFC 7857 / RFC 5382 REQ-5: open -> established (7440 s); FIN both ways -> 240 s;
+    RST -> kept 240 s."""
+    lab.stop()
+    lab.start(["--control", lab.control_path])
+    srv = lab.listen("wan", REMOTE, 7400)
+
+    def echo_until_eof(c, p):
+        while True:
+            d = c.recv(100)
+            if not d:
+                return
+            c.sendall(d)
+    serve_tcp(srv, echo_until_eof)
+    c = lab.connect("lan", REMOTE, 7400, bind=(CLIENT, 50700))
+    c.sendall(b"hi")
+    eq(c.recv(10), b"hi", "echo")
+    row = session_row(lab, 50700)
+    check("ESTABLISHED" in row and " 7440s " in row, f"open: {row}")
+    c.shutdown(socket.SHUT_WR)
+    eq(c.recv(10), b"", "server closed too")
+    wait_for(lambda: "TIME_WAIT" in session_row(lab, 50700), 3, "FIN both ways")
+    check(" 240s " in session_row(lab, 50700), session_row(lab, 50700))
+    c.close()
+    r = lab.connect("lan", REMOTE, 7400, bind=(CLIENT, 50701))
+    r.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    r.close()  # sends RST
+    wait_for(lambda: "CLOSE " in session_row(lab, 50701), 3, "RST seen")
+    check(" 240s " in session_row(lab, 50701), f"kept 4 min after RST: {session_row(lab, 50701)}")
+
+
+@tunnat_args("--max-sessions", "3")
+def test_full_table_answers_admin_prohibited(lab):
+    """RFC 5508 REQ-8: no room (nobody idle long enough to evict): ICMP 3/13, and the
+    sessions already made keep working."""
+    srv = lab.listen("wan", REMOTE, 4700, socket.SOCK_DGRAM)
+    socks = []
+    for port in (54000, 54001, 54002):
+        s = lab.sock("lan", socket.SOCK_DGRAM)
+        s.bind((CLIENT, port))
+        s.settimeout(2)
+        s.connect((REMOTE, 4700))
+        s.send(b"in")
+        srv.recvfrom(10)
+        socks.append(s)
+    extra = lab.sock("lan", socket.SOCK_DGRAM)
+    extra.bind((CLIENT, 54003))
+    extra.settimeout(2)
+    extra.connect((REMOTE, 4700))
+    extra.send(b"no room")
+    try:
+        extra.recv(10)
+        raise AssertionError("no error for a session beyond the table")
+    except OSError as e:
+        check(e.errno in (113, 13), f"ICMP 3/13 reported as {e}")
+    socks[0].send(b"still")
+    eq(srv.recvfrom(10)[0], b"still", "existing sessions keep working")
+
+
+def test_icmp_errors_from_outside_translated_checked_and_harmless(lab):
+    """RFC 5508 REQ-3..5, RFC 4787 REQ-12: an outside router's "fragmentation needed" about
+    a translated datagram reaches the inside socket with its MTU; errors with a bad ICMP
+    checksum or a bad quoted header checksum are dropped; the mapping outlives the error."""
+    srv = lab.listen("wan", REMOTE, 9600, socket.SOCK_DGRAM)
+    sn = lab.sniffer("wan")
+    s = lab.sock("lan", socket.SOCK_DGRAM)
+    s.bind((CLIENT, 47600))
+    s.setsockopt(socket.IPPROTO_IP, 11, 1)  # IP_RECVERR
+    s.settimeout(2)
+    s.connect((REMOTE, 9600))
+    s.send(b"probe")
+    sent = sniff(sn, lambda ip: ip["proto"] == 17 and ip["src"] == ROUTER_OUT)
+    _, mapped = srv.recvfrom(100)
+    quoted = sent["header"] + sent["l4"][:8]
+    icmp = lab.sock("wan", socket.SOCK_RAW, socket.IPPROTO_ICMP)
+
+    def send_error(quote, break_checksum=False):
+        msg = bytearray(struct.pack("!BBHHH", 3, 4, 0, 0, 1000) + quote)
+        c = csum(bytes(msg))
+        msg[2:4] = struct.pack("!H", c ^ (0x1111 if break_checksum else 0))
+        icmp.sendto(bytes(msg), (ROUTER_OUT, 0))
+
+    def errors():
+        got = []
+        s.setblocking(False)
+        while True:
+            try:
+                _, anc, _, _ = s.recvmsg(100, 512, socket.MSG_ERRQUEUE)
+            except BlockingIOError:
+                s.settimeout(2)
+                return got
+            errno_, origin, typ, code, _pad, info = struct.unpack_from("=IBBBBI", anc[0][2])
+            got.append((errno_, typ, code, info))
+
+    send_error(quoted, break_checksum=True)
+    bad_inner = bytearray(quoted)
+    bad_inner[10] ^= 0x40  # the quoted IPv4 header checksum
+    send_error(bytes(bad_inner))
+    time.sleep(0.5)
+    eq(errors(), [], "errors with bad checksums are dropped")
+    send_error(quoted)
+    seen = []
+    wait_for(lambda: seen.extend(errors()) or seen, 2, "the translated error")
+    eq(seen, [(90, 3, 4, 1000)], "EMSGSIZE with the next-hop MTU reached the socket")
+    srv.sendto(b"after the error", mapped)
+    eq(s.recv(100), b"after the error", "the mapping survives the ICMP error")
+

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import (refused, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, TUNNAT, check, eq, recv_all,
+from harness import (refused, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, check, eq, recv_all,
                      run, serve_tcp, tunnat_args, wait_for)
 
 COMPARED = ("SRC", "DST", "LEN", "TOS", "PREC", "TTL", "DF", "PROTO", "SPT", "DPT", "WINDOW", "RES", "SYN",
@@ -137,10 +137,6 @@ def test_pcap_files_read_by_tcpdump(lab):
     os.rmdir(d)
 
 
-def ctl(lab, *args, check_rc=True):
-    return run([TUNNAT, *args, "--control", lab.control_path], check_rc=check_rc)
-
-
 def test_control_socket_table_stats_and_dnat(lab):
     lab.stop()
     lab.start(["--control", lab.control_path])
@@ -148,33 +144,33 @@ def test_control_socket_table_stats_and_dnat(lab):
     serve_tcp(srv, lambda c, p: (c.sendall(b"hi"), time.sleep(1)))
     c = lab.connect("lan", REMOTE, 7000, bind=(CLIENT, 41000))
     eq(c.recv(2), b"hi", "connection open")
-    out = ctl(lab, "table").stdout
+    out = lab.ctl("table").stdout
     row = [l for l in out.splitlines() if l.startswith("tcp")]
     check(len(row) == 1, out)
     for part in ("ESTABLISHED", f"{CLIENT}:41000", f"{ROUTER_OUT}:41000", f"{REMOTE}:7000", "7440s"):
         check(part in row[0], f"table row shows {part}: {row[0]}")
-    js = json.loads(ctl(lab, "table", "--json").stdout)
+    js = json.loads(lab.ctl("table", "--json").stdout)
     eq(js["sessions"][0]["state"], "ESTABLISHED", "JSON table")
-    stats = json.loads(ctl(lab, "stats", "--json").stdout)
+    stats = json.loads(lab.ctl("stats", "--json").stdout)
     check(stats["nat"]["forwarded_out"] >= 3 and stats["nat"]["sessions_created"] >= 1, stats)
-    readable = ctl(lab, "stats").stdout
+    readable = lab.ctl("stats").stdout
     check(re.search(r"^nat\.forwarded_out\s+\d+$", readable, re.M), f"readable stats: {readable}")
     # Port forwarding added and removed at run time.
     refused(lambda: lab.connect("wan", ROUTER_OUT, 8888, timeout=2), "8888 open before the rule")
     srv2 = lab.listen("lan", SERVER_IN, 9999)
     serve_tcp(srv2, lambda c, p: c.sendall(b"forwarded"))
-    ctl(lab, "dnat", "add", "tcp:8888=192.168.122.73:9999")
-    eq(ctl(lab, "dnat", "list").stdout.strip(), "tcp:8888=192.168.122.73:9999", "dnat list")
+    lab.ctl("dnat", "add", "tcp:8888=192.168.122.73:9999")
+    eq(lab.ctl("dnat", "list").stdout.strip(), "tcp:8888=192.168.122.73:9999", "dnat list")
     eq(recv_all(lab.connect("wan", ROUTER_OUT, 8888)), b"forwarded", "rule works at once")
-    bad = ctl(lab, "dnat", "add", "tcp:8800-8900=192.168.122.5", check_rc=False)
+    bad = lab.ctl("dnat", "add", "tcp:8800-8900=192.168.122.5", check_rc=False)
     check(bad.returncode != 0 and "overlaps" in bad.stderr, bad.stderr)
-    ctl(lab, "dnat", "del", "tcp:8888=192.168.122.73:9999")
+    lab.ctl("dnat", "del", "tcp:8888=192.168.122.73:9999")
     refused(lambda: lab.connect("wan", ROUTER_OUT, 8888, timeout=2), "8888 still forwarded after dnat del")
-    gone = ctl(lab, "table", check_rc=False)
+    gone = lab.ctl("table", check_rc=False)
     lab.stop()
     eq(os.path.exists(lab.control_path), False, "socket removed at exit")
     check(gone.returncode == 0, gone.stderr)
-    none = ctl(lab, "table", check_rc=False)
+    none = lab.ctl("table", check_rc=False)
     check(none.returncode != 0 and "is tunnat running" in none.stderr, none.stderr)
 
 
@@ -198,7 +194,7 @@ udp = 100
         held = lab.connect("wan", ROUTER_OUT, 8888)
         eq(held.recv(1), b"x", "rule from the file works")
         lab.sh("lan", ["ping", "-c", "1", "-W", "1", REMOTE])
-        icmp_row = lambda: next(l for l in ctl(lab, "table").stdout.splitlines() if l.startswith("icmp"))  # noqa: E731
+        icmp_row = lambda: next(l for l in lab.ctl("table").stdout.splitlines() if l.startswith("icmp"))  # noqa: E731
         check(" 60s " in icmp_row(), icmp_row())
         # Change the rules; SIGHUP applies them, the open connection keeps its session.
         open(conf, "w").write(base.replace("tcp:8888=192.168.122.73:9999", "tcp:7777=192.168.122.73")
@@ -208,22 +204,22 @@ udp = 100
         eq(recv_all(lab.connect("wan", ROUTER_OUT, 7777)), b"seven", "new rule after SIGHUP")
         refused(lambda: lab.connect("wan", ROUTER_OUT, 8888, timeout=2), "old rule still in force")
         check(" 30s " in icmp_row(), f"the new ICMP timeout applies to the existing session: {icmp_row()}")
-        check(any("8888" in l and "[dnat]" in l for l in ctl(lab, "table").stdout.splitlines()),
+        check(any("8888" in l and "[dnat]" in l for l in lab.ctl("table").stdout.splitlines()),
               "the session of the old rule is kept")
         held.sendall(b"still here")
         eq(held.recv(100), b"still here", "the connection opened under the old rule still works")
         # A bad file is refused and the old configuration stays.
         open(conf, "w").write("dnat = [\"tcp:1=\"\n")
-        r = ctl(lab, "reload", check_rc=False)
+        r = lab.ctl("reload", check_rc=False)
         check(r.returncode != 0 and lab.control_path + ".toml" in r.stderr, r.stderr)
         eq(recv_all(lab.connect("wan", ROUTER_OUT, 7777)), b"seven", "old configuration still in force")
         # A change that needs a restart is refused too.
         open(conf, "w").write("mtu = 1400\n" + base)
-        r = ctl(lab, "reload", check_rc=False)
+        r = lab.ctl("reload", check_rc=False)
         check(r.returncode != 0 and "restart" in r.stderr, r.stderr)
         # A good file again, through the control socket this time.
         open(conf, "w").write(base)
-        check("reloaded" in ctl(lab, "reload").stdout, "reload through the control socket")
+        check("reloaded" in lab.ctl("reload").stdout, "reload through the control socket")
     finally:
         os.unlink(conf)
 
