@@ -161,7 +161,7 @@ def test_receiving_kernel_drops_bad_checksums(lab):
 
 
 def test_traceroute_shows_the_router_hop(lab):
-    for flags in ([], ["-I"], ["-T", "-p", "22"]):
+    for flags in ([], ["-U"], ["-I"], ["-T", "-p", "22"]):
         out = lab.sh("lan", ["traceroute", "-n", "-q", "1", "-w", "1", "-m", "5", *flags, REMOTE]).stdout
         lines = out.strip().splitlines()[1:]
         check(len(lines) == 2, f"traceroute {flags}: two hops expected:\n{out}")
