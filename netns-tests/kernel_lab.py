@@ -25,7 +25,7 @@ class NotApplicable(Exception):
 class KernelLab(harness.Lab):
     counter = 0
 
-    def __init__(self, extra_args=(), start=True, outside_mtu=None):
+    def __init__(self, extra_args=(), start=True, outside_mtu=None, inside_mtu=None):
         KernelLab.counter += 1
         self.prefix = f"kn{os.getpid() % 100000}x{KernelLab.counter}"
         self.lan, self.wan, self.rtr = self.prefix + "lan", self.prefix + "wan", self.prefix + "rtr"
@@ -35,8 +35,10 @@ class KernelLab(harness.Lab):
         for n in (self.lan, self.wan, self.rtr):
             run(["ip", "netns", "add", n])
             run(["ip", "-n", n, "link", "set", "lo", "up"])
+        mtu_in = ["mtu", str(inside_mtu)] if inside_mtu else []
         mtu = ["mtu", str(outside_mtu)] if outside_mtu else []
-        run(["ip", "link", "add", "vin", "netns", self.rtr, "type", "veth", "peer", "name", "nat-in", "netns", self.lan])
+        run(["ip", "link", "add", "vin", "netns", self.rtr, *mtu_in, "type", "veth", "peer", "name", "nat-in",
+             "netns", self.lan, *mtu_in])
         run(["ip", "link", "add", "vout", "netns", self.rtr, *mtu, "type", "veth", "peer", "name", "nat-out",
              "netns", self.wan, *mtu])
         for a in (CLIENT, SERVER_IN):

@@ -22,7 +22,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "netns-tests"))
 import harness  # noqa: E402
-from harness import CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, run  # noqa: E402
+import kernel_lab  # noqa: E402
+from harness import REMOTE, ROUTER_OUT, SERVER_IN, run  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 SECS = 2 if QUICK else 5
@@ -50,49 +51,12 @@ class TunRouter(harness.Lab):
             self.dnat_target = SERVER_IN
 
 
-class KernelRouter:
-    """Three namespaces and veth pairs; the router namespace does MASQUERADE and DNAT."""
-
-    def __init__(self, mtu):
-        p = f"bk{os.getpid() % 10000}"
-        self.lan, self.wan, self.rtr = p + "lan", p + "wan", p + "rtr"
-        self.bg = []
-        for n in (self.lan, self.wan, self.rtr):
-            run(["ip", "netns", "add", n])
-            run(["ip", "-n", n, "link", "set", "lo", "up"])
-        run(["ip", "link", "add", "vin", "netns", self.rtr, "mtu", str(mtu), "type", "veth", "peer", "name", "eth0",
-             "netns", self.lan, "mtu", str(mtu)])
-        run(["ip", "link", "add", "vout", "netns", self.rtr, "mtu", str(mtu), "type", "veth", "peer", "name", "eth0",
-             "netns", self.wan, "mtu", str(mtu)])
-        for a in (CLIENT, SERVER_IN):
-            run(["ip", "-n", self.lan, "addr", "add", a + "/24", "dev", "eth0"])
-        run(["ip", "-n", self.wan, "addr", "add", REMOTE + "/24", "dev", "eth0"])
-        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_IN + "/24", "dev", "vin"])
-        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_OUT + "/24", "dev", "vout"])
-        for n, d in ((self.lan, "eth0"), (self.wan, "eth0"), (self.rtr, "vin"), (self.rtr, "vout")):
-            run(["ip", "-n", n, "link", "set", d, "up"])
-        run(["ip", "-n", self.lan, "route", "add", "default", "via", ROUTER_IN])
-        ex = ["ip", "netns", "exec", self.rtr]
-        run(ex + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        run(ex + ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
-        for proto, port in (("tcp", 5201), ("udp", 5201), ("tcp", 7001)):
-            run(ex + ["iptables", "-t", "nat", "-A", "PREROUTING", "-i", "vout", "-p", proto, "--dport", str(port),
-                      "-j", "DNAT", "--to-destination", SERVER_IN])
-        self.dnat_target = ROUTER_OUT
-
-    def nsname(self, side):
-        return {"lan": self.lan, "wan": self.wan}[side]
-
-    ns = harness.Lab.ns
-    sh = harness.Lab.sh
-    spawn = harness.Lab.spawn
-
-    def close(self):
-        for p in self.bg:
-            p.kill()
-            p.wait()
-        for n in (self.lan, self.wan, self.rtr):
-            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+def kernel_router(mtu):
+    """The kernel's netfilter NAT on the same addresses (netns-tests/kernel_lab.py)."""
+    r = kernel_lab.KernelLab(["--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
+                              "--dnat", "tcp:7001=192.168.122.73"], outside_mtu=mtu, inside_mtu=mtu)
+    r.dnat_target = ROUTER_OUT
+    return r
 
 
 def iperf(r, server_side, bind, client_side, target, extra=()):
@@ -163,7 +127,7 @@ def conns_per_s(r):
 
 
 def measure(kind, mtu):
-    r = KernelRouter(mtu) if kind == "netfilter" else TunRouter(kind, mtu)
+    r = kernel_router(mtu) if kind == "netfilter" else TunRouter(kind, mtu)
     try:
         out = {f"tcp_out_{mtu}": tcp_gbps(r, "out"), f"tcp_in_{mtu}": tcp_gbps(r, "in")}
         if mtu == 1500:

@@ -93,7 +93,7 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     max_mappings: Option<usize>,
     /// Most mappings one inside address may hold; beyond, ICMP "administratively
-    /// prohibited" (RFC 6888 REQ-4) [default: 4096]
+    /// prohibited" (RFC 6888 REQ-4) [default: 65536, i.e. no limit]
     #[arg(long, value_name = "N")]
     max_mappings_per_host: Option<usize>,
     /// Seconds a released external port is kept from other hosts (RFC 6888) [default: 120]

@@ -94,7 +94,7 @@ impl Default for Limits {
         Limits {
             max_sessions: 65536,
             max_mappings: 65536,
-            max_mappings_per_host: 4096,
+            max_mappings_per_host: 65536,
         }
     }
 }
