@@ -99,3 +99,27 @@ def test_policy_port_zero_turns_it_off(lab):
 def test_policy_on_another_port(lab):
     data, _ = ask(lab, "wan", ROUTER_OUT, port=8430)
     check(data.endswith(b"\0"), "served on 8430")
+
+
+def test_idle_connections_cannot_starve_a_client(lab):
+    """1000 connections that never send their request (and keep coming) do not keep a
+    well-behaved client from its policy within the 3 s real clients wait; tunnat's memory
+    stays bounded."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+    idle = []
+    for i in range(1000):
+        try:
+            idle.append(lab.connect("wan", ROUTER_OUT, 843, timeout=3))
+        except OSError as e:
+            raise AssertionError(f"idle connection {i} refused: {e}")
+    t0 = time.time()
+    data, _ = ask(lab, "wan", ROUTER_OUT)
+    took = time.time() - t0
+    check(data.endswith(b"</cross-domain-policy>\n\0") and took < 3, f"policy in {took:.2f}s: {data[-40:]!r}")
+    hwm = [l for l in open(f"/proc/{lab.proc.pid}/status") if l.startswith("VmHWM")][0].split()[1]
+    check(int(hwm) < 32 * 1024, f"peak RSS {hwm} kB")
+    print(f"    (tunnat peak RSS with 1000 policy connections: {int(hwm) // 1024} MB)")
+    for c in idle:
+        c.close()

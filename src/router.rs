@@ -507,7 +507,8 @@ impl Router {
                     .filter_map(|(side, l)| {
                         l.policy.as_ref().map(|p| {
                             json!({"side": side.name(), "served": p.stats.served,
-                                   "refused": p.stats.refused, "timed_out": p.stats.timed_out})
+                                   "refused": p.stats.refused, "timed_out": p.stats.timed_out,
+                                   "displaced": p.stats.displaced})
                         })
                     })
                     .collect();
@@ -577,11 +578,12 @@ impl Router {
         for (side, l) in SIDES.iter().zip(&self.locals) {
             if let Some(p) = &l.policy {
                 log::info!(
-                    "policy server ({}): served {}, refused {}, timed out {}",
+                    "policy server ({}): served {}, refused {}, timed out {}, displaced {}",
                     side.name(),
                     p.stats.served,
                     p.stats.refused,
-                    p.stats.timed_out
+                    p.stats.timed_out,
+                    p.stats.displaced
                 );
             }
         }

@@ -27,6 +27,10 @@ pub const REQUEST: &[u8] = b"<policy-file-request/>";
 pub const MAX_REQUEST: usize = 256;
 /// Connections served at once per interface.
 pub const POOL: usize = 64;
+/// Sockets kept listening at all times: when fewer are free, the connections that have
+/// waited longest without a complete request are reset to make room, so idle or slow
+/// clients cannot keep a well-behaved one out (a SYN finding no listener gets a RST).
+pub const SPARE_LISTENERS: usize = 8;
 
 /// The default policy: any domain may connect to any port (as in the lab notes).
 pub const DEFAULT_POLICY: &str = r#"<?xml version="1.0"?>
@@ -89,6 +93,8 @@ pub struct PolicyStats {
     pub served: u64,
     pub refused: u64,
     pub timed_out: u64,
+    /// Incomplete connections reset to keep listeners free.
+    pub displaced: u64,
 }
 
 /// A pool of smoltcp sockets listening on the policy port of one interface.
@@ -215,7 +221,35 @@ impl PolicyServer {
                 }
             }
         }
-        changed
+        changed | self.keep_listeners(sockets)
+    }
+
+    /// Resets the oldest incomplete connections (still reading, or closing and waiting on
+    /// the client) until [`SPARE_LISTENERS`] sockets are free or listening.
+    fn keep_listeners(&mut self, sockets: &mut SocketSet<'_>) -> bool {
+        let free = self.slots.iter().filter(|s| s.phase == Phase::Idle).count();
+        if free >= SPARE_LISTENERS {
+            return false;
+        }
+        let mut victims: Vec<(u8, Instant, usize)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.phase {
+                Phase::Reading => Some((0, s.since, i)),
+                Phase::Closing => Some((1, s.since, i)),
+                _ => None,
+            })
+            .collect();
+        victims.sort();
+        for &(_, _, i) in victims.iter().take(SPARE_LISTENERS - free) {
+            let slot = &mut self.slots[i];
+            sockets.get_mut::<tcp::Socket>(slot.handle).abort();
+            slot.phase = Phase::Idle;
+            slot.received.clear();
+            self.stats.displaced += 1;
+        }
+        true
     }
 
     /// The earliest time a connection needs attention for its timeouts.
