@@ -28,17 +28,10 @@ fn ip(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, l4: &[u8]) -> Vec<u8> {
         checksum::checksum(&p[20..])
     } else {
         let s = checksum::pseudo_header_sum(src, dst, proto, l4.len() as u16);
-        !fold(checksum::sum(&p[20..], s))
+        !checksum::fold(checksum::sum(&p[20..], s))
     };
     p[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
     p
-}
-
-fn fold(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
 }
 
 fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 /// Folds a 32-bit one's complement accumulator into 16 bits.
 #[inline]
-fn fold(mut sum: u32) -> u16 {
+pub fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

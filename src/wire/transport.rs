@@ -265,7 +265,7 @@ pub fn clamp_mss(segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, max: u16) -> 
                         segment[16..18].copy_from_slice(&[0, 0]);
                         let ph =
                             checksum::pseudo_header_sum(src, dst, proto::TCP, segment.len() as u16);
-                        let c = !fold_sum(checksum::sum(segment, ph));
+                        let c = !checksum::fold(checksum::sum(segment, ph));
                         segment[16..18].copy_from_slice(&c.to_be_bytes());
                     }
                 }
@@ -299,16 +299,9 @@ pub fn verify_l4_checksum(
         Protocol::Udp if payload.len() >= 8 && payload[6] == 0 && payload[7] == 0 => true,
         _ => {
             let s = checksum::pseudo_header_sum(src, dst, protocol.number(), payload.len() as u16);
-            !fold_sum(checksum::sum(payload, s)) == 0
+            !checksum::fold(checksum::sum(payload, s)) == 0
         }
     }
-}
-
-fn fold_sum(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
 }
 
 #[cfg(test)]
@@ -327,7 +320,7 @@ pub(crate) mod test {
         p[24..26].copy_from_slice(&((8 + data.len()) as u16).to_be_bytes());
         p[28..].copy_from_slice(data);
         let sum = checksum::pseudo_header_sum(s, d, 17, (8 + data.len()) as u16);
-        let c = !fold_sum(checksum::sum(&p[20..], sum));
+        let c = !checksum::fold(checksum::sum(&p[20..], sum));
         p[26..28].copy_from_slice(&c.to_be_bytes());
         p
     }
@@ -422,13 +415,13 @@ pub(crate) mod test {
         seg[20..25].copy_from_slice(&[1, 2, 4, 0x05, 0xb4]);
         seg[25..28].copy_from_slice(&[1, 4, 2]);
         let ph = checksum::pseudo_header_sum(s, d, 6, 32);
-        let c = !fold_sum(checksum::sum(&seg, ph));
+        let c = !checksum::fold(checksum::sum(&seg, ph));
         seg[16..18].copy_from_slice(&c.to_be_bytes());
         assert_eq!(clamp_mss(&mut seg, s, d, 1200), Some(1460));
         assert_eq!(&seg[23..25], &1200u16.to_be_bytes());
         let ph = checksum::pseudo_header_sum(s, d, 6, 32);
         assert_eq!(
-            fold_sum(checksum::sum(&seg, ph)),
+            checksum::fold(checksum::sum(&seg, ph)),
             0xffff,
             "checksum verifies"
         );
