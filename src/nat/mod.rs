@@ -529,6 +529,11 @@ impl Nat {
         Verdict::Reply(why)
     }
 
+    /// Is `src` impossible as the source of a packet from the inside network?
+    fn spoofed(&self, src: Ipv4Addr) -> bool {
+        !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast()
+    }
+
     fn mtu(&self, side: Side) -> usize {
         match side {
             Side::Inside => self.cfg.mtu[0],
@@ -602,7 +607,7 @@ impl Nat {
             let Some(t) = hairpin else {
                 return Ok(local); // for the router itself
             };
-            if !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast() {
+            if self.spoofed(src) {
                 return Err(DropReason::SpoofedSource);
             }
             if let Some(v) = self.forwarding_checks(&ip, Side::Inside, Side::Inside) {
@@ -610,7 +615,7 @@ impl Nat {
             }
             return self.hairpin(ip, t, now);
         }
-        if !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast() {
+        if self.spoofed(src) {
             return Err(DropReason::SpoofedSource);
         }
         if self.cfg.inside.contains(dst)
@@ -723,7 +728,7 @@ impl Nat {
         port: u16,
         remote: Endpoint,
     ) -> Option<Target> {
-        if let Some((key, _)) = self.table.get_in(protocol, port, remote) {
+        if let Some(key) = self.table.peek_in(protocol, port, remote) {
             return Some(Target::Session(key.inside));
         }
         if let Some(rule) = self.cfg.dnat.iter().find(|r| r.contains(protocol, port)) {

@@ -342,22 +342,9 @@ impl Table {
         self.sessions.peek(key)
     }
 
-    /// The session a packet from `remote` to external `port` belongs to.
-    pub fn get_in(
-        &mut self,
-        protocol: Protocol,
-        port: u16,
-        remote: Endpoint,
-    ) -> Option<(SessionKey, &mut Session)> {
-        let key = *self.by_ext.get(&ExtKey {
-            protocol,
-            port,
-            remote,
-        })?;
-        self.sessions.get_mut(&key).map(|s| (key, s))
-    }
-
-    /// Like [`Table::get_in`] without refreshing (ICMP errors).
+    /// The key of the session a packet from `remote` to external `port` belongs to. Only
+    /// the outside index is read: nothing is refreshed (the caller refreshes the session
+    /// it then translates with [`Table::get_out`]; ICMP errors refresh nothing).
     pub fn peek_in(&self, protocol: Protocol, port: u16, remote: Endpoint) -> Option<SessionKey> {
         self.by_ext
             .get(&ExtKey {
@@ -935,13 +922,13 @@ mod test {
         let mut t = table();
         let k = key(Protocol::Tcp, (IN2, 9999), (R1, 50270));
         t.create_dnat(k, 8888, Instant::ZERO).unwrap();
-        let (found, s) = t
-            .get_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50270))
+        let found = t
+            .peek_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50270))
             .unwrap();
         assert_eq!(found, k);
-        assert!(s.dnat);
+        assert!(t.get_out(&found).unwrap().dnat);
         assert!(t
-            .get_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50271))
+            .peek_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50271))
             .is_none());
     }
 }
