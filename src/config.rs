@@ -1,7 +1,6 @@
 //! The router's configuration, checked once at start: every problem is reported with a
 //! message naming the option and the value, before any device is opened.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -201,10 +200,6 @@ impl Config {
             self.inside_mtu.unwrap_or(self.mtu),
             self.outside_mtu.unwrap_or(self.mtu),
         ]
-    }
-
-    pub fn router_addrs(&self) -> [Ipv4Addr; 2] {
-        [self.inside.cidr.addr, self.outside.cidr.addr]
     }
 }
 

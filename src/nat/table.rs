@@ -519,13 +519,6 @@ impl Table {
         matches!(self.ports.get(&(protocol, port)), Some(PortSlot::InUse(_)))
     }
 
-    /// The external port of the inside endpoint's mapping, if it has one.
-    pub fn mapped_port(&self, protocol: Protocol, inside: Endpoint) -> Option<u16> {
-        self.mappings
-            .get(&MapKey { protocol, inside })
-            .map(|m| m.ext_port)
-    }
-
     fn remove(&mut self, key: &SessionKey, now: Instant) -> Option<Session> {
         let s = self.sessions.pop(key)?;
         self.by_ext.remove(&ExtKey {
