@@ -235,6 +235,7 @@ drop_reasons! {
     BadFragment => "bad-fragment",
     UnsupportedProtocol => "unsupported-protocol",
     UnsupportedIcmp => "unsupported-icmp",
+    BadTcpFlags => "bad-tcp-flags",
     NoSession => "no-session",
     IcmpErrorNoSession => "icmp-error-no-session",
     TtlExceeded => "ttl-exceeded",
@@ -610,6 +611,9 @@ impl Nat {
             if self.spoofed(src) {
                 return Err(DropReason::SpoofedSource);
             }
+            if !t.tcp_flags_valid() {
+                return Err(DropReason::BadTcpFlags);
+            }
             if let Some(v) = self.forwarding_checks(&ip, Side::Inside, Side::Inside) {
                 return Ok(v);
             }
@@ -639,6 +643,9 @@ impl Nat {
         }
         if protocol == Protocol::Icmp && !t.is_icmp_echo_request() {
             return Err(DropReason::UnsupportedIcmp);
+        }
+        if !t.tcp_flags_valid() {
+            return Err(DropReason::BadTcpFlags);
         }
         let key = SessionKey {
             protocol,
@@ -701,6 +708,9 @@ impl Nat {
             let Some(owner) = self.table.port_owner(protocol, t.dst_port) else {
                 return Ok(local); // nothing mapped: the router itself answers (RST, port unreachable)
             };
+            if !t.tcp_flags_valid() {
+                return Err(DropReason::BadTcpFlags);
+            }
             // A mapping whose filter refuses this remote. A SYN may be the remote's half of
             // a simultaneous open: hold it (RFC 5382 REQ-4). Anything else is dropped.
             if protocol == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
@@ -710,6 +720,9 @@ impl Nat {
             }
             return Err(DropReason::Filtered);
         };
+        if !t.tcp_flags_valid() {
+            return Err(DropReason::BadTcpFlags);
+        }
         if let Some(v) = self.forwarding_checks(&ip, Side::Outside, Side::Inside) {
             return Ok(v);
         }

@@ -173,6 +173,54 @@ fn outbound_rst_without_session_is_dropped() {
 }
 
 #[test]
+fn odd_tcp_flags_are_dropped_and_create_nothing() {
+    use TcpFlags::*;
+    let mut n = nat();
+    for (i, flags) in [0, FIN, FIN | PSH | URG, SYN | FIN, SYN | RST]
+        .into_iter()
+        .enumerate()
+    {
+        let mut out = tcp(CLIENT, 40000 + i as u16, REMOTE, 80, flags);
+        assert_eq!(
+            n.process(Side::Inside, &mut out, t(0)),
+            Verdict::Drop(DropReason::BadTcpFlags),
+            "outbound {flags:#x}"
+        );
+        let mut to_dnat = tcp(REMOTE, 1000, ROUTER_OUT, 8888, flags);
+        assert_eq!(
+            n.process(Side::Outside, &mut to_dnat, t(0)),
+            Verdict::Drop(DropReason::BadTcpFlags),
+            "inbound {flags:#x} to a port forward"
+        );
+        // An unmapped port is the router's: its stack answers as a kernel does (a scan
+        // sees the port closed).
+        let mut scan = tcp(REMOTE, 1000, ROUTER_OUT, 80, flags);
+        assert!(matches!(
+            n.process(Side::Outside, &mut scan, t(0)),
+            Verdict::Local { .. }
+        ));
+    }
+    assert_eq!(n.table().len(), 0, "no session from odd flags");
+    assert_eq!(n.stats().drops(DropReason::BadTcpFlags), 10);
+    // A session's own packets with odd flags are dropped too; the session carries on.
+    let mut syn = tcp(CLIENT, 50270, REMOTE, 80, SYN);
+    assert!(matches!(
+        n.process(Side::Inside, &mut syn, t(0)),
+        Verdict::Forward { .. }
+    ));
+    let mut xmas = tcp(REMOTE, 80, ROUTER_OUT, 50270, FIN | PSH | URG | SYN);
+    assert_eq!(
+        n.process(Side::Outside, &mut xmas, t(0)),
+        Verdict::Drop(DropReason::BadTcpFlags)
+    );
+    let mut synack = tcp(REMOTE, 80, ROUTER_OUT, 50270, SYN | ACK);
+    assert!(matches!(
+        n.process(Side::Outside, &mut synack, t(0)),
+        Verdict::Forward { .. }
+    ));
+}
+
+#[test]
 fn dnat_forward_and_reply() {
     let mut n = nat();
     let mut syn = tcp(REMOTE, 50270, ROUTER_OUT, 8888, TcpFlags::SYN);

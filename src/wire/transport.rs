@@ -189,6 +189,17 @@ impl Transport {
     pub fn has_flag(&self, flag: u8) -> bool {
         self.tcp_flags & flag != 0
     }
+
+    /// Is this a flag combination a real TCP sends? As Linux conntrack's `tcp_valid_flags`:
+    /// SYN, SYN+ACK, RST, RST+ACK, FIN+ACK or ACK, with URG, PSH, ECE and CWR not looked at.
+    /// Scanner probes (NULL, FIN alone, XMAS = FIN+PSH+URG) and contradictions (SYN+FIN,
+    /// SYN+RST) are not. Always true for UDP and ICMP.
+    pub fn tcp_flags_valid(&self) -> bool {
+        use TcpFlags::{ACK, FIN, RST, SYN};
+        self.protocol != Protocol::Tcp
+            || [SYN, SYN | ACK, RST, RST | ACK, FIN | ACK, ACK]
+                .contains(&(self.tcp_flags & (FIN | SYN | RST | ACK)))
+    }
 }
 
 /// Replaces the address and port (ICMP: query identifier) at one `end` of `ip`, keeping
@@ -384,6 +395,48 @@ pub(crate) mod test {
             Transport::new_checked(Protocol::Tcp, &seg[..19]).unwrap_err(),
             WireError::Truncated
         );
+    }
+
+    #[test]
+    fn tcp_flag_combinations() {
+        use TcpFlags::*;
+        let t = |flags: u8| Transport {
+            tcp_flags: flags,
+            ..Transport::new_checked(
+                Protocol::Tcp,
+                &[
+                    0, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0x50, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            )
+            .unwrap()
+        };
+        for ok in [
+            SYN,
+            SYN | ACK,
+            ACK | PSH,
+            RST,
+            RST | ACK,
+            FIN | ACK,
+            FIN | ACK | PSH | URG,
+            SYN | ECE | CWR,
+        ] {
+            assert!(t(ok).tcp_flags_valid(), "{ok:#x} refused");
+        }
+        let xmas = FIN | PSH | URG;
+        for bad in [
+            0,
+            FIN,
+            xmas,
+            SYN | FIN,
+            SYN | RST,
+            SYN | FIN | ACK,
+            RST | FIN | ACK,
+            0xff,
+        ] {
+            assert!(!t(bad).tcp_flags_valid(), "{bad:#x} admitted");
+        }
+        let udp = Transport::new_checked(Protocol::Udp, &[0, 1, 0, 2, 0, 8, 0, 0]).unwrap();
+        assert!(udp.tcp_flags_valid());
     }
 
     #[test]
