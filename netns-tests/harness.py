@@ -35,8 +35,12 @@ _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 
 
+CONTROL = "@control"  # in tunnat_args: this lab's control socket path
+
+
 def tunnat_args(*a):
-    """Decorates a test with extra tunnat options for its lab."""
+    """Decorates a test with extra tunnat options for its lab (CONTROL stands for the
+    lab's control socket path)."""
     def deco(fn):
         fn.tunnat_args = a
         return fn
@@ -134,7 +138,7 @@ class Lab:
             "--inside-addr", ROUTER_IN + "/24",
             "--outside-tun", "nat-out", "--outside-netns", self.wan,
             "--outside-addr", ROUTER_OUT + "/24",
-            *extra,
+            *(self.control_path if a == CONTROL else a for a in extra),
         ]
 
     def start(self, extra=(), env=None):
@@ -157,6 +161,20 @@ class Lab:
     def ctl(self, *args, check_rc=True):
         """Runs `tunnat ARGS --control` against this lab's router (started with --control)."""
         return run([TUNNAT, *args, "--control", self.control_path], check_rc=check_rc)
+
+    def stats(self):
+        """tunnat's counters (the lab must run with --control CONTROL), as a dict."""
+        import json
+        return json.loads(self.ctl("stats", "--json").stdout)
+
+    def drops(self):
+        """The drop counters by reason."""
+        return self.stats()["nat"]["drops"]
+
+    def peak_rss_kb(self):
+        """tunnat's peak resident set size so far (VmHWM), in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(next(l for l in f if l.startswith("VmHWM")).split()[1])
 
     def stderr(self):
         with open(self.log_path) as f:

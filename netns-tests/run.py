@@ -59,6 +59,7 @@ def main():
     tests.sort(key=lambda t: (t[0].split("::")[0], t[2]))
     passed = failed = skipped = 0
     failures = []
+    peak = []  # (tunnat's peak RSS in KiB, test)
     t_all = time.time()
     for full, fn, _ in tests:
         t0 = time.time()
@@ -72,7 +73,12 @@ def main():
             else:
                 fn()
             passed += 1
-            print(f"PASS {full} ({time.time() - t0:.1f}s)", flush=True)
+            rss = ""
+            if lab is not None and router == "tunnat" and lab.proc and lab.proc.poll() is None:
+                kb = lab.peak_rss_kb()
+                peak.append((kb, full))
+                rss = f", peak RSS {kb / 1024:.1f} MB"
+            print(f"PASS {full} ({time.time() - t0:.1f}s{rss})", flush=True)
         except not_applicable as e:
             skipped += 1
             print(f"N/A  {full}: {e}", flush=True)
@@ -97,6 +103,9 @@ def main():
         # Measuring another router: its failures are findings, not test failures.
         print(f"{router}: {passed} behave as tunnat's tests expect, {failed} differ, {skipped} not applicable")
         return 0
+    if peak:
+        kb, name = max(peak)
+        print(f"tunnat's peak RSS: at most {kb / 1024:.1f} MB over {len(peak)} tests (in {name})")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not passed else 0
 
