@@ -11,7 +11,7 @@ import threading
 import time
 
 from harness import (CLIENT, CONTROL, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, check, csum, eq, l4_checksum_ok, parse_ip,
-                     serve_tcp, tunnat_args, wait_for)
+                     serve_tcp, tunnat_args)
 
 DISCARD = 9  # the corpus's destination port on the outside host
 
