@@ -67,12 +67,11 @@ pub enum Request {
 
 /// Classifies the bytes received so far on one connection.
 pub fn classify(received: &[u8]) -> Request {
-    if received.len() > MAX_REQUEST {
-        return Request::Invalid;
-    }
     match received.iter().position(|b| *b == 0) {
+        // Whatever a client sends after its request is ignored.
         Some(nul) if &received[..nul] == REQUEST => Request::Complete,
         Some(_) => Request::Invalid,
+        None if received.len() > MAX_REQUEST => Request::Invalid,
         None if received.len() <= REQUEST.len() && REQUEST.starts_with(received) => {
             Request::Incomplete
         }
@@ -305,6 +304,9 @@ mod test {
         assert_eq!(classify(b"<policy-file-request/>x"), Request::Invalid);
         assert_eq!(classify(b"<policy\0"), Request::Invalid);
         assert_eq!(classify(&[b'<'; 300]), Request::Invalid);
+        let mut pipelined = b"<policy-file-request/>\0".to_vec();
+        pipelined.extend_from_slice(&[b'x'; 300]);
+        assert_eq!(classify(&pipelined), Request::Complete);
     }
 
     #[test]
