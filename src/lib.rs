@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+pub mod fuzz;
 pub mod nat;
 pub mod port;
 pub mod router;
