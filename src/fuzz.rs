@@ -3,8 +3,8 @@
 //! one-line wrappers; the unit tests below run the same functions over a seed corpus on a
 //! stable toolchain, so a regression shows up in `cargo test` too.
 //!
-//! * [`translate`]: a sequence of packets through [`Nat::process`] from both ports with a
-//!   moving clock and timer sweeps. Whatever comes out must be valid IPv4 with a good
+//! * [`translate`]: a sequence of packets through [`Nat::process_offload`] from both ports
+//!   with a moving clock and timer sweeps, with or without TUN offload headers. Whatever comes out must be valid IPv4 with a good
 //!   header checksum, leave with the right addresses, fit the port's MTU, and keep a
 //!   transport checksum that was right on the way in right on the way out (RFC 1624).
 //! * [`policy_session`]: a client sends the bytes, in chunks, to the policy server over a
@@ -23,6 +23,7 @@ use crate::nat::{Instant, Nat, NatConfig, Side, Verdict};
 use crate::services::policy::{self, PolicyServer};
 use crate::wire::checksum;
 use crate::wire::ipv4::{Check, Ipv4};
+use crate::wire::offload::{self, Offload, VNET_HDR_LEN};
 use crate::wire::transport::{verify_l4_checksum, Protocol};
 
 /// Feeds packets framed as `[control, length (2 bytes), bytes...]*` to a NAT. The first
@@ -68,15 +69,33 @@ pub fn translate(data: &[u8]) {
         if ctl & 0x80 != 0 {
             repair_ip_checksum(&mut buf);
         }
-        let l4_was_ok = l4_checksum_ok(&buf);
-        match nat.process(side, &mut buf, now) {
+        // With setup bit 3, each packet starts with a virtio_net_hdr, as read from a TUN
+        // with offloads.
+        let mut off = Offload::NONE;
+        if setup & 8 != 0 {
+            let Some(h) = buf.first_chunk::<VNET_HDR_LEN>() else {
+                continue;
+            };
+            let Ok(o) = Offload::parse(h) else {
+                continue; // the shell drops these
+            };
+            off = o;
+            buf.drain(..VNET_HDR_LEN);
+        }
+        let l4_was_ok = off.csum.is_none() && l4_checksum_ok(&buf);
+        let verdict = nat.process_offload(side, &mut buf, now, &mut off);
+        if let (Verdict::Forward { len } | Verdict::Hairpin { len }, Some(p)) = (verdict, off.csum)
+        {
+            assert!(offload::complete(&mut buf[..len], p), "partial offsets fit");
+        }
+        match verdict {
             Verdict::Forward { len } => {
                 let ip = valid(&buf[..len], "a forwarded packet");
                 match side {
                     Side::Inside => assert_eq!(ip.src(), outside.addr, "source after NAPT"),
                     Side::Outside => assert!(inside.contains(ip.dst()), "inbound goes inside"),
                 }
-                assert!(len <= 1500, "forwarded within the MTU");
+                assert!(len <= 1500 || off.gso.is_some(), "forwarded within the MTU");
                 if l4_was_ok {
                     assert!(l4_checksum_ok(&buf[..len]), "a good checksum stays good");
                 }

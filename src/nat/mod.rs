@@ -39,7 +39,8 @@ use std::net::Ipv4Addr;
 
 use crate::wire::icmp::{self as icmp_err, unreachable};
 use crate::wire::ipv4::{Check, Ipv4};
-use crate::wire::transport::{self, icmp_type, End, Protocol, TcpFlags, Transport};
+use crate::wire::offload::{self, Gso, Offload};
+use crate::wire::transport::{self, icmp_type, Csum, End, Protocol, TcpFlags, Transport};
 use crate::wire::WireError;
 use reassembly::{Fragment, Reassembler};
 
@@ -249,6 +250,7 @@ drop_reasons! {
     UnsupportedProtocol => "unsupported-protocol",
     UnsupportedIcmp => "unsupported-icmp",
     BadTcpFlags => "bad-tcp-flags",
+    BadOffload => "bad-offload",
     NoSession => "no-session",
     IcmpErrorNoSession => "icmp-error-no-session",
     TtlExceeded => "ttl-exceeded",
@@ -286,6 +288,8 @@ pub struct Stats {
     pub fragmented: u64,
     pub icmp_errors_sent: u64,
     pub icmp_errors_translated: u64,
+    /// GSO super-packets forwarded whole (TUN offloads).
+    pub gso_forwarded: u64,
     drops: [u64; DropReason::ALL.len()],
 }
 
@@ -315,6 +319,10 @@ pub struct Nat {
     out: Vec<Vec<u8>>,
     held_syns: VecDeque<HeldSyn>,
     timer_out: Vec<Vec<u8>>,
+    /// The packet being processed: what its transport checksum field holds, and its
+    /// segmentation if it is a GSO super-packet (see [`Nat::process_offload`]).
+    csum: Csum,
+    gso: Option<Gso>,
 }
 
 /// How long an unsolicited inbound SYN is held before ICMP port unreachable (RFC 5382 REQ-4).
@@ -348,6 +356,8 @@ impl Nat {
             out: Vec::new(),
             held_syns: VecDeque::new(),
             timer_out: Vec::new(),
+            csum: Csum::Full,
+            gso: None,
         }
     }
 
@@ -460,15 +470,25 @@ impl Nat {
     pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
         let v = self.decide(side, buf, now).unwrap_or_else(Verdict::Drop);
         // A datagram larger than the port it leaves by (DF clear, or it would have been
-        // answered "fragmentation needed") is fragmented for it.
+        // answered "fragmentation needed") is fragmented for it. A GSO super-packet is
+        // segmented by the kernel instead.
         let v = match v {
-            Verdict::Forward { len } if len > self.mtu(side.other()) => {
-                self.split(&buf[..len], side.other())
+            Verdict::Forward { len } if len > self.mtu(side.other()) && self.gso.is_none() => {
+                self.split(&mut buf[..len], side.other())
             }
-            Verdict::Hairpin { len } if len > self.mtu(side) => self.split(&buf[..len], side),
+            Verdict::Hairpin { len } if len > self.mtu(side) && self.gso.is_none() => {
+                self.split(&mut buf[..len], side)
+            }
             v => v,
         };
         match v {
+            Verdict::Forward { .. } if self.gso.is_some() => {
+                self.stats.gso_forwarded += 1;
+                match side {
+                    Side::Inside => self.stats.forwarded_out += 1,
+                    Side::Outside => self.stats.forwarded_in += 1,
+                }
+            }
             Verdict::Forward { .. } | Verdict::Emit { .. } if side == Side::Inside => {
                 self.stats.forwarded_out += 1
             }
@@ -485,6 +505,53 @@ impl Nat {
         v
     }
 
+    /// [`Nat::process`] for a packet read from a TUN with offloads: `off` is what the
+    /// kernel said of it (partial checksum, GSO), and on return what to tell the kernel
+    /// with the packet written out (for [`Verdict::Forward`] and [`Verdict::Hairpin`];
+    /// every other packet leaves with a complete checksum and no GSO).
+    ///
+    /// A partial checksum is kept only on an unfragmented TCP or UDP packet whose checksum
+    /// field is where the kernel says; any other is completed here, as a NIC would, and so
+    /// is one about to go to the router's own stack or be fragmented.
+    pub fn process_offload(
+        &mut self,
+        side: Side,
+        buf: &mut [u8],
+        now: Instant,
+        off: &mut Offload,
+    ) -> Verdict {
+        if let Some(p) = off.csum {
+            if !partial_translatable(buf, p, off.gso) {
+                if off.gso.is_some() || !offload::complete(buf, p) {
+                    *off = Offload::NONE;
+                    self.stats.count(DropReason::BadOffload);
+                    return Verdict::Drop(DropReason::BadOffload);
+                }
+                off.csum = None;
+            }
+        }
+        self.csum = if off.csum.is_some() {
+            Csum::Partial
+        } else {
+            Csum::Full
+        };
+        self.gso = off.gso;
+        let v = self.process(side, buf, now);
+        match v {
+            Verdict::Forward { .. } | Verdict::Hairpin { .. } => off.gso = self.gso,
+            Verdict::Local { len } => {
+                if let Some(p) = off.csum {
+                    offload::complete(&mut buf[..len], p);
+                }
+                *off = Offload::NONE;
+            }
+            _ => *off = Offload::NONE,
+        }
+        self.csum = Csum::Full;
+        self.gso = None;
+        v
+    }
+
     fn decide(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Step<Verdict> {
         match side {
             Side::Inside => self.outbound(buf, now),
@@ -493,7 +560,20 @@ impl Nat {
     }
 
     /// Puts `datagram` into [`Nat::out`], fragmented for the MTU of port `to`.
-    fn split(&mut self, datagram: &[u8], to: Side) -> Verdict {
+    fn split(&mut self, datagram: &mut [u8], to: Side) -> Verdict {
+        if self.csum == Csum::Partial {
+            let ihl = usize::from(datagram[0] & 0x0f) * 4;
+            let at = match datagram[9] {
+                6 => 16,
+                _ => 6,
+            };
+            let p = offload::Partial {
+                start: ihl as u16,
+                offset: at,
+            };
+            offload::complete(datagram, p);
+            self.csum = Csum::Full;
+        }
         self.out.clear();
         let mtu = self.mtu(to);
         if datagram.len() <= mtu {
@@ -512,8 +592,8 @@ impl Nat {
             Fragment::Complete(mut d) => {
                 self.stats.reassembled += 1;
                 match self.decide(side, &mut d, now)? {
-                    Verdict::Forward { len } => Ok(self.split(&d[..len], side.other())),
-                    Verdict::Hairpin { len } => Ok(self.split(&d[..len], side)),
+                    Verdict::Forward { len } => Ok(self.split(&mut d[..len], side.other())),
+                    Verdict::Hairpin { len } => Ok(self.split(&mut d[..len], side)),
                     // The router's own stack does not reassemble.
                     Verdict::Local { .. } => Err(DropReason::Fragment),
                     other => Ok(other),
@@ -568,7 +648,7 @@ impl Nat {
             MssClamp::Mtu => (self.mtu(egress) - 40) as u16,
         };
         let (src, dst) = (ip.src(), ip.dst());
-        transport::clamp_mss(ip.payload_mut(), src, dst, max);
+        transport::clamp_mss(ip.payload_mut(), src, dst, max, self.csum);
     }
 
     /// RFC 1812 forwarding checks, made before any state is created: TTL, then the size
@@ -588,6 +668,28 @@ impl Nat {
                 0,
                 DropReason::TtlExceeded,
             ));
+        }
+        if let Some(gso) = self.gso {
+            // A super-packet: what counts is the size of the segments it will be cut into.
+            let headers = ip.header_len() + gso_l4_header_len(ip.protocol(), ip.payload());
+            let mtu = self.mtu(egress);
+            if headers + usize::from(gso.size) > mtu {
+                if ip.dont_fragment() || mtu <= headers {
+                    return Some(self.answer(
+                        ip,
+                        from,
+                        icmp_type::DEST_UNREACHABLE,
+                        unreachable::FRAGMENTATION_NEEDED,
+                        mtu as u32,
+                        DropReason::TooBig,
+                    ));
+                }
+                self.gso = Some(Gso {
+                    size: (mtu - headers) as u16,
+                    ..gso
+                });
+            }
+            return None;
         }
         // Without DF a datagram too large for the port is fragmented on the way out.
         if ip.total_len() > self.mtu(egress) && ip.dont_fragment() {
@@ -678,7 +780,15 @@ impl Nat {
             Err(v) => return Ok(v),
         };
         ip.decrement_ttl();
-        transport::rewrite_endpoint(&mut ip, protocol, End::Src, self.cfg.outside.addr, ext);
+        let csum = self.csum;
+        transport::rewrite_endpoint_csum(
+            &mut ip,
+            protocol,
+            End::Src,
+            self.cfg.outside.addr,
+            ext,
+            csum,
+        );
         self.clamp_mss(&mut ip, &t, Side::Outside);
         Ok(Verdict::Forward { len })
     }
@@ -741,7 +851,15 @@ impl Nat {
         }
         let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
         ip.decrement_ttl();
-        transport::rewrite_endpoint(&mut ip, protocol, End::Dst, inside.addr, inside.port);
+        let csum = self.csum;
+        transport::rewrite_endpoint_csum(
+            &mut ip,
+            protocol,
+            End::Dst,
+            inside.addr,
+            inside.port,
+            csum,
+        );
         self.clamp_mss(&mut ip, &t, Side::Inside);
         Ok(Verdict::Forward { len })
     }
@@ -875,8 +993,16 @@ impl Nat {
         let len = ip.total_len();
         let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
         ip.decrement_ttl();
-        transport::rewrite_endpoint(&mut ip, protocol, End::Src, outside, ext);
-        transport::rewrite_endpoint(&mut ip, protocol, End::Dst, inside.addr, inside.port);
+        let csum = self.csum;
+        transport::rewrite_endpoint_csum(&mut ip, protocol, End::Src, outside, ext, csum);
+        transport::rewrite_endpoint_csum(
+            &mut ip,
+            protocol,
+            End::Dst,
+            inside.addr,
+            inside.port,
+            csum,
+        );
         self.clamp_mss(&mut ip, &t, Side::Inside);
         self.stats.hairpinned += 1;
         Ok(Verdict::Hairpin { len })
@@ -943,6 +1069,35 @@ impl Nat {
         ip.decrement_ttl();
         self.stats.icmp_errors_translated += 1;
         Ok(Verdict::Forward { len })
+    }
+}
+
+/// Can a packet whose checksum the kernel left partial (`p`) be translated as it is? It
+/// must be an unfragmented TCP or UDP datagram with the checksum field where `p` says, and
+/// a GSO super-packet must be of its own protocol.
+fn partial_translatable(buf: &[u8], p: offload::Partial, gso: Option<Gso>) -> bool {
+    if buf.len() < 20 || buf[0] >> 4 != 4 {
+        return false;
+    }
+    let ihl = usize::from(buf[0] & 0x0f) * 4;
+    let fragment = u16::from_be_bytes([buf[6], buf[7]]) & 0x3fff != 0;
+    let (offset, gso_kind) = match buf[9] {
+        6 => (16, offload::GSO_TCPV4),
+        17 => (6, offload::GSO_UDP_L4),
+        _ => return false,
+    };
+    !fragment
+        && usize::from(p.start) == ihl
+        && p.offset == offset
+        && gso.is_none_or(|g| g.kind & !offload::GSO_ECN == gso_kind && g.size > 0)
+}
+
+/// The transport header's length in front of a GSO super-packet's payload: the TCP data
+/// offset, or UDP's 8 bytes.
+fn gso_l4_header_len(protocol: u8, l4: &[u8]) -> usize {
+    match (protocol, l4.get(12)) {
+        (6, Some(b)) => usize::from(b >> 4) * 4,
+        _ => 8,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::wire::checksum;
+use crate::wire::offload::{self, Gso, Offload};
 use crate::wire::transport::verify_l4_checksum;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 101);
@@ -789,4 +790,189 @@ fn filtered_non_syn_is_dropped_and_unmapped_ports_stay_the_routers() {
         n.process(Side::Outside, &mut unmapped, t(0)),
         Verdict::Local { .. }
     ));
+}
+
+// -- TUN offloads: partial checksums and GSO super-packets -------------------------------
+
+/// Turns `p`'s transport checksum into a partial one (the pseudo-header sum), as a kernel
+/// hands it to a TUN with offloads, and returns the offload header saying so.
+fn make_partial(p: &mut [u8], gso_size: Option<u16>) -> Offload {
+    let v = Ipv4::new_checked(&p[..], Check::Full).unwrap();
+    let (src, dst, proto, len) = (v.src(), v.dst(), v.protocol(), v.payload().len() as u16);
+    let offset = if proto == 6 { 16 } else { 6 };
+    let pseudo = checksum::fold(checksum::pseudo_header_sum(src, dst, proto, len));
+    p[20 + offset..22 + offset].copy_from_slice(&pseudo.to_be_bytes());
+    Offload {
+        csum: Some(offload::Partial {
+            start: 20,
+            offset: offset as u16,
+        }),
+        gso: gso_size.map(|size| Gso {
+            kind: if proto == 6 {
+                offload::GSO_TCPV4
+            } else {
+                offload::GSO_UDP_L4
+            },
+            size,
+            hdr_len: if proto == 6 { 40 } else { 28 },
+        }),
+    }
+}
+
+/// A TCP segment with `n` bytes of payload.
+fn tcp_data(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, n: usize) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20 + n];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[12] = 0x50;
+    l4[13] = TcpFlags::ACK | TcpFlags::PSH;
+    for (i, b) in l4[20..].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    ip(6, src, dst, 64, &l4)
+}
+
+/// Completes the partial checksum the way the receiving kernel will, then checks it all.
+fn finish(p: &mut [u8], off: &Offload) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
+    if let Some(c) = off.csum {
+        assert!(offload::complete(p, c));
+    }
+    check(p)
+}
+
+#[test]
+fn gso_super_packets_are_translated_whole_with_partial_checksums() {
+    let mut n = nat();
+    let mut syn = tcp(CLIENT, 50000, REMOTE, 80, TcpFlags::SYN);
+    let mut off = make_partial(&mut syn, None);
+    assert!(matches!(
+        n.process_offload(Side::Inside, &mut syn, t(0), &mut off),
+        Verdict::Forward { .. }
+    ));
+    assert!(off.csum.is_some(), "the checksum is left for the kernel");
+    assert_eq!(finish(&mut syn, &off), (ROUTER_OUT, 50000, REMOTE, 80, 63));
+    // A 40,000-byte super-packet out, one back in: one rewrite each.
+    let mut big = tcp_data(CLIENT, 50000, REMOTE, 80, 40_000);
+    let mut off = make_partial(&mut big, Some(1448));
+    let before = off;
+    assert_eq!(
+        n.process_offload(Side::Inside, &mut big, t(0), &mut off),
+        Verdict::Forward { len: 40_040 }
+    );
+    assert_eq!(off, before, "GSO kept for the kernel to segment");
+    assert_eq!(finish(&mut big, &off).0, ROUTER_OUT);
+    let mut back = tcp_data(REMOTE, 80, ROUTER_OUT, 50000, 30_000);
+    let mut off = make_partial(&mut back, Some(1448));
+    assert!(matches!(
+        n.process_offload(Side::Outside, &mut back, t(0), &mut off),
+        Verdict::Forward { len: 30_040 }
+    ));
+    assert_eq!(finish(&mut back, &off).2, CLIENT);
+    assert_eq!(n.stats().gso_forwarded, 2);
+    assert_eq!(
+        n.stats().drops(DropReason::TooBig),
+        0,
+        "not judged by its total length"
+    );
+}
+
+#[test]
+fn gso_segments_too_big_for_the_egress_are_refused_or_shrunk() {
+    let mut cfg = NatConfig::lab();
+    cfg.mtu = [1500, 576];
+    let mut n = Nat::new(cfg);
+    // TCP with DF: "fragmentation needed" with the outside MTU.
+    let mut big = tcp_data(CLIENT, 50000, REMOTE, 80, 10_000);
+    let mut off = make_partial(&mut big, Some(1448));
+    assert_eq!(
+        n.process_offload(Side::Inside, &mut big, t(0), &mut off),
+        Verdict::Reply(DropReason::TooBig)
+    );
+    let reply = n.reply();
+    assert_eq!(&reply[20..22], &[3, 4]);
+    assert_eq!(u16::from_be_bytes([reply[26], reply[27]]), 576);
+    // UDP without DF: cut into smaller segments instead.
+    let mut l4 = vec![0u8; 8 + 6000];
+    l4[0..2].copy_from_slice(&7000u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&9u16.to_be_bytes());
+    l4[4..6].copy_from_slice(&6008u16.to_be_bytes());
+    let mut d = ip(17, CLIENT, REMOTE, 64, &l4);
+    d[6] = 0; // no DF
+    d[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&d[..20]);
+    d[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut off = make_partial(&mut d, Some(1472));
+    assert!(matches!(
+        n.process_offload(Side::Inside, &mut d, t(0), &mut off),
+        Verdict::Forward { len: 6028 }
+    ));
+    assert_eq!(off.gso.map(|g| g.size), Some(576 - 28));
+}
+
+#[test]
+fn partial_checksums_are_completed_where_they_cannot_stay() {
+    let mut n = nat();
+    // To the router's own stack: smoltcp checks checksums.
+    let mut to_router = tcp(CLIENT, 50001, ROUTER_IN, 843, TcpFlags::SYN);
+    let mut off = make_partial(&mut to_router, None);
+    assert!(matches!(
+        n.process_offload(Side::Inside, &mut to_router, t(0), &mut off),
+        Verdict::Local { .. }
+    ));
+    assert_eq!(off, Offload::NONE);
+    check(&to_router);
+    // A datagram to be fragmented: each fragment carries part of a complete checksum.
+    let mut cfg = NatConfig::lab();
+    cfg.mtu = [1500, 576];
+    let mut n = Nat::new(cfg);
+    let (mut d, _) = fragmented_udp(1200, 1500);
+    let mut off = make_partial(&mut d, None);
+    assert_eq!(
+        n.process_offload(Side::Inside, &mut d, t(0), &mut off),
+        Verdict::Emit { to: Side::Outside }
+    );
+    let mut whole = n.out()[0][..20].to_vec();
+    for f in n.out() {
+        whole.extend_from_slice(&f[20..]);
+    }
+    let len = whole.len() as u16;
+    whole[2..4].copy_from_slice(&len.to_be_bytes());
+    whole[6] = 0;
+    whole[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&whole[..20]);
+    whole[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        check(&whole).0,
+        ROUTER_OUT,
+        "reassembled, its UDP checksum verifies"
+    );
+    // Nonsense metadata: GSO on ICMP, or offsets outside the packet.
+    let mut ping = echo(8, CLIENT, REMOTE, 7);
+    let mut off = Offload {
+        csum: Some(offload::Partial {
+            start: 20,
+            offset: 2,
+        }),
+        gso: Some(Gso {
+            kind: offload::GSO_TCPV4,
+            size: 100,
+            hdr_len: 28,
+        }),
+    };
+    assert_eq!(
+        n.process_offload(Side::Inside, &mut ping, t(0), &mut off),
+        Verdict::Drop(DropReason::BadOffload)
+    );
+    let mut u = udp(CLIENT, 1, REMOTE, 2);
+    let mut off = Offload {
+        csum: Some(offload::Partial {
+            start: 900,
+            offset: 6,
+        }),
+        gso: None,
+    };
+    assert_eq!(
+        n.process_offload(Side::Inside, &mut u, t(0), &mut off),
+        Verdict::Drop(DropReason::BadOffload)
+    );
 }

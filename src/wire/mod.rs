@@ -21,6 +21,7 @@
 pub mod checksum;
 pub mod icmp;
 pub mod ipv4;
+pub mod offload;
 pub mod transport;
 
 use std::fmt;

@@ -202,6 +202,16 @@ impl Transport {
     }
 }
 
+/// What the transport checksum field of a packet holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csum {
+    /// The checksum (the usual case).
+    Full,
+    /// The pseudo-header sum only, to be completed by the receiver (a TUN offload's
+    /// `NEEDS_CSUM`, see [`super::offload`]): ports are not in it, addresses are.
+    Partial,
+}
+
 /// Replaces the address and port (ICMP: query identifier) at one `end` of `ip`, keeping
 /// the IPv4 header checksum and the transport checksum valid. The transport header may be
 /// truncated (a quoted header): then only the fields present are rewritten.
@@ -211,6 +221,18 @@ pub fn rewrite_endpoint<T: AsRef<[u8]> + AsMut<[u8]>>(
     end: End,
     addr: Ipv4Addr,
     port: u16,
+) {
+    rewrite_endpoint_csum(ip, protocol, end, addr, port, Csum::Full)
+}
+
+/// [`rewrite_endpoint`] for a packet whose transport checksum field holds `csum`.
+pub fn rewrite_endpoint_csum<T: AsRef<[u8]> + AsMut<[u8]>>(
+    ip: &mut Ipv4<T>,
+    protocol: Protocol,
+    end: End,
+    addr: Ipv4Addr,
+    port: u16,
+    csum: Csum,
 ) {
     let old_addr = match end {
         End::Src => ip.src(),
@@ -236,6 +258,13 @@ pub fn rewrite_endpoint<T: AsRef<[u8]> + AsMut<[u8]>>(
         return;
     }
     let mut c = u16::from_be_bytes([l4[c_off], l4[c_off + 1]]);
+    if csum == Csum::Partial {
+        if protocol != Protocol::Icmp {
+            c = super::offload::adjust_partial(c, old_addr, addr);
+            l4[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        return;
+    }
     if protocol == Protocol::Udp && c == 0 {
         return; // no checksum
     }
@@ -252,7 +281,13 @@ pub fn rewrite_endpoint<T: AsRef<[u8]> + AsMut<[u8]>>(
 /// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), then
 /// recomputes the TCP checksum over the pseudo-header (`src`, `dst`) and the segment.
 /// Only SYNs carry the option, so the full recomputation is rare. Returns the MSS found.
-pub fn clamp_mss(segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, max: u16) -> Option<u16> {
+pub fn clamp_mss(
+    segment: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    max: u16,
+    csum: Csum,
+) -> Option<u16> {
     if segment.len() < 20 {
         return None;
     }
@@ -273,6 +308,10 @@ pub fn clamp_mss(segment: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, max: u16) -> 
                     found = Some(mss);
                     if mss > max {
                         segment[i + 2..i + 4].copy_from_slice(&max.to_be_bytes());
+                        if csum == Csum::Partial {
+                            i += len; // the receiver sums the options itself
+                            continue;
+                        }
                         segment[16..18].copy_from_slice(&[0, 0]);
                         let ph =
                             checksum::pseudo_header_sum(src, dst, proto::TCP, segment.len() as u16);
@@ -470,7 +509,7 @@ pub(crate) mod test {
         let ph = checksum::pseudo_header_sum(s, d, 6, 32);
         let c = !checksum::fold(checksum::sum(&seg, ph));
         seg[16..18].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(clamp_mss(&mut seg, s, d, 1200), Some(1460));
+        assert_eq!(clamp_mss(&mut seg, s, d, 1200, Csum::Full), Some(1460));
         assert_eq!(&seg[23..25], &1200u16.to_be_bytes());
         let ph = checksum::pseudo_header_sum(s, d, 6, 32);
         assert_eq!(
@@ -480,11 +519,11 @@ pub(crate) mod test {
         );
         // Already small enough: untouched.
         let before = seg.clone();
-        assert_eq!(clamp_mss(&mut seg, s, d, 1300), Some(1200));
+        assert_eq!(clamp_mss(&mut seg, s, d, 1300, Csum::Full), Some(1200));
         assert_eq!(seg, before);
         // Lying option lengths are left alone.
         seg[21] = 40;
-        assert_eq!(clamp_mss(&mut seg, s, d, 100), None);
+        assert_eq!(clamp_mss(&mut seg, s, d, 100, Csum::Full), None);
     }
 
     #[test]
