@@ -40,6 +40,9 @@ pub struct Config {
     pub limits: Limits,
     pub port_hold: Duration,
     pub port_parity: bool,
+    /// Open the TUNs with offloads (IFF_VNET_HDR, TUNSETOFFLOAD): partial checksums and
+    /// GSO super-packets pass through whole.
+    pub offload: bool,
     /// Print every packet in the kernel LOG target's format on standard output.
     pub trace: bool,
     /// Show only these packets (empty: all).
@@ -232,6 +235,7 @@ mod test {
             limits: Limits::default(),
             port_hold: Duration::from_secs(120),
             port_parity: false,
+            offload: true,
             trace: false,
             trace_filters: vec![],
             pcap_dir: None,

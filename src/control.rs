@@ -97,6 +97,7 @@ pub fn nat_stats(nat: &Nat) -> Value {
         "reassembly_evicted": nat.reassembler().evicted,
         "icmp_errors_sent": s.icmp_errors_sent,
         "icmp_errors_translated": s.icmp_errors_translated,
+        "gso_forwarded": s.gso_forwarded,
         "drops": drops,
         "sessions": t.len(),
         "mappings": t.mapping_count(),

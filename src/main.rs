@@ -102,6 +102,10 @@ struct RunArgs {
     /// Keep the parity of the inside port when it cannot be preserved (RFC 4787 REQ-4).
     #[arg(long)]
     port_parity: bool,
+    /// Open the TUNs without offloads: one MTU-sized packet per read and write, every
+    /// checksum complete (by default the kernel hands over 64 KB TCP/UDP super-packets).
+    #[arg(long)]
+    no_offload: bool,
     /// Print every packet on standard output in the kernel LOG target's format
     /// (PRE IN: as read, POST OUT: as written).
     #[arg(long)]
@@ -192,6 +196,7 @@ impl RunArgs {
             max_mappings_per_host: self.max_mappings_per_host,
             port_hold: self.port_hold,
             port_parity: self.port_parity.then_some(true),
+            offload: self.no_offload.then_some(false),
             trace: self.trace.then_some(true),
             trace_filter: (!self.trace_filter.is_empty()).then_some(self.trace_filter),
             pcap_dir: self.pcap_dir,

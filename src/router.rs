@@ -34,12 +34,13 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::config::Config;
 use crate::control::{self, Request};
-use crate::nat::{DnatRule, Instant, Ipv4Cidr, Nat, Side, Verdict};
+use crate::nat::{DnatRule, DropReason, Instant, Ipv4Cidr, Nat, Side, Verdict};
 use crate::port::bridge::QueueDevice;
 use crate::port::tap::{stdout_tracer, PcapTap, Point, Tap};
 use crate::port::Tun;
 use crate::services::policy::PolicyServer;
 use crate::settings::{reloadable, Sources};
+use crate::wire::offload::{Offload, Unsupported};
 
 /// Packets read from one port before looking at the other.
 pub const BATCH: usize = 64;
@@ -149,22 +150,31 @@ struct Ports {
 }
 
 impl Ports {
-    fn recv(&mut self, side: Side, buf: &mut [u8]) -> io::Result<usize> {
+    fn recv(
+        &mut self,
+        side: Side,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, Result<Offload, Unsupported>)> {
         let i = index(side);
-        let n = self.tuns[i].recv(buf)?;
+        let (n, off) = self.tuns[i].recv(buf)?;
         self.io.read[i] += 1;
         for t in &mut self.taps {
             t.packet(Point::In, side, self.tuns[i].name(), &buf[..n]);
         }
-        Ok(n)
+        Ok((n, off))
     }
 
+    /// Writes a packet with a complete checksum and no segmentation to do.
     fn send(&mut self, side: Side, pkt: &[u8]) {
+        self.send_offload(side, pkt, &Offload::NONE)
+    }
+
+    fn send_offload(&mut self, side: Side, pkt: &[u8], off: &Offload) {
         let i = index(side);
         for t in &mut self.taps {
             t.packet(Point::Out, side, self.tuns[i].name(), pkt);
         }
-        if let Err(e) = self.tuns[i].send(pkt) {
+        if let Err(e) = self.tuns[i].send(pkt, off) {
             self.io.write_errors += 1;
             log::debug!("writing TUN '{}': {e}", self.tuns[i].name());
         }
@@ -229,10 +239,20 @@ const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
 /// Opens both ports and runs the router until SIGINT or SIGTERM. `sources` is where
 /// `cfg` came from, read again on SIGHUP or `tunnat reload`.
 pub fn run(cfg: Config, sources: Sources) -> Result<()> {
-    let inside = Tun::open(&cfg.inside.tun, cfg.inside.netns.as_deref())
-        .with_context(|| format!("inside port (--inside-tun {})", cfg.inside.tun))?;
-    let outside = Tun::open(&cfg.outside.tun, cfg.outside.netns.as_deref())
-        .with_context(|| format!("outside port (--outside-tun {})", cfg.outside.tun))?;
+    let open = |offload: bool| -> Result<(Tun, Tun)> {
+        let inside = Tun::open(&cfg.inside.tun, cfg.inside.netns.as_deref(), offload)
+            .with_context(|| format!("inside port (--inside-tun {})", cfg.inside.tun))?;
+        let outside = Tun::open(&cfg.outside.tun, cfg.outside.netns.as_deref(), offload)
+            .with_context(|| format!("outside port (--outside-tun {})", cfg.outside.tun))?;
+        Ok((inside, outside))
+    };
+    let (mut inside, mut outside) = open(cfg.offload)?;
+    if inside.offloads() != outside.offloads() {
+        // A super-packet read on one port must be written whole on the other.
+        log::warn!("offloads on one port only: opening both without");
+        drop((inside, outside));
+        (inside, outside) = open(false)?;
+    }
     let mut taps: Vec<Box<dyn Tap>> = Vec::new();
     if let Some(dir) = &cfg.pcap_dir {
         taps.push(Box::new(PcapTap::create(dir)?));
@@ -366,8 +386,8 @@ impl Router {
     fn drain(&mut self, side: Side) -> bool {
         let i = index(side);
         for _ in 0..BATCH {
-            let n = match self.ports.recv(side, &mut self.buf) {
-                Ok(n) => n,
+            let (n, off) = match self.ports.recv(side, &mut self.buf) {
+                Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -376,9 +396,20 @@ impl Router {
                 }
             };
             let now = self.now();
-            match self.nat.process(side, &mut self.buf[..n], now) {
-                Verdict::Forward { len } => self.ports.send(side.other(), &self.buf[..len]),
-                Verdict::Hairpin { len } => self.ports.send(side, &self.buf[..len]),
+            let Ok(mut off) = off else {
+                self.nat.count_drop(DropReason::BadOffload);
+                log::debug!("{}: dropped (bad-offload)", side.name());
+                continue;
+            };
+            match self
+                .nat
+                .process_offload(side, &mut self.buf[..n], now, &mut off)
+            {
+                Verdict::Forward { len } => {
+                    self.ports
+                        .send_offload(side.other(), &self.buf[..len], &off)
+                }
+                Verdict::Hairpin { len } => self.ports.send_offload(side, &self.buf[..len], &off),
                 Verdict::Emit { to } => {
                     for p in self.nat.out() {
                         self.ports.send(to, p);
@@ -609,7 +640,7 @@ fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
             .map_or("(own)".to_string(), |p| p.display().to_string())
     };
     log::info!(
-        "tunnat {}: inside {} in netns {} as {}, outside {} in netns {} as {}, mtu {:?}{}",
+        "tunnat {}: inside {} in netns {} as {}, outside {} in netns {} as {}, mtu {:?}, offloads {}{}",
         env!("CARGO_PKG_VERSION"),
         tuns[0].name(),
         ns(&cfg.inside.netns),
@@ -618,6 +649,7 @@ fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
         ns(&cfg.outside.netns),
         cfg.outside.cidr,
         cfg.port_mtus(),
+        if tuns[0].offloads() { "on" } else { "off" },
         match cfg.clamp_mss {
             Some(c) => format!(", clamp-mss {c:?}"),
             None => String::new(),

@@ -58,6 +58,7 @@ pub struct Settings {
     pub max_mappings_per_host: Option<usize>,
     pub port_hold: Option<u64>,
     pub port_parity: Option<bool>,
+    pub offload: Option<bool>,
     pub trace: Option<bool>,
     pub trace_filter: Option<Vec<String>>,
     pub pcap_dir: Option<PathBuf>,
@@ -106,6 +107,7 @@ impl Settings {
         overlay!(self, top, max_mappings_per_host);
         overlay!(self, top, port_hold);
         overlay!(self, top, port_parity);
+        overlay!(self, top, offload);
         overlay!(self, top, trace);
         overlay!(self, top, trace_filter);
         overlay!(self, top, pcap_dir);
@@ -190,6 +192,7 @@ impl Settings {
             },
             port_hold: Duration::from_secs(self.port_hold.unwrap_or(120)),
             port_parity: self.port_parity.unwrap_or(false),
+            offload: self.offload.unwrap_or(true),
             trace: self.trace.unwrap_or(false) || !trace_filters.is_empty(),
             trace_filters,
             pcap_dir: self.pcap_dir.clone(),
@@ -225,8 +228,11 @@ pub fn reloadable(old: &Config, new: &Config) -> Result<()> {
     if !same_port(&old.inside, &new.inside) || !same_port(&old.outside, &new.outside) {
         bail!("the ports (tun, netns, addr) changed: that needs a restart");
     }
-    if old.policy_port != new.policy_port || old.port_mtus() != new.port_mtus() {
-        bail!("policy-port or mtu changed: that needs a restart");
+    if old.policy_port != new.policy_port
+        || old.port_mtus() != new.port_mtus()
+        || old.offload != new.offload
+    {
+        bail!("policy-port, mtu or offload changed: that needs a restart");
     }
     if old.trace != new.trace
         || old.trace_filters != new.trace_filters

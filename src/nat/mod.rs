@@ -393,6 +393,11 @@ impl Nat {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+    /// Counts a packet the I/O shell dropped before it reached [`Nat::process`].
+    pub fn count_drop(&mut self, r: DropReason) {
+        self.stats.count(r);
+    }
+
     /// The packet to send back after [`Verdict::Reply`].
     pub fn reply(&self) -> &[u8] {
         &self.reply

@@ -30,16 +30,41 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tun::AbstractDevice;
 
+use crate::wire::offload::{Offload, Unsupported, VNET_HDR_LEN};
+
+/// `TUNSETOFFLOAD`, `_IOW('T', 208, unsigned int)`, and its flags (linux/if_tun.h).
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_TSO_ECN: libc::c_uint = 0x08;
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
+
 /// An open TUN device in non-blocking mode.
 pub struct Tun {
     dev: tun::Device,
     name: String,
+    /// Every read and write carries a `virtio_net_hdr` ([`crate::wire::offload`]).
+    vnet: bool,
+}
+
+/// Which offloads a TUN was opened with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offloads {
+    None,
+    /// Partial checksums and TCP segmentation (TSO).
+    Tso,
+    /// Also UDP segmentation (USO, Linux 6.2 and later).
+    TsoUso,
 }
 
 impl Tun {
     /// Opens (or creates) TUN `name` inside the namespace at `netns` (the caller's own
-    /// namespace if `None`) and sets it up.
-    pub fn open(name: &str, netns: Option<&Path>) -> Result<Tun> {
+    /// namespace if `None`) and sets it up. With `offload`, asks the kernel for partial
+    /// checksums and TCP (and, where it has them, UDP) segmentation offload, so reads and
+    /// writes carry up to 64 KB; if the kernel refuses, the device is opened without.
+    pub fn open(name: &str, netns: Option<&Path>, offload: bool) -> Result<Tun> {
         if name.is_empty()
             || name.len() > 15
             || name.contains('/')
@@ -49,11 +74,12 @@ impl Tun {
                 "'{name}' is not a valid interface name (1-15 characters, no '/' or spaces)"
             );
         }
-        let open = || -> Result<tun::Device> {
+        let open = |vnet: bool| -> Result<tun::Device> {
             let mut cfg = tun::Configuration::default();
             cfg.tun_name(name);
             cfg.platform_config(|p| {
                 p.ensure_root_privileges(false);
+                p.vnet_hdr(vnet);
             });
             let mut dev = tun::create(&cfg).map_err(|e| match e {
                 tun::Error::Io(io) if io.kind() == io::ErrorKind::PermissionDenied => anyhow::anyhow!(
@@ -67,15 +93,28 @@ impl Tun {
             }
             Ok(dev)
         };
-        let dev = match netns {
-            Some(path) => netns::within(path, open)?,
-            None => open()?,
+        let within = |vnet: bool| match netns {
+            Some(path) => netns::within(path, || open(vnet)),
+            None => open(vnet),
         };
+        let mut dev = within(offload)?;
+        let mut vnet = false;
+        if offload {
+            match set_offload(&dev) {
+                Ok(_) => vnet = true,
+                Err(e) => {
+                    log::warn!("TUN '{name}': no offloads ({e}); one packet per read and write");
+                    drop(dev);
+                    dev = within(false)?;
+                }
+            }
+        }
         dev.set_nonblock()
             .with_context(|| format!("setting TUN '{name}' non-blocking"))?;
         Ok(Tun {
             dev,
             name: name.to_string(),
+            vnet,
         })
     }
 
@@ -83,15 +122,74 @@ impl Tun {
         &self.name
     }
 
-    /// Reads one packet; `WouldBlock` when none is waiting.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.dev.recv(buf)
+    /// Whether reads and writes carry offload headers.
+    pub fn offloads(&self) -> bool {
+        self.vnet
     }
 
-    /// Writes one packet.
-    pub fn send(&self, pkt: &[u8]) -> io::Result<usize> {
-        self.dev.send(pkt)
+    /// Reads one packet into `buf` and what the kernel says of it; `WouldBlock` when none
+    /// is waiting. A packet with offloads tunnat cannot handle (IPv6 GSO) is reported as
+    /// `Err(Unsupported)` inside `Ok`, so the caller can count it.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, Result<Offload, Unsupported>)> {
+        if !self.vnet {
+            return Ok((self.dev.recv(buf)?, Ok(Offload::NONE)));
+        }
+        let mut hdr = [0u8; VNET_HDR_LEN];
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_mut_ptr().cast(),
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            },
+        ];
+        // SAFETY: both iovecs point to live, writable buffers of the given lengths.
+        let n = unsafe { libc::readv(self.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = (n as usize).saturating_sub(VNET_HDR_LEN);
+        Ok((n, Offload::parse(&hdr)))
     }
+
+    /// Writes one packet, telling the kernel `off` about it (ignored without offloads).
+    pub fn send(&self, pkt: &[u8], off: &Offload) -> io::Result<usize> {
+        if !self.vnet {
+            return self.dev.send(pkt);
+        }
+        let hdr = off.emit();
+        let iov = [
+            libc::iovec {
+                iov_base: hdr.as_ptr() as *mut libc::c_void,
+                iov_len: hdr.len(),
+            },
+            libc::iovec {
+                iov_base: pkt.as_ptr() as *mut libc::c_void,
+                iov_len: pkt.len(),
+            },
+        ];
+        // SAFETY: both iovecs point to live buffers of the given lengths; writev only
+        // reads them.
+        let n = unsafe { libc::writev(self.as_raw_fd(), iov.as_ptr(), 2) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+    }
+}
+
+/// Asks for partial checksums, TSO and, if the kernel has it, USO on `dev`.
+fn set_offload(dev: &tun::Device) -> io::Result<Offloads> {
+    let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+    for (flags, what) in [(tso | TUN_F_USO4 | TUN_F_USO6, Offloads::TsoUso), (tso, Offloads::Tso)] {
+        // SAFETY: TUNSETOFFLOAD takes its flags by value; the descriptor is open.
+        if unsafe { libc::ioctl(dev.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) } == 0 {
+            return Ok(what);
+        }
+    }
+    Err(io::Error::last_os_error())
 }
 
 impl AsRawFd for Tun {
