@@ -260,6 +260,7 @@ class Lab:
         with self.ns(side):
             s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
             s.bind((dev, 0))
+            s.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
             s.settimeout(0.2)
             return s
 
@@ -315,13 +316,35 @@ def parse_ip(pkt):
 
 
 def l4_checksum_ok(ip):
+    """Does the transport checksum verify? For a packet whose checksum the kernel has left
+    partial (TUN offloads; `partial` from the sniffer's auxdata), the field must hold the
+    pseudo-header sum, so that completing it gives the right checksum."""
     l4 = ip["l4"]
+    pseudo = socket.inet_aton(ip["src"]) + socket.inet_aton(ip["dst"]) + struct.pack("!BBH", 0, ip["proto"], len(l4))
+    if ip.get("partial"):
+        at = {6: 16, 17: 6}[ip["proto"]]
+        field = struct.unpack("!H", l4[at:at + 2])[0]
+        want = ~csum(pseudo) & 0xFFFF
+        return field == want or {field, want} == {0, 0xFFFF}
     if ip["proto"] == 1:
         return csum(l4) == 0
     if ip["proto"] == 17 and l4[6:8] == b"\0\0":
         return True
-    pseudo = socket.inet_aton(ip["src"]) + socket.inet_aton(ip["dst"]) + struct.pack("!BBH", 0, ip["proto"], len(l4))
     return csum(pseudo + l4) == 0
+
+
+SOL_PACKET, PACKET_AUXDATA, TP_STATUS_CSUMNOTREADY = 263, 8, 1 << 3
+
+
+def sniffed(sock):
+    """One packet from a sniffer, parsed; `partial` says the kernel holds it with its
+    transport checksum still to be completed (CHECKSUM_PARTIAL, from TUN offloads)."""
+    pkt, anc, _, _ = sock.recvmsg(65536, 64)
+    ip = parse_ip(pkt)
+    for level, kind, data in anc:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA:
+            ip["partial"] = bool(struct.unpack_from("=I", data)[0] & TP_STATUS_CSUMNOTREADY)
+    return ip
 
 
 def sniff(sock, match, timeout=3):
@@ -329,10 +352,9 @@ def sniff(sock, match, timeout=3):
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            pkt = sock.recv(65536)
+            ip = sniffed(sock)
         except socket.timeout:
             continue
-        ip = parse_ip(pkt)
         if match(ip):
             return ip
     raise Failure("expected packet not seen")
