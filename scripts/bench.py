@@ -4,9 +4,11 @@ on the same lab addresses, measured in one run on this machine.
 
     scripts/bench.sh [--quick]
 
-Figures per router: iperf3 TCP inside->outside (NAPT) and outside->inside (DNAT) at MTU
-1500 and 9000, UDP 64-byte datagrams/s delivered inside->outside, ping RTT, and short TCP
-connections/s through NAT. Ratios are tunnat / copy loop and tunnat / netfilter. A run in
+Five routers: tunnat with TUN offloads (its default) and without (--no-offload), the copy
+loop likewise with and without offloads, and netfilter. Figures per router: iperf3 TCP
+inside->outside (NAPT) and outside->inside (DNAT) at MTU 1500 and 9000, UDP 64-byte
+datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT.
+Ratios: tunnat / copy loop with equal offload settings, and tunnat / netfilter. A run in
 which any iperf3 fails is not reported. Needs root, iperf3, iptables, python3.
 """
 
@@ -38,15 +40,18 @@ class TunRouter(harness.Lab):
         super().__init__(start=False)
         for ns, dev in ((self.lan, "nat-in"), (self.wan, "nat-out")):
             run(["ip", "-n", ns, "link", "set", dev, "mtu", str(mtu)])
-        if kind == "tunnat":
+        offload = not kind.endswith("-plain")
+        if kind.startswith("tunnat"):
             self.start(["--mtu", str(mtu), "--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
-                        "--dnat", "tcp:7001=192.168.122.73"], env={"RUST_LOG": "warn"})
+                        "--dnat", "tcp:7001=192.168.122.73", *([] if offload else ["--no-offload"])],
+                       env={"RUST_LOG": "warn"})
             self.dnat_target = ROUTER_OUT
         else:
             # No NAT: the outside hosts route the inside network to the TUN directly.
             run(["ip", "-n", self.wan, "route", "add", "192.168.122.0/24", "dev", "nat-out"])
             self.log = open(self.log_path, "w+")
-            self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan], stderr=self.log)
+            self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
+                                          *(["--offload"] if offload else [])], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
             self.dnat_target = SERVER_IN
 
@@ -140,7 +145,7 @@ def measure(kind, mtu):
 def main():
     if os.geteuid() != 0:
         sys.exit("bench: needs root")
-    kinds = ("tunnat", "copy-loop", "netfilter")
+    kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     res = {k: {} for k in kinds}
     for mtu in (1500, 9000):
         for k in kinds:
@@ -155,14 +160,16 @@ def main():
         ("ping RTT (ms, lower is better)", "ping_ms", False),
         ("short TCP connections (per s)", "conns_s", True),
     ]
-    print(f"\n{'':46} {'tunnat':>9} {'copy-loop':>10} {'netfilter':>10} {'vs copy':>8} {'vs kernel':>9}")
+    print(f"\n{'':44} {'-- with offloads --':>19} {'---- without ----':>19} {'':>9}   {'tunnat vs copy':>14} {'tunnat':>7}")
+    print(f"{'':44} {'tunnat':>9} {'copy':>9} {'tunnat':>9} {'copy':>9} {'netfilter':>9}   {'offl':>6} {'plain':>7} {'vs kern':>7}")
     for name, key, higher in rows:
         v = [res[k][key] for k in kinds]
         if key == "udp64_pps":
             v = [x / 1000 for x in v]
         ratio = (lambda a, b: a / b) if higher else (lambda a, b: b / a)
-        print(f"{name:46} {v[0]:>9.2f} {v[1]:>10.2f} {v[2]:>10.2f} {ratio(v[0], v[1]):>7.0%} {ratio(v[0], v[2]):>9.0%}")
-    print("\n(ratios: tunnat relative to the other router; above 100% means tunnat is better)")
+        print(f"{name:44} " + " ".join(f"{x:>9.2f}" for x in v)
+              + f"   {ratio(v[0], v[1]):>6.0%} {ratio(v[2], v[3]):>7.0%} {ratio(v[0], v[4]):>7.0%}")
+    print("\n(ratios: tunnat relative to the other router, same offload setting; above 100% means tunnat is better)")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin tunnat --example tun_copy --example table_scale
+echo "== correctness first: a run in which these fail is not reported"
+python3 netns-tests/run.py test_napt test_dnat test_offload test_router > /tmp/tunnat-bench-tests.log 2>&1 || {
+  tail -20 /tmp/tunnat-bench-tests.log >&2
+  echo "bench: the netns tests failed (log: /tmp/tunnat-bench-tests.log); not reporting" >&2
+  exit 1
+}
+tail -1 /tmp/tunnat-bench-tests.log
 echo "== NAT table scaling (benches/table_scale.rs)"
 target/release/examples/table_scale
 echo "== routers side by side (scripts/bench.py)"
