@@ -56,6 +56,9 @@ struct LocalStack {
     iface: Interface,
     sockets: SocketSet<'static>,
     policy: Option<PolicyServer>,
+    /// When the stack next needs polling without a packet for it (a TCP timer, a policy
+    /// timeout), as of its last poll; `None`: only when a packet comes.
+    due: Option<smoltcp::time::Instant>,
 }
 
 impl LocalStack {
@@ -95,7 +98,19 @@ impl LocalStack {
             iface,
             sockets,
             policy,
+            due: Some(now),
         }
+    }
+
+    /// Runs the stack if a packet is waiting for it or a timer of its is due; forwarded
+    /// traffic alone costs it nothing. Returns whether it ran.
+    fn poll_if_needed(&mut self, now: smoltcp::time::Instant) -> bool {
+        if self.dev.rx.is_empty() && self.due.is_none_or(|d| d > now) {
+            return false;
+        }
+        self.poll(now);
+        self.due = self.next_deadline(now).map(|d| now + d.into());
+        true
     }
 
     /// Runs the stack until it has nothing more to do now.
@@ -430,7 +445,9 @@ impl Router {
     fn poll_locals(&mut self) {
         let now = smoltcp::time::Instant::from_millis(self.now().millis() as i64);
         for (i, local) in self.locals.iter_mut().enumerate() {
-            local.poll(now);
+            if !local.poll_if_needed(now) {
+                continue;
+            }
             while let Some(pkt) = local.dev.tx.pop_front() {
                 self.ports.send(SIDES[i], &pkt);
             }
@@ -462,9 +479,13 @@ impl Router {
         let now = self.now();
         let snow = smoltcp::time::Instant::from_millis(now.millis() as i64);
         let mut t = self.next_sweep.since(now);
-        for l in &mut self.locals {
-            if let Some(d) = l.next_deadline(snow) {
-                t = t.min(d);
+        for l in &self.locals {
+            if let Some(due) = l.due {
+                t = t.min(if due > snow {
+                    Duration::from(due - snow)
+                } else {
+                    Duration::ZERO
+                });
             }
         }
         t.max(Duration::from_millis(1))
@@ -494,6 +515,7 @@ impl Router {
             if let Some(p) = &mut l.policy {
                 p.set_policy(&new.policy, new.policy_idle);
             }
+            l.due = Some(smoltcp::time::Instant::ZERO); // poll soon: the timeouts changed
         }
         self.cfg = new;
     }

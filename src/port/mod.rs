@@ -183,9 +183,13 @@ impl Tun {
 /// Asks for partial checksums, TSO and, if the kernel has it, USO on `dev`.
 fn set_offload(dev: &tun::Device) -> io::Result<Offloads> {
     let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
-    for (flags, what) in [(tso | TUN_F_USO4 | TUN_F_USO6, Offloads::TsoUso), (tso, Offloads::Tso)] {
+    for (flags, what) in [
+        (tso | TUN_F_USO4 | TUN_F_USO6, Offloads::TsoUso),
+        (tso, Offloads::Tso),
+    ] {
         // SAFETY: TUNSETOFFLOAD takes its flags by value; the descriptor is open.
-        if unsafe { libc::ioctl(dev.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) } == 0 {
+        if unsafe { libc::ioctl(dev.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) } == 0
+        {
             return Ok(what);
         }
     }
