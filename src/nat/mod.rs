@@ -912,7 +912,7 @@ impl Nat {
             remote,
         };
         let session = match target {
-            Target::Session(_) => self.table.get_out(&key),
+            Target::Session(_) => self.table.get_out(&key, now),
             _ if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
             Target::Dnat(_) => self.table.create_dnat(key, port, now).ok(),
             Target::Mapped(_) => self.table.create_out(key, now).ok(),
@@ -933,7 +933,7 @@ impl Nat {
         now: Instant,
     ) -> Result<u16, Verdict> {
         let len = ip.total_len();
-        let session = match self.table.get_out(&key) {
+        let session = match self.table.get_out(&key, now) {
             Some(s) => s,
             None if t.has_flag(TcpFlags::RST) => return Err(Verdict::Drop(DropReason::NoSession)),
             None => match self.table.create_out(key, now) {

@@ -104,6 +104,9 @@ impl Default for Limits {
     }
 }
 
+/// How often a session in use moves to the young end of the LRU (see [`Table::get_out`]).
+pub const PROMOTE_EVERY: Duration = Duration::from_secs(1);
+
 /// Sessions examined from the least recently used end when looking for one to evict.
 const EVICT_SCAN: usize = 64;
 
@@ -191,6 +194,8 @@ pub struct Session {
     pub tcp: TcpTrack,
     pub created: Instant,
     pub last_seen: Instant,
+    /// When it last moved to the young end of the LRU.
+    promoted: Instant,
     /// Packets and bytes seen, `[out, in]`.
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
@@ -337,9 +342,18 @@ impl Table {
         }
     }
 
-    /// The session for an outbound packet, marked as most recently used.
-    pub fn get_out(&mut self, key: &SessionKey) -> Option<&mut Session> {
-        self.sessions.get_mut(key)
+    /// The session for a packet being translated at `now`. It is moved to the young end of
+    /// the LRU at most once per [`PROMOTE_EVERY`]: reading a session is much cheaper than
+    /// relinking the list (which touches its neighbours, cache misses in a large table),
+    /// and the expiry sweep runs once a second anyway.
+    pub fn get_out(&mut self, key: &SessionKey, now: Instant) -> Option<&mut Session> {
+        if now.since(self.sessions.peek(key)?.promoted) >= PROMOTE_EVERY {
+            self.sessions.promote(key);
+            let s = self.sessions.peek_mut(key)?;
+            s.promoted = now;
+            return Some(s);
+        }
+        self.sessions.peek_mut(key)
     }
 
     /// The session for an outbound ICMP error's quoted packet: not refreshed (RFC 5508).
@@ -448,6 +462,7 @@ impl Table {
             tcp: TcpTrack::default(),
             created: now,
             last_seen: now,
+            promoted: now,
             packets: [0; 2],
             bytes: [0; 2],
         })
@@ -580,8 +595,9 @@ impl Table {
         let shortest = self.timeouts.shortest();
         let mut dead = Vec::new();
         for (k, s) in self.sessions.iter().rev() {
-            if s.last_seen + shortest > now {
-                break; // every later session is younger still
+            if s.promoted + shortest > now {
+                // Every later session was promoted later, and was last seen after that.
+                break;
             }
             if s.last_seen + self.timeout_of(k.protocol, s) <= now {
                 dead.push(*k);
@@ -704,12 +720,12 @@ mod test {
         let k = key(Protocol::Udp, (IN1, 5000), (R1, 53));
         t.create_out(k, Instant::ZERO).unwrap();
         assert_eq!(t.expire(Instant::from_secs(299), |_, _| {}), 0);
-        assert!(t.get_out(&k).is_some());
+        assert!(t.get_out(&k, Instant::ZERO).is_some());
         // The lookup above refreshed nothing (no touch): last_seen is still 0.
         let mut seen = Vec::new();
         assert_eq!(t.expire(Instant::from_secs(300), |k, _| seen.push(*k)), 1);
         assert_eq!(seen, vec![k]);
-        assert!(t.get_out(&k).is_none());
+        assert!(t.get_out(&k, Instant::ZERO).is_none());
         assert_eq!(t.mapping_count(), 0);
     }
 
@@ -720,10 +736,36 @@ mod test {
         t.create_out(k, Instant::ZERO).unwrap();
         for s in (50..=500).step_by(50) {
             let now = Instant::from_secs(s);
-            t.get_out(&k).unwrap().touch(Direction::Out, 84, None, now);
+            t.get_out(&k, now)
+                .unwrap()
+                .touch(Direction::Out, 84, None, now);
             assert_eq!(t.expire(now, |_, _| {}), 0);
         }
         assert_eq!(t.expire(Instant::from_secs(560), |_, _| {}), 1);
+    }
+
+    #[test]
+    fn lazy_promotion_never_hides_an_idle_session_from_the_sweep() {
+        let mut t = table();
+        let busy = key(Protocol::Udp, (IN1, 1), (R1, 1));
+        let idle = key(Protocol::Udp, (IN1, 2), (R1, 1));
+        t.create_out(busy, Instant::ZERO).unwrap();
+        t.create_out(idle, Instant::from_millis(400)).unwrap();
+        // The busy session sends every 300 ms, so it moves up at most once a second and
+        // sits behind the idle one for stretches; the idle one must still expire on time.
+        let mut now = Instant::ZERO;
+        let udp = t.timeouts.udp;
+        while now.since(Instant::from_millis(400)) < udp {
+            t.get_out(&busy, now)
+                .unwrap()
+                .touch(Direction::Out, 84, None, now);
+            assert_eq!(t.expire(now, |_, _| {}), 0, "at {now:?}");
+            now = now + Duration::from_millis(300);
+        }
+        let mut gone = Vec::new();
+        t.expire(now, |k, _| gone.push(*k));
+        assert_eq!(gone, [idle]);
+        assert!(t.get_out(&busy, now).is_some());
     }
 
     #[test]
@@ -735,7 +777,7 @@ mod test {
         s.touch(Direction::Out, 60, Some(TcpFlags::SYN), Instant::ZERO);
         // Only a SYN: transitory, 240 s.
         assert_eq!(t.expire(Instant::from_secs(239), |_, _| {}), 0);
-        let s = t.get_out(&k).unwrap();
+        let s = t.get_out(&k, Instant::ZERO).unwrap();
         s.touch(
             Direction::In,
             60,
@@ -744,7 +786,7 @@ mod test {
         );
         // Established: 7440 s from the last packet.
         assert_eq!(t.expire(Instant::from_secs(239 + 7439), |_, _| {}), 0);
-        let s = t.get_out(&k).unwrap();
+        let s = t.get_out(&k, Instant::ZERO).unwrap();
         s.touch(
             Direction::In,
             40,
@@ -772,8 +814,8 @@ mod test {
         t.create_out(udp, Instant::from_secs(10)).unwrap();
         // The established session is older (LRU end) but not expired; the UDP one is.
         assert_eq!(t.expire(Instant::from_secs(310), |_, _| {}), 1);
-        assert!(t.get_out(&est).is_some());
-        assert!(t.get_out(&udp).is_none());
+        assert!(t.get_out(&est, Instant::ZERO).is_some());
+        assert!(t.get_out(&udp, Instant::ZERO).is_none());
     }
 
     #[test]
@@ -877,8 +919,12 @@ mod test {
         )
         .unwrap();
         assert_eq!(t.stats.sessions_evicted, 1);
-        assert!(t.get_out(&key(Protocol::Udp, (IN1, 1), (R1, 1))).is_none());
-        assert!(t.get_out(&key(Protocol::Udp, (IN1, 2), (R1, 1))).is_some());
+        assert!(t
+            .get_out(&key(Protocol::Udp, (IN1, 1), (R1, 1)), Instant::ZERO)
+            .is_none());
+        assert!(t
+            .get_out(&key(Protocol::Udp, (IN1, 2), (R1, 1)), Instant::ZERO)
+            .is_some());
     }
 
     #[test]
@@ -924,7 +970,7 @@ mod test {
             .peek_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50270))
             .unwrap();
         assert_eq!(found, k);
-        assert!(t.get_out(&found).unwrap().dnat);
+        assert!(t.get_out(&found, Instant::ZERO).unwrap().dnat);
         assert!(t
             .peek_in(Protocol::Tcp, 8888, Endpoint::new(R1, 50271))
             .is_none());
