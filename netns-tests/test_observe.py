@@ -11,7 +11,7 @@ import tempfile
 import time
 
 from harness import (refused, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, check, eq, recv_all,
-                     run, serve_tcp, tunnat_args, wait_for)
+                     run, serve_tcp, tunnat_args, wait_for, CONTROL)
 
 COMPARED = ("SRC", "DST", "LEN", "TOS", "PREC", "TTL", "DF", "PROTO", "SPT", "DPT", "WINDOW", "RES", "SYN",
             "ACK", "URGP")
@@ -231,3 +231,34 @@ def test_log_levels(lab):
     lab.stop()
     lab.start(env={"RUST_LOG": "info"})
     check(re.search(r"INFO.*tunnat \d+\.\d+\.\d+: inside nat-in", lab.stderr()), "banner at info level")
+
+
+@tunnat_args("--control", CONTROL)
+def test_stalled_control_clients_do_not_pause_forwarding(lab):
+    """Control clients that connect and send nothing are served without blocking: packets
+    keep flowing at once, and they are dropped after 2 s so a real client gets its turn."""
+    stalled = []
+    for _ in range(20):
+        u = socket.socket(socket.AF_UNIX)
+        u.connect(lab.control_path)
+        stalled.append(u)
+    srv = lab.listen("wan", REMOTE, 7400, socket.SOCK_DGRAM)
+    c = lab.sock("lan", socket.SOCK_DGRAM)
+    c.settimeout(1)
+    slowest = 0
+    for i in range(20):
+        t0 = time.time()
+        c.sendto(b"%d" % i, (REMOTE, 7400))
+        _, peer = srv.recvfrom(10)
+        srv.sendto(b"ok", peer)
+        eq(c.recv(10), b"ok", "echo")
+        slowest = max(slowest, time.time() - t0)
+    check(slowest < 0.2, f"a round trip took {slowest:.2f}s with stalled control clients")
+    t0 = time.time()
+    out = lab.ctl("stats").stdout
+    took = time.time() - t0
+    check("nat.forwarded_out" in out and took < 1, f"stats answered in {took:.1f}s")
+    for u in stalled:
+        u.settimeout(4)
+        eq(u.recv(10), b"", "a stalled control client is dropped after its 2 s")
+        u.close()

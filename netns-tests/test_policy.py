@@ -6,7 +6,7 @@ import tempfile
 import threading
 import time
 
-from harness import (refused, ROUTER_IN, ROUTER_OUT, check, eq, recv_all, tunnat_args)
+from harness import (refused, CONTROL, ROUTER_IN, ROUTER_OUT, check, eq, recv_all, tunnat_args)
 
 REQUEST = b"<policy-file-request/>\0"
 
@@ -123,3 +123,62 @@ def test_idle_connections_cannot_starve_a_client(lab):
     print(f"    (tunnat peak RSS with 1000 policy connections: {int(hwm) // 1024} MB)")
     for c in idle:
         c.close()
+
+
+@tunnat_args("--control", CONTROL)
+def test_slow_senders_and_non_readers_cannot_starve_a_client(lab):
+    """150 clients trickling their request a byte at a time (and reconnecting at once
+    when cut off) and 150 that ask but never read or close want more sockets than the
+    pool has; a well-behaved client still gets the policy within 3 s, every time."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), max(hard, 4096)))
+
+    def connect():
+        try:
+            return lab.connect("wan", ROUTER_OUT, 843, timeout=3)
+        except OSError:
+            return None
+    slow = [connect() for _ in range(150)]
+    stuck = [connect() for _ in range(150)]
+    for s in stuck:
+        try:
+            s.sendall(REQUEST)  # and never read, never close
+        except (OSError, AttributeError):
+            pass  # already displaced to keep listeners free
+    stop = threading.Event()
+    trickled, reconnects = [0], [0]
+
+    def trickle():
+        i = 0
+        while not stop.is_set():
+            for k, s in enumerate(slow):
+                try:
+                    s.send(REQUEST[i % len(REQUEST):i % len(REQUEST) + 1])
+                    trickled[0] += 1
+                except (OSError, AttributeError):
+                    slow[k] = connect()  # cut off: come back
+                    reconnects[0] += 1
+            i += 1
+            time.sleep(0.3)
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        for attempt in range(6):
+            time.sleep(0.5)
+            t0 = time.time()  # connecting counts: a dropped SYN is retried after 1 s
+            data, _ = ask(lab, "wan", ROUTER_OUT)
+            took = time.time() - t0
+            check(data.endswith(b"</cross-domain-policy>\n\0") and took < 3,
+                  f"attempt {attempt}: policy in {took:.2f}s: {data[-40:]!r}")
+    finally:
+        stop.set()
+        t.join(5)
+    pool = next(p for p in lab.stats()["policy"] if p["side"] == "outside")
+    check(pool["displaced"] + pool["busy"] >= 100, f"the pool was under pressure: {pool}")
+    print(f"    (attackers: {trickled[0]} bytes trickled, {reconnects[0]} reconnections; "
+          f"{pool['displaced']} displaced, {pool['busy']} SYNs dropped)")
+    print(f"    (peak RSS {lab.peak_rss_kb() // 1024} MB)")
+    for s in slow + stuck:
+        if s:
+            s.close()

@@ -40,7 +40,9 @@ use crate::port::tap::{stdout_tracer, PcapTap, Point, Tap};
 use crate::port::Tun;
 use crate::services::policy::PolicyServer;
 use crate::settings::{reloadable, Sources};
+use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::offload::{Offload, Unsupported};
+use crate::wire::transport::{Protocol, TcpFlags, Transport};
 
 /// Packets read from one port before looking at the other.
 pub const BATCH: usize = 64;
@@ -49,6 +51,14 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 const SIGNALS: Token = Token(2);
 const CONTROL: Token = Token(3);
+/// Tokens of control clients: `CLIENTS + slot`.
+const CLIENTS: usize = 16;
+/// Control clients served at once; more wait in the listener's backlog.
+const MAX_CLIENTS: usize = 32;
+/// A control client that has not sent its request, or taken its answer, by then is dropped.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(2);
+/// Longest control request line.
+const MAX_REQUEST: usize = 65536;
 
 /// The router's own stack on one port: smoltcp interface, sockets, services.
 struct LocalStack {
@@ -100,6 +110,23 @@ impl LocalStack {
             policy,
             due: Some(now),
         }
+    }
+
+    /// Hands a packet to the stack. A SYN for the policy port while none of the server's
+    /// sockets listens makes the server displace a connection for it; if none may be, the
+    /// SYN is dropped (counted as `busy`) so the client retries.
+    fn deliver(&mut self, pkt: &[u8], now: smoltcp::time::Instant) {
+        if let Some(p) = &mut self.policy {
+            if syn_to(pkt, p.port())
+                && !p.listening(&self.sockets)
+                && !p.make_room(&mut self.sockets, now)
+            {
+                p.stats.busy += 1;
+                self.due = Some(smoltcp::time::Instant::ZERO);
+                return;
+            }
+        }
+        self.dev.deliver(pkt);
     }
 
     /// Runs the stack if a packet is waiting for it or a timer of its is due; forwarded
@@ -200,6 +227,58 @@ impl Ports {
 struct ControlSocket {
     listener: std::os::unix::net::UnixListener,
     path: std::path::PathBuf,
+    /// Clients being served, by slot. Nothing blocks: a client's request is read and its
+    /// answer written as the socket allows, so a stalled client cannot pause forwarding.
+    clients: Vec<Option<ControlClient>>,
+}
+
+struct ControlClient {
+    stream: std::os::unix::net::UnixStream,
+    request: Vec<u8>,
+    /// The answer once the request is complete, and how much of it has been written.
+    answer: Option<(Vec<u8>, usize)>,
+    deadline: std::time::Instant,
+}
+
+impl ControlClient {
+    /// Reads what has arrived; the request line once it is whole (or the client stopped
+    /// sending, or sent too much).
+    fn read_request(&mut self) -> Option<String> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match io::Read::read(&mut self.stream, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.request.extend_from_slice(&buf[..n]);
+                    if self.request.contains(&b'\n') || self.request.len() > MAX_REQUEST {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(_) => break,
+            }
+        }
+        let end = self.request.iter().position(|b| *b == b'\n');
+        let line = &self.request[..end.unwrap_or(self.request.len()).min(MAX_REQUEST)];
+        Some(String::from_utf8_lossy(line).into_owned())
+    }
+
+    /// Writes what the socket takes; true once the whole answer is out (or cannot be).
+    fn write_answer(&mut self) -> bool {
+        let Some((answer, sent)) = &mut self.answer else {
+            return false;
+        };
+        while *sent < answer.len() {
+            match io::Write::write(&mut self.stream, &answer[*sent..]) {
+                Ok(n) => *sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+        true
+    }
 }
 
 impl ControlSocket {
@@ -219,6 +298,7 @@ impl ControlSocket {
         Ok(ControlSocket {
             listener,
             path: path.to_path_buf(),
+            clients: (0..MAX_CLIENTS).map(|_| None).collect(),
         })
     }
 }
@@ -241,6 +321,18 @@ pub struct Router {
     epoch: std::time::Instant,
     next_sweep: Instant,
     buf: Vec<u8>,
+}
+
+/// Is `pkt` a TCP SYN (opening, not SYN-ACK) to `port`?
+fn syn_to(pkt: &[u8], port: u16) -> bool {
+    let Ok(ip) = Ipv4::new_checked(pkt, Check::Full) else {
+        return false;
+    };
+    ip.protocol() == 6
+        && !ip.is_fragment()
+        && Transport::new_checked(Protocol::Tcp, ip.payload()).is_ok_and(|t| {
+            t.dst_port == port && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
+        })
 }
 
 fn index(side: Side) -> usize {
@@ -379,7 +471,11 @@ impl Router {
                             return Ok(());
                         }
                     }
-                    CONTROL => self.serve_control(),
+                    CONTROL => self.accept_control(),
+                    Token(t) if (CLIENTS..CLIENTS + MAX_CLIENTS).contains(&t) => {
+                        self.serve_control(t - CLIENTS);
+                        self.accept_control(); // a slot may have come free
+                    }
                     _ => {}
                 }
             }
@@ -431,7 +527,10 @@ impl Router {
                     }
                 }
                 Verdict::Held => {}
-                Verdict::Local { len } => self.locals[i].dev.deliver(&self.buf[..len]),
+                Verdict::Local { len } => {
+                    let snow = smoltcp::time::Instant::from_millis(now.millis() as i64);
+                    self.locals[i].deliver(&self.buf[..len], snow)
+                }
                 Verdict::Reply(why) => {
                     log::debug!("{}: answered with ICMP ({})", side.name(), why.name());
                     self.ports.send(side, self.nat.reply());
@@ -460,6 +559,7 @@ impl Router {
             return;
         }
         self.next_sweep = now + SWEEP_INTERVAL;
+        self.expire_control();
         self.nat.expire(now, |k, s| {
             log::debug!(
                 "expired {} {} -> {} via :{} idle {:?}",
@@ -521,10 +621,14 @@ impl Router {
     }
 
     /// Answers every waiting control connection.
-    fn serve_control(&mut self) {
+    /// Accepts control clients while a slot is free; the rest wait in the backlog.
+    fn accept_control(&mut self) {
         loop {
-            let Some(c) = &self.control else { return };
-            let mut stream = match c.listener.accept() {
+            let Some(c) = &mut self.control else { return };
+            let Some(slot) = c.clients.iter().position(Option::is_none) else {
+                return;
+            };
+            let stream = match c.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -532,31 +636,90 @@ impl Router {
                     return;
                 }
             };
-            let answer = self.control_request(&mut stream);
-            let mut line = answer.to_string();
-            line.push('\n');
-            let _ = io::Write::write_all(&mut stream, line.as_bytes());
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let token = Token(CLIENTS + slot);
+            let fd = stream.as_raw_fd();
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut SourceFd(&fd),
+                    token,
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
+                continue;
+            }
+            c.clients[slot] = Some(ControlClient {
+                stream,
+                request: Vec::new(),
+                answer: None,
+                deadline: std::time::Instant::now() + CLIENT_DEADLINE,
+            });
+            self.serve_control(slot); // the request may be there already
         }
     }
 
-    fn control_request(
-        &mut self,
-        stream: &mut std::os::unix::net::UnixStream,
-    ) -> serde_json::Value {
-        use serde_json::json;
-        let mut line = String::new();
-        let read = stream
-            .set_nonblocking(false)
-            .and_then(|_| stream.set_read_timeout(Some(Duration::from_millis(500))))
-            .and_then(|_| {
-                io::BufRead::read_line(
-                    &mut io::BufReader::new(io::Read::take(&*stream, 65536)),
-                    &mut line,
-                )
-            });
-        if let Err(e) = read {
-            return json!({"ok": false, "error": format!("reading the request: {e}")});
+    /// Reads control client `slot`'s request, answers it, writes the answer, as far as its
+    /// socket allows now.
+    fn serve_control(&mut self, slot: usize) {
+        let Some(c) = &mut self.control else { return };
+        let Some(client) = c.clients.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if client.answer.is_none() {
+            let Some(line) = client.read_request() else {
+                return; // more to come
+            };
+            let answer = self.control_answer(&line);
+            let mut bytes = answer.to_string().into_bytes();
+            bytes.push(b'\n');
+            let Some(client) = self
+                .control
+                .as_mut()
+                .and_then(|c| c.clients.get_mut(slot))
+                .and_then(Option::as_mut)
+            else {
+                return;
+            };
+            client.answer = Some((bytes, 0));
         }
+        let Some(c) = &mut self.control else { return };
+        if c.clients[slot]
+            .as_mut()
+            .is_some_and(ControlClient::write_answer)
+        {
+            self.drop_control(slot);
+        }
+    }
+
+    fn drop_control(&mut self, slot: usize) {
+        let Some(c) = &mut self.control else { return };
+        if let Some(client) = c.clients.get_mut(slot).and_then(Option::take) {
+            let fd = client.stream.as_raw_fd();
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    /// Drops control clients past their deadline.
+    fn expire_control(&mut self) {
+        let Some(c) = &self.control else { return };
+        let now = std::time::Instant::now();
+        let late: Vec<usize> = (0..c.clients.len())
+            .filter(|i| c.clients[*i].as_ref().is_some_and(|cl| cl.deadline <= now))
+            .collect();
+        for slot in late {
+            log::debug!("control client too slow: dropped");
+            self.drop_control(slot);
+        }
+        self.accept_control();
+    }
+
+    fn control_answer(&mut self, line: &str) -> serde_json::Value {
+        use serde_json::json;
         let req: Request = match serde_json::from_str(line.trim()) {
             Ok(r) => r,
             Err(e) => return json!({"ok": false, "error": format!("bad request: {e}")}),
@@ -574,7 +737,7 @@ impl Router {
                         l.policy.as_ref().map(|p| {
                             json!({"side": side.name(), "served": p.stats.served,
                                    "refused": p.stats.refused, "timed_out": p.stats.timed_out,
-                                   "displaced": p.stats.displaced})
+                                   "displaced": p.stats.displaced, "busy": p.stats.busy})
                         })
                     })
                     .collect();

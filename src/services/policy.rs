@@ -44,6 +44,8 @@ pub const POOL: usize = 64;
 /// waited longest without a complete request are reset to make room, so idle or slow
 /// clients cannot keep a well-behaved one out (a SYN finding no listener gets a RST).
 pub const SPARE_LISTENERS: usize = 8;
+/// How long a new connection is safe from being displaced (see `keep_listeners`).
+pub const GRACE: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(250);
 
 /// The default policy: any domain may connect to any port (as in the lab notes).
 pub const DEFAULT_POLICY: &str = r#"<?xml version="1.0"?>
@@ -107,6 +109,8 @@ pub struct PolicyStats {
     pub timed_out: u64,
     /// Incomplete connections reset to keep listeners free.
     pub displaced: u64,
+    /// SYNs dropped because no socket was listening at that moment.
+    pub busy: u64,
 }
 
 /// A pool of smoltcp sockets listening on the policy port of one interface.
@@ -233,35 +237,83 @@ impl PolicyServer {
                 }
             }
         }
-        changed | self.keep_listeners(sockets)
+        changed | self.keep_listeners(sockets, now)
     }
 
     /// Resets the oldest incomplete connections (still reading, or closing and waiting on
-    /// the client) until [`SPARE_LISTENERS`] sockets are free or listening.
-    fn keep_listeners(&mut self, sockets: &mut SocketSet<'_>) -> bool {
+    /// the client) until [`SPARE_LISTENERS`] sockets are free or listening. A connection
+    /// younger than [`GRACE`] is left alone: a well-behaved client sends its request within
+    /// a round trip, and a flood of new connections must not reset it before it could.
+    /// With every socket taken and none old enough, SYNs are dropped instead (see
+    /// [`PolicyServer::listening`]) and clients retry.
+    fn keep_listeners(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
         let free = self.slots.iter().filter(|s| s.phase == Phase::Idle).count();
         if free >= SPARE_LISTENERS {
             return false;
         }
-        let mut victims: Vec<(u8, Instant, usize)> = self
+        let victims = self.victims(sockets, now);
+        for &i in victims.iter().take(SPARE_LISTENERS - free) {
+            self.displace(sockets, i);
+        }
+        true
+    }
+
+    /// Connections that may be reset to free a socket, the first choice first: those still
+    /// reading their request, then those served and waiting for the client to close, each
+    /// oldest first; none younger than [`GRACE`].
+    fn victims(&self, sockets: &SocketSet<'_>, now: Instant) -> Vec<usize> {
+        let mut v: Vec<(u8, Instant, usize)> = self
             .slots
             .iter()
             .enumerate()
+            .filter(|(_, s)| now - s.since >= GRACE)
             .filter_map(|(i, s)| match s.phase {
                 Phase::Reading => Some((0, s.since, i)),
-                Phase::Closing => Some((1, s.since, i)),
+                // Served, and the client has acknowledged the whole policy: a reset now
+                // loses it nothing. (Resetting while the policy is in flight would.)
+                Phase::Closing if sockets.get::<tcp::Socket>(s.handle).send_queue() == 0 => {
+                    Some((1, s.since, i))
+                }
                 _ => None,
             })
             .collect();
-        victims.sort();
-        for &(_, _, i) in victims.iter().take(SPARE_LISTENERS - free) {
-            let slot = &mut self.slots[i];
-            sockets.get_mut::<tcp::Socket>(slot.handle).abort();
-            slot.phase = Phase::Idle;
-            slot.received.clear();
-            self.stats.displaced += 1;
-        }
-        true
+        v.sort();
+        v.into_iter().map(|(_, _, i)| i).collect()
+    }
+
+    fn displace(&mut self, sockets: &mut SocketSet<'_>, i: usize) {
+        let slot = &mut self.slots[i];
+        sockets.get_mut::<tcp::Socket>(slot.handle).abort();
+        slot.phase = Phase::Idle;
+        slot.received.clear();
+        self.stats.displaced += 1;
+    }
+
+    /// A SYN has come and no socket listens: frees one at once if a connection may be
+    /// displaced, so the SYN finds it. False if none may (drop the SYN: the client retries).
+    pub fn make_room(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+        let Some(&i) = self.victims(sockets, now).first() else {
+            return false;
+        };
+        self.displace(sockets, i);
+        sockets
+            .get_mut::<tcp::Socket>(self.slots[i].handle)
+            .listen(self.port)
+            .is_ok()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Is a socket listening for a new connection? When none is, a SYN had better be
+    /// dropped than answered with RST (smoltcp's answer when no socket listens): the client
+    /// sends it again a second later, by when [`PolicyServer::service`] has freed a socket,
+    /// as with a kernel whose accept queue is full. The caller counts it in `stats.busy`.
+    pub fn listening(&self, sockets: &SocketSet<'_>) -> bool {
+        self.slots
+            .iter()
+            .any(|s| sockets.get::<tcp::Socket>(s.handle).state() == tcp::State::Listen)
     }
 
     /// The earliest time a connection needs attention for its timeouts.
