@@ -170,6 +170,7 @@ def main():
         print(f"{name:44} " + " ".join(f"{x:>9.2f}" for x in v)
               + f"   {ratio(v[0], v[1]):>6.0%} {ratio(v[2], v[3]):>7.0%} {ratio(v[0], v[4]):>7.0%}")
     print("\n(ratios: tunnat relative to the other router, same offload setting; above 100% means tunnat is better)")
+    print("raw figures: " + json.dumps({k: {m: round(x, 4) for m, x in v.items()} for k, v in res.items()}))
 
 
 if __name__ == "__main__":
