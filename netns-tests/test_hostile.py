@@ -176,6 +176,16 @@ def test_malformed_corpus_both_ports_counted_while_traffic_flows(lab):
     sink.settimeout(0.5)
     wan_sniff = lab.sniffer("wan")
     wan_sniff.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    # Empty and larger-than-MTU packets never reach tunnat through a TUN: the kernel
+    # refuses to send them (the core's unit tests feed them to it directly).
+    for side, dev in (("lan", "nat-in"), ("wan", "nat-out")):
+        raw = lab.sniffer(side)
+        for pkt, errno in ((b"", 22), (ipv4(CLIENT, REMOTE, 17, bytes(1600)), 90)):
+            try:
+                raw.sendto(pkt, (dev, 0x0800))
+                raise AssertionError(f"the kernel sent a {len(pkt)}-byte packet into {dev}")
+            except OSError as e:
+                eq(e.errno, errno, f"sending {len(pkt)} bytes into {dev}")
     drops0 = lab.drops()
     senders = [(raw_socket(lab, "lan"), inside), (raw_socket(lab, "wan"), outside)]
     done = threading.Event()

@@ -499,6 +499,25 @@ fn malformed_packets_are_counted() {
 }
 
 #[test]
+fn empty_and_oversized_buffers() {
+    let mut n = nat();
+    assert_eq!(
+        n.process(Side::Outside, &mut [], t(0)),
+        Verdict::Drop(DropReason::Truncated)
+    );
+    // More bytes than any IPv4 datagram: the header's total length rules, the rest is
+    // ignored (as a kernel trims padding).
+    let mut big = udp(CLIENT, 1000, REMOTE, 53);
+    let len = big.len();
+    big.resize(70_000, 0xee);
+    assert_eq!(
+        n.process(Side::Inside, &mut big, t(0)),
+        Verdict::Forward { len }
+    );
+    assert_eq!(check(&big[..len]).0, ROUTER_OUT);
+}
+
+#[test]
 fn fuzz_like_inputs_never_panic() {
     let mut n = nat();
     let seeds = [
