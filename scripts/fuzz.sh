@@ -36,7 +36,7 @@ for t in "${targets[@]}"; do
   grep -E '^Done|panicked|ERROR|SUMMARY|Test unit written' "$log" || true
   if [ "$rc" != 0 ]; then
     tail -40 "$log" >&2
-    echo "fuzz target $t failed (exit $rc); the input is in fuzz/artifacts/$t/" >&2
+    echo "fuzz target $t failed (exit $rc): a build error above, or a crash whose input is in fuzz/artifacts/$t/" >&2
     exit 1
   fi
   rm -f "$log"

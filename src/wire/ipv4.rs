@@ -199,13 +199,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
 /// header with its offset, MF flag, length and checksum set.
 pub fn fragment(datagram: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) {
     let hlen = ((datagram[0] & 0x0f) as usize * 4).min(datagram.len());
+    let first = &datagram[..hlen];
+    let later = later_fragment_header(first);
     let payload = &datagram[hlen..];
-    let step = ((mtu.saturating_sub(hlen)) / 8 * 8).max(8);
     let mut off = 0;
     while off < payload.len() || (off == 0 && payload.is_empty()) {
+        let hdr: &[u8] = if off == 0 { first } else { &later };
+        let step = ((mtu.saturating_sub(hdr.len())) / 8 * 8).max(8);
         let end = (off + step).min(payload.len());
-        let mut f = Vec::with_capacity(hlen + end - off);
-        f.extend_from_slice(&datagram[..hlen]);
+        let mut f = Vec::with_capacity(hdr.len() + end - off);
+        f.extend_from_slice(hdr);
         f.extend_from_slice(&payload[off..end]);
         let more = end < payload.len();
         let word = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
@@ -213,7 +216,7 @@ pub fn fragment(datagram: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) {
         f[2..4].copy_from_slice(&flen.to_be_bytes());
         f[6..8].copy_from_slice(&word.to_be_bytes());
         f[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&f[..hlen]);
+        let c = checksum::checksum(&f[..hdr.len()]);
         f[10..12].copy_from_slice(&c.to_be_bytes());
         out.push(f);
         if payload.is_empty() {
@@ -221,6 +224,38 @@ pub fn fragment(datagram: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) {
         }
         off = end;
     }
+}
+
+/// The header of every fragment after the first: the fixed header and only the options
+/// whose "copied" flag is set (RFC 791 section 3.1, e.g. source routes), padded to a
+/// multiple of 4 bytes. A malformed option list ends the copy there.
+fn later_fragment_header(h: &[u8]) -> Vec<u8> {
+    let mut v = h[..HEADER_LEN.min(h.len())].to_vec();
+    let mut i = HEADER_LEN;
+    while i < h.len() {
+        match h[i] {
+            0 => break,  // end of options
+            1 => i += 1, // no-operation: not copied
+            kind => {
+                let len = h.get(i + 1).map_or(0, |l| usize::from(*l));
+                if len < 2 || i + len > h.len() {
+                    break;
+                }
+                if kind & 0x80 != 0 {
+                    v.extend_from_slice(&h[i..i + len]);
+                }
+                i += len;
+            }
+        }
+    }
+    while !v.len().is_multiple_of(4) {
+        v.push(0);
+    }
+    let words = (v.len() / 4) as u8;
+    if let Some(b) = v.first_mut() {
+        *b = 0x40 | words;
+    }
+    v
 }
 
 /// Writes a 20-byte IPv4 header (no options) with a valid checksum into `out[..20]`.
@@ -347,5 +382,47 @@ mod test {
         let ip = Ipv4::new_checked(&h[..], Check::Quoted).unwrap();
         assert_eq!(ip.protocol(), 1);
         assert_eq!(ip.tos(), 0xc0);
+    }
+
+    #[test]
+    fn later_fragments_carry_only_the_copied_options() {
+        // Options: record route (7, not copied), NOP, loose source route (131, copied).
+        let opts = [7, 7, 4, 0, 0, 0, 0, 1, 131, 7, 4, 10, 0, 0, 9];
+        let hlen = 20 + opts.len() + 1; // padded to 36 with one EOL
+        let mut d = vec![0u8; hlen + 100];
+        emit_header(
+            &mut d,
+            0,
+            (hlen + 100) as u16,
+            5,
+            false,
+            64,
+            17,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+        );
+        d[20..20 + opts.len()].copy_from_slice(&opts);
+        d[0] = 0x40 | (hlen / 4) as u8;
+        d[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&d[..hlen]);
+        d[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut out = Vec::new();
+        fragment(&d, 76, &mut out);
+        assert_eq!(
+            out[0][20..hlen],
+            d[20..hlen],
+            "the first fragment keeps every option"
+        );
+        let later = Ipv4::new_checked(&out[1][..], Check::Full).unwrap();
+        assert_eq!(later.header_len(), 28);
+        assert_eq!(&out[1][20..28], &[131, 7, 4, 10, 0, 0, 9, 0]);
+        let total: usize = out
+            .iter()
+            .map(|f| f.len() - Ipv4::new_checked(&f[..], Check::Full).unwrap().header_len())
+            .sum();
+        assert_eq!(total, 100, "every payload byte once");
+        for f in &out {
+            assert!(f.len() <= 76);
+        }
     }
 }
