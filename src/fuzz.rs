@@ -11,6 +11,8 @@
 //!   smoltcp loopback. It gets the policy and a FIN if and only if its bytes begin with
 //!   `<policy-file-request/>` and a NUL; otherwise nothing.
 
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // assertions are the point
+
 use std::time::Duration;
 
 use smoltcp::iface::{Config, Interface, SocketSet};

@@ -6,6 +6,20 @@
 //! the router's own smoltcp interface ([`port::bridge`]) where [`services`] answer.
 //! [`router`] is the mio event loop joining them; [`config`] is what the CLI produces.
 
+// No unwrap, expect or panic outside tests, in the data path above all: malformed input is
+// counted and dropped, never a crash. `scripts/fuzz.sh` and the netns corpus test hold the
+// code to it; src/fuzz.rs, whose assertions are the point, is the one exception.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 pub mod config;
 pub mod control;
 pub mod fuzz;
