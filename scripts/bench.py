@@ -8,8 +8,10 @@ Five routers: tunnat with TUN offloads (its default) and without (--no-offload),
 loop likewise with and without offloads, and netfilter. Figures per router: iperf3 TCP
 inside->outside (NAPT) and outside->inside (DNAT) at MTU 1500 and 9000, UDP 64-byte
 datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT.
-Ratios: tunnat / copy loop with equal offload settings, and tunnat / netfilter. A run in
-which any iperf3 fails is not reported. Needs root, iperf3, iptables, python3.
+Ratios: tunnat / copy loop with equal offload settings, and tunnat / netfilter. Each
+router is measured three times (rounds interleaved) and each cell is the median; --quick
+measures once, 2 s each. A run in which any iperf3 fails is not reported. Needs root,
+iperf3, iptables, python3.
 """
 
 import json
@@ -28,7 +30,10 @@ import kernel_lab  # noqa: E402
 from harness import REMOTE, ROUTER_OUT, SERVER_IN, run  # noqa: E402
 
 QUICK = "--quick" in sys.argv
-SECS = 2 if QUICK else 5
+SECS = 2 if QUICK else 4
+# Each router is measured ROUNDS times, the rounds interleaved so that whatever else the
+# machine does falls on all of them alike; the table shows the median of each cell.
+ROUNDS = 1 if QUICK else 3
 COPY = os.path.join(ROOT, "target", "release", "examples", "tun_copy")
 
 
@@ -146,11 +151,14 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
-    res = {k: {} for k in kinds}
-    for mtu in (1500, 9000):
-        for k in kinds:
-            print(f"bench: {k} at MTU {mtu} ...", file=sys.stderr, flush=True)
-            res[k].update(measure(k, mtu))
+    runs = {k: {} for k in kinds}
+    for rnd in range(ROUNDS):
+        for mtu in (1500, 9000):
+            for k in kinds:
+                print(f"bench: round {rnd + 1}/{ROUNDS}: {k} at MTU {mtu} ...", file=sys.stderr, flush=True)
+                for key, x in measure(k, mtu).items():
+                    runs[k].setdefault(key, []).append(x)
+    res = {k: {key: sorted(xs)[len(xs) // 2] for key, xs in v.items()} for k, v in runs.items()}
     rows = [
         ("TCP inside->outside, MTU 1500 (Gbit/s)", "tcp_out_1500", True),
         ("TCP outside->inside DNAT, MTU 1500 (Gbit/s)", "tcp_in_1500", True),
@@ -170,7 +178,9 @@ def main():
         print(f"{name:44} " + " ".join(f"{x:>9.2f}" for x in v)
               + f"   {ratio(v[0], v[1]):>6.0%} {ratio(v[2], v[3]):>7.0%} {ratio(v[0], v[4]):>7.0%}")
     print("\n(ratios: tunnat relative to the other router, same offload setting; above 100% means tunnat is better)")
-    print("raw figures: " + json.dumps({k: {m: round(x, 4) for m, x in v.items()} for k, v in res.items()}))
+    print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
+    print("raw figures: " + json.dumps({k: {m: [round(x, 4) for x in xs] for m, xs in v.items()}
+                                        for k, v in runs.items()}))
 
 
 if __name__ == "__main__":
