@@ -481,6 +481,8 @@ impl Nat {
                     Side::Outside => self.stats.forwarded_in += 1,
                 }
             }
+            // Fragments of a hairpinned datagram: counted as hairpinned only.
+            Verdict::Emit { to } if to == side => {}
             Verdict::Forward { .. } | Verdict::Emit { .. } if side == Side::Inside => {
                 self.stats.forwarded_out += 1
             }

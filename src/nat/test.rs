@@ -593,6 +593,30 @@ fn hairpin_to_a_dnat_rule_and_back() {
 }
 
 #[test]
+fn hairpinned_datagram_fragmented_for_the_inside_is_counted_once() {
+    let mut cfg = NatConfig::lab();
+    cfg.mtu = [576, 1500];
+    cfg.dnat.push("udp:5000=192.168.122.73".parse().unwrap());
+    let mut n = Nat::new(cfg);
+    let mut l4 = vec![0u8; 8 + 1000];
+    l4[0..2].copy_from_slice(&7000u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&5000u16.to_be_bytes());
+    l4[4..6].copy_from_slice(&1008u16.to_be_bytes());
+    let mut d = ip(17, CLIENT, ROUTER_OUT, 64, &l4);
+    d[6] = 0; // no DF: may be fragmented
+    d[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(&d[..20]);
+    d[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(
+        n.process(Side::Inside, &mut d, t(0)),
+        Verdict::Emit { to: Side::Inside }
+    );
+    assert!(n.out().len() >= 2);
+    assert_eq!(n.stats().hairpinned, 1);
+    assert_eq!(n.stats().forwarded_out, 0, "not also counted as forwarded");
+}
+
+#[test]
 fn hairpin_to_a_peer_mapping_under_endpoint_independent_filtering() {
     let mut cfg = NatConfig::lab();
     cfg.filtering = Filtering::EndpointIndependent;
