@@ -899,14 +899,19 @@ impl Nat {
             inside,
             remote,
         };
+        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
         let session = match target {
-            Target::Session(_) => self.table.get_out(&key, now),
+            Target::Session(_) => {
+                return match self.table.touch(&key, Direction::In, len, flags, now) {
+                    Some(_) => Ok(inside),
+                    None => Err(DropReason::NoSession),
+                }
+            }
             _ if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
             Target::Dnat(_) => self.table.create_dnat(key, port, now).ok(),
             Target::Mapped(_) => self.table.create_out(key, now).ok(),
         };
         let session = session.ok_or(DropReason::TableFull)?;
-        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
         session.touch(Direction::In, len, flags, now);
         Ok(inside)
     }
@@ -921,11 +926,15 @@ impl Nat {
         now: Instant,
     ) -> Result<u16, Verdict> {
         let len = ip.total_len();
-        let session = match self.table.get_out(&key, now) {
-            Some(s) => s,
+        let flags = (key.protocol == Protocol::Tcp).then_some(t.tcp_flags);
+        let ext = match self.table.touch(&key, Direction::Out, len, flags, now) {
+            Some(ext) => ext,
             None if t.has_flag(TcpFlags::RST) => return Err(Verdict::Drop(DropReason::NoSession)),
             None => match self.table.create_out(key, now) {
-                Ok(s) => s,
+                Ok(s) => {
+                    s.touch(Direction::Out, len, flags, now);
+                    s.ext_port
+                }
                 Err(e) => {
                     let why = match e {
                         TableError::Full => DropReason::TableFull,
@@ -943,9 +952,6 @@ impl Nat {
                 }
             },
         };
-        let flags = (key.protocol == Protocol::Tcp).then_some(t.tcp_flags);
-        session.touch(Direction::Out, len, flags, now);
-        let ext = session.ext_port;
         if t.has_flag(TcpFlags::SYN) && !self.held_syns.is_empty() {
             // The inside host opens towards the remote whose SYN is held: drop that SYN
             // silently (RFC 5382 REQ-4); the remote's retransmission will now pass.

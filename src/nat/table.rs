@@ -104,7 +104,7 @@ impl Default for Limits {
     }
 }
 
-/// How often a session in use moves to the young end of the LRU (see [`Table::get_out`]).
+/// How often a session in use moves to the young end of the LRU (see [`Table::touch`]).
 pub const PROMOTE_EVERY: Duration = Duration::from_secs(1);
 
 /// Sessions examined from the least recently used end when looking for one to evict.
@@ -342,10 +342,9 @@ impl Table {
         }
     }
 
-    /// The session for a packet being translated at `now`. It is moved to the young end of
-    /// the LRU at most once per [`PROMOTE_EVERY`]: reading a session is much cheaper than
-    /// relinking the list (which touches its neighbours, cache misses in a large table),
-    /// and the expiry sweep runs once a second anyway.
+    /// The session `key` as a packet at `now` would find it (tests look at it this way;
+    /// the core uses [`Table::touch`]).
+    #[cfg(test)]
     pub fn get_out(&mut self, key: &SessionKey, now: Instant) -> Option<&mut Session> {
         if now.since(self.sessions.peek(key)?.promoted) >= PROMOTE_EVERY {
             self.sessions.promote(key);
@@ -356,6 +355,29 @@ impl Table {
         self.sessions.peek_mut(key)
     }
 
+    /// Records a packet of session `key` ([`Session::touch`]) and returns the session's
+    /// external port; `None` if there is no such session. One hash lookup. The session
+    /// moves to the young end of the LRU at most once per [`PROMOTE_EVERY`] (a second
+    /// lookup): relinking the list touches its neighbours, cache misses in a large table,
+    /// and the expiry sweep runs once a second anyway.
+    pub fn touch(
+        &mut self,
+        key: &SessionKey,
+        dir: Direction,
+        len: usize,
+        tcp_flags: Option<u8>,
+        now: Instant,
+    ) -> Option<u16> {
+        let s = self.sessions.peek_mut(key)?;
+        s.touch(dir, len, tcp_flags, now);
+        let ext = s.ext_port;
+        if now.since(s.promoted) >= PROMOTE_EVERY {
+            s.promoted = now;
+            self.sessions.promote(key);
+        }
+        Some(ext)
+    }
+
     /// The session for an outbound ICMP error's quoted packet: not refreshed (RFC 5508).
     pub fn peek_out(&self, key: &SessionKey) -> Option<&Session> {
         self.sessions.peek(key)
@@ -363,7 +385,7 @@ impl Table {
 
     /// The key of the session a packet from `remote` to external `port` belongs to. Only
     /// the outside index is read: nothing is refreshed (the caller refreshes the session
-    /// it then translates with [`Table::get_out`]; ICMP errors refresh nothing).
+    /// it then translates with [`Table::touch`]; ICMP errors refresh nothing).
     pub fn peek_in(&self, protocol: Protocol, port: u16, remote: Endpoint) -> Option<SessionKey> {
         self.by_ext
             .get(&ExtKey {
