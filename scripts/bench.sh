@@ -13,5 +13,7 @@ python3 netns-tests/run.py test_napt test_dnat test_offload test_router > /tmp/t
 tail -1 /tmp/tunnat-bench-tests.log
 echo "== NAT table scaling (benches/table_scale.rs)"
 target/release/examples/table_scale
+echo "== the core under criterion (benches/core.rs, --quick)"
+cargo bench --quiet --bench core -- --quick 2>/dev/null | grep -E '^[a-z_]+(/[0-9]+)? *time:|^[a-z_]+/[0-9]+$|^ +time:'
 echo "== routers side by side (scripts/bench.py)"
 exec python3 scripts/bench.py "$@"
