@@ -23,8 +23,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::nat::{Instant, Nat, NatConfig, Side, Verdict};
 use crate::services::policy::{self, PolicyServer};
-use crate::wire::checksum;
-use crate::wire::ipv4::{Check, Ipv4};
+use crate::wire::ipv4::{self, Check, Ipv4};
 use crate::wire::offload::{self, Offload, VNET_HDR_LEN};
 use crate::wire::transport::{verify_l4_checksum, Protocol};
 
@@ -147,11 +146,8 @@ fn repair_ip_checksum(buf: &mut [u8]) {
         return;
     };
     let hl = usize::from(first & 0x0f) * 4;
-    if hl >= 20 && hl <= buf.len() {
-        buf[10] = 0;
-        buf[11] = 0;
-        let c = checksum::checksum(&buf[..hl]);
-        buf[10..12].copy_from_slice(&c.to_be_bytes());
+    if let Some(header) = buf.get_mut(..hl) {
+        ipv4::set_header_checksum(header);
     }
 }
 

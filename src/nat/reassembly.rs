@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use super::time::Instant;
 use super::DropReason;
-use crate::wire::checksum;
-use crate::wire::ipv4::Ipv4;
+use crate::wire::ipv4::{self, Ipv4};
 
 pub const MAX_PENDING: usize = 256;
 pub const MAX_BYTES: usize = 4 << 20;
@@ -123,9 +122,7 @@ impl Reassembler {
         let len = d.len() as u16;
         d[2..4].copy_from_slice(&len.to_be_bytes());
         d[6..8].copy_from_slice(&[0, 0]); // offset 0, MF clear (DF clear: it was fragmented)
-        d[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&d[..hlen]);
-        d[10..12].copy_from_slice(&c.to_be_bytes());
+        ipv4::set_header_checksum(&mut d[..hlen]);
         Ok(Fragment::Complete(d))
     }
 
@@ -234,9 +231,7 @@ mod test {
         for id in 0..(MAX_PENDING as u16 + 10) {
             let mut d = datagram(2000);
             d[4..6].copy_from_slice(&id.to_be_bytes());
-            d[10..12].copy_from_slice(&[0, 0]);
-            let c = checksum::checksum(&d[..20]);
-            d[10..12].copy_from_slice(&c.to_be_bytes());
+            ipv4::set_header_checksum(&mut d[..20]);
             let mut f = pieces(&d, 1000).remove(0);
             feed(&mut r, &mut f, 40).unwrap();
         }
@@ -253,9 +248,7 @@ mod test {
                                               // A "last" fragment ending elsewhere contradicts it.
         let mut bad = fs[0].clone();
         bad[6] = 0; // clear MF: claims to end at 976
-        bad[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&bad[..20]);
-        bad[10..12].copy_from_slice(&c.to_be_bytes());
+        ipv4::set_header_checksum(&mut bad[..20]);
         assert_eq!(
             feed(&mut r, &mut bad, 0).unwrap_err(),
             DropReason::BadFragment

@@ -73,6 +73,12 @@ fn echo(ty: u8, src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
     ip(1, src, dst, 64, &l4)
 }
 
+/// Clears DF (and the fragment offset) in a 20-byte-header packet from [`ip`].
+fn clear_df(p: &mut [u8]) {
+    p[6] = 0;
+    crate::wire::ipv4::set_header_checksum(&mut p[..20]);
+}
+
 /// Asserts the packet is valid IPv4 with valid checksums and returns (src, sport, dst, dport, ttl).
 fn check(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8) {
     let v = Ipv4::new_checked(p, Check::Full).expect("valid IPv4 with a good header checksum");
@@ -603,10 +609,7 @@ fn hairpinned_datagram_fragmented_for_the_inside_is_counted_once() {
     l4[2..4].copy_from_slice(&5000u16.to_be_bytes());
     l4[4..6].copy_from_slice(&1008u16.to_be_bytes());
     let mut d = ip(17, CLIENT, ROUTER_OUT, 64, &l4);
-    d[6] = 0; // no DF: may be fragmented
-    d[10..12].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&d[..20]);
-    d[10..12].copy_from_slice(&c.to_be_bytes());
+    clear_df(&mut d); // may be fragmented
     assert_eq!(
         n.process(Side::Inside, &mut d, t(0)),
         Verdict::Emit { to: Side::Inside }
@@ -697,10 +700,7 @@ fn fragmented_udp(n: usize, mtu: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
         *b = (i * 7) as u8;
     }
     let mut d = ip(17, CLIENT, REMOTE, 64, &l4);
-    d[6] = 0; // clear DF
-    d[10..12].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&d[..20]);
-    d[10..12].copy_from_slice(&c.to_be_bytes());
+    clear_df(&mut d);
     let mut fs = Vec::new();
     crate::wire::ipv4::fragment(&d, mtu, &mut fs);
     (d, fs)
@@ -940,10 +940,7 @@ fn gso_segments_too_big_for_the_egress_are_refused_or_shrunk() {
     l4[2..4].copy_from_slice(&9u16.to_be_bytes());
     l4[4..6].copy_from_slice(&6008u16.to_be_bytes());
     let mut d = ip(17, CLIENT, REMOTE, 64, &l4);
-    d[6] = 0; // no DF
-    d[10..12].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&d[..20]);
-    d[10..12].copy_from_slice(&c.to_be_bytes());
+    clear_df(&mut d);
     let mut off = make_partial(&mut d, Some(1472));
     assert!(matches!(
         n.process_offload(Side::Inside, &mut d, t(0), &mut off),
@@ -980,10 +977,7 @@ fn partial_checksums_are_completed_where_they_cannot_stay() {
     }
     let len = whole.len() as u16;
     whole[2..4].copy_from_slice(&len.to_be_bytes());
-    whole[6] = 0;
-    whole[10..12].copy_from_slice(&[0, 0]);
-    let c = checksum::checksum(&whole[..20]);
-    whole[10..12].copy_from_slice(&c.to_be_bytes());
+    clear_df(&mut whole);
     assert_eq!(
         check(&whole).0,
         ROUTER_OUT,

@@ -215,9 +215,7 @@ pub fn fragment(datagram: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) {
         let flen = f.len() as u16;
         f[2..4].copy_from_slice(&flen.to_be_bytes());
         f[6..8].copy_from_slice(&word.to_be_bytes());
-        f[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&f[..hdr.len()]);
-        f[10..12].copy_from_slice(&c.to_be_bytes());
+        set_header_checksum(&mut f[..hdr.len()]);
         out.push(f);
         if payload.is_empty() {
             break;
@@ -258,6 +256,17 @@ fn later_fragment_header(h: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Recomputes the checksum of the IPv4 header `header` (exactly the header: IHL * 4 bytes)
+/// after fields were written directly.
+pub fn set_header_checksum(header: &mut [u8]) {
+    if header.len() < HEADER_LEN {
+        return;
+    }
+    header[10..12].copy_from_slice(&[0, 0]);
+    let c = checksum::checksum(header);
+    header[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
 /// Writes a 20-byte IPv4 header (no options) with a valid checksum into `out[..20]`.
 #[allow(clippy::too_many_arguments)]
 pub fn emit_header(
@@ -278,11 +287,9 @@ pub fn emit_header(
     out[6..8].copy_from_slice(&(if dont_fragment { 0x4000u16 } else { 0 }).to_be_bytes());
     out[8] = ttl;
     out[9] = protocol;
-    out[10..12].copy_from_slice(&[0, 0]);
     out[12..16].copy_from_slice(&src.octets());
     out[16..20].copy_from_slice(&dst.octets());
-    let c = checksum::checksum(&out[..HEADER_LEN]);
-    out[10..12].copy_from_slice(&c.to_be_bytes());
+    set_header_checksum(&mut out[..HEADER_LEN]);
 }
 
 #[cfg(test)]
@@ -403,9 +410,7 @@ mod test {
         );
         d[20..20 + opts.len()].copy_from_slice(&opts);
         d[0] = 0x40 | (hlen / 4) as u8;
-        d[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum::checksum(&d[..hlen]);
-        d[10..12].copy_from_slice(&c.to_be_bytes());
+        set_header_checksum(&mut d[..hlen]);
         let mut out = Vec::new();
         fragment(&d, 76, &mut out);
         assert_eq!(
