@@ -306,10 +306,9 @@ pub struct Nat {
     out: Vec<Vec<u8>>,
     held_syns: VecDeque<HeldSyn>,
     timer_out: Vec<Vec<u8>>,
-    /// The packet being processed: what its transport checksum field holds, and its
+    /// The offload state of the packet being processed: a partial checksum, and its
     /// segmentation if it is a GSO super-packet (see [`Nat::process_offload`]).
-    csum: Csum,
-    gso: Option<Gso>,
+    offload: Offload,
 }
 
 /// How long an unsolicited inbound SYN is held before ICMP port unreachable (RFC 5382 REQ-4).
@@ -343,8 +342,7 @@ impl Nat {
             out: Vec::new(),
             held_syns: VecDeque::new(),
             timer_out: Vec::new(),
-            csum: Csum::Full,
-            gso: None,
+            offload: Offload::NONE,
         }
     }
 
@@ -465,16 +463,18 @@ impl Nat {
         // answered "fragmentation needed") is fragmented for it. A GSO super-packet is
         // segmented by the kernel instead.
         let v = match v {
-            Verdict::Forward { len } if len > self.mtu(side.other()) && self.gso.is_none() => {
+            Verdict::Forward { len }
+                if len > self.mtu(side.other()) && self.offload.gso.is_none() =>
+            {
                 self.split(&mut buf[..len], side.other())
             }
-            Verdict::Hairpin { len } if len > self.mtu(side) && self.gso.is_none() => {
+            Verdict::Hairpin { len } if len > self.mtu(side) && self.offload.gso.is_none() => {
                 self.split(&mut buf[..len], side)
             }
             v => v,
         };
         match v {
-            Verdict::Forward { .. } if self.gso.is_some() => {
+            Verdict::Forward { .. } if self.offload.gso.is_some() => {
                 self.stats.gso_forwarded += 1;
                 match side {
                     Side::Inside => self.stats.forwarded_out += 1,
@@ -524,26 +524,28 @@ impl Nat {
                 off.csum = None;
             }
         }
-        self.csum = if off.csum.is_some() {
-            Csum::Partial
-        } else {
-            Csum::Full
-        };
-        self.gso = off.gso;
+        self.offload = *off;
         let v = self.process(side, buf, now);
-        match v {
-            Verdict::Forward { .. } | Verdict::Hairpin { .. } => off.gso = self.gso,
+        let state = std::mem::replace(&mut self.offload, Offload::NONE);
+        *off = match v {
+            Verdict::Forward { .. } | Verdict::Hairpin { .. } => state,
             Verdict::Local { len } => {
-                if let Some(p) = off.csum {
+                if let Some(p) = state.csum {
                     offload::complete(&mut buf[..len], p);
                 }
-                *off = Offload::NONE;
+                Offload::NONE
             }
-            _ => *off = Offload::NONE,
-        }
-        self.csum = Csum::Full;
-        self.gso = None;
+            _ => Offload::NONE,
+        };
         v
+    }
+
+    /// What the transport checksum field of the packet being processed holds.
+    fn csum(&self) -> Csum {
+        match self.offload.csum {
+            Some(_) => Csum::Partial,
+            None => Csum::Full,
+        }
     }
 
     fn decide(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Step<Verdict> {
@@ -555,18 +557,8 @@ impl Nat {
 
     /// Puts `datagram` into [`Nat::out`], fragmented for the MTU of port `to`.
     fn split(&mut self, datagram: &mut [u8], to: Side) -> Verdict {
-        if self.csum == Csum::Partial {
-            let ihl = usize::from(datagram[0] & 0x0f) * 4;
-            let at = match datagram[9] {
-                6 => 16,
-                _ => 6,
-            };
-            let p = offload::Partial {
-                start: ihl as u16,
-                offset: at,
-            };
+        if let Some(p) = self.offload.csum.take() {
             offload::complete(datagram, p);
-            self.csum = Csum::Full;
         }
         self.out.clear();
         let mtu = self.mtu(to);
@@ -642,7 +634,7 @@ impl Nat {
             MssClamp::Mtu => (self.mtu(egress) - 40) as u16,
         };
         let (src, dst) = (ip.src(), ip.dst());
-        transport::clamp_mss(ip.payload_mut(), src, dst, max, self.csum);
+        transport::clamp_mss(ip.payload_mut(), src, dst, max, self.csum());
     }
 
     /// RFC 1812 forwarding checks, made before any state is created: TTL, then the size
@@ -663,7 +655,7 @@ impl Nat {
                 DropReason::TtlExceeded,
             ));
         }
-        if let Some(gso) = self.gso {
+        if let Some(gso) = self.offload.gso {
             // A super-packet: what counts is the size of the segments it will be cut into.
             let headers = ip.header_len() + gso_l4_header_len(ip.protocol(), ip.payload());
             let mtu = self.mtu(egress);
@@ -678,7 +670,7 @@ impl Nat {
                         DropReason::TooBig,
                     ));
                 }
-                self.gso = Some(Gso {
+                self.offload.gso = Some(Gso {
                     size: (mtu - headers) as u16,
                     ..gso
                 });
@@ -774,7 +766,7 @@ impl Nat {
             Err(v) => return Ok(v),
         };
         ip.decrement_ttl();
-        let csum = self.csum;
+        let csum = self.csum();
         transport::rewrite_endpoint_csum(
             &mut ip,
             protocol,
@@ -853,7 +845,7 @@ impl Nat {
     /// clamps the MSS of a SYN for that port.
     fn to_inside(&self, ip: &mut Ipv4<&mut [u8]>, t: &Transport, inside: Endpoint) {
         let (addr, port) = (inside.addr, inside.port);
-        transport::rewrite_endpoint_csum(ip, t.protocol, End::Dst, addr, port, self.csum);
+        transport::rewrite_endpoint_csum(ip, t.protocol, End::Dst, addr, port, self.csum());
         self.clamp_mss(ip, t, Side::Inside);
     }
 
@@ -992,7 +984,7 @@ impl Nat {
         let len = ip.total_len();
         let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
         ip.decrement_ttl();
-        let csum = self.csum;
+        let csum = self.csum();
         transport::rewrite_endpoint_csum(&mut ip, protocol, End::Src, outside, ext, csum);
         self.to_inside(&mut ip, &t, inside);
         self.stats.hairpinned += 1;
