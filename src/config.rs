@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Limits, MssClamp, NatConfig, Timeouts};
-use crate::port::tap::TraceFilter;
+use crate::port::tracer::TraceFilter;
 use crate::wire::transport::Protocol;
 
 /// One port of the router.
@@ -197,20 +197,10 @@ impl Config {
         }
     }
 
-    /// `[inside, outside]` MTUs.
-    pub fn port_mtus(&self) -> [usize; 2] {
-        [
-            self.inside_mtu.unwrap_or(self.mtu),
-            self.outside_mtu.unwrap_or(self.mtu),
-        ]
-    }
-}
-
-#[cfg(test)]
-mod test {
-    use super::*;
-
-    fn base() -> Config {
+    /// The README lab's router: the seed scenarios' addresses, `--dnat
+    /// tcp:8888=192.168.122.73:9999`, the RFC defaults (for tests).
+    #[cfg(test)]
+    pub fn lab() -> Config {
         Config {
             inside: PortConfig {
                 tun: "nat-in".into(),
@@ -224,7 +214,7 @@ mod test {
             },
             dnat: vec!["tcp:8888=192.168.122.73:9999".parse().unwrap()],
             policy_port: 843,
-            policy: b"<x/>".to_vec(),
+            policy: crate::services::policy::DEFAULT_POLICY.as_bytes().to_vec(),
             policy_idle: Duration::from_secs(3),
             mtu: 1500,
             inside_mtu: None,
@@ -241,6 +231,23 @@ mod test {
             pcap_dir: None,
             control: None,
         }
+    }
+
+    /// `[inside, outside]` MTUs.
+    pub fn port_mtus(&self) -> [usize; 2] {
+        [
+            self.inside_mtu.unwrap_or(self.mtu),
+            self.outside_mtu.unwrap_or(self.mtu),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn base() -> Config {
+        Config::lab()
     }
 
     fn err(c: Config) -> String {

@@ -107,28 +107,32 @@ pub fn translate(data: &[u8]) {
                 assert!(inside.contains(ip.dst()), "hairpin destination");
             }
             Verdict::Local { len } => assert!(len <= buf.len()),
-            Verdict::Reply(_) => {
-                let reply = nat.reply();
-                valid(reply, "an ICMP error from the router");
-                assert!(reply.len() <= 576, "ICMP errors fit 576 bytes");
-            }
-            Verdict::Emit { to } => {
-                let mtu = match to {
-                    Side::Inside => 1500,
-                    Side::Outside if setup & 1 != 0 => 576,
-                    Side::Outside => 1500,
-                };
-                for p in nat.out() {
-                    valid(p, "an emitted fragment");
-                    assert!(p.len() <= mtu, "fragment larger than the MTU");
+            Verdict::Reply(_) | Verdict::Emit { .. } | Verdict::Held | Verdict::Drop(_) => {}
+        }
+        let mtu = |to: Side| match to {
+            Side::Inside => 1500,
+            Side::Outside if setup & 1 != 0 => 576,
+            Side::Outside => 1500,
+        };
+        while let Some(t) = nat.poll_transmit() {
+            match verdict {
+                Verdict::Reply(_) => {
+                    valid(&t.packet, "an ICMP error from the router");
+                    assert!(t.packet.len() <= 576, "ICMP errors fit 576 bytes");
+                    assert_eq!(t.port, side, "an ICMP error goes back where it came from");
                 }
+                Verdict::Emit { to } => {
+                    valid(&t.packet, "an emitted fragment");
+                    assert_eq!(t.port, to, "fragments go where the verdict says");
+                    assert!(t.packet.len() <= mtu(to), "fragment larger than the MTU");
+                }
+                _ => panic!("{verdict:?} queued a packet"),
             }
-            Verdict::Held | Verdict::Drop(_) => {}
         }
         if ctl & 0x40 != 0 {
-            nat.expire(now, |_, _| {});
-            for p in nat.take_timer_output() {
-                valid(&p, "a timer's ICMP error");
+            nat.handle_timeout(now, |_, _| {});
+            while let Some(t) = nat.poll_transmit() {
+                valid(&t.packet, "a timer's ICMP error");
             }
         }
     }
@@ -147,7 +151,7 @@ fn repair_ip_checksum(buf: &mut [u8]) {
     };
     let hl = usize::from(first & 0x0f) * 4;
     if let Some(header) = buf.get_mut(..hl) {
-        ipv4::set_header_checksum(header);
+        ipv4::recompute_header_checksum(header);
     }
 }
 

@@ -22,6 +22,7 @@
 
 pub mod config;
 pub mod control;
+#[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod nat;
 pub mod port;

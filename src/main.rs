@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use tunnat::control::{self, Request, Row, DEFAULT_SOCKET};
+use tunnat::control::{Request, DEFAULT_SOCKET};
 use tunnat::settings::{PortSettings, Settings, Sources, TimeoutSettings};
 
 /// A user-mode NAPT router between two TUN devices: masquerade, port forwarding, and a
@@ -217,24 +217,33 @@ fn client(cmd: Command) -> Result<()> {
             DnatAction::Del { rule, client } => (client, Request::DnatDel { rule }),
         },
     };
-    let v = control::call(&args.control, &req)?;
+    use tunnat::control::client::{call, call_raw, format_stats, format_table};
+    use tunnat::control::proto::{Done, Message, Rules, Sessions};
+    let socket = &args.control;
     if args.json {
-        println!("{v}");
+        println!("{}", call_raw(socket, &req)?);
         return Ok(());
     }
     match req {
         Request::Table => {
-            let rows: Vec<Row> = serde_json::from_value(v["sessions"].clone())?;
-            print!("{}", control::format_table(&rows));
+            let t: Sessions = call(socket, &req)?;
+            print!("{}", format_table(&t.sessions));
         }
-        Request::Stats => print!("{}", control::format_stats(&v)),
+        Request::Stats => {
+            let c: tunnat::router::Counters = call(socket, &req)?;
+            print!("{}", format_stats(&serde_json::to_value(&c)?));
+        }
         Request::DnatList => {
-            for r in v["rules"].as_array().into_iter().flatten() {
-                println!("{}", r.as_str().unwrap_or_default());
+            let r: Rules = call(socket, &req)?;
+            for rule in r.rules {
+                println!("{rule}");
             }
         }
-        Request::Reload => println!("{}", v["message"].as_str().unwrap_or("reloaded")),
-        Request::DnatAdd { .. } | Request::DnatDel { .. } => println!("ok"),
+        Request::Reload => println!("{}", call::<Message>(socket, &req)?.message),
+        Request::DnatAdd { .. } | Request::DnatDel { .. } => {
+            call::<Done>(socket, &req)?;
+            println!("ok");
+        }
     }
     Ok(())
 }

@@ -122,7 +122,7 @@ impl Reassembler {
         let len = d.len() as u16;
         d[2..4].copy_from_slice(&len.to_be_bytes());
         d[6..8].copy_from_slice(&[0, 0]); // offset 0, MF clear (DF clear: it was fragmented)
-        ipv4::set_header_checksum(&mut d[..hlen]);
+        ipv4::recompute_header_checksum(&mut d[..hlen]);
         Ok(Fragment::Complete(d))
     }
 
@@ -155,6 +155,11 @@ impl Reassembler {
                 self.timed_out += 1;
             }
         }
+    }
+
+    /// When the oldest datagram held times out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.order.front().map(|o| o.0)
     }
 
     pub fn pending(&self) -> usize {
@@ -231,7 +236,7 @@ mod test {
         for id in 0..(MAX_PENDING as u16 + 10) {
             let mut d = datagram(2000);
             d[4..6].copy_from_slice(&id.to_be_bytes());
-            ipv4::set_header_checksum(&mut d[..20]);
+            ipv4::recompute_header_checksum(&mut d[..20]);
             let mut f = pieces(&d, 1000).remove(0);
             feed(&mut r, &mut f, 40).unwrap();
         }
@@ -248,7 +253,7 @@ mod test {
                                               // A "last" fragment ending elsewhere contradicts it.
         let mut bad = fs[0].clone();
         bad[6] = 0; // clear MF: claims to end at 976
-        ipv4::set_header_checksum(&mut bad[..20]);
+        ipv4::recompute_header_checksum(&mut bad[..20]);
         assert_eq!(
             feed(&mut r, &mut bad, 0).unwrap_err(),
             DropReason::BadFragment

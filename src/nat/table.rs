@@ -1,10 +1,7 @@
 //! The translation table: endpoint-independent mappings (RFC 4787 section 4.1 REQ-1,
 //! RFC 5382 REQ-1, RFC 5508 REQ-1), sessions with filtering (RFC 4787 section 5 REQ-8,
-//! RFC 5382 REQ-3), idle timeouts (RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508 REQ-2) and
-//! the external port allocator (RFC 4787 REQ-3: port preservation when free, ranges
-//! 1-1023 and 1024-65535 kept apart, no port overloading; RFC 6888: a released port is
-//! held for [`PORT_HOLD`] (by default) before another host may get it; optionally, port
-//! parity is kept, RFC 4787 REQ-4).
+//! RFC 5382 REQ-3) and idle timeouts (RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508 REQ-2).
+//! External ports come from [`Ports`] (RFC 4787 REQ-3/4, RFC 6888).
 //!
 //! * A *mapping* binds an inside endpoint (address, port or ICMP identifier) to one
 //!   external port of the router's outside address, for every remote.
@@ -14,77 +11,25 @@
 //!
 //! Sessions sit in an [`LruCache`] ordered by last use, so expiry walks from the least
 //! recently used end and stops at the first session younger than the shortest timeout:
-//! the cost of a sweep is the number of sessions idle longer than that, not the table size.
+//! the cost of a sweep is the number of sessions idle longer than that, not the table
+//! size. The same walk yields the next instant a session can expire
+//! ([`Table::next_deadline`]), so the caller sleeps until then instead of sweeping on a
+//! fixed tick.
+//!
+//! The table is generic over the address family ([`Address`]); `Table` alone is IPv4.
 
-use std::collections::VecDeque;
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use lru::LruCache;
 
-/// The table's hash maps use foldhash: several times cheaper per lookup than std's SipHash
-/// on these small keys, and still seeded at random per process, so remotes cannot
-/// precompute colliding keys.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-
+use super::endpoint::{Address, Endpoint, MapKey, SessionKey};
+use super::ports::Ports;
 use super::tcp_state::{Direction, TcpPhase, TcpTrack};
 use super::time::Instant;
-use crate::wire::transport::Protocol;
-
-/// How long a released external port is kept from other inside hosts (RFC 6888 REQ-8's
-/// recommendation; the same inside endpoint may take it back at once).
-pub const PORT_HOLD: Duration = Duration::from_secs(120);
-
-/// An IPv4 address and a port (or ICMP query identifier).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Endpoint {
-    pub addr: Ipv4Addr,
-    pub port: u16,
-}
-
-impl Endpoint {
-    pub fn new(addr: Ipv4Addr, port: u16) -> Endpoint {
-        Endpoint { addr, port }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.addr, self.port)
-    }
-}
-
-/// Idle timeouts per protocol and TCP phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub udp: Duration,
-    pub tcp_established: Duration,
-    pub tcp_transitory: Duration,
-    pub icmp: Duration,
-}
-
-impl Default for Timeouts {
-    /// RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended), RFC 5382 REQ-5 (established
-    /// >= 2 h 4 min, transitory >= 4 min), RFC 5508 REQ-2 (ICMP query >= 60 s).
-    fn default() -> Timeouts {
-        Timeouts {
-            udp: Duration::from_secs(300),
-            tcp_established: Duration::from_secs(7440),
-            tcp_transitory: Duration::from_secs(240),
-            icmp: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Timeouts {
-    fn shortest(&self) -> Duration {
-        self.udp
-            .min(self.tcp_established)
-            .min(self.tcp_transitory)
-            .min(self.icmp)
-    }
-}
+use super::timeouts::{rfc_minimum_idle, Timeouts};
+use super::HashMap;
+use crate::wire::transport::{Protocol, TcpFlags};
 
 /// Bounds on the table (RFC 6888 REQ-4 asks for per-host limits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,18 +55,11 @@ pub const PROMOTE_EVERY: Duration = Duration::from_secs(1);
 /// Sessions examined from the least recently used end when looking for one to evict.
 const EVICT_SCAN: usize = 64;
 
-/// The shortest idle time the RFCs allow before a session may be removed: a session idle
-/// at least this long may be evicted to make room when the table is full.
-fn rfc_minimum_idle(protocol: Protocol, s: &Session) -> Duration {
-    match protocol {
-        Protocol::Udp => Duration::from_secs(120), // RFC 4787 REQ-5
-        Protocol::Icmp => Duration::from_secs(60), // RFC 5508 REQ-2
-        Protocol::Tcp => match s.tcp.phase() {
-            TcpPhase::Established => Duration::from_secs(7440), // RFC 5382 REQ-5
-            TcpPhase::Transitory => Duration::from_secs(240),
-        },
-    }
-}
+/// A sweep that walked past more live sessions than this (long-lived connections idle
+/// longer than the shortest timeout) waits at least [`BUSY_SWEEP_GAP`] before the next,
+/// so the walk costs what the old one-second sweep did however many deadlines come.
+const BUSY_SWEEP: usize = 1024;
+const BUSY_SWEEP_GAP: Duration = Duration::from_secs(1);
 
 /// Which remotes may send to a mapping (RFC 4787 section 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,6 +71,17 @@ pub enum Filtering {
     AddressDependent,
     /// Only the exact remote endpoints the inside endpoint has sent to.
     AddressAndPortDependent,
+}
+
+impl Filtering {
+    /// The name used on the command line and in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Filtering::EndpointIndependent => "endpoint-independent",
+            Filtering::AddressDependent => "address-dependent",
+            Filtering::AddressAndPortDependent => "address-and-port-dependent",
+        }
+    }
 }
 
 impl std::str::FromStr for Filtering {
@@ -149,39 +98,18 @@ impl std::str::FromStr for Filtering {
     }
 }
 
-/// A session seen from the inside: protocol, inside endpoint, remote endpoint. For ICMP
-/// queries the inside port is the identifier and the remote port is 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionKey {
-    pub protocol: Protocol,
-    pub inside: Endpoint,
-    pub remote: Endpoint,
-}
-
 /// A session seen from the outside: protocol, external port, remote endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct ExtKey {
+struct ExtKey<A> {
     protocol: Protocol,
     port: u16,
-    remote: Endpoint,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct MapKey {
-    protocol: Protocol,
-    inside: Endpoint,
+    remote: Endpoint<A>,
 }
 
 #[derive(Debug)]
 struct Mapping {
     ext_port: u16,
     sessions: u32,
-}
-
-#[derive(Debug)]
-enum PortSlot {
-    InUse(MapKey),
-    Held { until: Instant, owner: MapKey },
 }
 
 /// One translated conversation.
@@ -229,7 +157,7 @@ pub enum TableError {
 }
 
 /// Counters kept by the table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TableStats {
     pub sessions_created: u64,
     pub sessions_expired: u64,
@@ -239,62 +167,49 @@ pub struct TableStats {
     pub mappings_released: u64,
 }
 
-pub struct Table {
-    sessions: LruCache<SessionKey, Session, foldhash::fast::RandomState>,
-    by_ext: HashMap<ExtKey, SessionKey>,
-    mappings: HashMap<MapKey, Mapping>,
-    ports: HashMap<(Protocol, u16), PortSlot>,
-    held: VecDeque<(Protocol, u16, Instant)>,
+pub struct Table<A: Address = Ipv4Addr> {
+    sessions: LruCache<SessionKey<A>, Session, foldhash::fast::RandomState>,
+    by_ext: HashMap<ExtKey<A>, SessionKey<A>>,
+    mappings: HashMap<MapKey<A>, Mapping>,
+    /// The outside address's ports.
+    pub ports: Ports<A>,
     /// Sessions per (protocol, external port, remote address): address-dependent filtering.
-    remote_addrs: HashMap<(Protocol, u16, Ipv4Addr), u32>,
-    /// External ports never allocated dynamically: DNAT ranges and local services.
-    reserved: Vec<(Protocol, u16, u16)>,
+    remote_addrs: HashMap<(Protocol, u16, A), u32>,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
-    /// How long a released port is kept from other hosts (default [`PORT_HOLD`]).
-    pub port_hold: Duration,
-    /// Keep the parity of the inside port when another port must be chosen (RFC 4787 REQ-4).
-    pub port_parity: bool,
     limits: Limits,
     /// Mappings per inside address.
-    host_mappings: HashMap<Ipv4Addr, usize>,
-    rng: u32,
+    host_mappings: HashMap<A, usize>,
+    /// No session can expire before this (as of the last sweep, creation or close).
+    next_expiry: Option<Instant>,
     pub stats: TableStats,
 }
 
-impl Table {
-    pub fn new(timeouts: Timeouts, filtering: Filtering, limits: Limits) -> Table {
+impl<A: Address> Table<A> {
+    pub fn new(timeouts: Timeouts, filtering: Filtering, limits: Limits) -> Table<A> {
         Table {
             sessions: LruCache::unbounded_with_hasher(Default::default()),
             by_ext: HashMap::default(),
             mappings: HashMap::default(),
-            ports: HashMap::default(),
-            held: VecDeque::new(),
+            ports: Ports::default(),
             remote_addrs: HashMap::default(),
-            reserved: Vec::new(),
             timeouts,
             filtering,
-            port_hold: PORT_HOLD,
-            port_parity: false,
             limits,
             host_mappings: HashMap::default(),
-            rng: 0x9e37_79b9,
+            next_expiry: None,
             stats: TableStats::default(),
         }
     }
 
-    /// Keeps `first..=last` of `protocol` out of dynamic allocation.
-    pub fn reserve(&mut self, protocol: Protocol, first: u16, last: u16) {
-        self.reserved.push((protocol, first, last));
-    }
-
-    /// Forgets every reservation (before reserving the new set on reconfiguration).
-    pub fn clear_reserved(&mut self) {
-        self.reserved.clear();
-    }
-
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+    }
+
+    /// New timeouts apply to existing sessions too; the next sweep is due at once.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts;
+        self.next_expiry = Some(Instant::ZERO);
     }
 
     /// Makes room for one session if the table is full, evicting the least recently used
@@ -345,7 +260,7 @@ impl Table {
     /// The session `key` as a packet at `now` would find it (tests look at it this way;
     /// the core uses [`Table::touch`]).
     #[cfg(test)]
-    pub fn get_out(&mut self, key: &SessionKey, now: Instant) -> Option<&mut Session> {
+    pub fn get_out(&mut self, key: &SessionKey<A>, now: Instant) -> Option<&mut Session> {
         if now.since(self.sessions.peek(key)?.promoted) >= PROMOTE_EVERY {
             self.sessions.promote(key);
             let s = self.sessions.peek_mut(key)?;
@@ -358,11 +273,10 @@ impl Table {
     /// Records a packet of session `key` ([`Session::touch`]) and returns the session's
     /// external port; `None` if there is no such session. One hash lookup. The session
     /// moves to the young end of the LRU at most once per [`PROMOTE_EVERY`] (a second
-    /// lookup): relinking the list touches its neighbours, cache misses in a large table,
-    /// and the expiry sweep runs once a second anyway.
+    /// lookup): relinking the list touches its neighbours, cache misses in a large table.
     pub fn touch(
         &mut self,
-        key: &SessionKey,
+        key: &SessionKey<A>,
         dir: Direction,
         len: usize,
         tcp_flags: Option<u8>,
@@ -375,18 +289,31 @@ impl Table {
             s.promoted = now;
             self.sessions.promote(key);
         }
+        if tcp_flags.is_some_and(|f| f & (TcpFlags::FIN | TcpFlags::RST) != 0) {
+            // A closing connection may now time out sooner than the sweep planned.
+            self.expiry_no_later_than(now + self.timeouts.shortest());
+        }
         Some(ext)
     }
 
+    fn expiry_no_later_than(&mut self, t: Instant) {
+        self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+    }
+
     /// The session for an outbound ICMP error's quoted packet: not refreshed (RFC 5508).
-    pub fn peek_out(&self, key: &SessionKey) -> Option<&Session> {
+    pub fn peek_out(&self, key: &SessionKey<A>) -> Option<&Session> {
         self.sessions.peek(key)
     }
 
     /// The key of the session a packet from `remote` to external `port` belongs to. Only
     /// the outside index is read: nothing is refreshed (the caller refreshes the session
     /// it then translates with [`Table::touch`]; ICMP errors refresh nothing).
-    pub fn peek_in(&self, protocol: Protocol, port: u16, remote: Endpoint) -> Option<SessionKey> {
+    pub fn peek_in(
+        &self,
+        protocol: Protocol,
+        port: u16,
+        remote: Endpoint<A>,
+    ) -> Option<SessionKey<A>> {
         self.by_ext
             .get(&ExtKey {
                 protocol,
@@ -398,11 +325,13 @@ impl Table {
 
     /// The inside endpoint whose mapping owns external `port`, if filtering lets `remote`
     /// open a new session through it.
-    pub fn admits(&self, protocol: Protocol, port: u16, remote: Endpoint) -> Option<Endpoint> {
-        let owner = match self.ports.get(&(protocol, port)) {
-            Some(PortSlot::InUse(mk)) => mk.inside,
-            _ => return None,
-        };
+    pub fn admits(
+        &self,
+        protocol: Protocol,
+        port: u16,
+        remote: Endpoint<A>,
+    ) -> Option<Endpoint<A>> {
+        let owner = self.ports.owner(protocol, port)?.inside;
         let allowed = match self.filtering {
             Filtering::EndpointIndependent => true,
             Filtering::AddressDependent => {
@@ -414,54 +343,13 @@ impl Table {
         allowed.then_some(owner)
     }
 
-    fn is_reserved(&self, protocol: Protocol, port: u16) -> bool {
-        self.reserved
-            .iter()
-            .any(|&(p, a, b)| p == protocol && (a..=b).contains(&port))
-    }
-
-    fn port_free(&self, protocol: Protocol, port: u16, me: &MapKey, now: Instant) -> bool {
-        if self.is_reserved(protocol, port) {
-            return false;
-        }
-        match self.ports.get(&(protocol, port)) {
-            None => true,
-            Some(PortSlot::InUse(_)) => false,
-            Some(PortSlot::Held { until, owner }) => *until <= now || owner == me,
-        }
-    }
-
-    fn next_random(&mut self) -> u32 {
-        // xorshift32: spreads the search start (RFC 6056 in spirit), deterministic in tests.
-        let mut x = self.rng;
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        self.rng = x;
-        x
-    }
-
-    /// An external port for `me`: its own port if free, else one from the same range.
-    fn allocate(&mut self, me: &MapKey, now: Instant) -> Option<u16> {
-        let want = me.inside.port;
-        let (lo, hi) = match me.protocol {
-            Protocol::Icmp => (0u16, 65535u16),
-            _ if want < 1024 => (1, 1023),
-            _ => (1024, 65535),
-        };
-        if want >= lo && self.port_free(me.protocol, want, me, now) {
-            return Some(want);
-        }
-        let parity = self.port_parity && me.protocol != Protocol::Icmp;
-        let span = (hi - lo) as u32 + 1;
-        let start = self.next_random() % span;
-        (0..span)
-            .map(|i| lo + ((start + i) % span) as u16)
-            .filter(|p| !parity || p % 2 == want % 2)
-            .find(|&p| self.port_free(me.protocol, p, me, now))
-    }
-
-    fn insert(&mut self, key: SessionKey, ext_port: u16, dnat: bool, now: Instant) -> &mut Session {
+    fn insert(
+        &mut self,
+        key: SessionKey<A>,
+        ext_port: u16,
+        dnat: bool,
+        now: Instant,
+    ) -> &mut Session {
         self.by_ext.insert(
             ExtKey {
                 protocol: key.protocol,
@@ -477,6 +365,7 @@ impl Table {
                 .or_insert(0) += 1;
         }
         self.stats.sessions_created += 1;
+        self.expiry_no_later_than(now + self.timeouts.shortest());
         // Callers create a session only after a lookup for `key` missed.
         self.sessions.get_or_insert_mut(key, || Session {
             ext_port,
@@ -493,14 +382,11 @@ impl Table {
     /// A new session through the inside endpoint's mapping, creating the mapping if needed.
     pub fn create_out(
         &mut self,
-        key: SessionKey,
+        key: SessionKey<A>,
         now: Instant,
     ) -> Result<&mut Session, TableError> {
         self.make_room(now)?;
-        let mk = MapKey {
-            protocol: key.protocol,
-            inside: key.inside,
-        };
+        let mk = key.mapping();
         let ext_port = match self.mappings.get_mut(&mk) {
             Some(m) => {
                 m.sessions += 1;
@@ -515,12 +401,9 @@ impl Table {
                     return Err(TableError::HostLimit);
                 }
                 *per_host += 1;
-                let port = match self.allocate(&mk, now) {
-                    Some(p) => p,
-                    None => {
-                        self.release_host_mapping(mk.inside.addr);
-                        return Err(TableError::NoPort);
-                    }
+                let Some(port) = self.ports.allocate(&mk, now) else {
+                    self.release_host_mapping(mk.inside.addr);
+                    return Err(TableError::NoPort);
                 };
                 self.mappings.insert(
                     mk,
@@ -529,7 +412,6 @@ impl Table {
                         sessions: 1,
                     },
                 );
-                self.ports.insert((mk.protocol, port), PortSlot::InUse(mk));
                 self.stats.mappings_created += 1;
                 port
             }
@@ -540,7 +422,7 @@ impl Table {
     /// A new session opened from outside through a DNAT rule on external `ext_port`.
     pub fn create_dnat(
         &mut self,
-        key: SessionKey,
+        key: SessionKey<A>,
         ext_port: u16,
         now: Instant,
     ) -> Result<&mut Session, TableError> {
@@ -549,19 +431,16 @@ impl Table {
     }
 
     /// The inside endpoint whose mapping holds external `port`.
-    pub fn port_owner(&self, protocol: Protocol, port: u16) -> Option<Endpoint> {
-        match self.ports.get(&(protocol, port)) {
-            Some(PortSlot::InUse(mk)) => Some(mk.inside),
-            _ => None,
-        }
+    pub fn port_owner(&self, protocol: Protocol, port: u16) -> Option<Endpoint<A>> {
+        self.ports.owner(protocol, port).map(|mk| mk.inside)
     }
 
     /// Is external `port` held by a mapping now?
     pub fn port_in_use(&self, protocol: Protocol, port: u16) -> bool {
-        matches!(self.ports.get(&(protocol, port)), Some(PortSlot::InUse(_)))
+        self.ports.owner(protocol, port).is_some()
     }
 
-    fn remove(&mut self, key: &SessionKey, now: Instant) -> Option<Session> {
+    fn remove(&mut self, key: &SessionKey<A>, now: Instant) -> Option<Session> {
         let s = self.sessions.pop(key)?;
         self.by_ext.remove(&ExtKey {
             protocol: key.protocol,
@@ -578,27 +457,21 @@ impl Table {
                 self.remote_addrs.remove(&rk);
             }
         }
-        let mk = MapKey {
-            protocol: key.protocol,
-            inside: key.inside,
-        };
+        let mk = key.mapping();
         if let Some(m) = self.mappings.get_mut(&mk) {
             m.sessions = m.sessions.saturating_sub(1);
             if m.sessions == 0 {
                 let port = m.ext_port;
                 self.mappings.remove(&mk);
                 self.release_host_mapping(mk.inside.addr);
-                let until = now + self.port_hold;
-                self.ports
-                    .insert((key.protocol, port), PortSlot::Held { until, owner: mk });
-                self.held.push_back((key.protocol, port, until));
+                self.ports.release(port, mk, now);
                 self.stats.mappings_released += 1;
             }
         }
         Some(s)
     }
 
-    fn release_host_mapping(&mut self, host: Ipv4Addr) {
+    fn release_host_mapping(&mut self, host: A) {
         if let Some(n) = self.host_mappings.get_mut(&host) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -609,43 +482,56 @@ impl Table {
 
     /// Removes every session idle past its timeout at `now`, calling `on_expire` for each,
     /// and frees external ports whose hold time is over. Returns how many sessions expired.
+    /// Also works out when the next session can expire ([`Table::next_deadline`]).
     pub fn expire(
         &mut self,
         now: Instant,
-        mut on_expire: impl FnMut(&SessionKey, &Session),
+        mut on_expire: impl FnMut(&SessionKey<A>, &Session),
     ) -> usize {
         let shortest = self.timeouts.shortest();
         let mut dead = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut alive = 0usize;
         for (k, s) in self.sessions.iter().rev() {
             if s.promoted + shortest > now {
-                // Every later session was promoted later, and was last seen after that.
+                // Every later session was promoted later, and was last seen after that:
+                // none of them expires before this one's promotion + the shortest timeout.
+                next = Some(next.map_or(s.promoted + shortest, |n| n.min(s.promoted + shortest)));
                 break;
             }
-            if s.last_seen + self.timeout_of(k.protocol, s) <= now {
+            let deadline = s.last_seen + self.timeout_of(k.protocol, s);
+            if deadline <= now {
                 dead.push(*k);
+            } else {
+                alive += 1;
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
             }
         }
+        if alive > BUSY_SWEEP {
+            next = next.map(|n| n.max(now + BUSY_SWEEP_GAP));
+        }
+        self.next_expiry = next;
         for k in &dead {
             if let Some(s) = self.remove(k, now) {
                 on_expire(k, &s);
             }
         }
         self.stats.sessions_expired += dead.len() as u64;
-        while let Some(&(p, port, until)) = self.held.front() {
-            if until > now {
-                break;
-            }
-            self.held.pop_front();
-            if matches!(self.ports.get(&(p, port)), Some(PortSlot::Held { until: u, .. }) if *u == until)
-            {
-                self.ports.remove(&(p, port));
-            }
-        }
+        self.ports.expire(now);
         dead.len()
     }
 
+    /// The earliest instant at which [`Table::expire`] has work: a session may time out
+    /// or a held port be freed. `None`: nothing to expire, ever, until traffic comes.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        match (self.next_expiry, self.ports.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Sessions from most to least recently used.
-    pub fn sessions(&self) -> impl Iterator<Item = (&SessionKey, &Session)> {
+    pub fn sessions(&self) -> impl Iterator<Item = (&SessionKey<A>, &Session)> {
         self.sessions.iter()
     }
 }
@@ -722,7 +608,7 @@ mod test {
     #[test]
     fn reserved_ports_are_never_allocated() {
         let mut t = table();
-        t.reserve(Protocol::Tcp, 8888, 8888);
+        t.ports.reserve(Protocol::Tcp, 8888, 8888);
         let p = t
             .create_out(key(Protocol::Tcp, (IN1, 8888), (R1, 80)), Instant::ZERO)
             .unwrap()

@@ -2,8 +2,11 @@
 
 use super::*;
 use crate::wire::checksum;
+use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::offload::{self, Gso, Offload};
 use crate::wire::transport::verify_l4_checksum;
+use crate::wire::transport::{Protocol, TcpFlags, Transport};
+use std::net::Ipv4Addr;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 101);
 const SERVER_IN: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 73);
@@ -33,6 +36,21 @@ fn ip(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, l4: &[u8]) -> Vec<u8> {
     };
     p[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
     p
+}
+
+/// Every packet the core queued since the last look, with its port.
+fn sent(n: &mut Nat) -> Vec<Transmit> {
+    std::iter::from_fn(|| n.poll_transmit()).collect()
+}
+
+/// The packets the core queued since the last look.
+fn out(n: &mut Nat) -> Vec<Vec<u8>> {
+    sent(n).into_iter().map(|t| t.packet).collect()
+}
+
+/// The ICMP error queued after a [`Verdict::Reply`]: the last packet queued.
+fn reply(n: &mut Nat) -> Vec<u8> {
+    sent(n).pop().expect("a reply was queued").packet
 }
 
 fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
@@ -76,7 +94,7 @@ fn echo(ty: u8, src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
 /// Clears DF (and the fragment offset) in a 20-byte-header packet from [`ip`].
 fn clear_df(p: &mut [u8]) {
     p[6] = 0;
-    crate::wire::ipv4::set_header_checksum(&mut p[..20]);
+    crate::wire::ipv4::recompute_header_checksum(&mut p[..20]);
 }
 
 /// Asserts the packet is valid IPv4 with valid checksums and returns (src, sport, dst, dport, ttl).
@@ -292,13 +310,13 @@ fn sessions_expire_on_the_timer() {
     let mut n = nat();
     let mut p = udp(CLIENT, 40000, REMOTE, 7);
     n.process(Side::Inside, &mut p, t(0));
-    assert_eq!(n.expire(t(299), |_, _| {}), 0);
+    assert_eq!(n.handle_timeout(t(299), |_, _| {}), 0);
     let mut r = udp(REMOTE, 7, ROUTER_OUT, 40000);
     assert!(matches!(
         n.process(Side::Outside, &mut r, t(299)),
         Verdict::Forward { .. }
     ));
-    assert_eq!(n.expire(t(599), |_, _| {}), 1);
+    assert_eq!(n.handle_timeout(t(599), |_, _| {}), 1);
     let mut late = udp(REMOTE, 7, ROUTER_OUT, 40000);
     assert!(matches!(
         n.process(Side::Outside, &mut late, t(600)),
@@ -319,7 +337,7 @@ fn ttl_expiry_is_answered_from_the_ingress_address() {
         n.process(Side::Inside, &mut p, t(0)),
         Verdict::Reply(DropReason::TtlExceeded)
     );
-    let r = n.reply().to_vec();
+    let r = reply(&mut n);
     let v = Ipv4::new_checked(&r[..], Check::Full).unwrap();
     assert_eq!((v.src(), v.dst()), (ROUTER_IN, CLIENT));
     assert_eq!(&v.payload()[..2], &[11, 0]);
@@ -347,7 +365,7 @@ fn too_big_with_df_gets_fragmentation_needed() {
         n.process(Side::Inside, &mut p, t(0)),
         Verdict::Reply(DropReason::TooBig)
     );
-    let r = n.reply();
+    let r = reply(&mut n);
     assert_eq!(&r[20..22], &[3, 4]);
     assert_eq!(&r[26..28], &1280u16.to_be_bytes());
 }
@@ -568,7 +586,8 @@ fn full_table_answers_admin_prohibited() {
         n.process(Side::Inside, &mut b, t(0)),
         Verdict::Reply(DropReason::TableFull)
     );
-    let r = Ipv4::new_checked(n.reply(), Check::Full).unwrap();
+    let r = reply(&mut n);
+    let r = Ipv4::new_checked(&r[..], Check::Full).unwrap();
     assert_eq!((r.src(), r.dst()), (ROUTER_IN, CLIENT));
     assert_eq!(&r.payload()[..2], &[3, 13]);
 }
@@ -614,7 +633,7 @@ fn hairpinned_datagram_fragmented_for_the_inside_is_counted_once() {
         n.process(Side::Inside, &mut d, t(0)),
         Verdict::Emit { to: Side::Inside }
     );
-    assert!(n.out().len() >= 2);
+    assert!(out(&mut n).len() >= 2);
     assert_eq!(n.stats().hairpinned, 1);
     assert_eq!(n.stats().forwarded_out, 0, "not also counted as forwarded");
 }
@@ -722,7 +741,7 @@ fn out_of_order_fragments_are_translated_as_one_datagram() {
     // translated datagram whose checksums verify.
     let mut r = reassembly::Reassembler::default();
     let mut whole = None;
-    for f in n.out().to_vec() {
+    for f in out(&mut n) {
         assert!(f.len() <= 1500);
         let mut f = f;
         let v = Ipv4::new_checked(&mut f[..], Check::Full).unwrap();
@@ -747,14 +766,15 @@ fn reassembled_datagram_refragmented_for_a_smaller_outside_mtu() {
         .last()
         .unwrap();
     assert_eq!(v, Verdict::Emit { to: Side::Outside });
-    assert!(n.out().len() >= 3 && n.out().iter().all(|f| f.len() <= 576));
+    let o = out(&mut n);
+    assert!(o.len() >= 3 && o.iter().all(|f| f.len() <= 576));
     // A whole (unfragmented) datagram without DF above the MTU is fragmented too.
     let (mut d, _) = fragmented_udp(1000, 1500);
     assert_eq!(
         n.process(Side::Inside, &mut d, t(0)),
         Verdict::Emit { to: Side::Outside }
     );
-    assert_eq!(n.out().len(), 2);
+    assert_eq!(out(&mut n).len(), 2);
 }
 
 /// CLIENT:50500 gets a TCP mapping by talking to REMOTE:80.
@@ -774,10 +794,10 @@ fn filtered_syn_is_held_six_seconds_then_port_unreachable() {
         n.process(Side::Outside, &mut syn, t(10)),
         Verdict::Drop(DropReason::SynHeld)
     );
-    n.expire(Instant::from_millis(15_999), |_, _| {});
-    assert!(n.take_timer_output().is_empty(), "silent for 6 s");
-    n.expire(t(16), |_, _| {});
-    let out = n.take_timer_output();
+    n.handle_timeout(Instant::from_millis(15_999), |_, _| {});
+    assert!(out(&mut n).is_empty(), "silent for 6 s");
+    n.handle_timeout(t(16), |_, _| {});
+    let out = out(&mut n);
     assert_eq!(out.len(), 1);
     let e = Ipv4::new_checked(&out[0][..], Check::Full).unwrap();
     assert_eq!((e.src(), e.dst()), (ROUTER_OUT, REMOTE2));
@@ -799,11 +819,8 @@ fn outbound_syn_within_six_seconds_makes_a_simultaneous_open() {
         n.process(Side::Inside, &mut syn_out, t(11)),
         Verdict::Forward { .. }
     ));
-    n.expire(t(20), |_, _| {});
-    assert!(
-        n.take_timer_output().is_empty(),
-        "the held SYN was dropped silently"
-    );
+    n.handle_timeout(t(20), |_, _| {});
+    assert!(out(&mut n).is_empty(), "the held SYN was dropped silently");
     // The remote's retransmitted SYN now belongs to a session.
     let mut again = tcp(REMOTE2, 4000, ROUTER_OUT, 50500, TcpFlags::SYN);
     assert!(matches!(
@@ -931,7 +948,7 @@ fn gso_segments_too_big_for_the_egress_are_refused_or_shrunk() {
         n.process_offload(Side::Inside, &mut big, t(0), &mut off),
         Verdict::Reply(DropReason::TooBig)
     );
-    let reply = n.reply();
+    let reply = reply(&mut n);
     assert_eq!(&reply[20..22], &[3, 4]);
     assert_eq!(u16::from_be_bytes([reply[26], reply[27]]), 576);
     // UDP without DF: cut into smaller segments instead.
@@ -971,8 +988,9 @@ fn partial_checksums_are_completed_where_they_cannot_stay() {
         n.process_offload(Side::Inside, &mut d, t(0), &mut off),
         Verdict::Emit { to: Side::Outside }
     );
-    let mut whole = n.out()[0][..20].to_vec();
-    for f in n.out() {
+    let o = out(&mut n);
+    let mut whole = o[0][..20].to_vec();
+    for f in &o {
         whole.extend_from_slice(&f[20..]);
     }
     let len = whole.len() as u16;

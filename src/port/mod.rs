@@ -8,7 +8,8 @@
 
 pub mod bridge;
 pub mod netns;
-pub mod tap;
+pub mod pcap;
+pub mod tracer;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -17,7 +18,24 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use tun::AbstractDevice;
 
+use crate::nat::Side;
 use crate::wire::offload::{Offload, Unsupported, VNET_HDR_LEN};
+
+/// Where on a port an [`Observer`] saw a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crossing {
+    /// Read from the port, before translation (`PRE IN:`).
+    Read,
+    /// Written to the port, after translation (`POST OUT:`).
+    Written,
+}
+
+/// An observer of the packets crossing the ports: the tracer and the pcap writer. The
+/// driver calls each one as it reads and writes a TUN; nothing else knows of them.
+pub trait Observer {
+    /// `port` is the TUN's name, `side` which port it is.
+    fn packet(&mut self, crossing: Crossing, side: Side, port: &str, pkt: &[u8]);
+}
 
 /// `TUNSETOFFLOAD`, `_IOW('T', 208, unsigned int)`, and its flags (linux/if_tun.h).
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;

@@ -150,7 +150,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
         let b = self.buf.as_ref();
         u16::from_be_bytes([b[10], b[11]])
     }
-    fn set_header_checksum(&mut self, c: u16) {
+    /// Stores an (incrementally updated) header checksum; compare [`recompute_header_checksum`].
+    fn store_header_checksum(&mut self, c: u16) {
         self.buf.as_mut()[10..12].copy_from_slice(&c.to_be_bytes());
     }
 
@@ -160,7 +161,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
         self.fields.src = addr;
         self.buf.as_mut()[12..16].copy_from_slice(&addr.octets());
         let c = checksum::update_addr(self.header_checksum(), old, addr);
-        self.set_header_checksum(c);
+        self.store_header_checksum(c);
     }
 
     /// Rewrites the destination address; the header checksum follows.
@@ -169,7 +170,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
         self.fields.dst = addr;
         self.buf.as_mut()[16..20].copy_from_slice(&addr.octets());
         let c = checksum::update_addr(self.header_checksum(), old, addr);
-        self.set_header_checksum(c);
+        self.store_header_checksum(c);
     }
 
     /// Decrements the TTL by one (caller checked it is above 1).
@@ -180,7 +181,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
         let new = u16::from_be_bytes([b[8], b[9]]);
         self.fields.ttl = b[8];
         let c = checksum::update16(self.header_checksum(), old, new);
-        self.set_header_checksum(c);
+        self.store_header_checksum(c);
     }
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
@@ -215,7 +216,7 @@ pub fn fragment(datagram: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) {
         let flen = f.len() as u16;
         f[2..4].copy_from_slice(&flen.to_be_bytes());
         f[6..8].copy_from_slice(&word.to_be_bytes());
-        set_header_checksum(&mut f[..hdr.len()]);
+        recompute_header_checksum(&mut f[..hdr.len()]);
         out.push(f);
         if payload.is_empty() {
             break;
@@ -258,7 +259,7 @@ fn later_fragment_header(h: &[u8]) -> Vec<u8> {
 
 /// Recomputes the checksum of the IPv4 header `header` (exactly the header: IHL * 4 bytes)
 /// after fields were written directly.
-pub fn set_header_checksum(header: &mut [u8]) {
+pub fn recompute_header_checksum(header: &mut [u8]) {
     if header.len() < HEADER_LEN {
         return;
     }
@@ -289,7 +290,7 @@ pub fn emit_header(
     out[9] = protocol;
     out[12..16].copy_from_slice(&src.octets());
     out[16..20].copy_from_slice(&dst.octets());
-    set_header_checksum(&mut out[..HEADER_LEN]);
+    recompute_header_checksum(&mut out[..HEADER_LEN]);
 }
 
 #[cfg(test)]
@@ -410,7 +411,7 @@ mod test {
         );
         d[20..20 + opts.len()].copy_from_slice(&opts);
         d[0] = 0x40 | (hlen / 4) as u8;
-        set_header_checksum(&mut d[..hlen]);
+        recompute_header_checksum(&mut d[..hlen]);
         let mut out = Vec::new();
         fragment(&d, 76, &mut out);
         assert_eq!(

@@ -1,43 +1,18 @@
-//! Taps: observers of every packet crossing a port, in the manner of smoltcp's
-//! `phy::Tracer` and `phy::PcapWriter` middlewares. The event loop calls each tap when a
-//! packet is read from a TUN (before translation) and when one is written to a TUN
-//! (after translation); the NAT core knows nothing of them.
-//!
-//! * [`Tracer`] prints one line per packet in the format of the Linux kernel's `LOG`
-//!   target (`nf_log_syslog`), prefixed `PRE IN: ` on reading and `POST OUT: ` on
-//!   writing, so a trace can be put beside the kernel's for the same experiment.
-//! * [`PcapTap`] writes one pcap file per port (LINKTYPE_RAW), readable by tcpdump.
+//! A tracer: one line per packet crossing a port, in the format of the Linux kernel's
+//! `LOG` target (`nf_log_syslog`), prefixed `PRE IN: ` as read and `POST OUT: ` as
+//! written, so a trace can be put beside the kernel's for the same experiment. An
+//! [`Observer`] of the ports, in the manner of smoltcp's `phy::Tracer`: the NAT core
+//! knows nothing of it.
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::DataLink;
-
+use super::{Crossing, Observer};
 use crate::nat::Side;
 use crate::wire::ipv4::{Check, Ipv4, FLAG_DF, FLAG_MF};
 use crate::wire::transport::Protocol;
-
-/// Where on a port a packet was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Point {
-    /// Read from the port, before translation (`PRE IN:`).
-    In,
-    /// Written to the port, after translation (`POST OUT:`).
-    Out,
-}
-
-/// An observer of the packets crossing the ports.
-pub trait Tap {
-    /// `port` is the TUN's name, `side` which port it is.
-    fn packet(&mut self, point: Point, side: Side, port: &str, pkt: &[u8]);
-}
 
 /// Which packets a trace shows: `tcp`, `udp`, `icmp`, or `tcp:PORT` / `udp:PORT`
 /// (either source or destination port).
@@ -115,15 +90,15 @@ impl<W: Write> Tracer<W> {
     }
 }
 
-impl<W: Write> Tap for Tracer<W> {
-    fn packet(&mut self, point: Point, _side: Side, port: &str, pkt: &[u8]) {
+impl<W: Write> Observer for Tracer<W> {
+    fn packet(&mut self, crossing: Crossing, _side: Side, port: &str, pkt: &[u8]) {
         if !self.filters.is_empty() && !self.filters.iter().any(|f| f.matches(pkt)) {
             return;
         }
         self.line.clear();
-        let (prefix, inp, outp) = match point {
-            Point::In => ("PRE IN: ", port, ""),
-            Point::Out => ("POST OUT: ", "", port),
+        let (prefix, inp, outp) = match crossing {
+            Crossing::Read => ("PRE IN: ", port, ""),
+            Crossing::Written => ("POST OUT: ", "", port),
         };
         let _ = write!(self.line, "{prefix}IN={inp} OUT={outp} ");
         log_format(&mut self.line, pkt, false);
@@ -264,46 +239,6 @@ fn proto_name(p: u8) -> String {
     }
 }
 
-/// Writes every packet crossing a port to `DIR/inside.pcap` or `DIR/outside.pcap`.
-pub struct PcapTap {
-    writers: [PcapWriter<File>; 2],
-}
-
-impl PcapTap {
-    pub fn create(dir: &Path) -> Result<PcapTap> {
-        std::fs::create_dir_all(dir).with_context(|| format!("--pcap-dir {}", dir.display()))?;
-        let open = |name: &str| -> Result<PcapWriter<File>> {
-            let path = dir.join(name);
-            let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-            let header = PcapHeader {
-                datalink: DataLink::RAW,
-                snaplen: 65535,
-                ..Default::default()
-            };
-            PcapWriter::with_header(f, header)
-                .with_context(|| format!("writing {}", path.display()))
-        };
-        Ok(PcapTap {
-            writers: [open("inside.pcap")?, open("outside.pcap")?],
-        })
-    }
-}
-
-impl Tap for PcapTap {
-    fn packet(&mut self, _point: Point, side: Side, _port: &str, pkt: &[u8]) {
-        let ts = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let w = match side {
-            Side::Inside => &mut self.writers[0],
-            Side::Outside => &mut self.writers[1],
-        };
-        if let Err(e) = w.write_packet(&PcapPacket::new(ts, pkt.len() as u32, pkt)) {
-            log::warn!("pcap: {e}");
-        }
-    }
-}
-
 /// A tracer on standard output.
 pub fn stdout_tracer(filters: Vec<TraceFilter>) -> Tracer<io::LineWriter<io::Stdout>> {
     Tracer::new(io::LineWriter::new(io::stdout()), filters)
@@ -334,7 +269,7 @@ mod test {
     #[test]
     fn matches_the_kernel_line_of_the_seed_scenario() {
         let mut t = Tracer::new(Vec::new(), vec![]);
-        t.packet(Point::In, Side::Outside, "eth0", &seed_syn());
+        t.packet(Crossing::Read, Side::Outside, "eth0", &seed_syn());
         assert_eq!(
             String::from_utf8(t.out).unwrap(),
             "PRE IN: IN=eth0 OUT= SRC=192.168.18.25 DST=192.168.18.58 LEN=60 TOS=0x00 PREC=0x00 TTL=63 \
@@ -377,7 +312,7 @@ mod test {
         assert!(!"udp".parse::<TraceFilter>().unwrap().matches(&syn));
         assert!("icmp:1".parse::<TraceFilter>().is_err());
         let mut t = Tracer::new(Vec::new(), vec!["udp".parse().unwrap()]);
-        t.packet(Point::In, Side::Outside, "eth0", &syn);
+        t.packet(Crossing::Read, Side::Outside, "eth0", &syn);
         assert!(t.out.is_empty());
     }
 

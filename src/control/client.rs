@@ -1,0 +1,122 @@
+//! The client side of the control socket: the `tunnat table|stats|dnat|reload`
+//! subcommands send one [`Request`] and get its typed answer, which they print as a
+//! table (or, with `--json`, as the router sent it).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::proto::{Envelope, Request, Row};
+
+/// Default path of the control socket for the client subcommands.
+pub const DEFAULT_SOCKET: &str = "/run/tunnat.sock";
+
+/// Sends one request to the router at `socket` and returns its answer line, checked to
+/// be `ok`.
+pub fn call_raw(socket: &Path, req: &Request) -> Result<String> {
+    let mut s = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "connecting to the control socket {} (is tunnat running with --control {}?)",
+            socket.display(),
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .context("reading the answer")?;
+    let v: Value =
+        serde_json::from_str(&answer).map_err(|e| anyhow!("bad answer from tunnat: {e}"))?;
+    if v["ok"] != Value::Bool(true) {
+        bail!("{}", v["error"].as_str().unwrap_or("request failed"));
+    }
+    Ok(answer.trim_end().to_string())
+}
+
+/// Sends one request and decodes its answer as `T` (the answer type of that request).
+pub fn call<T: DeserializeOwned>(socket: &Path, req: &Request) -> Result<T> {
+    let line = call_raw(socket, req)?;
+    let e: Envelope<T> =
+        serde_json::from_str(&line).map_err(|e| anyhow!("bad answer from tunnat: {e}"))?;
+    Ok(e.body)
+}
+
+/// Formats rows as an aligned table.
+pub fn format_table(rows: &[Row]) -> String {
+    let mut out = format!(
+        "{:<5} {:<11} {:<21} {:<21} {:<21} {:>6} {:>8} {:>13} {:>17}\n",
+        "PROTO",
+        "STATE",
+        "INSIDE",
+        "OUTSIDE",
+        "REMOTE",
+        "IDLE",
+        "TIMEOUT",
+        "PACKETS o/i",
+        "BYTES o/i"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<5} {:<11} {:<21} {:<21} {:<21} {:>5}s {:>7}s {:>13} {:>17}{}\n",
+            r.proto,
+            r.state,
+            r.inside,
+            r.outside,
+            r.remote,
+            r.idle_s,
+            r.timeout_s,
+            format!("{}/{}", r.packets_out, r.packets_in),
+            format!("{}/{}", r.bytes_out, r.bytes_in),
+            if r.dnat { " [dnat]" } else { "" }
+        ));
+    }
+    out.push_str(&format!("{} session(s)\n", rows.len()));
+    out
+}
+
+/// Formats the `stats` answer as `name value` lines.
+pub fn format_stats(v: &Value) -> String {
+    let mut out = String::new();
+    fn walk(out: &mut String, prefix: &str, v: &Value) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if prefix.is_empty() && (k == "ok" || k == "v") {
+                        continue;
+                    }
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(out, &p, x);
+                }
+            }
+            other => out.push_str(&format!("{prefix:<40} {other}\n")),
+        }
+    }
+    walk(&mut out, "", v);
+    out
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stats_flatten() {
+        let s = format_stats(&json!({"ok": true, "v": 1, "a": 1, "drops": {"fragment": 2}}));
+        assert!(s.contains("a ") && s.contains("drops.fragment"), "{s}");
+        assert!(!s.contains("ok") && !s.contains("v "), "{s}");
+    }
+}

@@ -1,0 +1,90 @@
+//! Addresses, endpoints and session keys, generic over the address family.
+//!
+//! The table ([`super::table`]) and the port allocator ([`super::ports`]) are written once
+//! for any [`Address`]: IPv4 today (`Ipv4Addr`, the default type parameter everywhere),
+//! and IPv6 by instantiating the same code with `Ipv6Addr`, not by copying it. An IPv4
+//! session key stays as small as it was (the family is a type, not a stored tag).
+
+use std::fmt;
+use std::hash::Hash;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::wire::transport::Protocol;
+
+/// An IP address family the table can be keyed by.
+pub trait Address: Copy + Eq + Hash + Ord + fmt::Debug + fmt::Display + 'static {}
+impl Address for Ipv4Addr {}
+impl Address for Ipv6Addr {}
+
+/// An address and a port (or ICMP query identifier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint<A = Ipv4Addr> {
+    pub addr: A,
+    pub port: u16,
+}
+
+impl<A: Address> Endpoint<A> {
+    pub fn new(addr: A, port: u16) -> Endpoint<A> {
+        Endpoint { addr, port }
+    }
+}
+
+impl fmt::Display for Endpoint<Ipv4Addr> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.addr, self.port)
+    }
+}
+
+impl fmt::Display for Endpoint<Ipv6Addr> {
+    /// `[addr]:port`, as in URLs (RFC 5952 section 6).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]:{}", self.addr, self.port)
+    }
+}
+
+/// A session seen from the inside: protocol, inside endpoint, remote endpoint. For ICMP
+/// queries the inside port is the identifier and the remote port is 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey<A = Ipv4Addr> {
+    pub protocol: Protocol,
+    pub inside: Endpoint<A>,
+    pub remote: Endpoint<A>,
+}
+
+/// A mapping's key: an inside endpoint of one protocol (RFC 4787 REQ-1: the mapping does
+/// not depend on the remote).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MapKey<A = Ipv4Addr> {
+    pub protocol: Protocol,
+    pub inside: Endpoint<A>,
+}
+
+impl<A: Address> SessionKey<A> {
+    /// The mapping this session goes through.
+    pub fn mapping(&self) -> MapKey<A> {
+        MapKey {
+            protocol: self.protocol,
+            inside: self.inside,
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn endpoints_print_as_in_urls() {
+        assert_eq!(
+            Endpoint::new(Ipv4Addr::new(192, 168, 122, 73), 9999).to_string(),
+            "192.168.122.73:9999"
+        );
+        let v6: Ipv6Addr = "fd00:122::73".parse().unwrap();
+        assert_eq!(Endpoint::new(v6, 9999).to_string(), "[fd00:122::73]:9999");
+    }
+
+    #[test]
+    fn an_ipv4_key_is_no_larger_for_the_generic() {
+        assert_eq!(std::mem::size_of::<SessionKey>(), 14);
+    }
+}

@@ -1,0 +1,171 @@
+//! What a router does to any packet it forwards, translated or not (RFC 1812 section 5):
+//! the TTL check with ICMP time exceeded (5.3.1), the MTU check with "fragmentation
+//! needed" for DF packets (5.2.6, RFC 1191) or fragmentation for the others (RFC 791
+//! section 3.2), reassembly before translation (RFC 4787 REQ-14), the ICMP errors the
+//! router originates (4.3.2.7: never about an ICMP error), MSS clamping (RFC 4459
+//! section 3.2) and the anti-spoofing check on the inside.
+
+use std::net::Ipv4Addr;
+
+use super::reassembly::Fragment;
+use super::Instant;
+use super::{gso_l4_header_len, DropReason, MssClamp, Nat, Side, Step, Transmit, Verdict};
+use crate::wire::icmp::{self as icmp_err, unreachable};
+use crate::wire::ipv4::Ipv4;
+use crate::wire::offload::{self, Gso};
+use crate::wire::transport::{self, icmp_type, Protocol, TcpFlags, Transport};
+
+impl Nat {
+    /// Queues `datagram` for port `to`, fragmented for its MTU.
+    pub(super) fn split(&mut self, datagram: &mut [u8], to: Side) -> Verdict {
+        if let Some(p) = self.offload.csum.take() {
+            offload::complete(datagram, p);
+        }
+        let mtu = self.mtu(to);
+        if datagram.len() <= mtu {
+            self.queue.push_back(Transmit {
+                port: to,
+                packet: datagram.to_vec(),
+            });
+        } else {
+            let mut fragments = Vec::new();
+            crate::wire::ipv4::fragment(datagram, mtu, &mut fragments);
+            self.stats.fragmented += 1;
+            self.queue.extend(
+                fragments
+                    .into_iter()
+                    .map(|packet| Transmit { port: to, packet }),
+            );
+        }
+        Verdict::Emit { to }
+    }
+
+    /// Holds a fragment; once its datagram is whole, translates it like any packet.
+    pub(super) fn reassemble(
+        &mut self,
+        side: Side,
+        ip: Ipv4<&mut [u8]>,
+        now: Instant,
+    ) -> Step<Verdict> {
+        match self.reasm.add(&ip, now)? {
+            Fragment::Held => Ok(Verdict::Held),
+            Fragment::Complete(mut d) => {
+                self.stats.reassembled += 1;
+                match self.decide(side, &mut d, now)? {
+                    Verdict::Forward { len } => Ok(self.split(&mut d[..len], side.other())),
+                    Verdict::Hairpin { len } => Ok(self.split(&mut d[..len], side)),
+                    // The router's own stack does not reassemble.
+                    Verdict::Local { .. } => Err(DropReason::Fragment),
+                    other => Ok(other),
+                }
+            }
+        }
+    }
+
+    /// Queues an ICMP error from the router about `ip`, back out of the port `from` that
+    /// `ip` came in by.
+    pub(super) fn answer<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv4<T>,
+        from: Side,
+        t: u8,
+        code: u8,
+        rest: u32,
+        why: DropReason,
+    ) -> Verdict {
+        if !icmp_err::may_answer(ip) {
+            return Verdict::Drop(why);
+        }
+        let src = match from {
+            Side::Inside => self.cfg.inside.addr,
+            Side::Outside => self.cfg.outside.addr,
+        };
+        let mut packet = Vec::with_capacity(icmp_err::MAX_ERROR_LEN);
+        icmp_err::build_error(&mut packet, src, t, code, rest, ip);
+        self.queue.push_back(Transmit { port: from, packet });
+        Verdict::Reply(why)
+    }
+
+    /// Is `src` impossible as the source of a packet from the inside network?
+    pub(super) fn spoofed(&self, src: Ipv4Addr) -> bool {
+        !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast()
+    }
+
+    pub(super) fn mtu(&self, side: Side) -> usize {
+        match side {
+            Side::Inside => self.cfg.mtu[0],
+            Side::Outside => self.cfg.mtu[1],
+        }
+    }
+
+    /// MSS clamping of a translated SYN leaving through `egress`.
+    pub(super) fn clamp_mss(&self, ip: &mut Ipv4<&mut [u8]>, t: &Transport, egress: Side) {
+        let Some(clamp) = self.cfg.clamp_mss else {
+            return;
+        };
+        if t.protocol != Protocol::Tcp || !t.has_flag(TcpFlags::SYN) {
+            return;
+        }
+        let max = match clamp {
+            MssClamp::Fixed(n) => n,
+            MssClamp::Mtu => (self.mtu(egress) - 40) as u16,
+        };
+        let (src, dst) = (ip.src(), ip.dst());
+        transport::clamp_mss(ip.payload_mut(), src, dst, max, self.csum());
+    }
+
+    /// RFC 1812 forwarding checks, made before any state is created: TTL, then the size
+    /// against the MTU of the port the packet leaves by (`egress`).
+    pub(super) fn forwarding_checks<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv4<T>,
+        from: Side,
+        egress: Side,
+    ) -> Option<Verdict> {
+        if ip.ttl() <= 1 {
+            return Some(self.answer(
+                ip,
+                from,
+                icmp_type::TIME_EXCEEDED,
+                0,
+                0,
+                DropReason::TtlExceeded,
+            ));
+        }
+        if let Some(gso) = self.offload.gso {
+            // A super-packet: what counts is the size of the segments it will be cut into.
+            let headers = ip.header_len() + gso_l4_header_len(ip.protocol(), ip.payload());
+            let mtu = self.mtu(egress);
+            if headers + usize::from(gso.size) > mtu {
+                if ip.dont_fragment() || mtu <= headers {
+                    return Some(self.answer(
+                        ip,
+                        from,
+                        icmp_type::DEST_UNREACHABLE,
+                        unreachable::FRAGMENTATION_NEEDED,
+                        mtu as u32,
+                        DropReason::TooBig,
+                    ));
+                }
+                self.offload.gso = Some(Gso {
+                    size: (mtu - headers) as u16,
+                    ..gso
+                });
+            }
+            return None;
+        }
+        // Without DF a datagram too large for the port is fragmented on the way out.
+        if ip.total_len() > self.mtu(egress) && ip.dont_fragment() {
+            let mtu = self.mtu(egress) as u32;
+            return Some(self.answer(
+                ip,
+                from,
+                icmp_type::DEST_UNREACHABLE,
+                unreachable::FRAGMENTATION_NEEDED,
+                mtu,
+                DropReason::TooBig,
+            ));
+        }
+        None
+    }
+}

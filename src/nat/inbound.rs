@@ -1,0 +1,151 @@
+//! Packets from outside to the outside address: back through an existing session, to a
+//! static DNAT rule's target ([`super::dnat`]), or through a mapping whose filter admits
+//! the remote (RFC 4787 section 5 REQ-8, RFC 5382 REQ-3). A SYN the filter refuses is held
+//! ([`super::syn_hold`], RFC 5382 REQ-4); anything addressed to nothing mapped is the
+//! router's own (its stack answers with RST or port unreachable, as a kernel does).
+
+use super::{Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, Verdict};
+use crate::wire::ipv4::{Check, Ipv4};
+use crate::wire::transport::{self, End, Protocol, TcpFlags, Transport};
+
+/// How an inbound packet reaches an inside endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Target {
+    /// Through an existing session.
+    Session(Endpoint),
+    /// Through a DNAT rule (new session).
+    Dnat(Endpoint),
+    /// Through a mapping whose filter admits the remote (new session).
+    Mapped(Endpoint),
+}
+
+impl Nat {
+    pub(super) fn inbound(&mut self, buf: &mut [u8], now: Instant) -> Step<Verdict> {
+        let mut ip = Ipv4::new_checked(buf, Check::Full)?;
+        let (src, dst) = (ip.src(), ip.dst());
+        let local = Verdict::Local {
+            len: ip.total_len(),
+        };
+        if dst == self.cfg.inside.addr {
+            return Ok(local);
+        }
+        if dst != self.cfg.outside.addr {
+            return Err(DropReason::NotRouted);
+        }
+        if ip.is_fragment() {
+            return self.reassemble(Side::Outside, ip, now);
+        }
+        let Some(protocol) = Protocol::from_number(ip.protocol()) else {
+            return Ok(local); // the local stack answers "protocol unreachable"
+        };
+        let t = Transport::new_checked(protocol, ip.payload())?;
+        if t.is_icmp_error() {
+            return self.inbound_icmp_error(ip, now);
+        }
+        if protocol == Protocol::Icmp && !t.is_icmp_echo_reply() {
+            return Ok(local); // echo requests and the rest are for the router
+        }
+        let remote = Endpoint::new(
+            src,
+            if protocol == Protocol::Icmp {
+                0
+            } else {
+                t.src_port
+            },
+        );
+        let len = ip.total_len();
+        let Some(target) = self.inbound_target(protocol, t.dst_port, remote) else {
+            let Some(owner) = self.table.port_owner(protocol, t.dst_port) else {
+                return Ok(local); // nothing mapped: the router itself answers (RST, port unreachable)
+            };
+            if !t.tcp_flags_valid() {
+                return Err(DropReason::BadTcpFlags);
+            }
+            // A mapping whose filter refuses this remote. A SYN may be the remote's half of
+            // a simultaneous open: hold it (RFC 5382 REQ-4). Anything else is dropped.
+            if protocol == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
+            {
+                self.hold_syn(&ip, owner, remote, now);
+                return Err(DropReason::SynHeld);
+            }
+            return Err(DropReason::Filtered);
+        };
+        if !t.tcp_flags_valid() {
+            return Err(DropReason::BadTcpFlags);
+        }
+        if let Some(v) = self.forwarding_checks(&ip, Side::Outside, Side::Inside) {
+            return Ok(v);
+        }
+        let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
+        ip.decrement_ttl();
+        self.to_inside(&mut ip, &t, inside);
+        Ok(Verdict::Forward { len })
+    }
+
+    /// Rewrites the destination of a packet leaving by the inside port to `inside`, and
+    /// clamps the MSS of a SYN for that port.
+    pub(super) fn to_inside(&self, ip: &mut Ipv4<&mut [u8]>, t: &Transport, inside: Endpoint) {
+        let (addr, port) = (inside.addr, inside.port);
+        transport::rewrite_endpoint_csum(ip, t.protocol, End::Dst, addr, port, self.csum());
+        self.clamp_mss(ip, t, Side::Inside);
+    }
+
+    /// Where a packet from `remote` to external `port` goes: an existing session, a DNAT
+    /// rule, or a mapping whose filter admits the remote. Creates nothing.
+    pub(super) fn inbound_target(
+        &mut self,
+        protocol: Protocol,
+        port: u16,
+        remote: Endpoint,
+    ) -> Option<Target> {
+        if let Some(key) = self.table.peek_in(protocol, port, remote) {
+            return Some(Target::Session(key.inside));
+        }
+        if let Some(rule) = self.cfg.dnat.iter().find(|r| r.contains(protocol, port)) {
+            return Some(Target::Dnat(Endpoint::new(
+                rule.target,
+                rule.target_port_for(port),
+            )));
+        }
+        self.table
+            .admits(protocol, port, remote)
+            .map(Target::Mapped)
+    }
+
+    /// The session for an inbound packet to `target`, created if new, and touched.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn inbound_session(
+        &mut self,
+        target: Target,
+        protocol: Protocol,
+        port: u16,
+        remote: Endpoint,
+        t: &Transport,
+        len: usize,
+        now: Instant,
+    ) -> Step<Endpoint> {
+        let inside = match target {
+            Target::Session(e) | Target::Dnat(e) | Target::Mapped(e) => e,
+        };
+        let key = SessionKey {
+            protocol,
+            inside,
+            remote,
+        };
+        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
+        let session = match target {
+            Target::Session(_) => {
+                return match self.table.touch(&key, Direction::In, len, flags, now) {
+                    Some(_) => Ok(inside),
+                    None => Err(DropReason::NoSession),
+                }
+            }
+            _ if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
+            Target::Dnat(_) => self.table.create_dnat(key, port, now).ok(),
+            Target::Mapped(_) => self.table.create_out(key, now).ok(),
+        };
+        let session = session.ok_or(DropReason::TableFull)?;
+        session.touch(Direction::In, len, flags, now);
+        Ok(inside)
+    }
+}

@@ -1,0 +1,151 @@
+//! The external port allocator (RFC 4787 REQ-3: port preservation when free, the ranges
+//! 1-1023 and 1024-65535 kept apart, no port overloading; REQ-4: optionally, parity kept;
+//! RFC 6888 REQ-8: a released port is held before another host may have it; RFC 6056: the
+//! search for a free port starts at a random place).
+//!
+//! One port of the outside address per (protocol, port) is either in use by a mapping,
+//! held after its release, reserved for a DNAT rule or a local service, or free.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::endpoint::{Address, MapKey};
+use super::time::Instant;
+use super::HashMap;
+use crate::wire::transport::Protocol;
+
+/// How long a released external port is kept from other inside hosts (RFC 6888 REQ-8's
+/// recommendation; the same inside endpoint may take it back at once).
+pub const PORT_HOLD: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+enum PortSlot<A> {
+    InUse(MapKey<A>),
+    Held { until: Instant, owner: MapKey<A> },
+}
+
+/// The external ports of one outside address.
+#[derive(Debug)]
+pub struct Ports<A: Address> {
+    slots: HashMap<(Protocol, u16), PortSlot<A>>,
+    /// Released ports in the order their hold ends.
+    held: VecDeque<(Protocol, u16, Instant)>,
+    /// Never allocated dynamically: DNAT ranges and local services.
+    reserved: Vec<(Protocol, u16, u16)>,
+    /// How long a released port is kept from other hosts (default [`PORT_HOLD`]).
+    pub hold: Duration,
+    /// Keep the parity of the inside port when another port must be chosen.
+    pub parity: bool,
+    rng: u32,
+}
+
+impl<A: Address> Default for Ports<A> {
+    fn default() -> Self {
+        Ports {
+            slots: HashMap::default(),
+            held: VecDeque::new(),
+            reserved: Vec::new(),
+            hold: PORT_HOLD,
+            parity: false,
+            rng: 0x9e37_79b9,
+        }
+    }
+}
+
+impl<A: Address> Ports<A> {
+    /// Keeps `first..=last` of `protocol` out of dynamic allocation.
+    pub fn reserve(&mut self, protocol: Protocol, first: u16, last: u16) {
+        self.reserved.push((protocol, first, last));
+    }
+
+    /// Forgets every reservation (before reserving the new set on reconfiguration).
+    pub fn clear_reserved(&mut self) {
+        self.reserved.clear();
+    }
+
+    fn is_reserved(&self, protocol: Protocol, port: u16) -> bool {
+        self.reserved
+            .iter()
+            .any(|&(p, a, b)| p == protocol && (a..=b).contains(&port))
+    }
+
+    fn free_for(&self, protocol: Protocol, port: u16, me: &MapKey<A>, now: Instant) -> bool {
+        if self.is_reserved(protocol, port) {
+            return false;
+        }
+        match self.slots.get(&(protocol, port)) {
+            None => true,
+            Some(PortSlot::InUse(_)) => false,
+            Some(PortSlot::Held { until, owner }) => *until <= now || owner == me,
+        }
+    }
+
+    fn next_random(&mut self) -> u32 {
+        // xorshift32: spreads the search start (RFC 6056 in spirit), deterministic in tests.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        x
+    }
+
+    /// Takes an external port for mapping `me`: its own port if free, else one from the
+    /// same range (and parity, if asked).
+    pub fn allocate(&mut self, me: &MapKey<A>, now: Instant) -> Option<u16> {
+        let want = me.inside.port;
+        let (lo, hi) = match me.protocol {
+            Protocol::Icmp => (0u16, 65535u16),
+            _ if want < 1024 => (1, 1023),
+            _ => (1024, 65535),
+        };
+        let port = if want >= lo && self.free_for(me.protocol, want, me, now) {
+            Some(want)
+        } else {
+            let parity = self.parity && me.protocol != Protocol::Icmp;
+            let span = (hi - lo) as u32 + 1;
+            let start = self.next_random() % span;
+            (0..span)
+                .map(|i| lo + ((start + i) % span) as u16)
+                .filter(|p| !parity || p % 2 == want % 2)
+                .find(|&p| self.free_for(me.protocol, p, me, now))
+        }?;
+        self.slots.insert((me.protocol, port), PortSlot::InUse(*me));
+        Some(port)
+    }
+
+    /// Releases `port` of mapping `owner`: held from other hosts until `now` + the hold.
+    pub fn release(&mut self, port: u16, owner: MapKey<A>, now: Instant) {
+        let until = now + self.hold;
+        self.slots
+            .insert((owner.protocol, port), PortSlot::Held { until, owner });
+        self.held.push_back((owner.protocol, port, until));
+    }
+
+    /// The mapping that holds external `port` now.
+    pub fn owner(&self, protocol: Protocol, port: u16) -> Option<&MapKey<A>> {
+        match self.slots.get(&(protocol, port)) {
+            Some(PortSlot::InUse(mk)) => Some(mk),
+            _ => None,
+        }
+    }
+
+    /// Frees the ports whose hold is over at `now`.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(p, port, until)) = self.held.front() {
+            if until > now {
+                break;
+            }
+            self.held.pop_front();
+            if matches!(self.slots.get(&(p, port)), Some(PortSlot::Held { until: u, .. }) if *u == until)
+            {
+                self.slots.remove(&(p, port));
+            }
+        }
+    }
+
+    /// When the next hold ends.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.held.front().map(|h| h.2)
+    }
+}

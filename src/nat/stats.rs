@@ -1,0 +1,96 @@
+//! Why packets are dropped, and the core's packet counters. Every reason a packet is not
+//! forwarded has a name (shown by `tunnat stats` and in debug logs) and a counter.
+
+use crate::wire::WireError;
+
+macro_rules! drop_reasons {
+    ($($name:ident => $text:literal,)*) => {
+        /// Why a packet was not forwarded. Every reason has a counter in [`Stats`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum DropReason { $($name,)* }
+
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$name => $text,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    Truncated => "truncated",
+    NotIpv4 => "not-ipv4",
+    BadHeaderLength => "bad-ihl",
+    BadTotalLength => "bad-total-length",
+    BadIpChecksum => "bad-ip-checksum",
+    BadTransportLength => "bad-transport-length",
+    BadIcmpChecksum => "bad-icmp-checksum",
+    BadQuotedPacket => "bad-quoted-packet",
+    SpoofedSource => "spoofed-source",
+    NotRouted => "not-routed",
+    Fragment => "fragment-for-router",
+    BadFragment => "bad-fragment",
+    UnsupportedProtocol => "unsupported-protocol",
+    UnsupportedIcmp => "unsupported-icmp",
+    BadTcpFlags => "bad-tcp-flags",
+    BadOffload => "bad-offload",
+    NoSession => "no-session",
+    IcmpErrorNoSession => "icmp-error-no-session",
+    TtlExceeded => "ttl-exceeded",
+    TooBig => "too-big",
+    Filtered => "filtered",
+    SynHeld => "syn-held",
+    TableFull => "table-full",
+    HostLimit => "host-limit",
+    NoPort => "no-free-port",
+}
+
+impl From<WireError> for DropReason {
+    fn from(e: WireError) -> DropReason {
+        match e {
+            WireError::Truncated => DropReason::Truncated,
+            WireError::NotIpv4 => DropReason::NotIpv4,
+            WireError::BadHeaderLength => DropReason::BadHeaderLength,
+            WireError::BadTotalLength => DropReason::BadTotalLength,
+            WireError::BadIpChecksum => DropReason::BadIpChecksum,
+            WireError::BadTransportLength => DropReason::BadTransportLength,
+            WireError::BadIcmpChecksum => DropReason::BadIcmpChecksum,
+        }
+    }
+}
+
+/// Packet counters of the core.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub forwarded_out: u64,
+    pub forwarded_in: u64,
+    pub local: u64,
+    pub hairpinned: u64,
+    pub fragments_held: u64,
+    pub reassembled: u64,
+    pub fragmented: u64,
+    pub icmp_errors_sent: u64,
+    pub icmp_errors_translated: u64,
+    /// GSO super-packets forwarded whole (TUN offloads).
+    pub gso_forwarded: u64,
+    /// Held SYNs dropped unanswered because [`super::MAX_HELD_SYNS`] were held.
+    pub held_syns_overflowed: u64,
+    drops: [u64; DropReason::ALL.len()],
+}
+
+impl Stats {
+    pub fn drops(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+    pub(crate) fn count(&mut self, r: DropReason) {
+        self.drops[r as usize] += 1;
+    }
+    /// Every drop reason with a non-zero count.
+    pub fn drop_counts(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (*r, self.drops[*r as usize]))
+            .filter(|(_, n)| *n > 0)
+    }
+}

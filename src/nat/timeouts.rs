@@ -1,0 +1,52 @@
+//! Idle timeouts per protocol and TCP phase (RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508
+//! REQ-2, RFC 7857 section 3.1), and the RFC minimums that bound eviction.
+
+use std::time::Duration;
+
+use super::table::Session;
+use super::tcp_state::TcpPhase;
+use crate::wire::transport::Protocol;
+
+/// Idle timeouts per protocol and TCP phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub udp: Duration,
+    pub tcp_established: Duration,
+    pub tcp_transitory: Duration,
+    pub icmp: Duration,
+}
+
+impl Default for Timeouts {
+    /// RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended), RFC 5382 REQ-5 (established
+    /// >= 2 h 4 min, transitory >= 4 min), RFC 5508 REQ-2 (ICMP query >= 60 s).
+    fn default() -> Timeouts {
+        Timeouts {
+            udp: Duration::from_secs(300),
+            tcp_established: Duration::from_secs(7440),
+            tcp_transitory: Duration::from_secs(240),
+            icmp: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn shortest(&self) -> Duration {
+        self.udp
+            .min(self.tcp_established)
+            .min(self.tcp_transitory)
+            .min(self.icmp)
+    }
+}
+
+/// The shortest idle time the RFCs allow before a session may be removed: a session idle
+/// at least this long may be evicted to make room when the table is full.
+pub fn rfc_minimum_idle(protocol: Protocol, s: &Session) -> Duration {
+    match protocol {
+        Protocol::Udp => Duration::from_secs(120), // RFC 4787 REQ-5
+        Protocol::Icmp => Duration::from_secs(60), // RFC 5508 REQ-2
+        Protocol::Tcp => match s.tcp.phase() {
+            TcpPhase::Established => Duration::from_secs(7440), // RFC 5382 REQ-5
+            TcpPhase::Transitory => Duration::from_secs(240),
+        },
+    }
+}

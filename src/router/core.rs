@@ -1,0 +1,339 @@
+//! The router core, without I/O, in the manner of quinn-proto's `Endpoint` and smoltcp's
+//! `Interface`: the driver hands it each packet read from a port ([`Router::handle`]) and
+//! each control request ([`Router::handle_control`]), and asks it what to write
+//! ([`Router::poll_transmit`]) and when to call again ([`Router::poll_timeout`],
+//! [`Router::handle_timeout`]). Time is a value passed in; nothing here touches a file
+//! descriptor or a clock, so every behaviour runs in unit tests with in-memory ports.
+//!
+//! It owns the NAT core ([`crate::nat`]), the router's own stack on each port
+//! ([`super::local`]: ping, RST, port unreachable, the policy server behind the 843 gate)
+//! and the counters ([`super::Counters`]).
+
+use anyhow::{anyhow, Result};
+use smoltcp::time::Instant as SmolInstant;
+
+use super::counters::{ControlCounters, Counters, IoCounters, NatCounters, PolicyCounters};
+use super::local::{LocalConfig, LocalStack};
+use crate::config::Config;
+use crate::control::proto::{Message, Request, Response, Row, Rules, Sessions};
+use crate::nat::{DnatRule, DropReason, Instant, Nat, Side, Transmit, Verdict};
+use crate::wire::offload::{Offload, Unsupported};
+use crate::wire::transport::Protocol;
+
+/// The two ports, in the order the core indexes them.
+pub const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
+
+fn index(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
+}
+
+fn smol(t: Instant) -> SmolInstant {
+    SmolInstant::from_millis(t.millis() as i64)
+}
+
+/// The packet [`Router::handle`] was given, rewritten in the caller's buffer: write its
+/// first `len` bytes to `port`, with `offload` as the TUN offload header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlace {
+    pub port: Side,
+    pub len: usize,
+    pub offload: Offload,
+}
+
+/// The sans-I/O router.
+pub struct Router {
+    cfg: Config,
+    nat: Nat,
+    locals: [LocalStack; 2],
+    io: IoCounters,
+    control: ControlCounters,
+}
+
+impl Router {
+    /// A router for `cfg` at time `now`; `seed` seeds the local stacks' sequence numbers.
+    pub fn new(cfg: Config, now: Instant, seed: u64) -> Router {
+        let mtus = cfg.port_mtus();
+        let local = |own, other, mtu, salt: u64| {
+            LocalStack::new(
+                &LocalConfig {
+                    own,
+                    other,
+                    mtu,
+                    policy_port: cfg.policy_port,
+                    policy: &cfg.policy,
+                    policy_idle: cfg.policy_idle,
+                    seed: seed ^ salt,
+                },
+                smol(now),
+            )
+        };
+        let locals = [
+            local(cfg.inside.cidr, cfg.outside.cidr, mtus[0], 0),
+            local(cfg.outside.cidr, cfg.inside.cidr, mtus[1], 0x5bd1_e995),
+        ];
+        Router {
+            nat: Nat::new(cfg.nat()),
+            cfg,
+            locals,
+            io: IoCounters::default(),
+            control: ControlCounters::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn nat(&self) -> &Nat {
+        &self.nat
+    }
+
+    /// A packet read from `port` at `now`, with what the TUN's offload header said of it.
+    /// Returns the packet itself when it is to be written out (rewritten in `buf`: the
+    /// forwarding path copies nothing); everything else the router now has to send comes
+    /// from [`Router::poll_transmit`].
+    pub fn handle(
+        &mut self,
+        port: Side,
+        buf: &mut [u8],
+        offload: Result<Offload, Unsupported>,
+        now: Instant,
+    ) -> Option<InPlace> {
+        let i = index(port);
+        match port {
+            Side::Inside => self.io.read_inside += 1,
+            Side::Outside => self.io.read_outside += 1,
+        }
+        let Ok(mut off) = offload else {
+            self.nat.count_drop(DropReason::BadOffload);
+            log::debug!("{}: dropped (bad-offload)", port.name());
+            return None;
+        };
+        match self.nat.process_offload(port, buf, now, &mut off) {
+            Verdict::Forward { len } => Some(InPlace {
+                port: port.other(),
+                len,
+                offload: off,
+            }),
+            Verdict::Hairpin { len } => Some(InPlace {
+                port,
+                len,
+                offload: off,
+            }),
+            Verdict::Local { len } => {
+                self.locals[i].deliver(&buf[..len], smol(now));
+                None
+            }
+            Verdict::Reply(why) => {
+                log::debug!("{}: answered with ICMP ({})", port.name(), why.name());
+                None
+            }
+            Verdict::Drop(why) => {
+                log::debug!("{}: dropped ({})", port.name(), why.name());
+                None
+            }
+            Verdict::Emit { .. } | Verdict::Held => None,
+        }
+    }
+
+    /// The next packet to write, and the port to write it to: what the NAT core made (ICMP
+    /// errors, fragments), then what the local stacks answer. Runs a local stack when a
+    /// packet or a timer of its is waiting; forwarded traffic alone costs it nothing.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(t) = self.nat.poll_transmit() {
+            return Some(t);
+        }
+        for round in 0..2 {
+            for (i, l) in self.locals.iter_mut().enumerate() {
+                if let Some(packet) = l.dev.tx.pop_front() {
+                    return Some(Transmit {
+                        port: SIDES[i],
+                        packet,
+                    });
+                }
+            }
+            if round == 0 {
+                let mut ran = false;
+                for l in &mut self.locals {
+                    ran |= l.poll_if_needed(smol(now));
+                }
+                if !ran {
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// When [`Router::handle_timeout`] next has work (a session, a datagram being
+    /// reassembled or a held SYN times out; a local stack's timer fires). `None`: nothing
+    /// until a packet or a request comes, so an idle router sleeps.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let locals = self
+            .locals
+            .iter()
+            .filter_map(|l| l.due)
+            .map(|d| Instant::from_millis(d.total_millis().max(0) as u64));
+        self.nat.poll_timeout().into_iter().chain(locals).min()
+    }
+
+    /// Expires what is due at `now`; what that makes comes from [`Router::poll_transmit`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.nat.handle_timeout(now, |k, s| {
+            log::debug!(
+                "expired {} {} -> {} via :{} idle {:?}",
+                k.protocol.name(),
+                k.inside,
+                k.remote,
+                s.ext_port,
+                now.since(s.last_seen)
+            );
+        });
+    }
+
+    /// Answers a control request. `load` reads the configuration again for `reload` (the
+    /// driver's file access, passed in as the clock is).
+    pub fn handle_control(
+        &mut self,
+        req: Request,
+        now: Instant,
+        load: &mut dyn FnMut() -> Result<Config>,
+    ) -> Response {
+        self.control.requests += 1;
+        let r = match req {
+            Request::Table => Ok(Response::Sessions(Sessions {
+                sessions: self.table_rows(now),
+            })),
+            Request::Stats => Ok(Response::Counters(Box::new(self.counters()))),
+            Request::DnatList => Ok(Response::Rules(Rules {
+                rules: self.cfg.dnat.iter().map(|r| r.to_string()).collect(),
+            })),
+            Request::DnatAdd { rule } => self.dnat_add(&rule).map(|()| Response::Done),
+            Request::DnatDel { rule } => self.dnat_del(&rule).map(|()| Response::Done),
+            Request::Reload => load()
+                .and_then(|cfg| self.reload(cfg))
+                .map(|message| Response::Message(Message { message }))
+                .inspect_err(|e| log::warn!("reload refused, the old configuration stays: {e:#}")),
+        };
+        r.unwrap_or_else(|e| {
+            self.control.refused += 1;
+            Response::error(format!("{e:#}"))
+        })
+    }
+
+    /// A control request that could not be parsed.
+    pub fn refuse_control(&mut self, why: &str) -> Response {
+        self.control.requests += 1;
+        self.control.refused += 1;
+        Response::error(why)
+    }
+
+    fn dnat_add(&mut self, rule: &str) -> Result<()> {
+        let r: DnatRule = rule.parse().map_err(|e| anyhow!("{e}"))?;
+        let mut new = self.cfg.clone();
+        new.dnat.push(r);
+        new.validate()?;
+        log::info!("dnat add {r}");
+        self.apply(new);
+        Ok(())
+    }
+
+    fn dnat_del(&mut self, rule: &str) -> Result<()> {
+        let r: DnatRule = rule.parse().map_err(|e| anyhow!("{e}"))?;
+        let mut new = self.cfg.clone();
+        let before = new.dnat.len();
+        new.dnat.retain(|x| *x != r);
+        if new.dnat.len() == before {
+            return Err(anyhow!("no dnat rule {r}"));
+        }
+        log::info!("dnat del {r}");
+        self.apply(new);
+        Ok(())
+    }
+
+    /// Applies a configuration read again (SIGHUP, `tunnat reload`): refused whole if it
+    /// changes an option that only a restart may change. Existing sessions are kept.
+    pub fn reload(&mut self, new: Config) -> Result<String> {
+        crate::settings::reloadable(&self.cfg, &new)?;
+        let msg = format!(
+            "reloaded: {} dnat rule(s), timeouts udp {}s tcp {}s/{}s icmp {}s, filtering {:?}",
+            new.dnat.len(),
+            new.timeouts.udp.as_secs(),
+            new.timeouts.tcp_established.as_secs(),
+            new.timeouts.tcp_transitory.as_secs(),
+            new.timeouts.icmp.as_secs(),
+            new.filtering
+        );
+        self.apply(new);
+        log::info!("{msg}");
+        Ok(msg)
+    }
+
+    fn apply(&mut self, new: Config) {
+        self.nat.reconfigure(new.nat());
+        for l in &mut self.locals {
+            l.set_policy(&new.policy, new.policy_idle);
+        }
+        self.cfg = new;
+    }
+
+    /// The driver could not write a packet.
+    pub fn count_write_error(&mut self) {
+        self.io.write_errors += 1;
+    }
+
+    /// The driver dropped control clients that were too slow.
+    pub fn count_control_timeouts(&mut self, n: u64) {
+        self.control.clients_timed_out += n;
+    }
+
+    /// Every counter, as `tunnat stats` shows them.
+    pub fn counters(&self) -> Counters {
+        let mut io = self.io;
+        io.local_queue_overflows = self.locals.iter().map(|l| l.dev.overflows).sum();
+        Counters {
+            nat: NatCounters::of(&self.nat),
+            io,
+            control: self.control,
+            policy: SIDES
+                .iter()
+                .zip(&self.locals)
+                .filter_map(|(side, l)| {
+                    l.policy
+                        .as_ref()
+                        .map(|p| PolicyCounters::of(*side, &p.stats))
+                })
+                .collect(),
+        }
+    }
+
+    /// The session table as rows, most recently used first.
+    pub fn table_rows(&self, now: Instant) -> Vec<Row> {
+        let outside = self.cfg.outside.cidr.addr;
+        let table = self.nat.table();
+        table
+            .sessions()
+            .map(|(k, s)| Row {
+                proto: k.protocol.name().to_string(),
+                state: if k.protocol == Protocol::Tcp {
+                    s.tcp.name().to_string()
+                } else {
+                    "-".to_string()
+                },
+                inside: k.inside.to_string(),
+                outside: format!("{outside}:{}", s.ext_port),
+                remote: k.remote.to_string(),
+                dnat: s.dnat,
+                idle_s: now.since(s.last_seen).as_secs(),
+                timeout_s: table.timeout_of(k.protocol, s).as_secs(),
+                packets_out: s.packets[0],
+                packets_in: s.packets[1],
+                bytes_out: s.bytes[0],
+                bytes_in: s.bytes[1],
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,169 @@
+//! Every counter the router keeps, in one struct: `tunnat stats` sends it, the log line at
+//! stop is written from it, and the tests read it. A packet that is not forwarded is
+//! counted under a reason ([`crate::nat::DropReason`]), and so is every queue overflow.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::nat::{Nat, Side};
+use crate::services::policy::PolicyStats;
+
+/// All the router's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub nat: NatCounters,
+    pub io: IoCounters,
+    pub control: ControlCounters,
+    /// The policy server on each port, when it is on.
+    pub policy: Vec<PolicyCounters>,
+}
+
+/// The NAT core's counters and table sizes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NatCounters {
+    pub forwarded_out: u64,
+    pub forwarded_in: u64,
+    pub local: u64,
+    pub hairpinned: u64,
+    pub fragments_held: u64,
+    pub reassembled: u64,
+    pub fragmented: u64,
+    pub reassembly_pending: u64,
+    pub reassembly_timed_out: u64,
+    pub reassembly_evicted: u64,
+    pub icmp_errors_sent: u64,
+    pub icmp_errors_translated: u64,
+    pub gso_forwarded: u64,
+    /// Unsolicited SYNs dropped unanswered because the hold queue was full.
+    pub held_syns_overflowed: u64,
+    /// Packets not forwarded, by reason (only reasons that happened).
+    pub drops: BTreeMap<String, u64>,
+    pub sessions: u64,
+    pub mappings: u64,
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    pub sessions_evicted: u64,
+    pub mappings_created: u64,
+    pub mappings_released: u64,
+}
+
+/// What the driver saw of the ports, and the router's own stacks' queues.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoCounters {
+    pub read_inside: u64,
+    pub read_outside: u64,
+    pub write_errors: u64,
+    /// Packets dropped because a local stack's queue was full.
+    pub local_queue_overflows: u64,
+}
+
+/// The control socket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlCounters {
+    pub requests: u64,
+    pub refused: u64,
+    /// Clients dropped for not sending their request or taking their answer in time.
+    pub clients_timed_out: u64,
+}
+
+/// One port's policy server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyCounters {
+    pub side: String,
+    pub served: u64,
+    pub refused: u64,
+    pub timed_out: u64,
+    pub displaced: u64,
+    pub busy: u64,
+}
+
+impl NatCounters {
+    pub fn of(nat: &Nat) -> NatCounters {
+        let s = nat.stats();
+        let t = nat.table();
+        let r = nat.reassembler();
+        NatCounters {
+            forwarded_out: s.forwarded_out,
+            forwarded_in: s.forwarded_in,
+            local: s.local,
+            hairpinned: s.hairpinned,
+            fragments_held: s.fragments_held,
+            reassembled: s.reassembled,
+            fragmented: s.fragmented,
+            reassembly_pending: r.pending() as u64,
+            reassembly_timed_out: r.timed_out,
+            reassembly_evicted: r.evicted,
+            icmp_errors_sent: s.icmp_errors_sent,
+            icmp_errors_translated: s.icmp_errors_translated,
+            gso_forwarded: s.gso_forwarded,
+            held_syns_overflowed: s.held_syns_overflowed,
+            drops: s
+                .drop_counts()
+                .map(|(r, n)| (r.name().to_string(), n))
+                .collect(),
+            sessions: t.len() as u64,
+            mappings: t.mapping_count() as u64,
+            sessions_created: t.stats.sessions_created,
+            sessions_expired: t.stats.sessions_expired,
+            sessions_evicted: t.stats.sessions_evicted,
+            mappings_created: t.stats.mappings_created,
+            mappings_released: t.stats.mappings_released,
+        }
+    }
+}
+
+impl PolicyCounters {
+    pub fn of(side: Side, s: &PolicyStats) -> PolicyCounters {
+        PolicyCounters {
+            side: side.name().to_string(),
+            served: s.served,
+            refused: s.refused,
+            timed_out: s.timed_out,
+            displaced: s.displaced,
+            busy: s.busy,
+        }
+    }
+}
+
+impl Counters {
+    /// The summary logged when the router stops, one line each.
+    pub fn log_lines(&self) -> Vec<String> {
+        let n = &self.nat;
+        let mut lines = vec![format!(
+            "forwarded out {} in {}, local {}, ICMP errors sent {} translated {}, sessions {} (created {}, expired {}, evicted {})",
+            n.forwarded_out,
+            n.forwarded_in,
+            n.local,
+            n.icmp_errors_sent,
+            n.icmp_errors_translated,
+            n.sessions,
+            n.sessions_created,
+            n.sessions_expired,
+            n.sessions_evicted,
+        )];
+        for (r, count) in &n.drops {
+            lines.push(format!("dropped {r}: {count}"));
+        }
+        let io = &self.io;
+        let c = &self.control;
+        lines.push(format!(
+            "read inside {} outside {}, write errors {}, local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
+            io.read_inside,
+            io.read_outside,
+            io.write_errors,
+            io.local_queue_overflows,
+            n.held_syns_overflowed,
+            c.requests,
+            c.refused,
+            c.clients_timed_out,
+        ));
+        for p in &self.policy {
+            lines.push(format!(
+                "policy server ({}): served {}, refused {}, timed out {}, displaced {}, busy {}",
+                p.side, p.served, p.refused, p.timed_out, p.displaced, p.busy
+            ));
+        }
+        lines
+    }
+}

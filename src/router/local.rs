@@ -1,0 +1,151 @@
+//! The router's own stack on one port: a smoltcp `Interface` over a queue device
+//! ([`crate::port::bridge`]) holding both router addresses, with the policy server's
+//! sockets. It answers ping, resets closed TCP ports and sends port unreachable for closed
+//! UDP ports (RFC 1122 4.2.2.13, 3.2.2.1), as a kernel router does.
+//!
+//! The 843 gate: a SYN for the policy port while none of the server's sockets listens
+//! makes the server displace a connection for it; if none may be displaced, the SYN is
+//! dropped (counted as `busy`) so the client retries, as with a full kernel accept queue,
+//! instead of smoltcp's RST.
+
+use std::time::Duration;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use crate::nat::Ipv4Cidr;
+use crate::port::bridge::QueueDevice;
+use crate::services::policy::PolicyServer;
+use crate::wire::ipv4::{Check, Ipv4};
+use crate::wire::transport::{Protocol, TcpFlags, Transport};
+
+/// What a local stack needs to know.
+pub struct LocalConfig<'a> {
+    /// This port's address, with its network.
+    pub own: Ipv4Cidr,
+    /// The other port's address (answered here too, as a /32).
+    pub other: Ipv4Cidr,
+    pub mtu: usize,
+    /// The policy server's port, 0 for off.
+    pub policy_port: u16,
+    pub policy: &'a [u8],
+    pub policy_idle: Duration,
+    /// Seeds smoltcp's initial sequence numbers and ports.
+    pub seed: u64,
+}
+
+pub struct LocalStack {
+    pub(super) dev: QueueDevice,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    pub(super) policy: Option<PolicyServer>,
+    /// When the stack next needs polling without a packet for it (a TCP timer, a policy
+    /// timeout), as of its last poll; `None`: only when a packet comes.
+    pub(super) due: Option<SmolInstant>,
+}
+
+impl LocalStack {
+    pub fn new(c: &LocalConfig, now: SmolInstant) -> LocalStack {
+        let mut dev = QueueDevice::new(c.mtu);
+        let mut ic = IfaceConfig::new(HardwareAddress::Ip);
+        ic.random_seed = c.seed;
+        let mut iface = Interface::new(ic, &mut dev, now);
+        let (own, other) = (c.own, c.other);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(own.addr), own.prefix));
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(other.addr), 32));
+        });
+        // Replies to any remote leave through this port: a default route. On an IP-medium
+        // device the gateway is never resolved, so any address on the network will do.
+        let gw = std::net::Ipv4Addr::from((u32::from(own.addr) & own.mask()) | 1);
+        let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        let mut sockets = SocketSet::new(Vec::new());
+        let policy = (c.policy_port != 0)
+            .then(|| PolicyServer::new(&mut sockets, c.policy_port, c.policy, c.policy_idle));
+        LocalStack {
+            dev,
+            iface,
+            sockets,
+            policy,
+            due: Some(now),
+        }
+    }
+
+    /// Hands a packet to the stack, through the 843 gate.
+    pub fn deliver(&mut self, pkt: &[u8], now: SmolInstant) {
+        if let Some(p) = &mut self.policy {
+            if syn_to(pkt, p.port())
+                && !p.listening(&self.sockets)
+                && !p.make_room(&mut self.sockets, now)
+            {
+                p.stats.busy += 1;
+                self.due = Some(SmolInstant::ZERO);
+                return;
+            }
+        }
+        self.dev.deliver(pkt);
+    }
+
+    /// Runs the stack if a packet is waiting for it or a timer of its is due; forwarded
+    /// traffic alone costs it nothing. Returns whether it ran.
+    pub fn poll_if_needed(&mut self, now: SmolInstant) -> bool {
+        if self.dev.rx.is_empty() && self.due.is_none_or(|d| d > now) {
+            return false;
+        }
+        for _ in 0..4 {
+            self.iface.poll(now, &mut self.dev, &mut self.sockets);
+            let changed = match &mut self.policy {
+                Some(p) => p.service(&mut self.sockets, now),
+                None => false,
+            };
+            if !changed {
+                break;
+            }
+        }
+        self.due = self.next_deadline(now).map(|d| now + d.into());
+        true
+    }
+
+    fn next_deadline(&mut self, now: SmolInstant) -> Option<Duration> {
+        let d = self
+            .iface
+            .poll_delay(now, &self.sockets)
+            .map(Duration::from);
+        let p = self
+            .policy
+            .as_ref()
+            .and_then(|p| p.next_deadline())
+            .map(|t| {
+                if t > now {
+                    Duration::from(t - now)
+                } else {
+                    Duration::ZERO
+                }
+            });
+        match (d, p) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// New policy text and idle timeout; poll soon, as the timeouts changed.
+    pub fn set_policy(&mut self, policy: &[u8], idle: Duration) {
+        if let Some(p) = &mut self.policy {
+            p.set_policy(policy, idle);
+        }
+        self.due = Some(SmolInstant::ZERO);
+    }
+}
+
+/// Is `pkt` a TCP SYN (opening, not SYN-ACK) to `port`?
+fn syn_to(pkt: &[u8], port: u16) -> bool {
+    let Ok(ip) = Ipv4::new_checked(pkt, Check::Full) else {
+        return false;
+    };
+    ip.protocol() == 6
+        && !ip.is_fragment()
+        && Transport::new_checked(Protocol::Tcp, ip.payload()).is_ok_and(|t| {
+            t.dst_port == port && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
+        })
+}

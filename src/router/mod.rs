@@ -1,0 +1,15 @@
+//! The router: a sans-I/O core ([`Router`]: the NAT core, the router's own stacks and
+//! services, control requests, counters) and the driver that feeds it from the TUN
+//! devices ([`driver`]: the only code that does I/O or reads the clock).
+
+pub mod core;
+pub mod counters;
+pub mod driver;
+pub mod local;
+
+pub use self::core::{InPlace, Router, SIDES};
+pub use counters::Counters;
+pub use driver::run;
+
+#[cfg(test)]
+mod test;

@@ -1,0 +1,511 @@
+//! The router core driven in memory: two smoltcp hosts, one on each port, exchange real
+//! TCP, UDP and ICMP with each other and with the router through [`Router::handle`] and
+//! [`Router::poll_transmit`], on a fake clock (quinn-proto's `Pair`, for a router). The
+//! seed scenarios, the 843 gate, reload, control requests and the timers run here as
+//! plain `cargo test`, without root or TUN devices.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+
+use super::*;
+use crate::config::Config;
+use crate::control::proto::{Request, Response};
+use crate::nat::{Instant, Side};
+use crate::port::bridge::QueueDevice;
+use crate::services::policy::{DEFAULT_POLICY, REQUEST};
+use crate::wire::offload::Offload;
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 101);
+const SERVER_IN: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 73);
+const ROUTER_IN: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 100);
+const ROUTER_OUT: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 186);
+const REMOTE: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 1);
+
+/// The hosts on one wire: a smoltcp interface holding their addresses.
+struct Host {
+    dev: QueueDevice,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+}
+
+impl Host {
+    fn new(addrs: &[Ipv4Addr], prefix: u8, gateway: Ipv4Addr) -> Host {
+        let mut dev = QueueDevice::new(1500);
+        let mut iface = Interface::new(
+            IfaceConfig::new(HardwareAddress::Ip),
+            &mut dev,
+            SmolInstant::ZERO,
+        );
+        iface.update_ip_addrs(|a| {
+            for addr in addrs {
+                a.push(IpCidr::new(IpAddress::Ipv4(*addr), prefix)).unwrap();
+            }
+        });
+        iface.routes_mut().add_default_ipv4_route(gateway).unwrap();
+        Host {
+            dev,
+            iface,
+            sockets: SocketSet::new(vec![]),
+        }
+    }
+
+    fn tcp(&mut self) -> SocketHandle {
+        let s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 4096]),
+            tcp::SocketBuffer::new(vec![0; 4096]),
+        );
+        self.sockets.add(s)
+    }
+
+    fn connect(&mut self, to: (Ipv4Addr, u16), from: (Ipv4Addr, u16)) -> SocketHandle {
+        let h = self.tcp();
+        let cx = self.iface.context();
+        self.sockets
+            .get_mut::<tcp::Socket>(h)
+            .connect(
+                cx,
+                (IpAddress::Ipv4(to.0), to.1),
+                (IpAddress::Ipv4(from.0), from.1),
+            )
+            .unwrap();
+        h
+    }
+
+    fn listen(&mut self, port: u16) -> SocketHandle {
+        let h = self.tcp();
+        self.sockets.get_mut::<tcp::Socket>(h).listen(port).unwrap();
+        h
+    }
+
+    fn sock(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(h)
+    }
+
+    fn send(&mut self, h: SocketHandle, data: &[u8]) {
+        assert_eq!(self.sock(h).send_slice(data).unwrap(), data.len());
+    }
+
+    fn received(&mut self, h: SocketHandle) -> Vec<u8> {
+        let mut out = vec![0u8; 4096];
+        let s = self.sock(h);
+        let n = if s.can_recv() {
+            s.recv_slice(&mut out).unwrap()
+        } else {
+            0
+        };
+        out.truncate(n);
+        out
+    }
+
+    fn remote(&mut self, h: SocketHandle) -> Option<IpEndpoint> {
+        self.sock(h).remote_endpoint()
+    }
+}
+
+/// The README lab in memory: the inside hosts (client and DNAT target), the router, and
+/// the outside host, on a clock stepped by [`Lab::step`].
+struct Lab {
+    router: Router,
+    inside: Host,
+    outside: Host,
+    now: Instant,
+    /// Every packet the router wrote, with its port (for asserting on what crossed).
+    wire: Vec<(Side, Vec<u8>)>,
+}
+
+impl Lab {
+    fn new(cfg: Config) -> Lab {
+        Lab {
+            router: Router::new(cfg, Instant::ZERO, 7),
+            inside: Host::new(&[CLIENT, SERVER_IN], 24, ROUTER_IN),
+            outside: Host::new(&[REMOTE], 24, ROUTER_OUT),
+            now: Instant::ZERO,
+            wire: Vec::new(),
+        }
+    }
+
+    /// Runs both hosts and the router until nothing moves, then advances the clock.
+    fn step(&mut self, by: Duration) {
+        for _ in 0..64 {
+            let smol = SmolInstant::from_millis(self.now.millis() as i64);
+            self.inside
+                .iface
+                .poll(smol, &mut self.inside.dev, &mut self.inside.sockets);
+            self.outside
+                .iface
+                .poll(smol, &mut self.outside.dev, &mut self.outside.sockets);
+            let mut moved = false;
+            for side in SIDES {
+                let host = match side {
+                    Side::Inside => &mut self.inside,
+                    Side::Outside => &mut self.outside,
+                };
+                let sent: Vec<Vec<u8>> = host.dev.tx.drain(..).collect();
+                for mut p in sent {
+                    moved = true;
+                    let now = self.now;
+                    if let Some(w) = self.router.handle(side, &mut p, Ok(Offload::NONE), now) {
+                        assert_eq!(w.offload, Offload::NONE);
+                        self.deliver(w.port, p[..w.len].to_vec());
+                    }
+                    self.flush();
+                }
+            }
+            self.flush();
+            if !moved {
+                break;
+            }
+        }
+        self.now = self.now + by;
+        if self.router.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.router.handle_timeout(self.now);
+        }
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while let Some(t) = self.router.poll_transmit(self.now) {
+            self.deliver(t.port, t.packet);
+        }
+    }
+
+    fn deliver(&mut self, port: Side, packet: Vec<u8>) {
+        let host = match port {
+            Side::Inside => &mut self.inside,
+            Side::Outside => &mut self.outside,
+        };
+        host.dev.deliver(&packet);
+        self.wire.push((port, packet));
+    }
+
+    fn run(&mut self, steps: usize) {
+        for _ in 0..steps {
+            self.step(Duration::from_millis(10));
+        }
+    }
+
+    fn control(&mut self, req: Request) -> Response {
+        self.router
+            .handle_control(req, self.now, &mut || anyhow::bail!("no config file"))
+    }
+}
+
+fn v4(e: Option<IpEndpoint>) -> (Ipv4Addr, u16) {
+    let e = e.expect("connected");
+    match e.addr {
+        IpAddress::Ipv4(a) => (a, e.port),
+    }
+}
+
+#[test]
+fn seed_scenario_napt_the_inside_client_browses_out() {
+    let mut lab = Lab::new(Config::lab());
+    let server = lab.outside.listen(80);
+    let client = lab.inside.connect((REMOTE, 80), (CLIENT, 40000));
+    lab.run(5);
+    assert!(
+        lab.outside.sock(server).is_active(),
+        "the handshake went through"
+    );
+    // The web server sees the router's outside address, and the port preserved.
+    assert_eq!(v4(lab.outside.remote(server)), (ROUTER_OUT, 40000));
+    lab.inside.send(client, b"GET / HTTP/1.0\r\n\r\n");
+    lab.run(3);
+    assert_eq!(lab.outside.received(server), b"GET / HTTP/1.0\r\n\r\n");
+    lab.outside.send(server, b"hello");
+    lab.run(3);
+    assert_eq!(lab.inside.received(client), b"hello");
+    let rows = lab.router.table_rows(lab.now);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].inside.as_str(), rows[0].state.as_str()),
+        ("192.168.122.101:40000", "ESTABLISHED")
+    );
+}
+
+#[test]
+fn seed_scenario_dnat_8888_reaches_the_inside_server_on_9999() {
+    let mut lab = Lab::new(Config::lab());
+    let server = lab.inside.listen(9999);
+    let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+    lab.run(5);
+    // The server sees the client's real address; the client sees only the router.
+    assert_eq!(v4(lab.inside.remote(server)), (REMOTE, 43088));
+    assert_eq!(v4(lab.outside.remote(client)), (ROUTER_OUT, 8888));
+    // The SYN left the inside port with the destination rewritten and the TTL one lower.
+    let (_, syn) = lab
+        .wire
+        .iter()
+        .find(|(side, _)| *side == Side::Inside)
+        .expect("the SYN crossed");
+    assert_eq!(&syn[16..20], &SERVER_IN.octets());
+    assert_eq!(syn[8], 63, "TTL one lower");
+    lab.outside.send(client, b"ping");
+    lab.run(3);
+    assert_eq!(lab.inside.received(server), b"ping");
+    lab.inside.send(server, b"pong");
+    lab.run(3);
+    assert_eq!(lab.outside.received(client), b"pong");
+}
+
+#[test]
+fn seed_scenario_dnat_with_no_listener_the_rst_comes_back_translated() {
+    let mut lab = Lab::new(Config::lab());
+    let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43089));
+    lab.run(5);
+    assert_eq!(
+        lab.outside.sock(client).state(),
+        tcp::State::Closed,
+        "reset"
+    );
+    let rst = lab
+        .wire
+        .iter()
+        .filter(|(side, _)| *side == Side::Outside)
+        .map(|(_, p)| p)
+        .find(|p| p[9] == 6 && p[20 + 13] & 0x04 != 0)
+        .expect("an RST reached the client");
+    assert_eq!(
+        &rst[12..16],
+        &ROUTER_OUT.octets(),
+        "from the router's address"
+    );
+    assert_eq!(u16::from_be_bytes([rst[20], rst[21]]), 8888, "and port");
+}
+
+/// Asks for the policy on `to`:843 from `host`; returns what came back and whether the
+/// server closed.
+fn ask_policy(
+    lab: &mut Lab,
+    from_inside: bool,
+    to: Ipv4Addr,
+    from: (Ipv4Addr, u16),
+) -> (Vec<u8>, bool) {
+    let host = if from_inside {
+        &mut lab.inside
+    } else {
+        &mut lab.outside
+    };
+    let h = host.connect((to, 843), from);
+    lab.run(3);
+    let host = if from_inside {
+        &mut lab.inside
+    } else {
+        &mut lab.outside
+    };
+    let mut req = REQUEST.to_vec();
+    req.push(0);
+    host.send(h, &req);
+    lab.run(5);
+    let host = if from_inside {
+        &mut lab.inside
+    } else {
+        &mut lab.outside
+    };
+    let got = host.received(h);
+    let closed = !host.sock(h).may_recv();
+    (got, closed)
+}
+
+#[test]
+fn seed_scenario_policy_on_843_from_both_sides() {
+    let mut lab = Lab::new(Config::lab());
+    let mut want = DEFAULT_POLICY.as_bytes().to_vec();
+    want.push(0);
+    assert_eq!(
+        ask_policy(&mut lab, false, ROUTER_OUT, (REMOTE, 50000)),
+        (want.clone(), true)
+    );
+    assert_eq!(
+        ask_policy(&mut lab, true, ROUTER_IN, (CLIENT, 50001)),
+        (want, true)
+    );
+    let c = lab.router.counters();
+    assert_eq!(c.policy.iter().map(|p| p.served).sum::<u64>(), 2);
+}
+
+#[test]
+fn the_843_gate_drops_a_syn_no_socket_can_take_then_serves_its_retry() {
+    let mut lab = Lab::new(Config::lab());
+    // Fill the outside pool with connections that never ask, all younger than the
+    // 250 ms during which a connection may not be displaced.
+    let idle: Vec<_> = (0..64)
+        .map(|i| lab.outside.connect((ROUTER_OUT, 843), (REMOTE, 30000 + i)))
+        .collect();
+    lab.step(Duration::from_millis(1));
+    assert!(idle.iter().all(|h| lab.outside.sock(*h).is_active()));
+    let late = lab.outside.connect((ROUTER_OUT, 843), (REMOTE, 31000));
+    lab.step(Duration::from_millis(1));
+    let busy = |lab: &Lab| lab.router.counters().policy[1].busy;
+    assert!(busy(&lab) >= 1, "the SYN was dropped, counted as busy");
+    assert_eq!(
+        lab.outside.sock(late).state(),
+        tcp::State::SynSent,
+        "not reset"
+    );
+    // Its retransmission, once older connections may be displaced, is served.
+    for _ in 0..300 {
+        lab.step(Duration::from_millis(10));
+        if lab.outside.sock(late).state() == tcp::State::Established {
+            break;
+        }
+    }
+    assert_eq!(lab.outside.sock(late).state(), tcp::State::Established);
+    let mut req = REQUEST.to_vec();
+    req.push(0);
+    lab.outside.send(late, &req);
+    lab.run(5);
+    assert!(lab.outside.received(late).starts_with(b"<?xml"));
+    assert!(lab.router.counters().policy[1].displaced >= 1);
+}
+
+/// An ICMP echo request from `src` to `dst`, identifier `id`.
+fn echo_request(src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
+    let mut p = vec![0u8; 28];
+    crate::wire::ipv4::emit_header(&mut p, 0, 28, 1, true, 64, 1, src, dst);
+    p[20] = 8; // echo request, code 0
+    p[24..26].copy_from_slice(&id.to_be_bytes());
+    p[26..28].copy_from_slice(&1u16.to_be_bytes()); // sequence
+    let c = crate::wire::checksum::checksum(&p[20..]);
+    p[22..24].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+#[test]
+fn the_router_answers_ping_and_closed_ports() {
+    let mut lab = Lab::new(Config::lab());
+    // Ping to each router address from each side: an echo reply from that address.
+    for (side, src, dst) in [
+        (Side::Outside, REMOTE, ROUTER_OUT),
+        (Side::Inside, CLIENT, ROUTER_IN),
+        (Side::Inside, CLIENT, ROUTER_OUT),
+    ] {
+        let mut ping = echo_request(src, dst, 77);
+        let now = lab.now;
+        assert_eq!(
+            lab.router.handle(side, &mut ping, Ok(Offload::NONE), now),
+            None
+        );
+        let reply = lab.router.poll_transmit(now).expect("an echo reply");
+        assert_eq!(reply.port, side);
+        let p = &reply.packet;
+        assert_eq!(
+            (&p[12..16], &p[16..20]),
+            (&dst.octets()[..], &src.octets()[..])
+        );
+        assert_eq!((p[20], u16::from_be_bytes([p[24], p[25]])), (0, 77));
+    }
+    // A closed TCP port on the router: RST.
+    let h = lab.outside.connect((ROUTER_OUT, 7), (REMOTE, 40001));
+    lab.run(3);
+    assert_eq!(lab.outside.sock(h).state(), tcp::State::Closed);
+    // A closed UDP port: ICMP port unreachable.
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 512]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 512]);
+    let u = lab.outside.sockets.add(udp::Socket::new(rx, tx));
+    let s = lab.outside.sockets.get_mut::<udp::Socket>(u);
+    s.bind(40002).unwrap();
+    s.send_slice(b"anyone?", (IpAddress::Ipv4(ROUTER_OUT), 9))
+        .unwrap();
+    lab.run(3);
+    assert!(lab
+        .wire
+        .iter()
+        .any(|(side, p)| *side == Side::Outside && p[9] == 1 && p[20] == 3 && p[21] == 3));
+}
+
+#[test]
+fn reload_applies_at_once_and_refuses_what_needs_a_restart() {
+    let mut lab = Lab::new(Config::lab());
+    let mut shorter = Config::lab();
+    shorter.timeouts.udp = Duration::from_secs(30);
+    shorter.dnat.clear();
+    let r = lab
+        .router
+        .handle_control(Request::Reload, lab.now, &mut || Ok(shorter.clone()));
+    let Response::Message(m) = r else {
+        panic!("{r:?}")
+    };
+    assert!(m.message.contains("0 dnat rule(s)") && m.message.contains("udp 30s"));
+    assert_eq!(
+        lab.router.nat().table().timeouts.udp,
+        Duration::from_secs(30)
+    );
+    // The port forward is gone: 8888 is the router's own, and it resets.
+    let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43090));
+    lab.run(3);
+    assert_eq!(lab.outside.sock(client).state(), tcp::State::Closed);
+    let mut moved = Config::lab();
+    moved.outside.cidr = "172.16.1.187/24".parse().unwrap();
+    let r = lab
+        .router
+        .handle_control(Request::Reload, lab.now, &mut || Ok(moved.clone()));
+    let Response::Error(e) = r else {
+        panic!("{r:?}")
+    };
+    assert!(e.contains("restart"), "{e}");
+    assert_eq!(
+        lab.router.config().outside.cidr.addr,
+        ROUTER_OUT,
+        "old config stays"
+    );
+    assert_eq!(lab.router.counters().control.refused, 1);
+}
+
+#[test]
+fn dnat_rules_change_at_run_time_through_control_requests() {
+    let mut lab = Lab::new(Config::lab());
+    let add = |rule: &str| Request::DnatAdd { rule: rule.into() };
+    assert_eq!(lab.control(add("udp:5000=192.168.122.73")), Response::Done);
+    let Response::Error(e) = lab.control(add("tcp:8800-8900=192.168.122.5")) else {
+        panic!("an overlapping rule was accepted")
+    };
+    assert!(e.contains("overlaps"), "{e}");
+    let Response::Rules(r) = lab.control(Request::DnatList) else {
+        panic!()
+    };
+    assert_eq!(
+        r.rules,
+        ["tcp:8888=192.168.122.73:9999", "udp:5000=192.168.122.73"]
+    );
+    let del = Request::DnatDel {
+        rule: "tcp:8888=192.168.122.73:9999".into(),
+    };
+    assert_eq!(lab.control(del.clone()), Response::Done);
+    assert!(matches!(lab.control(del), Response::Error(_)));
+}
+
+#[test]
+fn an_idle_router_sleeps_and_expiry_is_exact() {
+    let mut lab = Lab::new(Config::lab());
+    lab.run(1);
+    assert_eq!(lab.router.poll_timeout(), None, "nothing to wake up for");
+    // At t = 10 ms the client opens to a remote port nobody listens on: the remote's
+    // RST makes the session transitory (RFC 7857: 240 s after the RST).
+    lab.inside.connect((REMOTE, 80), (CLIENT, 40003));
+    lab.run(1);
+    let last_packet = Instant::from_millis(10);
+    let due = lab.router.poll_timeout().expect("a session to expire");
+    assert!(due > lab.now, "never a deadline in the past");
+    let mut t = lab.now;
+    while let Some(next) = lab.router.poll_timeout() {
+        assert!(next > t, "deadlines move forward");
+        t = next;
+        lab.router.handle_timeout(t);
+        lab.flush();
+        if lab.router.nat().table().is_empty() {
+            break;
+        }
+    }
+    assert!(lab.router.nat().table().is_empty());
+    assert_eq!(
+        t,
+        last_packet + Duration::from_secs(240),
+        "expired at the instant due"
+    );
+}
