@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::nat::timeouts::{
+    RFC_MIN_ICMP, RFC_MIN_TCP_ESTABLISHED, RFC_MIN_TCP_TRANSITORY, RFC_MIN_UDP,
+};
 use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Limits, MssClamp, NatConfig, Timeouts};
+use crate::options::Settings;
 use crate::port::tracer::TraceFilter;
 use crate::wire::transport::Protocol;
 
@@ -51,6 +55,9 @@ pub struct Config {
     pub pcap_dir: Option<PathBuf>,
     /// Unix socket for `tunnat table`, `stats`, `dnat`, `reload`.
     pub control: Option<PathBuf>,
+    /// The settings this was resolved from: how the user wrote each option (for
+    /// messages), and what a reload compares.
+    pub settings: Settings,
 }
 
 /// Smallest datagram every IPv4 host must accept (RFC 791).
@@ -60,7 +67,9 @@ impl Config {
     /// Checks everything that can be checked without opening a device.
     pub fn validate(&self) -> Result<()> {
         let (i, o) = (self.inside.cidr, self.outside.cidr);
-        for (name, c) in [("--inside-addr", i), ("--outside-addr", o)] {
+        let name = |field: &str| self.settings.named(field);
+        for (field, c) in [("inside_addr", i), ("outside_addr", o)] {
+            let name = name(field);
             let a = c.addr;
             if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
                 bail!("{name} {c}: {a} cannot be a router address");
@@ -73,73 +82,80 @@ impl Config {
             }
         }
         if i.contains(o.addr) || o.contains(i.addr) {
-            bail!("--inside-addr {i} and --outside-addr {o} overlap: the two ports must be on different networks");
+            bail!(
+                "{} {i} and {} {o} overlap: the two ports must be on different networks",
+                name("inside_addr"),
+                name("outside_addr")
+            );
         }
         if self.inside.tun == self.outside.tun && self.inside.netns == self.outside.netns {
             bail!(
-                "--inside-tun and --outside-tun are the same device '{}'",
+                "{} and {} are the same device '{}'",
+                name("inside_tun"),
+                name("outside_tun"),
                 self.inside.tun
             );
         }
-        for (name, m) in [
-            ("--mtu", Some(self.mtu)),
-            ("--inside-mtu", self.inside_mtu),
-            ("--outside-mtu", self.outside_mtu),
+        for (field, m) in [
+            ("mtu", Some(self.mtu)),
+            ("inside_mtu", self.inside_mtu),
+            ("outside_mtu", self.outside_mtu),
         ] {
             if let Some(m) = m {
                 if !(MIN_MTU..=65535).contains(&m) {
-                    bail!("{name} {m}: must be between {MIN_MTU} and 65535");
+                    bail!("{} {m}: must be between {MIN_MTU} and 65535", name(field));
                 }
             }
         }
+        let dnat = name("dnat");
         for (n, r) in self.dnat.iter().enumerate() {
             if !i.contains(r.target) {
                 bail!(
-                    "--dnat {r}: target {} is not on the inside network {i}",
+                    "{dnat} {r}: target {} is not on the inside network {i}",
                     r.target
                 );
             }
             if r.target == i.addr || r.target == i.broadcast() {
                 bail!(
-                    "--dnat {r}: target {} is the router's own or the broadcast address",
+                    "{dnat} {r}: target {} is the router's own or the broadcast address",
                     r.target
                 );
             }
             if let Some(other) = self.dnat[..n].iter().find(|o| o.overlaps(r)) {
-                bail!("--dnat {r} overlaps --dnat {other}");
+                bail!("{dnat} {r} overlaps {dnat} {other}");
             }
             if self.policy_port != 0 && r.contains(Protocol::Tcp, self.policy_port) {
                 bail!(
-                    "--dnat {r} covers the policy server's port {}; move it with --policy-port or turn it off with --policy-port 0",
+                    "{dnat} {r} covers the policy server's port {}; move it with --policy-port or turn it off with --policy-port 0",
                     self.policy_port
                 );
             }
         }
         let t = &self.timeouts;
-        for (name, d) in [
-            ("--udp-timeout", t.udp),
-            ("--tcp-established-timeout", t.tcp_established),
-            ("--tcp-transitory-timeout", t.tcp_transitory),
-            ("--icmp-timeout", t.icmp),
+        for (field, d) in [
+            ("udp_timeout", t.udp),
+            ("tcp_established_timeout", t.tcp_established),
+            ("tcp_transitory_timeout", t.tcp_transitory),
+            ("icmp_timeout", t.icmp),
         ] {
             if d.is_zero() {
-                bail!("{name} must be at least 1 second");
+                bail!("{} must be at least 1 second", name(field));
             }
         }
-        for (name, n) in [
-            ("--max-sessions", self.limits.max_sessions),
-            ("--max-mappings", self.limits.max_mappings),
-            ("--max-mappings-per-host", self.limits.max_mappings_per_host),
+        for (field, n) in [
+            ("max_sessions", self.limits.max_sessions),
+            ("max_mappings", self.limits.max_mappings),
+            ("max_mappings_per_host", self.limits.max_mappings_per_host),
         ] {
             if n == 0 {
-                bail!("{name} must be at least 1");
+                bail!("{} must be at least 1", name(field));
             }
         }
         if self.policy.contains(&0) {
             bail!("the policy file contains a NUL byte, which would end the reply early");
         }
         if self.policy_idle.is_zero() {
-            bail!("--policy-idle-timeout must be above zero");
+            bail!("{} must be above zero", name("policy_idle_timeout"));
         }
         for p in [&self.inside, &self.outside] {
             if let Some(ns) = &p.netns {
@@ -160,16 +176,27 @@ impl Config {
         let t = &self.timeouts;
         let mut w = Vec::new();
         let mins = [
-            ("UDP", t.udp, 120, "RFC 4787 REQ-5"),
-            ("TCP established", t.tcp_established, 7440, "RFC 5382 REQ-5"),
-            ("TCP transitory", t.tcp_transitory, 240, "RFC 5382 REQ-5"),
-            ("ICMP", t.icmp, 60, "RFC 5508 REQ-2"),
+            ("UDP", t.udp, RFC_MIN_UDP, "RFC 4787 REQ-5"),
+            (
+                "TCP established",
+                t.tcp_established,
+                RFC_MIN_TCP_ESTABLISHED,
+                "RFC 5382 REQ-5",
+            ),
+            (
+                "TCP transitory",
+                t.tcp_transitory,
+                RFC_MIN_TCP_TRANSITORY,
+                "RFC 5382 REQ-5",
+            ),
+            ("ICMP", t.icmp, RFC_MIN_ICMP, "RFC 5508 REQ-2"),
         ];
         for (what, d, min, rfc) in mins {
-            if d < Duration::from_secs(min) {
+            if d < min {
                 w.push(format!(
-                    "{what} timeout {}s is below {rfc}'s minimum of {min}s",
-                    d.as_secs()
+                    "{what} timeout {}s is below {rfc}'s minimum of {}s",
+                    d.as_secs(),
+                    min.as_secs()
                 ));
             }
         }
@@ -198,39 +225,11 @@ impl Config {
     }
 
     /// The README lab's router: the seed scenarios' addresses, `--dnat
-    /// tcp:8888=192.168.122.73:9999`, the RFC defaults (for tests).
+    /// tcp:8888=192.168.122.73:9999`, the defaults (for tests), resolved from settings as
+    /// the command line's would be.
     #[cfg(test)]
     pub fn lab() -> Config {
-        Config {
-            inside: PortConfig {
-                tun: "nat-in".into(),
-                netns: None,
-                cidr: "192.168.122.100/24".parse().unwrap(),
-            },
-            outside: PortConfig {
-                tun: "nat-out".into(),
-                netns: None,
-                cidr: "172.16.1.186/24".parse().unwrap(),
-            },
-            dnat: vec!["tcp:8888=192.168.122.73:9999".parse().unwrap()],
-            policy_port: 843,
-            policy: crate::services::policy::DEFAULT_POLICY.as_bytes().to_vec(),
-            policy_idle: Duration::from_secs(3),
-            mtu: 1500,
-            inside_mtu: None,
-            outside_mtu: None,
-            clamp_mss: None,
-            timeouts: Timeouts::default(),
-            filtering: Filtering::default(),
-            limits: Limits::default(),
-            port_hold: Duration::from_secs(120),
-            port_parity: false,
-            offload: true,
-            trace: false,
-            trace_filters: vec![],
-            pcap_dir: None,
-            control: None,
-        }
+        Settings::lab().resolve().unwrap()
     }
 
     /// `[inside, outside]` MTUs.

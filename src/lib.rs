@@ -25,8 +25,8 @@ pub mod control;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod nat;
+pub mod options;
 pub mod port;
 pub mod router;
 pub mod services;
-pub mod settings;
 pub mod wire;

@@ -7,6 +7,19 @@ use super::table::Session;
 use super::tcp_state::TcpPhase;
 use crate::wire::transport::Protocol;
 
+/// The defaults: RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended), RFC 5382 REQ-5
+/// (established >= 2 h 4 min, transitory >= 4 min), RFC 5508 REQ-2 (ICMP query >= 60 s).
+pub const DEFAULT_UDP: Duration = Duration::from_secs(300);
+pub const DEFAULT_TCP_ESTABLISHED: Duration = Duration::from_secs(7440);
+pub const DEFAULT_TCP_TRANSITORY: Duration = Duration::from_secs(240);
+pub const DEFAULT_ICMP: Duration = Duration::from_secs(60);
+
+/// The shortest idle timeouts the RFCs allow (the same requirements).
+pub const RFC_MIN_UDP: Duration = Duration::from_secs(120);
+pub const RFC_MIN_TCP_ESTABLISHED: Duration = Duration::from_secs(7440);
+pub const RFC_MIN_TCP_TRANSITORY: Duration = Duration::from_secs(240);
+pub const RFC_MIN_ICMP: Duration = Duration::from_secs(60);
+
 /// Idle timeouts per protocol and TCP phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -17,14 +30,12 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
-    /// RFC 4787 REQ-5 (UDP >= 2 min, 5 min recommended), RFC 5382 REQ-5 (established
-    /// >= 2 h 4 min, transitory >= 4 min), RFC 5508 REQ-2 (ICMP query >= 60 s).
     fn default() -> Timeouts {
         Timeouts {
-            udp: Duration::from_secs(300),
-            tcp_established: Duration::from_secs(7440),
-            tcp_transitory: Duration::from_secs(240),
-            icmp: Duration::from_secs(60),
+            udp: DEFAULT_UDP,
+            tcp_established: DEFAULT_TCP_ESTABLISHED,
+            tcp_transitory: DEFAULT_TCP_TRANSITORY,
+            icmp: DEFAULT_ICMP,
         }
     }
 }
@@ -42,11 +53,11 @@ impl Timeouts {
 /// at least this long may be evicted to make room when the table is full.
 pub fn rfc_minimum_idle(protocol: Protocol, s: &Session) -> Duration {
     match protocol {
-        Protocol::Udp => Duration::from_secs(120), // RFC 4787 REQ-5
-        Protocol::Icmp => Duration::from_secs(60), // RFC 5508 REQ-2
+        Protocol::Udp => RFC_MIN_UDP,
+        Protocol::Icmp => RFC_MIN_ICMP,
         Protocol::Tcp => match s.tcp.phase() {
-            TcpPhase::Established => Duration::from_secs(7440), // RFC 5382 REQ-5
-            TcpPhase::Transitory => Duration::from_secs(240),
+            TcpPhase::Established => RFC_MIN_TCP_ESTABLISHED,
+            TcpPhase::Transitory => RFC_MIN_TCP_TRANSITORY,
         },
     }
 }

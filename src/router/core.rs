@@ -257,7 +257,10 @@ impl Router {
     /// Applies a configuration read again (SIGHUP, `tunnat reload`): refused whole if it
     /// changes an option that only a restart may change. Existing sessions are kept.
     pub fn reload(&mut self, new: Config) -> Result<String> {
-        crate::settings::reloadable(&self.cfg, &new)?;
+        crate::options::reloadable(&self.cfg, &new)?;
+        for w in new.warnings() {
+            log::warn!("{w}");
+        }
         let msg = format!(
             "reloaded: {} dnat rule(s), timeouts udp {}s tcp {}s/{}s icmp {}s, filtering {:?}",
             new.dnat.len(),

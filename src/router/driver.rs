@@ -26,10 +26,10 @@ use crate::config::Config;
 use crate::control::proto::Request;
 use crate::control::server::ControlServer;
 use crate::nat::{Instant, Side};
+use crate::options::Sources;
 use crate::port::pcap::PcapCapture;
 use crate::port::tracer::stdout_tracer;
 use crate::port::{Crossing, Observer, Tun};
-use crate::settings::Sources;
 use crate::wire::offload::Offload;
 
 /// Packets read from one port before looking at the other.

@@ -422,9 +422,10 @@ fn the_router_answers_ping_and_closed_ports() {
 #[test]
 fn reload_applies_at_once_and_refuses_what_needs_a_restart() {
     let mut lab = Lab::new(Config::lab());
-    let mut shorter = Config::lab();
-    shorter.timeouts.udp = Duration::from_secs(30);
-    shorter.dnat.clear();
+    let mut s = Config::lab().settings;
+    s.udp_timeout = Some(30);
+    s.dnat = Some(vec![]);
+    let shorter = s.resolve().unwrap();
     let r = lab
         .router
         .handle_control(Request::Reload, lab.now, &mut || Ok(shorter.clone()));
@@ -440,8 +441,9 @@ fn reload_applies_at_once_and_refuses_what_needs_a_restart() {
     let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43090));
     lab.run(3);
     assert_eq!(lab.outside.sock(client).state(), tcp::State::Closed);
-    let mut moved = Config::lab();
-    moved.outside.cidr = "172.16.1.187/24".parse().unwrap();
+    let mut s = Config::lab().settings;
+    s.outside_addr = Some("172.16.1.187/24".into());
+    let moved = s.resolve().unwrap();
     let r = lab
         .router
         .handle_control(Request::Reload, lab.now, &mut || Ok(moved.clone()));

@@ -34,6 +34,11 @@ pub const SPARE_LISTENERS: usize = 8;
 /// How long a new connection is safe from being displaced (see `keep_listeners`).
 pub const GRACE: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(250);
 
+/// The policy server's port (the Flash player's fixed choice).
+pub const DEFAULT_PORT: u16 = 843;
+/// How long a client may take to send its request; real clients give up after about 3 s.
+pub const DEFAULT_IDLE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The default policy: any domain may connect to any port (as in the lab notes).
 pub const DEFAULT_POLICY: &str = r#"<?xml version="1.0"?>
 <!DOCTYPE cross-domain-policy SYSTEM "/xml/dtds/cross-domain-policy.dtd">

@@ -1,0 +1,863 @@
+//! Every option of the router, defined once: its field, type, command-line flag, key in
+//! the TOML config file, default, help text, and whether a reload may change it. From
+//! that one table ([`options!`] below) come the [`Settings`] struct, the clap flags and
+//! `--help`, the config file reader (unknown keys refused), the overlay of flags on the
+//! file, the reload allow-list ([`restart_needed`]) and the README's option table (a unit
+//! test keeps them equal). Adding an option is one entry here and, if the core needs a
+//! typed value, one line in [`Settings::resolve`].
+//!
+//! Errors name what the user wrote: `--udp-timeout` for a flag, `'timeouts.udp' in FILE`
+//! for a key of the config file ([`Settings::named`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Arg, ArgAction, ArgMatches};
+
+use crate::config::{Config, PortConfig};
+use crate::nat::timeouts::{
+    DEFAULT_ICMP, DEFAULT_TCP_ESTABLISHED, DEFAULT_TCP_TRANSITORY, DEFAULT_UDP,
+};
+use crate::nat::{ports::PORT_HOLD, DnatRule, Filtering, Ipv4Cidr, Limits, Timeouts};
+use crate::port::netns;
+use crate::services::policy::{DEFAULT_IDLE, DEFAULT_POLICY, DEFAULT_PORT};
+
+/// How an option is written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `--flag VALUE`.
+    Value,
+    /// `--flag VALUE`, repeatable; a list (or a single string) in the file.
+    List,
+    /// `--flag` sets it to true.
+    Switch,
+    /// `--flag` (`--no-...`) sets it to false.
+    NoSwitch,
+}
+
+/// What the table says of one option.
+#[derive(Debug)]
+pub struct OptionInfo {
+    /// The field name in [`Settings`].
+    pub field: &'static str,
+    /// The long flag, without `--`.
+    pub flag: &'static str,
+    /// The key in the config file, dotted for a table (`timeouts.udp`).
+    pub key: &'static str,
+    pub value_name: &'static str,
+    pub kind: Kind,
+    /// The help text (first line: `--help`; all of it: the README).
+    pub doc: &'static str,
+    /// The default as shown to users.
+    pub default: fn() -> String,
+    /// May a reload (SIGHUP, `tunnat reload`) change it?
+    pub reload: bool,
+}
+
+/// Where a setting came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Flag,
+    File(PathBuf),
+}
+
+/// Shows a default value in help texts and the README.
+trait Shown {
+    fn shown(&self) -> String;
+}
+macro_rules! shown_display {
+    ($($t:ty),*) => {$(impl Shown for $t { fn shown(&self) -> String { self.to_string() } })*};
+}
+shown_display!(u16, u64, usize, f64, bool, String);
+impl Shown for PathBuf {
+    fn shown(&self) -> String {
+        self.display().to_string()
+    }
+}
+impl Shown for Vec<String> {
+    fn shown(&self) -> String {
+        self.join(", ")
+    }
+}
+
+macro_rules! reloads {
+    (reload) => {
+        true
+    };
+    (restart) => {
+        false
+    };
+}
+
+macro_rules! clap_arg {
+    (Value, $ty:ty, $arg:expr) => {
+        $arg.action(ArgAction::Set)
+            .value_parser(clap::value_parser!($ty))
+    };
+    (List, $ty:ty, $arg:expr) => {
+        $arg.action(ArgAction::Append)
+    };
+    (Switch, $ty:ty, $arg:expr) => {
+        $arg.action(ArgAction::SetTrue)
+    };
+    (NoSwitch, $ty:ty, $arg:expr) => {
+        $arg.action(ArgAction::SetTrue)
+    };
+}
+
+macro_rules! clap_get {
+    (Value, $ty:ty, $m:expr, $id:expr) => {
+        $m.get_one::<$ty>($id).cloned()
+    };
+    (List, $ty:ty, $m:expr, $id:expr) => {
+        $m.get_many::<String>($id).map(|v| v.cloned().collect())
+    };
+    (Switch, $ty:ty, $m:expr, $id:expr) => {
+        $m.get_flag($id).then_some(true)
+    };
+    (NoSwitch, $ty:ty, $m:expr, $id:expr) => {
+        $m.get_flag($id).then_some(false)
+    };
+}
+
+macro_rules! options {
+    ($(
+        $(#[doc = $doc:literal])+
+        $field:ident: $ty:ty = $kind:ident {
+            flag: $flag:literal, key: $key:literal, value: $vn:literal,
+            default: $def:expr, shown: $shown:literal, $reload:ident
+        }
+    )*) => {
+        /// Everything the command line and the config file can say, each `None` where
+        /// not given, with where each given value came from.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct Settings {
+            $(pub $field: Option<$ty>,)*
+            /// Where each given value came from, by field name.
+            pub origins: BTreeMap<&'static str, Origin>,
+        }
+
+        /// The table of options, in the order of `--help` and the README.
+        pub static OPTIONS: &[OptionInfo] = &[$(
+            OptionInfo {
+                field: stringify!($field),
+                flag: $flag,
+                key: $key,
+                value_name: $vn,
+                kind: Kind::$kind,
+                doc: concat!($($doc, "\n"),+),
+                default: || {
+                    let d: Option<$ty> = $def;
+                    d.map(|v| v.shown()).unwrap_or_else(|| $shown.to_string())
+                },
+                reload: reloads!($reload),
+            },
+        )*];
+
+        /// The effective values: what was given, else the default.
+        #[allow(dead_code)]
+        impl Settings {
+            $(
+                pub fn $field(&self) -> Option<$ty> {
+                    self.$field.clone().or_else(|| $def)
+                }
+            )*
+
+            /// `self` with every value that `top` sets replaced by `top`'s.
+            pub fn overlay(mut self, top: &Settings) -> Settings {
+                $(
+                    if top.$field.is_some() {
+                        self.$field = top.$field.clone();
+                        if let Some(o) = top.origins.get(stringify!($field)) {
+                            self.origins.insert(stringify!($field), o.clone());
+                        }
+                    }
+                )*
+                self
+            }
+
+            /// Reads the options present in a parsed config file.
+            fn from_table(table: &toml::Table, file: &Path) -> Result<Settings> {
+                let mut s = Settings::default();
+                $(
+                    if let Some(v) = lookup(table, $key) {
+                        let v = if Kind::$kind == Kind::List && v.is_str() {
+                            toml::Value::Array(vec![v.clone()])
+                        } else {
+                            v.clone()
+                        };
+                        s.$field = Some(v.try_into::<$ty>().map_err(|e| {
+                            anyhow!("'{}' in {}: {}", $key, file.display(), e.message())
+                        })?);
+                        s.origins.insert(stringify!($field), Origin::File(file.to_path_buf()));
+                    }
+                )*
+                Ok(s)
+            }
+
+            /// The names of the options whose effective value differs between `self`
+            /// and `new` and that only a restart may change.
+            pub fn restart_needed(&self, new: &Settings) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(
+                    if !reloads!($reload) && self.$field() != new.$field() {
+                        v.push($flag);
+                    }
+                )*
+                v
+            }
+        }
+
+        impl clap::FromArgMatches for Settings {
+            fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+                let mut s = Settings::default();
+                $(
+                    s.$field = clap_get!($kind, $ty, m, stringify!($field));
+                    if s.$field.is_some() {
+                        s.origins.insert(stringify!($field), Origin::Flag);
+                    }
+                )*
+                Ok(s)
+            }
+            fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+                *self = Self::from_arg_matches(m)?;
+                Ok(())
+            }
+        }
+
+        impl clap::Args for Settings {
+            fn augment_args(mut cmd: clap::Command) -> clap::Command {
+                $(
+                    let info = OPTIONS.iter().find(|o| o.field == stringify!($field));
+                    let mut arg = Arg::new(stringify!($field)).long($flag);
+                    if !$vn.is_empty() {
+                        arg = arg.value_name($vn);
+                    }
+                    if let Some(info) = info {
+                        arg = arg.help(info.help());
+                    }
+                    cmd = cmd.arg(clap_arg!($kind, $ty, arg));
+                )*
+                cmd
+            }
+            fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+                Self::augment_args(cmd)
+            }
+        }
+    };
+}
+
+options! {
+    /// TUN device of the inside (LAN) port; attached to if it exists, created otherwise.
+    inside_tun: String = Value {
+        flag: "inside-tun", key: "inside.tun", value: "NAME",
+        default: None, shown: "required", restart
+    }
+    /// Network namespace to open the inside TUN in: a name under `/run/netns` (as `ip netns` makes) or a path such as `/proc/PID/ns/net`.
+    inside_netns: String = Value {
+        flag: "inside-netns", key: "inside.netns", value: "PATH",
+        default: None, shown: "own namespace", restart
+    }
+    /// The router's inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated.
+    inside_addr: String = Value {
+        flag: "inside-addr", key: "inside.addr", value: "CIDR",
+        default: None, shown: "required", restart
+    }
+    /// TUN device of the outside (WAN) port; attached to if it exists, created otherwise.
+    outside_tun: String = Value {
+        flag: "outside-tun", key: "outside.tun", value: "NAME",
+        default: None, shown: "required", restart
+    }
+    /// Network namespace to open the outside TUN in, as for `--inside-netns`.
+    outside_netns: String = Value {
+        flag: "outside-netns", key: "outside.netns", value: "PATH",
+        default: None, shown: "own namespace", restart
+    }
+    /// The router's outside address and network, e.g. 172.16.1.186/24; every inside host appears as this address.
+    outside_addr: String = Value {
+        flag: "outside-addr", key: "outside.addr", value: "CIDR",
+        default: None, shown: "required", restart
+    }
+    /// Port forwarding PROTO:PORT[-PORT]=IP[:PORT], repeatable: `tcp:8888=192.168.122.73:9999`; `udp:5000-5010=192.168.122.73` keeps the ports; `tcp:8000-8010=192.168.122.73:9000` shifts them. The target must be on the inside network; rules may not overlap. Flags replace the file's list.
+    dnat: Vec<String> = List {
+        flag: "dnat", key: "dnat", value: "RULE",
+        default: None, shown: "none", reload
+    }
+    /// TCP port of the Flash socket policy server on both router addresses; 0 turns it off.
+    policy_port: u16 = Value {
+        flag: "policy-port", key: "policy-port", value: "PORT",
+        default: Some(DEFAULT_PORT), shown: "", restart
+    }
+    /// File holding the cross-domain policy XML to serve (the NUL is added).
+    policy_file: PathBuf = Value {
+        flag: "policy-file", key: "policy-file", value: "FILE",
+        default: None, shown: "allow all", reload
+    }
+    /// Seconds a policy client may take to send its whole request before it is reset.
+    policy_idle_timeout: f64 = Value {
+        flag: "policy-idle-timeout", key: "policy-idle-timeout", value: "SECS",
+        default: Some(DEFAULT_IDLE.as_secs_f64()), shown: "", reload
+    }
+    /// Largest packet forwarded; a larger packet with DF set gets ICMP "fragmentation needed" with this MTU.
+    mtu: usize = Value {
+        flag: "mtu", key: "mtu", value: "N",
+        default: Some(1500), shown: "", restart
+    }
+    /// MTU of the inside port, overriding `--mtu`, for a path whose two sides differ: a packet is checked against the port it leaves by.
+    inside_mtu: usize = Value {
+        flag: "inside-mtu", key: "inside.mtu", value: "N",
+        default: None, shown: "--mtu", restart
+    }
+    /// MTU of the outside port, overriding `--mtu`.
+    outside_mtu: usize = Value {
+        flag: "outside-mtu", key: "outside.mtu", value: "N",
+        default: None, shown: "--mtu", restart
+    }
+    /// Lower the MSS option of forwarded TCP SYNs to N, or to the leaving port's MTU minus 40 with `mtu` (RFC 4459 section 3.2), for paths where ICMP is filtered.
+    clamp_mss: String = Value {
+        flag: "clamp-mss", key: "clamp-mss", value: "N|mtu",
+        default: None, shown: "off", reload
+    }
+    /// Idle timeout of UDP sessions, seconds (RFC 4787 REQ-5: at least 120).
+    udp_timeout: u64 = Value {
+        flag: "udp-timeout", key: "timeouts.udp", value: "SECS",
+        default: Some(DEFAULT_UDP.as_secs()), shown: "", reload
+    }
+    /// Idle timeout of open TCP connections, seconds (RFC 5382 REQ-5: at least 7440).
+    tcp_established_timeout: u64 = Value {
+        flag: "tcp-established-timeout", key: "timeouts.tcp-established", value: "SECS",
+        default: Some(DEFAULT_TCP_ESTABLISHED.as_secs()), shown: "", reload
+    }
+    /// Idle timeout of TCP connections that are opening, closing or reset, seconds (RFC 5382, RFC 7857).
+    tcp_transitory_timeout: u64 = Value {
+        flag: "tcp-transitory-timeout", key: "timeouts.tcp-transitory", value: "SECS",
+        default: Some(DEFAULT_TCP_TRANSITORY.as_secs()), shown: "", reload
+    }
+    /// Idle timeout of ICMP echo sessions, seconds (RFC 5508 REQ-2: at least 60).
+    icmp_timeout: u64 = Value {
+        flag: "icmp-timeout", key: "timeouts.icmp", value: "SECS",
+        default: Some(DEFAULT_ICMP.as_secs()), shown: "", reload
+    }
+    /// Which remotes may send to a mapped port: `endpoint-independent`, `address-dependent` or `address-and-port-dependent` (RFC 4787 section 5).
+    filtering: String = Value {
+        flag: "filtering", key: "filtering", value: "MODE",
+        default: Some(Filtering::default().name().to_string()), shown: "", reload
+    }
+    /// Size of the session table. When it is full, the least recently used session idle at least its RFC minimum (UDP 120 s, ICMP 60 s, TCP 240 s opening or closing, 7440 s established) is evicted; if there is none, the new session gets ICMP 3/13.
+    max_sessions: usize = Value {
+        flag: "max-sessions", key: "max-sessions", value: "N",
+        default: Some(Limits::default().max_sessions), shown: "", reload
+    }
+    /// Most mappings (inside endpoints with an external port).
+    max_mappings: usize = Value {
+        flag: "max-mappings", key: "max-mappings", value: "N",
+        default: Some(Limits::default().max_mappings), shown: "", reload
+    }
+    /// Most mappings one inside address may hold (RFC 6888 REQ-4); beyond it, ICMP 3/13, so one host's flood of source ports cannot take the others' ports. The default is no limit: every short TCP connection holds a mapping for 240 s after it closes (RFC 5382), so a busy but honest client can hold tens of thousands.
+    max_mappings_per_host: usize = Value {
+        flag: "max-mappings-per-host", key: "max-mappings-per-host", value: "N",
+        default: Some(Limits::default().max_mappings_per_host), shown: "", reload
+    }
+    /// Seconds a released external port is kept from other inside hosts (RFC 6888); the host that had it may take it back at once.
+    port_hold: u64 = Value {
+        flag: "port-hold", key: "port-hold", value: "SECS",
+        default: Some(PORT_HOLD.as_secs()), shown: "", reload
+    }
+    /// When the inside port is taken, pick an external port of the same parity (RFC 4787 REQ-4, for RTP/RTCP pairs).
+    port_parity: bool = Switch {
+        flag: "port-parity", key: "port-parity", value: "",
+        default: Some(false), shown: "", reload
+    }
+    /// Open the TUNs without offloads (`offload = false` in the file): one MTU-sized packet per read and write, every checksum complete. By default tunnat asks the kernel for partial checksums and TCP/UDP segmentation offload, so a read or write carries up to 64 KB; if the kernel refuses, tunnat says so and runs without.
+    offload: bool = NoSwitch {
+        flag: "no-offload", key: "offload", value: "",
+        default: Some(true), shown: "", restart
+    }
+    /// Print every packet on standard output in the kernel LOG target's format: `PRE IN:` as read from a port, `POST OUT:` as written to one.
+    trace: bool = Switch {
+        flag: "trace", key: "trace", value: "",
+        default: Some(false), shown: "", restart
+    }
+    /// Trace only `tcp`, `udp`, `icmp`, `tcp:PORT` or `udp:PORT` (either port); repeatable; implies `--trace`.
+    trace_filter: Vec<String> = List {
+        flag: "trace-filter", key: "trace-filter", value: "FILTER",
+        default: None, shown: "all", restart
+    }
+    /// Write every packet crossing the inside port to DIR/inside.pcap, the outside port to DIR/outside.pcap (raw IP, for `tcpdump -r` or Wireshark).
+    pcap_dir: PathBuf = Value {
+        flag: "pcap-dir", key: "pcap-dir", value: "DIR",
+        default: None, shown: "off", restart
+    }
+    /// Listen on this Unix socket for `tunnat table`, `stats`, `dnat` and `reload`.
+    control: PathBuf = Value {
+        flag: "control", key: "control", value: "PATH",
+        default: None, shown: "off", restart
+    }
+}
+
+impl OptionInfo {
+    /// The `--help` text: the doc and the default.
+    pub fn help(&self) -> String {
+        let doc = self.doc.trim().replace('`', "");
+        let d = (self.default)();
+        match self.kind {
+            Kind::Switch | Kind::NoSwitch => doc,
+            _ if d == "required" => format!("{doc} [required]"),
+            _ => format!("{doc} [default: {d}]"),
+        }
+    }
+
+    /// How the option is written on the command line, e.g. `--udp-timeout SECS`.
+    pub fn usage(&self) -> String {
+        match self.value_name {
+            "" => format!("--{}", self.flag),
+            v => format!("--{} {v}", self.flag),
+        }
+    }
+}
+
+/// The value at a dotted key of a TOML table.
+fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    let mut parts = key.split('.');
+    let mut v = table.get(parts.next()?)?;
+    for p in parts {
+        v = v.as_table()?.get(p)?;
+    }
+    Some(v)
+}
+
+/// Every key of `table` that is no option's key (or a table holding some), dotted.
+fn unknown_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if OPTIONS.iter().any(|o| o.key == key) {
+            continue;
+        }
+        match v.as_table() {
+            Some(t)
+                if OPTIONS
+                    .iter()
+                    .any(|o| o.key.starts_with(&format!("{key}."))) =>
+            {
+                unknown_keys(t, &key, out)
+            }
+            _ => out.push(key),
+        }
+    }
+}
+
+impl Settings {
+    /// The README lab's flags (for tests).
+    #[cfg(test)]
+    pub fn lab() -> Settings {
+        Settings {
+            inside_tun: Some("nat-in".into()),
+            inside_addr: Some("192.168.122.100/24".into()),
+            outside_tun: Some("nat-out".into()),
+            outside_addr: Some("172.16.1.186/24".into()),
+            dnat: Some(vec!["tcp:8888=192.168.122.73:9999".into()]),
+            ..Settings::default()
+        }
+    }
+
+    /// Reads a TOML config file, refusing keys that are no option's.
+    pub fn from_file(path: &Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("config file {}", path.display()))?;
+        Settings::from_toml(&text, path)
+    }
+
+    /// Reads config file text (`path` names it in errors).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Settings> {
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| anyhow!("config file {}: {e}", path.display()))?;
+        let mut unknown = Vec::new();
+        unknown_keys(&table, "", &mut unknown);
+        if let Some(k) = unknown.first() {
+            bail!(
+                "config file {}: unknown key '{k}' (the keys are the long option names, e.g. 'udp-timeout' is 'udp' under [timeouts]; see tunnat --help)",
+                path.display()
+            );
+        }
+        Settings::from_table(&table, path)
+    }
+
+    /// How the user wrote option `field`: `--flag`, or `'key' in FILE` when it came from
+    /// the config file.
+    pub fn named(&self, field: &str) -> String {
+        let Some(o) = OPTIONS.iter().find(|o| o.field == field) else {
+            return field.to_string();
+        };
+        match self.origins.get(o.field) {
+            Some(Origin::File(f)) => format!("'{}' in {}", o.key, f.display()),
+            _ => format!("--{}", o.flag),
+        }
+    }
+
+    /// Applies defaults and parses every value into a [`Config`] (not yet validated).
+    pub fn resolve(&self) -> Result<Config> {
+        let port = |side: &str,
+                    tun: Option<String>,
+                    netns: Option<String>,
+                    addr: Option<String>| {
+            let (tun_f, addr_f) = (format!("{side}_tun"), format!("{side}_addr"));
+            let tun = tun.ok_or_else(|| {
+                anyhow!("--{side}-tun is required (or 'tun' under [{side}] in the config file)")
+            })?;
+            let addr = addr.ok_or_else(|| {
+                anyhow!("--{side}-addr is required (or 'addr' under [{side}] in the config file)")
+            })?;
+            let cidr: Ipv4Cidr = addr
+                .parse()
+                .map_err(|e| anyhow!("{}: {e}", self.named(&addr_f)))?;
+            let _ = tun_f;
+            Ok::<_, anyhow::Error>(PortConfig {
+                tun,
+                netns: netns.as_deref().map(netns::resolve),
+                cidr,
+            })
+        };
+        let dnat = self
+            .dnat()
+            .iter()
+            .flatten()
+            .map(|r| {
+                r.parse::<DnatRule>()
+                    .map_err(|e| anyhow!("{} {e}", self.named("dnat")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let policy = match self.policy_file() {
+            Some(p) => std::fs::read(&p)
+                .with_context(|| format!("{} {}", self.named("policy_file"), p.display()))?,
+            None => DEFAULT_POLICY.as_bytes().to_vec(),
+        };
+        let idle = self.policy_idle_timeout().unwrap_or_default();
+        if !(idle > 0.0 && idle <= 3600.0) {
+            bail!(
+                "{} {idle}: must be above 0 and at most 3600",
+                self.named("policy_idle_timeout")
+            );
+        }
+        let secs = |v: Option<u64>| Duration::from_secs(v.unwrap_or_default());
+        let filtering: Filtering = self
+            .filtering()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| anyhow!("{} {e}", self.named("filtering")))?;
+        let trace_filters = self
+            .trace_filter()
+            .iter()
+            .flatten()
+            .map(|f| {
+                f.parse()
+                    .map_err(|e| anyhow!("{} {e}", self.named("trace_filter")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let clamp_mss = match self.clamp_mss() {
+            Some(c) => Some(
+                c.parse()
+                    .map_err(|e| anyhow!("{} {e}", self.named("clamp_mss")))?,
+            ),
+            None => None,
+        };
+        Ok(Config {
+            inside: port(
+                "inside",
+                self.inside_tun(),
+                self.inside_netns(),
+                self.inside_addr(),
+            )?,
+            outside: port(
+                "outside",
+                self.outside_tun(),
+                self.outside_netns(),
+                self.outside_addr(),
+            )?,
+            dnat,
+            policy_port: self.policy_port().unwrap_or_default(),
+            policy,
+            policy_idle: Duration::from_secs_f64(idle),
+            mtu: self.mtu().unwrap_or_default(),
+            inside_mtu: self.inside_mtu(),
+            outside_mtu: self.outside_mtu(),
+            clamp_mss,
+            timeouts: Timeouts {
+                udp: secs(self.udp_timeout()),
+                tcp_established: secs(self.tcp_established_timeout()),
+                tcp_transitory: secs(self.tcp_transitory_timeout()),
+                icmp: secs(self.icmp_timeout()),
+            },
+            filtering,
+            limits: Limits {
+                max_sessions: self.max_sessions().unwrap_or_default(),
+                max_mappings: self.max_mappings().unwrap_or_default(),
+                max_mappings_per_host: self.max_mappings_per_host().unwrap_or_default(),
+            },
+            port_hold: Duration::from_secs(self.port_hold().unwrap_or_default()),
+            port_parity: self.port_parity().unwrap_or_default(),
+            offload: self.offload().unwrap_or_default(),
+            trace: self.trace().unwrap_or_default() || !trace_filters.is_empty(),
+            trace_filters,
+            pcap_dir: self.pcap_dir(),
+            control: self.control(),
+            settings: self.clone(),
+        })
+    }
+}
+
+/// Refuses a reload that changes what only a restart can change, naming the options.
+pub fn reloadable(old: &Config, new: &Config) -> Result<()> {
+    let changed = old.settings.restart_needed(&new.settings);
+    if !changed.is_empty() {
+        let names: Vec<String> = changed.iter().map(|f| format!("--{f}")).collect();
+        bail!(
+            "{} changed: that needs a restart (a reload may change {})",
+            names.join(", "),
+            OPTIONS
+                .iter()
+                .filter(|o| o.reload)
+                .map(|o| o.flag)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Where the configuration came from, kept for reloads.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    pub command_line: Settings,
+}
+
+impl Sources {
+    /// Reads the file (if any), overlays the command line, resolves and validates.
+    pub fn load(&self) -> Result<Config> {
+        let base = match &self.file {
+            Some(f) => Settings::from_file(f)?,
+            None => Settings::default(),
+        };
+        let cfg = base.overlay(&self.command_line).resolve()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The README's option table, as [`OPTIONS`] defines it.
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| option | TOML key | default | reload | meaning |\n|---|---|---|---|---|\n");
+    for o in OPTIONS {
+        let d = (o.default)();
+        let default = match (o.kind, d.as_str()) {
+            (Kind::NoSwitch, "true") => "on".to_string(),
+            (Kind::Switch, "false") => "off".to_string(),
+            (_, d) if d.starts_with("--") => format!("`{d}`"),
+            (_, d) => d.to_string(),
+        };
+        // A '|' would end the cell, even between backticks.
+        let cell = |s: &str| s.trim().replace('\n', " ").replace('|', "\\|");
+        out.push_str(&format!(
+            "| `{}` | `{}` | {} | {} | {} |\n",
+            cell(&o.usage()),
+            o.key,
+            cell(&default),
+            if o.reload { "yes" } else { "restart" },
+            cell(o.doc)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use clap::{Args, FromArgMatches};
+
+    const FILE: &str = r#"
+dnat = ["tcp:8888=192.168.122.73:9999"]
+filtering = "endpoint-independent"
+
+[inside]
+tun = "nat-in"
+netns = "lan"
+addr = "192.168.122.100/24"
+
+[outside]
+tun = "nat-out"
+addr = "172.16.1.186/24"
+
+[timeouts]
+udp = 30
+"#;
+
+    fn file() -> Settings {
+        Settings::from_toml(FILE, Path::new("lab.toml")).unwrap()
+    }
+
+    fn flags(args: &[&str]) -> Settings {
+        let cmd = Settings::augment_args(clap::Command::new("tunnat"));
+        let m = cmd
+            .try_get_matches_from(std::iter::once("tunnat").chain(args.iter().copied()))
+            .unwrap();
+        Settings::from_arg_matches(&m).unwrap()
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let c = file()
+            .overlay(&flags(&["--filtering", "address-and-port-dependent"]))
+            .resolve()
+            .unwrap();
+        assert_eq!(c.inside.netns.as_deref(), Some(Path::new("/run/netns/lan")));
+        assert_eq!(c.dnat.len(), 1);
+        assert_eq!(c.filtering, Filtering::AddressAndPortDependent);
+        assert_eq!(c.timeouts.udp, Duration::from_secs(30));
+        assert_eq!(c.timeouts.icmp, Duration::from_secs(60), "default kept");
+        assert_eq!(c.policy_port, 843);
+        assert_eq!(c.port_hold, PORT_HOLD);
+    }
+
+    #[test]
+    fn switches_and_lists_from_flags() {
+        let s = flags(&[
+            "--no-offload",
+            "--port-parity",
+            "--dnat",
+            "udp:1=10.0.0.1",
+            "--dnat",
+            "udp:2=10.0.0.1",
+        ]);
+        assert_eq!(s.offload, Some(false));
+        assert_eq!(s.port_parity, Some(true));
+        assert_eq!(s.trace, None, "a switch not given says nothing");
+        assert_eq!(s.dnat.as_ref().map(Vec::len), Some(2));
+        // A single rule may be written as a string in the file.
+        let f = Settings::from_toml("dnat = \"udp:1=10.0.0.1\"", Path::new("x.toml")).unwrap();
+        assert_eq!(f.dnat, Some(vec!["udp:1=10.0.0.1".to_string()]));
+    }
+
+    #[test]
+    fn unknown_keys_and_missing_values_are_named() {
+        let e = Settings::from_toml("mtuu = 3", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'mtuu'") && e.contains("x.toml"), "{e}");
+        let e = Settings::from_toml("[timeouts]\nudpp = 3", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'timeouts.udpp'"), "{e}");
+        let e = Settings::default().resolve().unwrap_err().to_string();
+        assert!(e.contains("--inside-tun is required"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_flag_or_the_file_key() {
+        let bad = Settings::from_toml(
+            &format!("{FILE}tcp-established = \"long\"\n"),
+            Path::new("lab.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("'timeouts.tcp-established' in lab.toml"),
+            "{bad}"
+        );
+        let e = file()
+            .overlay(&Settings::from_toml("filtering = \"strict\"", Path::new("lab.toml")).unwrap())
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("'filtering' in lab.toml 'strict'"), "{e}");
+        let e = file()
+            .overlay(&flags(&["--filtering", "strict"]))
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--filtering 'strict'"), "{e}");
+        let mut c = file()
+            .overlay(&Settings::from_toml("mtu = 100", Path::new("lab.toml")).unwrap())
+            .resolve()
+            .unwrap();
+        c.inside.netns = None;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("'mtu' in lab.toml 100"), "{e}");
+    }
+
+    #[test]
+    fn reload_is_an_allow_list() {
+        let old = file().resolve().unwrap();
+        let mut b = file();
+        b.udp_timeout = Some(60);
+        b.dnat = Some(vec![]);
+        reloadable(&old, &b.resolve().unwrap()).unwrap();
+        // The same value written out is no change.
+        b.mtu = Some(1500);
+        reloadable(&old, &b.resolve().unwrap()).unwrap();
+        b.outside_addr = Some("172.16.1.187/24".into());
+        b.mtu = Some(1400);
+        let e = reloadable(&old, &b.resolve().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--outside-addr, --mtu changed: that needs a restart"),
+            "{e}"
+        );
+        // Every option says one way or the other, and the ports never reload.
+        for o in OPTIONS
+            .iter()
+            .filter(|o| o.key.starts_with("inside.") || o.key.starts_with("outside."))
+        {
+            assert!(!o.reload, "{}", o.flag);
+        }
+    }
+
+    #[test]
+    fn every_option_has_a_flag_a_key_and_help() {
+        let cmd = Settings::augment_args(clap::Command::new("tunnat"));
+        for o in OPTIONS {
+            let a = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == o.field)
+                .unwrap_or_else(|| panic!("{} has no argument", o.field));
+            assert_eq!(a.get_long(), Some(o.flag));
+            assert!(a.get_help().is_some_and(|h| !h.to_string().is_empty()));
+            assert!(!o.doc.trim().is_empty());
+        }
+        let mut keys: Vec<_> = OPTIONS.iter().map(|o| o.key).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), OPTIONS.len(), "keys are unique");
+    }
+
+    /// The README's option table is generated from [`OPTIONS`]: this test fails when they
+    /// differ, and `UPDATE_README=1 cargo test` rewrites it.
+    #[test]
+    fn the_readme_table_is_the_option_table() {
+        const BEGIN: &str = "<!-- options: generated from src/options.rs; UPDATE_README=1 cargo test rewrites it -->\n";
+        const END: &str = "<!-- end of options -->";
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let start = readme
+            .find(BEGIN)
+            .expect("the README marks the option table")
+            + BEGIN.len();
+        let end = start + readme[start..].find(END).expect("the table's end marker");
+        let want = markdown_table();
+        if readme[start..end] != want {
+            if std::env::var_os("UPDATE_README").is_some() {
+                let new = format!("{}{want}{}", &readme[..start], &readme[end..]);
+                std::fs::write(&path, new).unwrap();
+            } else {
+                panic!("README.md's option table differs from src/options.rs; run UPDATE_README=1 cargo test.\nIt should be:\n{want}");
+            }
+        }
+    }
+}
