@@ -25,6 +25,7 @@
 pub mod cidr;
 pub mod dnat;
 pub mod endpoint;
+pub mod filtering;
 mod forward;
 mod hairpin;
 mod icmp_error;
@@ -33,6 +34,7 @@ mod offload;
 mod outbound;
 pub mod ports;
 pub mod reassembly;
+pub mod session;
 pub mod stats;
 mod syn_hold;
 pub mod table;

@@ -24,7 +24,9 @@ use std::time::Duration;
 use lru::LruCache;
 
 use super::endpoint::{Address, Endpoint, MapKey, SessionKey};
+pub use super::filtering::Filtering;
 use super::ports::Ports;
+pub use super::session::Session;
 use super::tcp_state::{Direction, TcpPhase, TcpTrack};
 use super::time::Instant;
 use super::timeouts::{rfc_minimum_idle, Timeouts};
@@ -61,43 +63,6 @@ const EVICT_SCAN: usize = 64;
 const BUSY_SWEEP: usize = 1024;
 const BUSY_SWEEP_GAP: Duration = Duration::from_secs(1);
 
-/// Which remotes may send to a mapping (RFC 4787 section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Filtering {
-    /// Any remote.
-    EndpointIndependent,
-    /// Remotes at an address the inside endpoint has sent to (RFC 4787 default here).
-    #[default]
-    AddressDependent,
-    /// Only the exact remote endpoints the inside endpoint has sent to.
-    AddressAndPortDependent,
-}
-
-impl Filtering {
-    /// The name used on the command line and in the config file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Filtering::EndpointIndependent => "endpoint-independent",
-            Filtering::AddressDependent => "address-dependent",
-            Filtering::AddressAndPortDependent => "address-and-port-dependent",
-        }
-    }
-}
-
-impl std::str::FromStr for Filtering {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Filtering, String> {
-        match s {
-            "endpoint-independent" | "eif" => Ok(Filtering::EndpointIndependent),
-            "address-dependent" | "adf" => Ok(Filtering::AddressDependent),
-            "address-and-port-dependent" | "apdf" => Ok(Filtering::AddressAndPortDependent),
-            _ => Err(format!(
-                "'{s}' is not endpoint-independent, address-dependent or address-and-port-dependent"
-            )),
-        }
-    }
-}
-
 /// A session seen from the outside: protocol, external port, remote endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct ExtKey<A> {
@@ -110,39 +75,6 @@ struct ExtKey<A> {
 struct Mapping {
     ext_port: u16,
     sessions: u32,
-}
-
-/// One translated conversation.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The router's external port (or ICMP identifier) for this session.
-    pub ext_port: u16,
-    /// Created by a DNAT rule rather than a dynamic mapping.
-    pub dnat: bool,
-    pub tcp: TcpTrack,
-    pub created: Instant,
-    pub last_seen: Instant,
-    /// When it last moved to the young end of the LRU.
-    promoted: Instant,
-    /// Packets and bytes seen, `[out, in]`.
-    pub packets: [u64; 2],
-    pub bytes: [u64; 2],
-}
-
-impl Session {
-    /// Records a packet of `len` bytes in direction `dir` at `now`.
-    pub fn touch(&mut self, dir: Direction, len: usize, tcp_flags: Option<u8>, now: Instant) {
-        let i = match dir {
-            Direction::Out => 0,
-            Direction::In => 1,
-        };
-        self.packets[i] += 1;
-        self.bytes[i] += len as u64;
-        self.last_seen = now;
-        if let Some(f) = tcp_flags {
-            self.tcp.update(dir, f);
-        }
-    }
 }
 
 /// Why no session could be made.
@@ -635,6 +567,98 @@ mod test {
         assert_eq!(seen, vec![k]);
         assert!(t.get_out(&k, Instant::ZERO).is_none());
         assert_eq!(t.mapping_count(), 0);
+    }
+
+    #[test]
+    fn next_deadline_is_the_instant_a_session_expires() {
+        let mut t = table();
+        assert_eq!(
+            t.next_deadline(),
+            None,
+            "an empty table never needs a sweep"
+        );
+        t.create_out(
+            key(Protocol::Udp, (IN1, 5000), (R1, 53)),
+            Instant::from_secs(10),
+        )
+        .unwrap();
+        // Before the first sweep only a lower bound is known: the shortest timeout.
+        let first = t.next_deadline().unwrap();
+        assert_eq!(first, Instant::from_secs(10 + 60));
+        assert_eq!(t.expire(first, |_, _| {}), 0);
+        // The sweep looked at the session: its own deadline, to the millisecond.
+        assert_eq!(t.next_deadline(), Some(Instant::from_secs(310)));
+        assert_eq!(t.expire(Instant::from_millis(309_999), |_, _| {}), 0);
+        assert_eq!(t.expire(Instant::from_secs(310), |_, _| {}), 1);
+        // Then the released port's hold, then nothing.
+        assert_eq!(t.next_deadline(), Some(Instant::from_secs(310 + 120)));
+        t.expire(Instant::from_secs(430), |_, _| {});
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_closing_connection_brings_the_deadline_forward() {
+        let mut t = table();
+        let k = key(Protocol::Tcp, (IN1, 5000), (R1, 80));
+        let t0 = Instant::ZERO;
+        t.create_out(k, t0).unwrap();
+        t.touch(&k, Direction::Out, 60, Some(TcpFlags::SYN), t0);
+        t.touch(
+            &k,
+            Direction::In,
+            60,
+            Some(TcpFlags::SYN | TcpFlags::ACK),
+            t0,
+        );
+        t.touch(&k, Direction::Out, 60, Some(TcpFlags::ACK), t0);
+        t.expire(Instant::from_secs(60), |_, _| {});
+        assert_eq!(
+            t.next_deadline(),
+            Some(Instant::from_secs(7440)),
+            "established"
+        );
+        // An RST at 100 s: the session now goes 240 s later, not at 7440 s.
+        t.touch(
+            &k,
+            Direction::In,
+            40,
+            Some(TcpFlags::RST),
+            Instant::from_secs(100),
+        );
+        let d = t.next_deadline().unwrap();
+        assert!(d <= Instant::from_secs(340), "{d:?}");
+        let mut at = d;
+        while t.expire(at, |_, _| {}) == 0 {
+            at = t.next_deadline().unwrap();
+            assert!(at <= Instant::from_secs(340));
+        }
+        assert_eq!(at, Instant::from_secs(340));
+    }
+
+    #[test]
+    fn many_long_lived_sessions_do_not_make_sweeps_come_faster_than_a_second() {
+        let mut t = Table::new(
+            Timeouts::default(),
+            Filtering::AddressDependent,
+            limits(5000),
+        );
+        for i in 0..(BUSY_SWEEP as u16 + 10) {
+            let k = key(Protocol::Tcp, (IN1, 10000 + i), (R1, 80));
+            t.create_out(k, Instant::ZERO).unwrap();
+            for (d, f) in [
+                (Direction::Out, TcpFlags::SYN),
+                (Direction::In, TcpFlags::SYN | TcpFlags::ACK),
+                (Direction::Out, TcpFlags::ACK),
+            ] {
+                t.touch(&k, d, 60, Some(f), Instant::ZERO);
+            }
+        }
+        // A UDP session due 500 ms after the walk: it waits for the next second.
+        let u = key(Protocol::Udp, (IN1, 5000), (R1, 53));
+        t.create_out(u, Instant::from_millis(100_500)).unwrap();
+        t.expire(Instant::from_secs(400), |_, _| {});
+        assert_eq!(t.next_deadline(), Some(Instant::from_secs(401)));
+        assert_eq!(t.expire(Instant::from_secs(401), |_, _| {}), 1);
     }
 
     #[test]

@@ -810,6 +810,30 @@ fn filtered_syn_is_held_six_seconds_then_port_unreachable() {
 }
 
 #[test]
+fn poll_timeout_names_the_held_syn_and_the_reassembly_deadlines() {
+    let mut n = nat_with_tcp_mapping();
+    let mut syn = tcp(REMOTE2, 4000, ROUTER_OUT, 50500, TcpFlags::SYN);
+    n.process(Side::Outside, &mut syn, t(10));
+    assert_eq!(
+        n.poll_timeout(),
+        Some(t(16)),
+        "the held SYN's answer is due first"
+    );
+    n.handle_timeout(t(16), |_, _| {});
+    assert_eq!(out(&mut n).len(), 1);
+    let (_, fs) = fragmented_udp(3000, 1500);
+    let mut first = fs[0].clone();
+    assert_eq!(n.process(Side::Inside, &mut first, t(20)), Verdict::Held);
+    assert_eq!(n.poll_timeout(), Some(t(20) + reassembly::TIMEOUT));
+    n.handle_timeout(t(50), |_, _| {});
+    assert_eq!(n.reassembler().pending(), 0, "given up at the instant due");
+    assert!(
+        n.poll_timeout().is_some_and(|d| d > t(50)),
+        "the TCP session remains"
+    );
+}
+
+#[test]
 fn outbound_syn_within_six_seconds_makes_a_simultaneous_open() {
     let mut n = nat_with_tcp_mapping();
     let mut syn_in = tcp(REMOTE2, 4000, ROUTER_OUT, 50500, TcpFlags::SYN);
