@@ -12,6 +12,10 @@ Ratios: tunnat / copy loop with equal offload settings, and tunnat / netfilter. 
 router is measured three times (rounds interleaved) and each cell is the median; --quick
 measures once, 2 s each. A run in which any iperf3 fails is not reported. Needs root,
 iperf3, iptables, python3.
+
+`--baseline BIN` adds another tunnat binary (say, a build of the previous commit), with
+and without offloads, measured in the same interleaved rounds, and prints the new
+binary's figures relative to it: how a change is shown to be within noise.
 """
 
 import json
@@ -35,6 +39,7 @@ SECS = 2 if QUICK else 4
 # machine does falls on all of them alike; the table shows the median of each cell.
 ROUNDS = 1 if QUICK else 3
 COPY = os.path.join(ROOT, "target", "release", "examples", "tun_copy")
+BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
 
 
 class TunRouter(harness.Lab):
@@ -46,7 +51,7 @@ class TunRouter(harness.Lab):
         for ns, dev in ((self.lan, "nat-in"), (self.wan, "nat-out")):
             run(["ip", "-n", ns, "link", "set", dev, "mtu", str(mtu)])
         offload = not kind.endswith("-plain")
-        if kind.startswith("tunnat"):
+        if kind.startswith(("tunnat", "baseline")):
             self.start(["--mtu", str(mtu), "--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
                         "--dnat", "tcp:7001=192.168.122.73", *([] if offload else ["--no-offload"])],
                        env={"RUST_LOG": "warn"})
@@ -59,6 +64,13 @@ class TunRouter(harness.Lab):
                                           *(["--offload"] if offload else [])], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
             self.dnat_target = SERVER_IN
+
+
+    def args(self, extra=()):
+        a = super().args(extra)
+        if self.kind.startswith("baseline"):
+            a[0] = BASELINE
+        return a
 
 
 def kernel_router(mtu):
@@ -151,10 +163,11 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
-    runs = {k: {} for k in kinds}
+    measured = kinds + (("baseline", "baseline-plain") if BASELINE else ())
+    runs = {k: {} for k in measured}
     for rnd in range(ROUNDS):
         for mtu in (1500, 9000):
-            for k in kinds:
+            for k in measured:
                 print(f"bench: round {rnd + 1}/{ROUNDS}: {k} at MTU {mtu} ...", file=sys.stderr, flush=True)
                 for key, x in measure(k, mtu).items():
                     runs[k].setdefault(key, []).append(x)
@@ -178,6 +191,16 @@ def main():
         print(f"{name:44} " + " ".join(f"{x:>9.2f}" for x in v)
               + f"   {ratio(v[0], v[1]):>6.0%} {ratio(v[2], v[3]):>7.0%} {ratio(v[0], v[4]):>7.0%}")
     print("\n(ratios: tunnat relative to the other router, same offload setting; above 100% means tunnat is better)")
+    if BASELINE:
+        print(f"\nthis tunnat against the baseline {BASELINE}, same rounds:")
+        print(f"{'':44} {'tunnat':>9} {'baseline':>9} {'ratio':>7}   {'plain':>9} {'baseline':>9} {'ratio':>7}")
+        for name, key, higher in rows:
+            v = [res[k][key] for k in ("tunnat", "baseline", "tunnat-plain", "baseline-plain")]
+            if key == "udp64_pps":
+                v = [x / 1000 for x in v]
+            ratio = (lambda a, b: a / b) if higher else (lambda a, b: b / a)
+            print(f"{name:44} {v[0]:>9.2f} {v[1]:>9.2f} {ratio(v[0], v[1]):>7.1%}   "
+                  f"{v[2]:>9.2f} {v[3]:>9.2f} {ratio(v[2], v[3]):>7.1%}")
     print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
     print("raw figures: " + json.dumps({k: {m: [round(x, 4) for x in xs] for m, xs in v.items()}
                                         for k, v in runs.items()}))
