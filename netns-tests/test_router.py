@@ -2,6 +2,7 @@
 
 import socket
 import struct
+import time
 
 from harness import (CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, check, csum, eq, recv_all, refused, serve_tcp, silent, sniff,
                      tunnat_args, wait_for)
@@ -121,3 +122,25 @@ def test_mss_clamping(lab):
     opts = syn["l4"][20:(syn["l4"][12] >> 4) * 4]
     i = opts.index(b"\x02\x04")
     eq(struct.unpack("!H", opts[i + 2:i + 4])[0], 1000, "MSS option on the wire")
+
+
+def _context_switches(pid):
+    fields = dict(l.split(":\t") for l in open(f"/proc/{pid}/status").read().splitlines() if ":\t" in l)
+    return int(fields["voluntary_ctxt_switches"]) + int(fields["nonvoluntary_ctxt_switches"])
+
+
+def test_an_idle_router_sleeps_and_still_expires_on_time(lab):
+    # A session that will expire 3 s after its last packet, then nothing: tunnat must not
+    # wake up on a tick while it waits (the core says when the next deadline is), and
+    # must still expire the session at that deadline.
+    lab.stop()
+    lab.start(["--udp-timeout", "3"])
+    s = lab.sock("lan", socket.SOCK_DGRAM)
+    s.bind((CLIENT, 47100))
+    s.sendto(b"x", (REMOTE, 9))
+    wait_for(lambda: "expired udp 192.168.122.101:47100" in lab.stderr(), 5, "the session to expire")
+    time.sleep(1)  # the released port's hold is the only deadline left, 120 s away
+    before = _context_switches(lab.proc.pid)
+    time.sleep(3)
+    woke = _context_switches(lab.proc.pid) - before
+    check(woke <= 1, f"tunnat woke {woke} times in 3 idle seconds")

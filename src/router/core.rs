@@ -283,6 +283,11 @@ impl Router {
         self.cfg = new;
     }
 
+    /// The driver could not read a port.
+    pub fn count_read_error(&mut self) {
+        self.io.read_errors += 1;
+    }
+
     /// The driver could not write a packet.
     pub fn count_write_error(&mut self) {
         self.io.write_errors += 1;

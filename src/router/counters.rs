@@ -53,6 +53,8 @@ pub struct NatCounters {
 pub struct IoCounters {
     pub read_inside: u64,
     pub read_outside: u64,
+    /// Reads that failed other than for want of a packet.
+    pub read_errors: u64,
     pub write_errors: u64,
     /// Packets dropped because a local stack's queue was full.
     pub local_queue_overflows: u64,
@@ -148,9 +150,10 @@ impl Counters {
         let io = &self.io;
         let c = &self.control;
         lines.push(format!(
-            "read inside {} outside {}, write errors {}, local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
+            "read inside {} outside {}, read errors {}, write errors {}, local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
             io.read_inside,
             io.read_outside,
+            io.read_errors,
             io.write_errors,
             io.local_queue_overflows,
             n.held_syns_overflowed,

@@ -242,6 +242,7 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("reading TUN '{}': {e}", tun.name());
+                    self.core.count_read_error();
                     return false;
                 }
             };
