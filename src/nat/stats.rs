@@ -61,7 +61,7 @@ impl From<WireError> for DropReason {
 }
 
 /// Packet counters of the core.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub forwarded_out: u64,
     pub forwarded_in: u64,
@@ -76,6 +76,8 @@ pub struct Stats {
     pub gso_forwarded: u64,
     /// Held SYNs dropped unanswered because [`super::MAX_HELD_SYNS`] were held.
     pub held_syns_overflowed: u64,
+    /// By reason; shown through [`Stats::drop_counts`].
+    #[serde(skip)]
     drops: [u64; DropReason::ALL.len()],
 }
 

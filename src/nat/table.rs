@@ -89,7 +89,7 @@ pub enum TableError {
 }
 
 /// Counters kept by the table.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TableStats {
     pub sessions_created: u64,
     pub sessions_expired: u64,

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::nat::{Nat, Side};
+use crate::nat::table::TableStats;
+use crate::nat::{Nat, Side, Stats};
 use crate::services::policy::PolicyStats;
 
 /// All the router's counters.
@@ -19,33 +20,20 @@ pub struct Counters {
     pub policy: Vec<PolicyCounters>,
 }
 
-/// The NAT core's counters and table sizes.
+/// The NAT core's counters and table sizes: the core's own counter structs, flattened.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NatCounters {
-    pub forwarded_out: u64,
-    pub forwarded_in: u64,
-    pub local: u64,
-    pub hairpinned: u64,
-    pub fragments_held: u64,
-    pub reassembled: u64,
-    pub fragmented: u64,
+    #[serde(flatten)]
+    pub packets: Stats,
+    /// Packets not forwarded, by reason (only reasons that happened).
+    pub drops: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub table: TableStats,
+    pub sessions: u64,
+    pub mappings: u64,
     pub reassembly_pending: u64,
     pub reassembly_timed_out: u64,
     pub reassembly_evicted: u64,
-    pub icmp_errors_sent: u64,
-    pub icmp_errors_translated: u64,
-    pub gso_forwarded: u64,
-    /// Unsolicited SYNs dropped unanswered because the hold queue was full.
-    pub held_syns_overflowed: u64,
-    /// Packets not forwarded, by reason (only reasons that happened).
-    pub drops: BTreeMap<String, u64>,
-    pub sessions: u64,
-    pub mappings: u64,
-    pub sessions_created: u64,
-    pub sessions_expired: u64,
-    pub sessions_evicted: u64,
-    pub mappings_created: u64,
-    pub mappings_released: u64,
 }
 
 /// What the driver saw of the ports, and the router's own stacks' queues.
@@ -86,31 +74,17 @@ impl NatCounters {
         let t = nat.table();
         let r = nat.reassembler();
         NatCounters {
-            forwarded_out: s.forwarded_out,
-            forwarded_in: s.forwarded_in,
-            local: s.local,
-            hairpinned: s.hairpinned,
-            fragments_held: s.fragments_held,
-            reassembled: s.reassembled,
-            fragmented: s.fragmented,
-            reassembly_pending: r.pending() as u64,
-            reassembly_timed_out: r.timed_out,
-            reassembly_evicted: r.evicted,
-            icmp_errors_sent: s.icmp_errors_sent,
-            icmp_errors_translated: s.icmp_errors_translated,
-            gso_forwarded: s.gso_forwarded,
-            held_syns_overflowed: s.held_syns_overflowed,
+            packets: s.clone(),
             drops: s
                 .drop_counts()
                 .map(|(r, n)| (r.name().to_string(), n))
                 .collect(),
+            table: t.stats,
             sessions: t.len() as u64,
             mappings: t.mapping_count() as u64,
-            sessions_created: t.stats.sessions_created,
-            sessions_expired: t.stats.sessions_expired,
-            sessions_evicted: t.stats.sessions_evicted,
-            mappings_created: t.stats.mappings_created,
-            mappings_released: t.stats.mappings_released,
+            reassembly_pending: r.pending() as u64,
+            reassembly_timed_out: r.timed_out,
+            reassembly_evicted: r.evicted,
         }
     }
 }
@@ -132,17 +106,18 @@ impl Counters {
     /// The summary logged when the router stops, one line each.
     pub fn log_lines(&self) -> Vec<String> {
         let n = &self.nat;
+        let p = &n.packets;
         let mut lines = vec![format!(
             "forwarded out {} in {}, local {}, ICMP errors sent {} translated {}, sessions {} (created {}, expired {}, evicted {})",
-            n.forwarded_out,
-            n.forwarded_in,
-            n.local,
-            n.icmp_errors_sent,
-            n.icmp_errors_translated,
+            p.forwarded_out,
+            p.forwarded_in,
+            p.local,
+            p.icmp_errors_sent,
+            p.icmp_errors_translated,
             n.sessions,
-            n.sessions_created,
-            n.sessions_expired,
-            n.sessions_evicted,
+            n.table.sessions_created,
+            n.table.sessions_expired,
+            n.table.sessions_evicted,
         )];
         for (r, count) in &n.drops {
             lines.push(format!("dropped {r}: {count}"));
@@ -156,7 +131,7 @@ impl Counters {
             io.read_errors,
             io.write_errors,
             io.local_queue_overflows,
-            n.held_syns_overflowed,
+            p.held_syns_overflowed,
             c.requests,
             c.refused,
             c.clients_timed_out,

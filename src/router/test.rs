@@ -511,3 +511,61 @@ fn an_idle_router_sleeps_and_expiry_is_exact() {
         "expired at the instant due"
     );
 }
+
+#[test]
+fn the_stats_answer_has_every_counter_under_its_usual_name() {
+    let mut lab = Lab::new(Config::lab());
+    let server = lab.outside.listen(80);
+    lab.inside.connect((REMOTE, 80), (CLIENT, 40004));
+    lab.run(3);
+    assert!(lab.outside.sock(server).is_active());
+    let r = lab.control(Request::Stats);
+    let line = r.to_json();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!((v["ok"].as_bool(), v["v"].as_u64()), (Some(true), Some(1)));
+    let nat = &v["nat"];
+    for key in [
+        "forwarded_out",
+        "forwarded_in",
+        "local",
+        "hairpinned",
+        "fragments_held",
+        "reassembled",
+        "fragmented",
+        "icmp_errors_sent",
+        "icmp_errors_translated",
+        "gso_forwarded",
+        "held_syns_overflowed",
+        "sessions",
+        "mappings",
+        "sessions_created",
+        "sessions_expired",
+        "sessions_evicted",
+        "mappings_created",
+        "mappings_released",
+        "reassembly_pending",
+        "reassembly_timed_out",
+        "reassembly_evicted",
+    ] {
+        assert!(nat[key].is_u64(), "nat.{key} in {line}");
+    }
+    assert!(nat["drops"].is_object());
+    assert!(nat["forwarded_out"].as_u64() >= Some(2));
+    assert_eq!(nat["sessions_created"].as_u64(), Some(1));
+    for key in [
+        "read_inside",
+        "read_outside",
+        "read_errors",
+        "write_errors",
+        "local_queue_overflows",
+    ] {
+        assert!(v["io"][key].is_u64(), "io.{key}");
+    }
+    assert_eq!(v["control"]["requests"].as_u64(), Some(1));
+    assert_eq!(v["policy"][1]["side"], "outside");
+    assert!(v["policy"][1]["busy"].is_u64());
+    // The client decodes what the router sent into the same struct.
+    let back: crate::control::proto::Envelope<Counters> = serde_json::from_str(&line).unwrap();
+    let Response::Counters(c) = r else { panic!() };
+    assert_eq!(back.body, *c);
+}
