@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::nat::icmp_limit::IcmpLimit;
 use crate::nat::timeouts::{
     RFC_MIN_ICMP, RFC_MIN_TCP_ESTABLISHED, RFC_MIN_TCP_TRANSITORY, RFC_MIN_UDP,
 };
@@ -34,6 +35,8 @@ pub struct Config {
     /// Policy XML sent to clients (without the NUL).
     pub policy: Vec<u8>,
     pub policy_idle: Duration,
+    /// The policy server's pool grows to at most this many connections per port.
+    pub policy_max_clients: usize,
     pub mtu: usize,
     /// Per-port MTUs overriding `mtu`.
     pub inside_mtu: Option<usize>,
@@ -44,6 +47,12 @@ pub struct Config {
     pub limits: Limits,
     pub port_hold: Duration,
     pub port_parity: bool,
+    /// The rate limit on ICMP errors the router sends.
+    pub icmp_limit: IcmpLimit,
+    /// Seed of the random choices; `None`: a random one at each start.
+    pub seed: Option<u64>,
+    /// Most half-open TCP sessions per port forward.
+    pub max_half_open: usize,
     /// Open the TUNs with offloads (IFF_VNET_HDR, TUNSETOFFLOAD): partial checksums and
     /// GSO super-packets pass through whole.
     pub offload: bool,
@@ -55,6 +64,8 @@ pub struct Config {
     pub pcap_dir: Option<PathBuf>,
     /// Unix socket for `tunnat table`, `stats`, `dnat`, `reload`.
     pub control: Option<PathBuf>,
+    /// The group given the control socket, whose members may change the router.
+    pub control_group: Option<u32>,
     /// The settings this was resolved from: how the user wrote each option (for
     /// messages), and what a reload compares.
     pub settings: Settings,
@@ -134,6 +145,7 @@ impl Config {
         let t = &self.timeouts;
         for (field, d) in [
             ("udp_timeout", t.udp),
+            ("tcp_half_open_timeout", t.tcp_half_open),
             ("tcp_established_timeout", t.tcp_established),
             ("tcp_transitory_timeout", t.tcp_transitory),
             ("icmp_timeout", t.icmp),
@@ -146,10 +158,17 @@ impl Config {
             ("max_sessions", self.limits.max_sessions),
             ("max_mappings", self.limits.max_mappings),
             ("max_mappings_per_host", self.limits.max_mappings_per_host),
+            ("max_half_open", self.max_half_open),
         ] {
             if n == 0 {
                 bail!("{} must be at least 1", name(field));
             }
+        }
+        if self.policy_max_clients == 0 {
+            bail!("{} must be at least 1", name("policy_max_clients"));
+        }
+        if self.icmp_limit.burst == 0 {
+            bail!("{} must be at least 1", name("icmp_burst"));
         }
         if self.policy.contains(&0) {
             bail!("the policy file contains a NUL byte, which would end the reply early");
@@ -221,6 +240,9 @@ impl Config {
             limits: self.limits,
             port_hold: self.port_hold,
             port_parity: self.port_parity,
+            icmp_limit: self.icmp_limit,
+            seed: self.seed.unwrap_or(0),
+            max_half_open: self.max_half_open,
         }
     }
 

@@ -183,7 +183,13 @@ pub fn policy_session(data: &[u8]) {
         let _ = a.push(IpCidr::new(server_addr, 8));
     });
     let mut sockets = SocketSet::new(vec![]);
-    let mut server = PolicyServer::new(&mut sockets, 843, POLICY, Duration::from_secs(3));
+    let mut server = PolicyServer::new(
+        &mut sockets,
+        843,
+        POLICY,
+        Duration::from_secs(3),
+        policy::DEFAULT_MAX_CLIENTS,
+    );
     let client = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 4096]),
         tcp::SocketBuffer::new(vec![0; 4096]),

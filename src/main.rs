@@ -75,6 +75,13 @@ struct ClientArgs {
 }
 
 fn client(cmd: Command) -> Result<()> {
+    // As Unix tools do: when the reader of our output goes away (`tunnat table | head`),
+    // end quietly on SIGPIPE instead of failing on the write. Only the client does this;
+    // the router keeps SIGPIPE ignored and sees EPIPE on a control socket instead.
+    // SAFETY: sets a signal disposition; the client has no other threads.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let (args, req) = match cmd {
         Command::Table(a) => (a, Request::Table),
         Command::Stats(a) => (a, Request::Stats),

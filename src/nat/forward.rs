@@ -73,7 +73,7 @@ impl Nat {
         rest: u32,
         why: DropReason,
     ) -> Verdict {
-        if !icmp_err::may_answer(ip) {
+        if !icmp_err::may_answer(ip) || !self.allow_icmp_error(self.clock) {
             return Verdict::Drop(why);
         }
         let src = match from {
@@ -89,6 +89,33 @@ impl Nat {
     /// Is `src` impossible as the source of a packet from the inside network?
     pub(super) fn spoofed(&self, src: Ipv4Addr) -> bool {
         !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast()
+    }
+
+    /// What a router refuses from either port before anything else, as Linux does with
+    /// `rp_filter` and `accept_source_route = 0`:
+    /// * martian sources (RFC 1812 section 5.3.7): 0/8, 127/8, multicast 224/4, reserved
+    ///   240/4 and the limited broadcast, the router's own addresses, the broadcast
+    ///   address of either network, and, from outside, any address of the inside network;
+    /// * source-routed packets (LSRR, SSRR: RFC 7126 section 4.3 and 4.4).
+    pub(super) fn screen<T: AsRef<[u8]>>(&self, side: Side, ip: &Ipv4<T>) -> Step<()> {
+        let src = ip.src();
+        let o = src.octets();
+        let (inside, outside) = (self.cfg.inside, self.cfg.outside);
+        let martian = o[0] == 0
+            || o[0] == 127
+            || o[0] >= 224
+            || src == inside.addr
+            || src == outside.addr
+            || src == inside.broadcast()
+            || src == outside.broadcast()
+            || (side == Side::Outside && inside.contains(src));
+        if martian {
+            return Err(DropReason::MartianSource);
+        }
+        if ip.has_source_route() {
+            return Err(DropReason::SourceRoute);
+        }
+        Ok(())
     }
 
     pub(super) fn mtu(&self, side: Side) -> usize {

@@ -14,7 +14,8 @@ pub(super) enum Target {
     /// Through an existing session.
     Session(Endpoint),
     /// Through a DNAT rule (new session).
-    Dnat(Endpoint),
+    /// Through a DNAT rule (new session); the rule's first port names it.
+    Dnat(Endpoint, u16),
     /// Through a mapping whose filter admits the remote (new session).
     Mapped(Endpoint),
 }
@@ -22,6 +23,7 @@ pub(super) enum Target {
 impl Nat {
     pub(super) fn inbound(&mut self, buf: &mut [u8], now: Instant) -> Step<Verdict> {
         let mut ip = Ipv4::new_checked(buf, Check::Full)?;
+        self.screen(Side::Outside, &ip)?;
         let (src, dst) = (ip.src(), ip.dst());
         let local = Verdict::Local {
             len: ip.total_len(),
@@ -102,10 +104,10 @@ impl Nat {
             return Some(Target::Session(key.inside));
         }
         if let Some(rule) = self.cfg.dnat.iter().find(|r| r.contains(protocol, port)) {
-            return Some(Target::Dnat(Endpoint::new(
-                rule.target,
-                rule.target_port_for(port),
-            )));
+            return Some(Target::Dnat(
+                Endpoint::new(rule.target, rule.target_port_for(port)),
+                rule.first,
+            ));
         }
         self.table
             .admits(protocol, port, remote)
@@ -125,7 +127,7 @@ impl Nat {
         now: Instant,
     ) -> Step<Endpoint> {
         let inside = match target {
-            Target::Session(e) | Target::Dnat(e) | Target::Mapped(e) => e,
+            Target::Session(e) | Target::Dnat(e, _) | Target::Mapped(e) => e,
         };
         let key = SessionKey {
             protocol,
@@ -141,7 +143,24 @@ impl Nat {
                 }
             }
             _ if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
-            Target::Dnat(_) => self.table.create_dnat(key, port, now).ok(),
+            Target::Dnat(_, first) => {
+                let syn = flags.is_some_and(|f| f & TcpFlags::SYN != 0);
+                let rule = (protocol, first);
+                if syn {
+                    // RFC 7857 section 3.1 and a SYN flood's leftovers: a port forward
+                    // holds at most this many half-open sessions; the oldest goes first.
+                    self.table.cap_half_open(rule, self.cfg.max_half_open, now);
+                }
+                let s = self.table.create_dnat(key, port, now).ok();
+                if let Some(s) = s {
+                    s.touch(Direction::In, len, flags, now);
+                    if syn {
+                        self.table.note_half_open(rule, key);
+                    }
+                    return Ok(inside);
+                }
+                None
+            }
             Target::Mapped(_) => self.table.create_out(key, now).ok(),
         };
         let session = session.ok_or(DropReason::TableFull)?;

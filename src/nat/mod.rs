@@ -29,6 +29,7 @@ pub mod filtering;
 mod forward;
 mod hairpin;
 mod icmp_error;
+pub mod icmp_limit;
 mod inbound;
 mod offload;
 mod outbound;
@@ -47,6 +48,7 @@ use std::net::Ipv4Addr;
 
 use crate::wire::offload::Offload;
 use crate::wire::transport::Protocol;
+use icmp_limit::{IcmpLimit, TokenBucket};
 use reassembly::Reassembler;
 use syn_hold::HeldSyns;
 
@@ -88,6 +90,12 @@ pub struct NatConfig {
     pub port_hold: std::time::Duration,
     /// Keep port parity when the inside port cannot be preserved.
     pub port_parity: bool,
+    /// The rate limit on ICMP errors the router sends.
+    pub icmp_limit: IcmpLimit,
+    /// Seeds the choice of external ports when the inside one is taken (fixed at start).
+    pub seed: u64,
+    /// Most half-open TCP sessions one port forward may hold (RFC 7857 section 3.1).
+    pub max_half_open: usize,
 }
 
 impl NatConfig {
@@ -111,6 +119,9 @@ impl NatConfig {
             limits: Limits::default(),
             port_hold: ports::PORT_HOLD,
             port_parity: false,
+            icmp_limit: IcmpLimit::default(),
+            seed: 0x9e37_79b9,
+            max_half_open: Limits::default().max_sessions / 4,
         }
     }
 }
@@ -196,6 +207,10 @@ pub struct Nat {
     /// Packets the core made, for [`Nat::poll_transmit`].
     queue: VecDeque<Transmit>,
     held_syns: HeldSyns,
+    /// Tokens for the ICMP errors the router sends.
+    icmp_bucket: TokenBucket,
+    /// The time of the packet or timeout being handled.
+    clock: Instant,
     /// The offload state of the packet being processed: a partial checksum, and its
     /// segmentation if it is a GSO super-packet (see [`Nat::process_offload`]).
     offload: Offload,
@@ -208,14 +223,17 @@ impl Nat {
         let mut table = Table::new(cfg.timeouts, cfg.filtering, cfg.limits);
         table.ports.hold = cfg.port_hold;
         table.ports.parity = cfg.port_parity;
+        table.ports.seed(cfg.seed);
         Self::reserve_ports(&mut table, &cfg);
         Nat {
+            icmp_bucket: TokenBucket::new(cfg.icmp_limit),
             cfg,
             table,
             stats: Stats::default(),
             reasm: Reassembler::default(),
             queue: VecDeque::new(),
             held_syns: HeldSyns::default(),
+            clock: Instant::ZERO,
             offload: Offload::NONE,
         }
     }
@@ -232,13 +250,18 @@ impl Nat {
 
     /// Applies new DNAT rules, timeouts, filtering and table size; existing sessions are
     /// kept (a removed DNAT rule's open sessions run until they expire, as in conntrack).
-    /// The addresses must not change.
+    /// The addresses must not change; the seed is kept from the start.
     pub fn reconfigure(&mut self, cfg: NatConfig) {
+        let cfg = NatConfig {
+            seed: self.cfg.seed,
+            ..cfg
+        };
         self.table.set_timeouts(cfg.timeouts);
         self.table.filtering = cfg.filtering;
         self.table.set_limits(cfg.limits);
         self.table.ports.hold = cfg.port_hold;
         self.table.ports.parity = cfg.port_parity;
+        self.icmp_bucket.set_limit(cfg.icmp_limit);
         Self::reserve_ports(&mut self.table, &cfg);
         self.cfg = cfg;
     }
@@ -264,6 +287,17 @@ impl Nat {
         self.queue.pop_front()
     }
 
+    /// May the router send an ICMP error now (the rate limit, [`icmp_limit`])? Counts the
+    /// ones held back. The core asks for its own errors; the router core asks for its
+    /// local stacks'.
+    pub fn allow_icmp_error(&mut self, now: Instant) -> bool {
+        if self.icmp_bucket.take(now) {
+            return true;
+        }
+        self.stats.icmp_errors_suppressed += 1;
+        false
+    }
+
     /// When [`Nat::handle_timeout`] next has work: a session or an incomplete datagram may
     /// time out, a held SYN is due its answer, or a held port is freed. `None`: never,
     /// until a packet comes.
@@ -286,6 +320,7 @@ impl Nat {
         now: Instant,
         on_expire: impl FnMut(&SessionKey, &Session),
     ) -> usize {
+        self.clock = self.clock.max(now);
         self.reasm.expire(now);
         self.expire_held_syns(now);
         self.table.expire(now, on_expire)
@@ -298,6 +333,7 @@ impl Nat {
 
     /// Processes one packet read from `side` at `now`, rewriting `buf` in place.
     pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
+        self.clock = self.clock.max(now);
         let v = self.decide(side, buf, now).unwrap_or_else(Verdict::Drop);
         // A datagram larger than the port it leaves by (DF clear, or it would have been
         // answered "fragmentation needed") is fragmented for it. A GSO super-packet is

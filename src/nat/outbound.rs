@@ -14,6 +14,7 @@ use crate::wire::transport::{self, icmp_type, End, Protocol, TcpFlags, Transport
 impl Nat {
     pub(super) fn outbound(&mut self, buf: &mut [u8], now: Instant) -> Step<Verdict> {
         let mut ip = Ipv4::new_checked(buf, Check::Full)?;
+        self.screen(Side::Inside, &ip)?;
         let (src, dst) = (ip.src(), ip.dst());
         let local = Verdict::Local {
             len: ip.total_len(),

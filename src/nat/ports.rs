@@ -53,6 +53,12 @@ impl<A: Address> Default for Ports<A> {
 }
 
 impl<A: Address> Ports<A> {
+    /// Seeds the start of the search for a free port (RFC 6056): the driver passes a
+    /// random seed at each start, or `--seed` for reproducible runs.
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = ((seed ^ (seed >> 32)) as u32) | 1; // xorshift32 must not start at 0
+    }
+
     /// Keeps `first..=last` of `protocol` out of dynamic allocation.
     pub fn reserve(&mut self, protocol: Protocol, first: u16, last: u16) {
         self.reserved.push((protocol, first, last));

@@ -28,6 +28,8 @@ drop_reasons! {
     BadIcmpChecksum => "bad-icmp-checksum",
     BadQuotedPacket => "bad-quoted-packet",
     SpoofedSource => "spoofed-source",
+    MartianSource => "martian-source",
+    SourceRoute => "source-route",
     NotRouted => "not-routed",
     Fragment => "fragment-for-router",
     BadFragment => "bad-fragment",
@@ -71,6 +73,8 @@ pub struct Stats {
     pub reassembled: u64,
     pub fragmented: u64,
     pub icmp_errors_sent: u64,
+    /// ICMP errors not sent because of the rate limit (`--icmp-rate`, `--icmp-burst`).
+    pub icmp_errors_suppressed: u64,
     pub icmp_errors_translated: u64,
     /// GSO super-packets forwarded whole (TUN offloads).
     pub gso_forwarded: u64,

@@ -64,6 +64,9 @@ impl Nat {
                 break;
             };
             // No outbound SYN came: RFC 5382 REQ-4 says port unreachable.
+            if !self.allow_icmp_error(now) {
+                continue;
+            }
             if let Ok(q) = Ipv4::new_checked(&h.quote[..], Check::Quoted) {
                 let mut packet = Vec::new();
                 icmp_err::build_error(

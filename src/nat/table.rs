@@ -18,6 +18,7 @@
 //!
 //! The table is generic over the address family ([`Address`]); `Table` alone is IPv4.
 
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -95,6 +96,8 @@ pub struct TableStats {
     pub sessions_expired: u64,
     /// Sessions removed early (idle past the RFC minimum) to make room.
     pub sessions_evicted: u64,
+    /// Half-open sessions from outside removed to make room, or over a rule's cap.
+    pub half_open_evicted: u64,
     pub mappings_created: u64,
     pub mappings_released: u64,
 }
@@ -114,6 +117,11 @@ pub struct Table<A: Address = Ipv4Addr> {
     host_mappings: HashMap<A, usize>,
     /// No session can expire before this (as of the last sweep, creation or close).
     next_expiry: Option<Instant>,
+    /// Per port forward (protocol, first port of the rule): the sessions opened through it
+    /// from outside with a SYN, oldest first. Entries whose session has since completed
+    /// its handshake or gone are dropped as they are met, so a list's length bounds how
+    /// many of its sessions are half-open.
+    half_open: HashMap<(Protocol, u16), VecDeque<SessionKey<A>>>,
     pub stats: TableStats,
 }
 
@@ -130,6 +138,7 @@ impl<A: Address> Table<A> {
             limits,
             host_mappings: HashMap::default(),
             next_expiry: None,
+            half_open: HashMap::default(),
             stats: TableStats::default(),
         }
     }
@@ -144,11 +153,23 @@ impl<A: Address> Table<A> {
         self.next_expiry = Some(Instant::ZERO);
     }
 
-    /// Makes room for one session if the table is full, evicting the least recently used
-    /// session that has been idle at least the RFC minimum for its kind.
+    /// Makes room for one session if the table is full: first by evicting the oldest
+    /// session a port forward opened from outside and never saw complete (a SYN flood's
+    /// leftovers), then the least recently used session that has been idle at least the
+    /// RFC minimum for its kind.
     fn make_room(&mut self, now: Instant) -> Result<(), TableError> {
         if self.sessions.len() < self.limits.max_sessions {
             return Ok(());
+        }
+        let longest = self
+            .half_open
+            .iter()
+            .max_by_key(|(_, q)| q.len())
+            .map(|(rule, _)| *rule);
+        if let Some(rule) = longest {
+            if self.evict_half_open(rule, now) {
+                return Ok(());
+            }
         }
         let victim = self
             .sessions
@@ -165,6 +186,48 @@ impl<A: Address> Table<A> {
             }
             None => Err(TableError::Full),
         }
+    }
+
+    /// Notes that `key`, opened from outside through the port forward `rule` with a SYN,
+    /// is half-open. Call [`Table::cap_half_open`] before creating it.
+    pub fn note_half_open(&mut self, rule: (Protocol, u16), key: SessionKey<A>) {
+        self.half_open.entry(rule).or_default().push_back(key);
+    }
+
+    /// Keeps the half-open sessions of port forward `rule` below `cap`, evicting the oldest
+    /// to make room for one more: a flood cannot fill the table through one rule, and a
+    /// real client's handshake, which completes in a round trip, is not what goes.
+    pub fn cap_half_open(&mut self, rule: (Protocol, u16), cap: usize, now: Instant) {
+        while self
+            .half_open
+            .get(&rule)
+            .is_some_and(|q| q.len() >= cap.max(1))
+            && self.evict_half_open(rule, now)
+        {}
+    }
+
+    /// Evicts the oldest session of port forward `rule` that is still half-open, dropping
+    /// the entries met on the way that no longer are. False if there was none.
+    fn evict_half_open(&mut self, rule: (Protocol, u16), now: Instant) -> bool {
+        while let Some(key) = self.half_open.get_mut(&rule).and_then(|q| q.pop_front()) {
+            let half_open = self
+                .sessions
+                .peek(&key)
+                .is_some_and(|s| s.tcp.phase() == TcpPhase::HalfOpenIn);
+            if half_open {
+                self.remove(&key, now);
+                self.stats.half_open_evicted += 1;
+                return true;
+            }
+        }
+        self.half_open.remove(&rule);
+        false
+    }
+
+    /// Sessions opened from outside through port forwards and perhaps still half-open (an
+    /// upper bound: entries are pruned as they are met).
+    pub fn half_open_tracked(&self) -> usize {
+        self.half_open.values().map(VecDeque::len).sum()
     }
 
     pub fn len(&self) -> usize {
@@ -185,6 +248,7 @@ impl<A: Address> Table<A> {
             Protocol::Tcp => match s.tcp.phase() {
                 TcpPhase::Established => self.timeouts.tcp_established,
                 TcpPhase::Transitory => self.timeouts.tcp_transitory,
+                TcpPhase::HalfOpenIn => self.timeouts.tcp_half_open,
             },
         }
     }
@@ -471,6 +535,7 @@ impl<A: Address> Table<A> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::wire::transport::TcpFlags;
 
     const IN1: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 101);
     const IN2: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 73);
@@ -582,9 +647,10 @@ mod test {
             Instant::from_secs(10),
         )
         .unwrap();
-        // Before the first sweep only a lower bound is known: the shortest timeout.
+        // Before the first sweep only a lower bound is known: the shortest timeout (TCP
+        // half-open, 30 s).
         let first = t.next_deadline().unwrap();
-        assert_eq!(first, Instant::from_secs(10 + 60));
+        assert_eq!(first, Instant::from_secs(10 + 30));
         assert_eq!(t.expire(first, |_, _| {}), 0);
         // The sweep looked at the session: its own deadline, to the millisecond.
         assert_eq!(t.next_deadline(), Some(Instant::from_secs(310)));
@@ -662,6 +728,65 @@ mod test {
     }
 
     #[test]
+    fn half_open_sessions_from_outside_go_first_and_are_capped_per_rule() {
+        let mut t = Table::new(Timeouts::default(), Filtering::AddressDependent, limits(10));
+        let rule = (Protocol::Tcp, 8888);
+        let syn_in = |t: &mut Table, n: u16, now| {
+            t.cap_half_open(rule, 4, now);
+            let k = key(Protocol::Tcp, (IN2, 9999), (R1, 30000 + n));
+            t.create_dnat(k, 8888, now)
+                .unwrap()
+                .touch(Direction::In, 60, Some(TcpFlags::SYN), now);
+            t.note_half_open(rule, k);
+            k
+        };
+        let t0 = Instant::ZERO;
+        let first = syn_in(&mut t, 0, t0);
+        // One completes its handshake: it is no longer half-open and is never evicted.
+        let done = syn_in(&mut t, 1, t0);
+        t.touch(
+            &done,
+            Direction::Out,
+            60,
+            Some(TcpFlags::SYN | TcpFlags::ACK),
+            t0,
+        );
+        t.touch(&done, Direction::In, 40, Some(TcpFlags::ACK), t0);
+        for n in 2..6 {
+            syn_in(&mut t, n, t0);
+        }
+        // The cap of 4 evicted the two oldest half-open ones (0 and 2), passing over the
+        // established one.
+        assert!(t.peek_out(&first).is_none());
+        assert!(t.peek_out(&done).is_some());
+        assert_eq!(t.stats.half_open_evicted, 2);
+        assert_eq!(
+            t.peek_out(&done).map(|s| s.tcp.phase()),
+            Some(TcpPhase::Established)
+        );
+        // Fill the table with outbound sessions: each new one evicts a half-open session
+        // first, though they are younger than every RFC minimum.
+        let before = t.stats.half_open_evicted;
+        for p in 0..8 {
+            t.create_out(
+                key(Protocol::Udp, (IN1, 5000 + p), (R1, 53)),
+                Instant::from_secs(1),
+            )
+            .unwrap();
+        }
+        assert_eq!(t.len(), 10);
+        assert!(t.stats.half_open_evicted > before);
+        assert!(t.peek_out(&done).is_some());
+        // A half-open session times out after 30 s.
+        let last = syn_in(&mut t, 9, Instant::from_secs(2));
+        assert_eq!(
+            t.timeout_of(Protocol::Tcp, t.peek_out(&last).unwrap())
+                .as_secs(),
+            30
+        );
+    }
+
+    #[test]
     fn traffic_keeps_a_session_alive() {
         let mut t = table();
         let k = key(Protocol::Icmp, (IN1, 7), (R1, 0));
@@ -716,6 +841,13 @@ mod test {
             Some(TcpFlags::SYN | TcpFlags::ACK),
             Instant::from_secs(239),
         );
+        // The initiator's ACK completes the handshake (RFC 7857 section 3.1).
+        s.touch(
+            Direction::Out,
+            40,
+            Some(TcpFlags::ACK),
+            Instant::from_secs(239),
+        );
         // Established: 7440 s from the last packet.
         assert_eq!(t.expire(Instant::from_secs(239 + 7439), |_, _| {}), 0);
         let s = t.get_out(&k, Instant::ZERO).unwrap();
@@ -742,6 +874,7 @@ mod test {
             Some(TcpFlags::SYN | TcpFlags::ACK),
             Instant::ZERO,
         );
+        s.touch(Direction::Out, 40, Some(TcpFlags::ACK), Instant::ZERO);
         let udp = key(Protocol::Udp, (IN1, 2), (R1, 2));
         t.create_out(udp, Instant::from_secs(10)).unwrap();
         // The established session is older (LRU end) but not expired; the UDP one is.

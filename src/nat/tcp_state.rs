@@ -2,15 +2,21 @@
 //! RFC 5382 REQ-5).
 //!
 //! A NAT does not run TCP; it only needs to know which idle timeout applies:
-//! * *transitory* (default 240 s, RFC 5382 REQ-5 minimum 4 min) until a SYN has been seen in
-//!   each direction, once a FIN has been seen in each direction, and after an RST
-//!   (RFC 7857 keeps the session 4 min after an RST instead of deleting it at once);
-//! * *established* (default 7440 s = 2 h 4 min, RFC 5382 REQ-5) otherwise.
+//! * *established* (default 7440 s = 2 h 4 min, RFC 5382 REQ-5) once the handshake is
+//!   complete: a SYN each way, each acknowledged by the other side (RFC 7857 section 3.1:
+//!   the initiator's ACK of the SYN-ACK, not the SYN-ACK alone, completes it);
+//! * *half-open from outside* (default 30 s, `--tcp-half-open-timeout`) for a connection
+//!   opened from outside whose handshake has not completed: what a SYN flood to a port
+//!   forward leaves behind, like conntrack's SYN_RECV (60 s). Such sessions are the first
+//!   evicted when the table is full;
+//! * *transitory* (default 240 s, RFC 5382 REQ-5 minimum 4 min) for the rest: a
+//!   connection opened from inside and not yet established, one whose FINs have been seen
+//!   each way, and one reset (RFC 7857 keeps the session 4 min after an RST).
 //!
-//! Simultaneous open (a SYN each way, no SYN-ACK yet) is established like any other open.
-//! A session picked up mid-stream (first packet not a SYN, e.g. after a router restart)
-//! stays transitory until a packet has been seen each way. A SYN after the connection has
-//! closed starts a new connection on the same session.
+//! Simultaneous open (a SYN each way, then a SYN-ACK each way) is established like any
+//! other open. A session picked up mid-stream (first packet not a SYN, e.g. after a
+//! router restart) stays transitory until a packet has been seen each way. A SYN after
+//! the connection has closed starts a new connection on the same session.
 
 use crate::wire::transport::TcpFlags;
 
@@ -28,6 +34,8 @@ pub enum Direction {
 pub enum TcpPhase {
     /// Opening, closing, or reset: the transitory timeout applies.
     Transitory,
+    /// Opened from outside and the handshake not complete: the half-open timeout applies.
+    HalfOpenIn,
     /// Open: the established timeout applies.
     Established,
 }
@@ -42,6 +50,12 @@ pub struct TcpTrack {
     rst: bool,
     seen_out: bool,
     seen_in: bool,
+    /// An ACK from inside, after the SYN from outside.
+    acked_out: bool,
+    /// An ACK from outside, after the SYN from inside.
+    acked_in: bool,
+    /// The direction of the first SYN: who opened.
+    opened_in: bool,
 }
 
 impl TcpTrack {
@@ -55,6 +69,16 @@ impl TcpTrack {
         }
         if flags & TcpFlags::RST != 0 {
             self.rst = true;
+        }
+        if syn && !ack && !self.syn_out && !self.syn_in {
+            self.opened_in = dir == Direction::In;
+        }
+        if ack {
+            match dir {
+                Direction::Out if self.syn_in => self.acked_out = true,
+                Direction::In if self.syn_out => self.acked_in = true,
+                _ => {}
+            }
         }
         let (syn_seen, fin_seen, seen) = match dir {
             Direction::Out => (&mut self.syn_out, &mut self.fin_out, &mut self.seen_out),
@@ -73,10 +97,12 @@ impl TcpTrack {
         if self.rst || (self.fin_out && self.fin_in) {
             return TcpPhase::Transitory;
         }
-        let opened = (self.syn_out && self.syn_in)
-            || (!self.syn_out && !self.syn_in && self.seen_out && self.seen_in);
-        if opened {
+        let handshake = self.syn_out && self.syn_in && self.acked_out && self.acked_in;
+        let mid_stream = !self.syn_out && !self.syn_in && self.seen_out && self.seen_in;
+        if handshake || mid_stream {
             TcpPhase::Established
+        } else if self.opened_in && self.syn_in {
+            TcpPhase::HalfOpenIn
         } else {
             TcpPhase::Transitory
         }
@@ -92,6 +118,8 @@ impl TcpTrack {
             "FIN_WAIT"
         } else if self.phase() == TcpPhase::Established {
             "ESTABLISHED"
+        } else if self.syn_out && self.syn_in {
+            "SYN_RECV"
         } else if self.syn_out || self.syn_in {
             "SYN_SENT"
         } else {
@@ -119,12 +147,15 @@ mod test {
     }
 
     #[test]
-    fn three_way_handshake_establishes() {
+    fn three_way_handshake_establishes_on_the_initiators_ack() {
         assert_eq!(run(&[(Out, SYN)]).phase(), TcpPhase::Transitory);
+        let answered = run(&[(Out, SYN), (In, SYNACK)]);
         assert_eq!(
-            run(&[(Out, SYN), (In, SYNACK)]).phase(),
-            TcpPhase::Established
+            answered.phase(),
+            TcpPhase::Transitory,
+            "the SYN-ACK alone is not enough"
         );
+        assert_eq!(answered.name(), "SYN_RECV");
         assert_eq!(
             run(&[(Out, SYN), (In, SYNACK), (Out, ACK)]).name(),
             "ESTABLISHED"
@@ -132,8 +163,29 @@ mod test {
     }
 
     #[test]
+    fn opened_from_outside_is_half_open_until_the_remote_acks() {
+        assert_eq!(run(&[(In, SYN)]).phase(), TcpPhase::HalfOpenIn);
+        // A SYN flood: the inside server answers, the spoofed remote never does.
+        assert_eq!(
+            run(&[(In, SYN), (Out, SYNACK)]).phase(),
+            TcpPhase::HalfOpenIn
+        );
+        assert_eq!(
+            run(&[(In, SYN), (Out, SYNACK), (In, ACK)]).phase(),
+            TcpPhase::Established
+        );
+        // An RST ends it as any other connection.
+        assert_eq!(run(&[(In, SYN), (Out, RST)]).phase(), TcpPhase::Transitory);
+    }
+
+    #[test]
     fn simultaneous_open_establishes() {
-        assert_eq!(run(&[(Out, SYN), (In, SYN)]).phase(), TcpPhase::Established);
+        let both = run(&[(Out, SYN), (In, SYN)]);
+        assert_eq!(both.phase(), TcpPhase::Transitory);
+        assert_eq!(
+            run(&[(Out, SYN), (In, SYN), (Out, SYNACK), (In, SYNACK)]).phase(),
+            TcpPhase::Established
+        );
     }
 
     #[test]
@@ -157,6 +209,7 @@ mod test {
         t.update(Out, SYN);
         assert_eq!(t.phase(), TcpPhase::Transitory);
         t.update(In, SYNACK);
+        t.update(Out, ACK);
         assert_eq!(t.phase(), TcpPhase::Established);
     }
 

@@ -824,7 +824,9 @@ fn poll_timeout_names_the_held_syn_and_the_reassembly_deadlines() {
     let (_, fs) = fragmented_udp(3000, 1500);
     let mut first = fs[0].clone();
     assert_eq!(n.process(Side::Inside, &mut first, t(20)), Verdict::Held);
-    assert_eq!(n.poll_timeout(), Some(t(20) + reassembly::TIMEOUT));
+    let due = t(20) + reassembly::TIMEOUT;
+    assert_eq!(n.reassembler().next_deadline(), Some(due));
+    assert!(n.poll_timeout().is_some_and(|d| d <= due));
     n.handle_timeout(t(50), |_, _| {});
     assert_eq!(n.reassembler().pending(), 0, "given up at the instant due");
     assert!(
@@ -1054,4 +1056,97 @@ fn partial_checksums_are_completed_where_they_cannot_stay() {
         n.process_offload(Side::Inside, &mut u, t(0), &mut off),
         Verdict::Drop(DropReason::BadOffload)
     );
+}
+
+#[test]
+fn icmp_errors_the_router_sends_are_rate_limited() {
+    let mut n = nat();
+    let mut l4 = vec![0u8; 8];
+    l4[0..2].copy_from_slice(&1000u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&33434u16.to_be_bytes());
+    l4[4..6].copy_from_slice(&8u16.to_be_bytes());
+    let expired = |n: &mut Nat, now| {
+        let mut p = ip(17, CLIENT, REMOTE, 1, &l4);
+        n.process(Side::Inside, &mut p, now)
+    };
+    // 60 at once: the burst of 50 is answered, 10 are not, and all are counted as drops.
+    let replies = (0..60)
+        .filter(|_| expired(&mut n, t(1)) == Verdict::Reply(DropReason::TtlExceeded))
+        .count();
+    assert_eq!(replies, 50);
+    assert_eq!(out(&mut n).len(), 50);
+    assert_eq!(n.stats().icmp_errors_suppressed, 10);
+    assert_eq!(n.stats().icmp_errors_sent, 50);
+    assert_eq!(n.stats().drops(DropReason::TtlExceeded), 60);
+    // 1000 a second: 5 ms later, 5 more.
+    let later = Instant::from_millis(1005);
+    let replies = (0..10)
+        .filter(|_| expired(&mut n, later) == Verdict::Reply(DropReason::TtlExceeded))
+        .count();
+    assert_eq!(replies, 5);
+    // No limit with a rate of 0.
+    let mut cfg = NatConfig::lab();
+    cfg.icmp_limit.rate = 0;
+    n.reconfigure(cfg);
+    assert!((0..200).all(|_| expired(&mut n, later) == Verdict::Reply(DropReason::TtlExceeded)));
+}
+
+#[test]
+fn martian_sources_and_source_routes_are_dropped_from_both_sides() {
+    let mut n = nat();
+    for m in [
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(0, 1, 2, 3),
+        Ipv4Addr::new(224, 0, 0, 5),
+        Ipv4Addr::new(255, 255, 255, 255),
+        ROUTER_OUT,
+        ROUTER_IN,
+        CLIENT,
+        Ipv4Addr::new(172, 16, 1, 255),
+    ] {
+        let mut p = udp(m, 1000, ROUTER_OUT, 53);
+        assert_eq!(
+            n.process(Side::Outside, &mut p, t(0)),
+            Verdict::Drop(DropReason::MartianSource),
+            "{m} from outside"
+        );
+    }
+    for m in [
+        ROUTER_IN,
+        Ipv4Addr::new(192, 168, 122, 255),
+        Ipv4Addr::new(127, 0, 0, 1),
+    ] {
+        let mut p = udp(m, 1000, REMOTE, 53);
+        assert_eq!(
+            n.process(Side::Inside, &mut p, t(0)),
+            Verdict::Drop(DropReason::MartianSource),
+            "{m} from inside"
+        );
+    }
+    // A loose source route, in a header with options.
+    let mut l4 = vec![0u8; 8];
+    l4[0..2].copy_from_slice(&1000u16.to_be_bytes());
+    l4[2..4].copy_from_slice(&53u16.to_be_bytes());
+    l4[4..6].copy_from_slice(&8u16.to_be_bytes());
+    let mut p = vec![0u8; 28 + 8];
+    p[0] = 0x47; // IHL 7: 8 bytes of options
+    p[2..4].copy_from_slice(&36u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 17;
+    p[12..16].copy_from_slice(&CLIENT.octets());
+    p[16..20].copy_from_slice(&REMOTE.octets());
+    p[20..28].copy_from_slice(&[1, 131, 7, 4, 10, 0, 0, 1]); // NOP, LSRR via 10.0.0.1
+    p[28..].copy_from_slice(&l4);
+    crate::wire::ipv4::recompute_header_checksum(&mut p[..28]);
+    assert_eq!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Drop(DropReason::SourceRoute)
+    );
+    // Record route is no source route: translated.
+    p[20..28].copy_from_slice(&[7, 7, 4, 0, 0, 0, 0, 0]);
+    crate::wire::ipv4::recompute_header_checksum(&mut p[..28]);
+    assert!(matches!(
+        n.process(Side::Inside, &mut p, t(0)),
+        Verdict::Forward { .. }
+    ));
 }

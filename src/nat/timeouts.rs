@@ -13,6 +13,8 @@ pub const DEFAULT_UDP: Duration = Duration::from_secs(300);
 pub const DEFAULT_TCP_ESTABLISHED: Duration = Duration::from_secs(7440);
 pub const DEFAULT_TCP_TRANSITORY: Duration = Duration::from_secs(240);
 pub const DEFAULT_ICMP: Duration = Duration::from_secs(60);
+/// TCP opened from outside, handshake not complete (conntrack keeps SYN_RECV 60 s).
+pub const DEFAULT_TCP_HALF_OPEN: Duration = Duration::from_secs(30);
 
 /// The shortest idle timeouts the RFCs allow (the same requirements).
 pub const RFC_MIN_UDP: Duration = Duration::from_secs(120);
@@ -27,6 +29,8 @@ pub struct Timeouts {
     pub tcp_established: Duration,
     pub tcp_transitory: Duration,
     pub icmp: Duration,
+    /// TCP opened from outside whose handshake has not completed.
+    pub tcp_half_open: Duration,
 }
 
 impl Default for Timeouts {
@@ -36,6 +40,7 @@ impl Default for Timeouts {
             tcp_established: DEFAULT_TCP_ESTABLISHED,
             tcp_transitory: DEFAULT_TCP_TRANSITORY,
             icmp: DEFAULT_ICMP,
+            tcp_half_open: DEFAULT_TCP_HALF_OPEN,
         }
     }
 }
@@ -46,6 +51,7 @@ impl Timeouts {
             .min(self.tcp_established)
             .min(self.tcp_transitory)
             .min(self.icmp)
+            .min(self.tcp_half_open)
     }
 }
 
@@ -58,6 +64,8 @@ pub fn rfc_minimum_idle(protocol: Protocol, s: &Session) -> Duration {
         Protocol::Tcp => match s.tcp.phase() {
             TcpPhase::Established => RFC_MIN_TCP_ESTABLISHED,
             TcpPhase::Transitory => RFC_MIN_TCP_TRANSITORY,
+            // Opened from outside and never completed: the first to go when room is needed.
+            TcpPhase::HalfOpenIn => Duration::ZERO,
         },
     }
 }

@@ -53,7 +53,7 @@ pub(super) trait Shown {
 macro_rules! shown_display {
     ($($t:ty),*) => {$(impl Shown for $t { fn shown(&self) -> String { self.to_string() } })*};
 }
-shown_display!(u16, u64, usize, f64, bool, String);
+shown_display!(u16, u32, u64, usize, f64, bool, String);
 impl Shown for PathBuf {
     fn shown(&self) -> String {
         self.display().to_string()

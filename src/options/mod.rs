@@ -17,12 +17,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Arg, ArgAction, ArgMatches};
 
 use crate::config::{Config, PortConfig};
+use crate::nat::icmp_limit::IcmpLimit;
 use crate::nat::timeouts::{
-    DEFAULT_ICMP, DEFAULT_TCP_ESTABLISHED, DEFAULT_TCP_TRANSITORY, DEFAULT_UDP,
+    DEFAULT_ICMP, DEFAULT_TCP_ESTABLISHED, DEFAULT_TCP_HALF_OPEN, DEFAULT_TCP_TRANSITORY,
+    DEFAULT_UDP,
 };
 use crate::nat::{ports::PORT_HOLD, DnatRule, Filtering, Ipv4Cidr, Limits, Timeouts};
 use crate::port::netns;
-use crate::services::policy::{DEFAULT_IDLE, DEFAULT_POLICY, DEFAULT_PORT};
+use crate::services::policy::{DEFAULT_IDLE, DEFAULT_MAX_CLIENTS, DEFAULT_POLICY, DEFAULT_PORT};
 
 #[macro_use]
 mod define;
@@ -81,6 +83,11 @@ options! {
         flag: "policy-idle-timeout", key: "policy-idle-timeout", value: "SECS",
         default: Some(DEFAULT_IDLE.as_secs_f64()), shown: "", reload
     }
+    /// Most policy connections served at once on each port: the pool starts at 64 sockets and grows on demand up to this, before it resets the connections that have waited longest without a request.
+    policy_max_clients: usize = Value {
+        flag: "policy-max-clients", key: "policy-max-clients", value: "N",
+        default: Some(DEFAULT_MAX_CLIENTS), shown: "", restart
+    }
     /// Largest packet forwarded; a larger packet with DF set gets ICMP "fragmentation needed" with this MTU.
     mtu: usize = Value {
         flag: "mtu", key: "mtu", value: "N",
@@ -116,6 +123,11 @@ options! {
         flag: "tcp-transitory-timeout", key: "timeouts.tcp-transitory", value: "SECS",
         default: Some(DEFAULT_TCP_TRANSITORY.as_secs()), shown: "", reload
     }
+    /// Idle timeout of TCP connections opened from outside whose handshake has not completed (a SYN answered, the remote's ACK not seen), seconds; what a SYN flood to a port forward leaves behind, like conntrack's SYN_RECV (60 s).
+    tcp_half_open_timeout: u64 = Value {
+        flag: "tcp-half-open-timeout", key: "timeouts.tcp-half-open", value: "SECS",
+        default: Some(DEFAULT_TCP_HALF_OPEN.as_secs()), shown: "", reload
+    }
     /// Idle timeout of ICMP echo sessions, seconds (RFC 5508 REQ-2: at least 60).
     icmp_timeout: u64 = Value {
         flag: "icmp-timeout", key: "timeouts.icmp", value: "SECS",
@@ -141,15 +153,35 @@ options! {
         flag: "max-mappings-per-host", key: "max-mappings-per-host", value: "N",
         default: Some(Limits::default().max_mappings_per_host), shown: "", reload
     }
+    /// Most half-open TCP sessions (opened from outside, handshake not complete) one port forward may hold; a SYN beyond evicts the oldest of them. By default a quarter of `--max-sessions`.
+    max_half_open: usize = Value {
+        flag: "max-half-open", key: "max-half-open", value: "N",
+        default: None, shown: "max-sessions / 4", reload
+    }
     /// Seconds a released external port is kept from other inside hosts (RFC 6888); the host that had it may take it back at once.
     port_hold: u64 = Value {
         flag: "port-hold", key: "port-hold", value: "SECS",
         default: Some(PORT_HOLD.as_secs()), shown: "", reload
     }
+    /// Most ICMP errors the router sends per second on average (time exceeded, unreachable, fragmentation needed), as Linux's `icmp_msgs_per_sec` (RFC 1812 section 4.3.2.8); 0 for no limit. Echo replies are not limited.
+    icmp_rate: u32 = Value {
+        flag: "icmp-rate", key: "icmp-rate", value: "N",
+        default: Some(IcmpLimit::default().rate), shown: "", reload
+    }
+    /// Most ICMP errors the router sends at once, as Linux's `icmp_msgs_burst`.
+    icmp_burst: u32 = Value {
+        flag: "icmp-burst", key: "icmp-burst", value: "N",
+        default: Some(IcmpLimit::default().burst), shown: "", reload
+    }
     /// When the inside port is taken, pick an external port of the same parity (RFC 4787 REQ-4, for RTP/RTCP pairs).
     port_parity: bool = Switch {
         flag: "port-parity", key: "port-parity", value: "",
         default: Some(false), shown: "", reload
+    }
+    /// Seed the random choices (the external port when the inside one is taken, the router's own TCP sequence numbers) for reproducible runs; by default a random seed from the OS at each start (RFC 6056).
+    seed: u64 = Value {
+        flag: "seed", key: "seed", value: "N",
+        default: None, shown: "random", restart
     }
     /// Open the TUNs without offloads (`offload = false` in the file): one MTU-sized packet per read and write, every checksum complete. By default tunnat asks the kernel for partial checksums and TCP/UDP segmentation offload, so a read or write carries up to 64 KB; if the kernel refuses, tunnat says so and runs without.
     offload: bool = NoSwitch {
@@ -171,10 +203,15 @@ options! {
         flag: "pcap-dir", key: "pcap-dir", value: "DIR",
         default: None, shown: "off", restart
     }
-    /// Listen on this Unix socket for `tunnat table`, `stats`, `dnat` and `reload`.
+    /// Listen on this Unix socket for `tunnat table`, `stats`, `dnat` and `reload`. It is created mode 0660; only a stale socket already at PATH is replaced. Requests that change the router (`dnat add`, `dnat del`, `reload`) are taken from root and tunnat's own user only; read-only ones from its group too.
     control: PathBuf = Value {
         flag: "control", key: "control", value: "PATH",
         default: None, shown: "off", restart
+    }
+    /// Give the control socket to this group (a name or a number); its members may use every request, including those that change the router.
+    control_group: String = Value {
+        flag: "control-group", key: "control-group", value: "GROUP",
+        default: None, shown: "tunnat's group", restart
     }
 }
 
@@ -232,7 +269,6 @@ impl Settings {
                     tun: Option<String>,
                     netns: Option<String>,
                     addr: Option<String>| {
-            let (tun_f, addr_f) = (format!("{side}_tun"), format!("{side}_addr"));
             let tun = tun.ok_or_else(|| {
                 anyhow!("--{side}-tun is required (or 'tun' under [{side}] in the config file)")
             })?;
@@ -241,8 +277,7 @@ impl Settings {
             })?;
             let cidr: Ipv4Cidr = addr
                 .parse()
-                .map_err(|e| anyhow!("{}: {e}", self.named(&addr_f)))?;
-            let _ = tun_f;
+                .map_err(|e| anyhow!("{}: {e}", self.named(&format!("{side}_addr"))))?;
             Ok::<_, anyhow::Error>(PortConfig {
                 tun,
                 netns: netns.as_deref().map(netns::resolve),
@@ -309,6 +344,7 @@ impl Settings {
             policy_port: self.policy_port().unwrap_or_default(),
             policy,
             policy_idle: Duration::from_secs_f64(idle),
+            policy_max_clients: self.policy_max_clients().unwrap_or_default(),
             mtu: self.mtu().unwrap_or_default(),
             inside_mtu: self.inside_mtu(),
             outside_mtu: self.outside_mtu(),
@@ -318,6 +354,7 @@ impl Settings {
                 tcp_established: secs(self.tcp_established_timeout()),
                 tcp_transitory: secs(self.tcp_transitory_timeout()),
                 icmp: secs(self.icmp_timeout()),
+                tcp_half_open: secs(self.tcp_half_open_timeout()),
             },
             filtering,
             limits: Limits {
@@ -327,14 +364,46 @@ impl Settings {
             },
             port_hold: Duration::from_secs(self.port_hold().unwrap_or_default()),
             port_parity: self.port_parity().unwrap_or_default(),
+            seed: self.seed(),
+            max_half_open: self
+                .max_half_open()
+                .unwrap_or((self.max_sessions().unwrap_or_default() / 4).max(1)),
+            icmp_limit: IcmpLimit {
+                rate: self.icmp_rate().unwrap_or_default(),
+                burst: self.icmp_burst().unwrap_or_default(),
+            },
             offload: self.offload().unwrap_or_default(),
             trace: self.trace().unwrap_or_default() || !trace_filters.is_empty(),
             trace_filters,
             pcap_dir: self.pcap_dir(),
             control: self.control(),
+            control_group: match self.control_group() {
+                Some(g) => {
+                    Some(group_id(&g).map_err(|e| anyhow!("{} {e}", self.named("control_group")))?)
+                }
+                None => None,
+            },
             settings: self.clone(),
         })
     }
+}
+
+/// The id of group `name` (a name in /etc/group, or a number).
+fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(n) = name.parse() {
+        return Ok(n);
+    }
+    let groups =
+        std::fs::read_to_string("/etc/group").map_err(|e| format!("'{name}': /etc/group: {e}"))?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            Some((f.next()?, f.nth(1)?))
+        })
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, gid)| gid.parse().ok())
+        .ok_or_else(|| format!("'{name}': no such group"))
 }
 
 /// Refuses a reload that changes what only a restart can change, naming the options.

@@ -16,21 +16,29 @@ pub struct QueueDevice {
     pub rx: VecDeque<Vec<u8>>,
     pub tx: VecDeque<Vec<u8>>,
     mtu: usize,
+    /// Most packets queued each way.
+    limit: usize,
     /// Packets dropped because a queue was full.
     pub overflows: u64,
 }
 
 impl QueueDevice {
     pub fn new(mtu: usize) -> QueueDevice {
+        QueueDevice::with_limit(mtu, QUEUE_LIMIT)
+    }
+
+    /// A device whose queues hold up to `limit` packets each way.
+    pub fn with_limit(mtu: usize, limit: usize) -> QueueDevice {
         QueueDevice {
             mtu,
+            limit,
             ..Default::default()
         }
     }
 
     /// Queues a packet for the local stack.
     pub fn deliver(&mut self, pkt: &[u8]) {
-        if self.rx.len() >= QUEUE_LIMIT {
+        if self.rx.len() >= self.limit {
             self.rx.pop_front();
             self.overflows += 1;
         }
@@ -51,7 +59,7 @@ impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = vec![0u8; len];
         let r = f(&mut buf);
-        if self.0.tx.len() >= QUEUE_LIMIT {
+        if self.0.tx.len() >= self.0.limit {
             self.0.tx.pop_front();
             self.0.overflows += 1;
         }

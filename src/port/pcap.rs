@@ -2,11 +2,12 @@
 //! `DIR/outside.pcap` (LINKTYPE_RAW), readable by tcpdump and Wireshark. An [`Observer`]
 //! of the ports, in the manner of smoltcp's `phy::PcapWriter`.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
 
@@ -19,11 +20,35 @@ pub struct PcapCapture {
 }
 
 impl PcapCapture {
+    /// Creates `DIR/inside.pcap` and `DIR/outside.pcap`, mode 0600. A capture left by an
+    /// earlier run is replaced; anything else at those names (a symbolic link, which
+    /// would make tunnat write through it, a directory, a device) is refused. The files
+    /// are opened with `O_EXCL | O_NOFOLLOW`, so nothing swapped in meanwhile is followed.
     pub fn create(dir: &Path) -> Result<PcapCapture> {
         std::fs::create_dir_all(dir).with_context(|| format!("--pcap-dir {}", dir.display()))?;
         let open = |name: &str| -> Result<PcapWriter<File>> {
             let path = dir.join(name);
-            let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => bail!(
+                    "--pcap-dir: {} is a symbolic link; refusing to write through it",
+                    path.display()
+                ),
+                Ok(m) if !m.is_file() => bail!(
+                    "--pcap-dir: {} exists and is not a regular file",
+                    path.display()
+                ),
+                Ok(_) => std::fs::remove_file(&path)
+                    .with_context(|| format!("replacing {}", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+            }
+            let f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
             let header = PcapHeader {
                 datalink: DataLink::RAW,
                 snaplen: 65535,

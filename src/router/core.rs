@@ -9,6 +9,8 @@
 //! ([`super::local`]: ping, RST, port unreachable, the policy server behind the 843 gate)
 //! and the counters ([`super::Counters`]).
 
+use std::rc::Rc;
+
 use anyhow::{anyhow, Result};
 use smoltcp::time::Instant as SmolInstant;
 
@@ -16,9 +18,11 @@ use super::counters::{ControlCounters, Counters, IoCounters, NatCounters, Policy
 use super::local::{LocalConfig, LocalStack};
 use crate::config::Config;
 use crate::control::proto::{Message, Request, Response, Row, Rules, Sessions};
-use crate::nat::{DnatRule, DropReason, Instant, Nat, Side, Transmit, Verdict};
+use crate::nat::{
+    DnatRule, DropReason, Instant, Nat, NatConfig, Session, SessionKey, Side, Transmit, Verdict,
+};
 use crate::wire::offload::{Offload, Unsupported};
-use crate::wire::transport::Protocol;
+use crate::wire::transport::{icmp_type, Protocol};
 
 /// The two ports, in the order the core indexes them.
 pub const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
@@ -34,6 +38,14 @@ fn smol(t: Instant) -> SmolInstant {
     SmolInstant::from_millis(t.millis() as i64)
 }
 
+/// Is `p` an IPv4 ICMP error message?
+fn is_icmp_error(p: &[u8]) -> bool {
+    let ihl = usize::from(p.first().map_or(0, |b| b & 0x0f)) * 4;
+    p.first().is_some_and(|b| b >> 4 == 4)
+        && p.get(9) == Some(&1)
+        && p.get(ihl).is_some_and(|t| icmp_type::is_error(*t))
+}
+
 /// The packet [`Router::handle`] was given, rewritten in the caller's buffer: write its
 /// first `len` bytes to `port`, with `offload` as the TUN offload header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +55,9 @@ pub struct InPlace {
     pub offload: Offload,
 }
 
+/// What a table snapshot was taken at: sessions created so far, sessions now.
+type SnapshotVersion = (u64, usize);
+
 /// The sans-I/O router.
 pub struct Router {
     cfg: Config,
@@ -50,10 +65,13 @@ pub struct Router {
     locals: [LocalStack; 2],
     io: IoCounters,
     control: ControlCounters,
+    /// The last table snapshot, and the (sessions created, sessions) it was taken at.
+    snapshot: Option<(SnapshotVersion, Rc<[SessionKey]>)>,
 }
 
 impl Router {
-    /// A router for `cfg` at time `now`; `seed` seeds the local stacks' sequence numbers.
+    /// A router for `cfg` at time `now`; `seed` seeds the random choices (the external
+    /// port when the inside one is taken, the local stacks' sequence numbers).
     pub fn new(cfg: Config, now: Instant, seed: u64) -> Router {
         let mtus = cfg.port_mtus();
         let local = |own, other, mtu, salt: u64| {
@@ -65,6 +83,7 @@ impl Router {
                     policy_port: cfg.policy_port,
                     policy: &cfg.policy,
                     policy_idle: cfg.policy_idle,
+                    policy_max_clients: cfg.policy_max_clients,
                     seed: seed ^ salt,
                 },
                 smol(now),
@@ -75,11 +94,12 @@ impl Router {
             local(cfg.outside.cidr, cfg.inside.cidr, mtus[1], 0x5bd1_e995),
         ];
         Router {
-            nat: Nat::new(cfg.nat()),
+            nat: Nat::new(NatConfig { seed, ..cfg.nat() }),
             cfg,
             locals,
             io: IoCounters::default(),
             control: ControlCounters::default(),
+            snapshot: None,
         }
     }
 
@@ -147,12 +167,14 @@ impl Router {
             return Some(t);
         }
         for round in 0..2 {
-            for (i, l) in self.locals.iter_mut().enumerate() {
-                if let Some(packet) = l.dev.tx.pop_front() {
-                    return Some(Transmit {
-                        port: SIDES[i],
-                        packet,
-                    });
+            for (i, port) in SIDES.into_iter().enumerate() {
+                while let Some(packet) = self.locals[i].dev.tx.pop_front() {
+                    // The local stacks' port unreachables fall under the same rate limit
+                    // as the core's own ICMP errors.
+                    if is_icmp_error(&packet) && !self.nat.allow_icmp_error(now) {
+                        continue;
+                    }
+                    return Some(Transmit { port, packet });
                 }
             }
             if round == 0 {
@@ -318,30 +340,91 @@ impl Router {
         }
     }
 
+    /// A control request answered outside [`Router::handle_control`] (the streamed table).
+    pub fn count_control_request(&mut self) {
+        self.control.requests += 1;
+    }
+
     /// The session table as rows, most recently used first.
     pub fn table_rows(&self, now: Instant) -> Vec<Row> {
+        let table = self.nat.table();
+        table.sessions().map(|(k, s)| self.row(k, s, now)).collect()
+    }
+
+    /// The session table's keys as of now, for a table answered in pieces
+    /// ([`Router::table_rows_at`]): 14 bytes a session, where rows would take a hundred.
+    /// Requests made while no session has come or gone share one snapshot, so 32 clients
+    /// asking at once cost one copy of the keys, not 32.
+    pub fn table_snapshot(&mut self) -> TableCursor {
+        let t = self.nat.table();
+        let version = (t.stats.sessions_created, t.len());
+        let keys = match &self.snapshot {
+            Some((v, keys)) if *v == version => keys.clone(),
+            _ => {
+                let keys: Rc<[SessionKey]> = t.sessions().map(|(k, _)| *k).collect();
+                self.snapshot = Some((version, keys.clone()));
+                keys
+            }
+        };
+        TableCursor {
+            keys,
+            pos: 0,
+            rows: 0,
+        }
+    }
+
+    /// The next (at most) `n` rows of a snapshot. A session gone since the snapshot is
+    /// left out, as with `conntrack -L` on a live table.
+    pub fn table_rows_at(&self, cursor: &mut TableCursor, n: usize, now: Instant) -> Vec<Row> {
+        let table = self.nat.table();
+        let end = (cursor.pos + n).min(cursor.keys.len());
+        let rows: Vec<Row> = cursor.keys[cursor.pos..end]
+            .iter()
+            .filter_map(|k| table.peek_out(k).map(|s| self.row(k, s, now)))
+            .collect();
+        cursor.pos = end;
+        cursor.rows += rows.len();
+        rows
+    }
+
+    fn row(&self, k: &SessionKey, s: &Session, now: Instant) -> Row {
         let outside = self.cfg.outside.cidr.addr;
         let table = self.nat.table();
-        table
-            .sessions()
-            .map(|(k, s)| Row {
-                proto: k.protocol.name().to_string(),
-                state: if k.protocol == Protocol::Tcp {
-                    s.tcp.name().to_string()
-                } else {
-                    "-".to_string()
-                },
-                inside: k.inside.to_string(),
-                outside: format!("{outside}:{}", s.ext_port),
-                remote: k.remote.to_string(),
-                dnat: s.dnat,
-                idle_s: now.since(s.last_seen).as_secs(),
-                timeout_s: table.timeout_of(k.protocol, s).as_secs(),
-                packets_out: s.packets[0],
-                packets_in: s.packets[1],
-                bytes_out: s.bytes[0],
-                bytes_in: s.bytes[1],
-            })
-            .collect()
+        Row {
+            proto: k.protocol.name().to_string(),
+            state: if k.protocol == Protocol::Tcp {
+                s.tcp.name().to_string()
+            } else {
+                "-".to_string()
+            },
+            inside: k.inside.to_string(),
+            outside: format!("{outside}:{}", s.ext_port),
+            remote: k.remote.to_string(),
+            dnat: s.dnat,
+            idle_s: now.since(s.last_seen).as_secs(),
+            timeout_s: table.timeout_of(k.protocol, s).as_secs(),
+            packets_out: s.packets[0],
+            packets_in: s.packets[1],
+            bytes_out: s.bytes[0],
+            bytes_in: s.bytes[1],
+        }
+    }
+}
+
+/// Where a session table answered in pieces has got to.
+pub struct TableCursor {
+    keys: Rc<[SessionKey]>,
+    pos: usize,
+    rows: usize,
+}
+
+impl TableCursor {
+    /// Rows handed out so far (sessions gone since the snapshot are not rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.pos >= self.keys.len()
     }
 }

@@ -31,6 +31,8 @@ pub struct NatCounters {
     pub table: TableStats,
     pub sessions: u64,
     pub mappings: u64,
+    /// Sessions opened from outside through port forwards, perhaps still half-open.
+    pub half_open_tracked: u64,
     pub reassembly_pending: u64,
     pub reassembly_timed_out: u64,
     pub reassembly_evicted: u64,
@@ -82,6 +84,7 @@ impl NatCounters {
             table: t.stats,
             sessions: t.len() as u64,
             mappings: t.mapping_count() as u64,
+            half_open_tracked: t.half_open_tracked() as u64,
             reassembly_pending: r.pending() as u64,
             reassembly_timed_out: r.timed_out,
             reassembly_evicted: r.evicted,

@@ -21,10 +21,10 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use super::core::{Router, SIDES};
+use super::core::{Router, TableCursor, SIDES};
 use crate::config::Config;
-use crate::control::proto::Request;
-use crate::control::server::ControlServer;
+use crate::control::proto::{Request, VERSION};
+use crate::control::server::{Access, ControlServer, Peer, Reply, Responder};
 use crate::nat::{Instant, Side};
 use crate::options::Sources;
 use crate::port::pcap::PcapCapture;
@@ -44,22 +44,37 @@ const CLIENTS: usize = 16;
 struct Ports {
     tuns: [Tun; 2],
     observers: Vec<Box<dyn Observer>>,
+    /// Set when a write says the device is gone; the loop then stops with this error.
+    lost: Option<anyhow::Error>,
+}
+
+/// The error that ends the router when a port's device is gone.
+fn port_lost(side: Side, name: &str, doing: &str, e: io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} port lost: {doing} TUN '{name}' failed ({e}); the device was deleted or its namespace is gone",
+        side.name()
+    )
+}
+
+/// Does a write error mean the device itself is gone (rather than one bad packet)?
+fn device_gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADFD | libc::ENODEV | libc::ENXIO | libc::EIO | libc::EBADF)
+    )
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Inside => 0,
+        Side::Outside => 1,
+    }
 }
 
 impl Ports {
-    fn tun(&self, side: Side) -> &Tun {
-        match side {
-            Side::Inside => &self.tuns[0],
-            Side::Outside => &self.tuns[1],
-        }
-    }
-
     /// Writes a packet; false if the device refused it.
     fn send(&mut self, side: Side, pkt: &[u8], off: &Offload) -> bool {
-        let tun = match side {
-            Side::Inside => &self.tuns[0],
-            Side::Outside => &self.tuns[1],
-        };
+        let tun = &self.tuns[side_index(side)];
         for o in &mut self.observers {
             o.packet(Crossing::Written, side, tun.name(), pkt);
         }
@@ -67,6 +82,9 @@ impl Ports {
             Ok(_) => true,
             Err(e) => {
                 log::debug!("writing TUN '{}': {e}", tun.name());
+                if device_gone(&e) && self.lost.is_none() {
+                    self.lost = Some(port_lost(side, tun.name(), "writing", e));
+                }
                 false
             }
         }
@@ -78,7 +96,7 @@ pub struct Driver {
     core: Router,
     sources: Sources,
     ports: Ports,
-    control: Option<ControlServer>,
+    control: Option<ControlServer<TableCursor>>,
     poll: Poll,
     signals: Signals,
     /// The one clock: the core's time is milliseconds since this.
@@ -134,18 +152,35 @@ impl Driver {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .context("registering signals")?;
         let control = match &cfg.control {
-            Some(p) => Some(ControlServer::bind(p, poll.registry(), CONTROL, CLIENTS)?),
+            Some(p) => Some(ControlServer::bind(
+                p,
+                cfg.control_group,
+                poll.registry(),
+                CONTROL,
+                CLIENTS,
+            )?),
             None => None,
         };
         log_banner(&cfg, &tuns);
-        let seed = u64::from(std::process::id())
-            ^ SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+        // std's RandomState keys come from the OS's random source.
+        let seed = cfg.seed.unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            h.finish()
+        });
         Ok(Driver {
             core: Router::new(cfg, Instant::ZERO, seed),
             sources,
-            ports: Ports { tuns, observers },
+            ports: Ports {
+                tuns,
+                observers,
+                lost: None,
+            },
             control,
             poll,
             signals,
@@ -158,12 +193,22 @@ impl Driver {
         Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
     }
 
-    /// Runs until a termination signal.
+    /// Runs until a termination signal, or until a port is lost (an error naming it).
+    ///
+    /// Fair to every source: each turn reads at most [`BATCH`] packets from each port,
+    /// then looks at the other events (signals, control clients) and the timers before
+    /// the next batch, without sleeping while a port still has packets. A flood on one
+    /// port cannot starve the other port, the control socket or the timers.
     pub fn run(&mut self) -> Result<()> {
-        let mut events = Events::with_capacity(16);
+        let mut events = Events::with_capacity(64);
         let mut readable = [true, true];
         loop {
-            let timeout = self.timeout();
+            let pending = self.control.as_ref().is_some_and(|c| c.has_pending());
+            let timeout = if pending || readable.iter().any(|r| *r) {
+                Some(Duration::ZERO)
+            } else {
+                self.timeout()
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -181,14 +226,18 @@ impl Driver {
                     t => self.control_event(t),
                 }
             }
-            while readable.iter().any(|r| *r) {
-                for (i, side) in SIDES.into_iter().enumerate() {
-                    if readable[i] {
-                        readable[i] = self.drain(side);
-                    }
+            for (i, side) in SIDES.into_iter().enumerate() {
+                if readable[i] {
+                    readable[i] = self.drain(side)?;
                 }
             }
+            if pending {
+                self.with_control(|c, registry, r| c.serve_pending(registry, r));
+            }
             self.timers();
+            if let Some(lost) = self.ports.lost.take() {
+                return Err(lost);
+            }
         }
     }
 
@@ -232,23 +281,26 @@ impl Driver {
         t.map(|t| t + Duration::from_micros(999))
     }
 
-    /// Reads up to [`BATCH`] packets from `side`; true if more may be waiting.
-    fn drain(&mut self, side: Side) -> bool {
+    /// Reads up to [`BATCH`] packets from `side`; true if more may be waiting. A read
+    /// error other than "no packet now" means the device is gone: an error naming the
+    /// port, so the process exits and a supervisor can restart it.
+    fn drain(&mut self, side: Side) -> Result<bool> {
         for _ in 0..BATCH {
-            let tun = self.ports.tun(side);
+            let Ports {
+                tuns, observers, ..
+            } = &mut self.ports;
+            let tun = &tuns[side_index(side)];
             let (n, off) = match tun.recv(&mut self.buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::warn!("reading TUN '{}': {e}", tun.name());
                     self.core.count_read_error();
-                    return false;
+                    return Err(port_lost(side, tun.name(), "reading", e));
                 }
             };
-            let name = tun.name().to_string();
-            for o in &mut self.ports.observers {
-                o.packet(Crossing::Read, side, &name, &self.buf[..n]);
+            for o in observers.iter_mut() {
+                o.packet(Crossing::Read, side, tun.name(), &self.buf[..n]);
             }
             let now = self.now();
             if let Some(w) = self.core.handle(side, &mut self.buf[..n], off, now) {
@@ -258,7 +310,7 @@ impl Driver {
             }
             self.flush(now);
         }
-        true
+        Ok(true)
     }
 
     /// Writes everything the core has to send.
@@ -283,7 +335,7 @@ impl Driver {
             .and_then(|c| c.next_deadline())
             .is_some_and(|d| d <= std::time::Instant::now())
         {
-            self.with_control(|c, registry, answer| c.expire(registry, answer));
+            self.with_control(|c, registry, r| c.expire(registry, r));
         }
     }
 
@@ -291,41 +343,112 @@ impl Driver {
         let Some(slot) = self.control.as_ref().and_then(|c| c.slot_of(token)) else {
             return;
         };
-        self.with_control(|c, registry, answer| {
+        self.with_control(|c, registry, r| {
             if let Some(slot) = slot {
-                c.serve(slot, registry, answer);
+                c.serve(slot, registry, r);
             }
-            c.accept(registry, answer); // a slot may have come free
+            c.accept(registry, r); // a slot may have come free
         });
     }
 
-    /// Runs `f` on the control server with a function that answers a request line
-    /// through the core.
+    /// Runs `f` on the control server with the core as its [`Responder`].
     fn with_control(
         &mut self,
-        f: impl FnOnce(&mut ControlServer, &mio::Registry, &mut dyn FnMut(&str) -> String),
+        f: impl FnOnce(
+            &mut ControlServer<TableCursor>,
+            &mio::Registry,
+            &mut dyn Responder<Cursor = TableCursor>,
+        ),
     ) {
         let Some(c) = self.control.as_mut() else {
             return;
         };
         let now = Instant::from_millis(self.epoch.elapsed().as_millis() as u64);
-        let core = &mut self.core;
-        let sources = &self.sources;
         let before = c.timed_out;
-        let mut answer = |line: &str| {
-            let response = match Request::parse(line) {
-                Ok(req) => core.handle_control(req, now, &mut || sources.load()),
-                Err(e) => core.refuse_control(&e),
-            };
-            response.to_json()
+        let mut r = ControlResponder {
+            access: Access::own(self.core.config().control_group),
+            core: &mut self.core,
+            sources: &self.sources,
+            now,
         };
-        f(c, self.poll.registry(), &mut answer);
+        f(c, self.poll.registry(), &mut r);
         let dropped = c.timed_out - before;
         if dropped > 0 {
             self.core.count_control_timeouts(dropped);
         }
         // A reload or a DNAT change may have changed the timers.
         self.flush(now);
+    }
+}
+
+/// Session table rows per piece of a streamed `table` answer.
+const TABLE_PIECE: usize = 128;
+
+/// Answers control requests through the core, after checking who asks. The session
+/// table is streamed in pieces of [`TABLE_PIECE`] rows, so a large table costs a bounded
+/// buffer per client and no long pause in forwarding.
+struct ControlResponder<'a> {
+    core: &'a mut Router,
+    sources: &'a Sources,
+    access: Access,
+    now: Instant,
+}
+
+impl Responder for ControlResponder<'_> {
+    type Cursor = TableCursor;
+
+    fn answer(&mut self, line: &str, peer: Peer) -> Reply<TableCursor> {
+        let req = match Request::parse(line) {
+            Ok(req) => req,
+            Err(e) => return Reply::Whole(self.core.refuse_control(&e).to_json()),
+        };
+        if !self.access.allows(peer, req.changes_state()) {
+            log::warn!(
+                "control: refused {req:?} from uid {} gid {} (pid {}): not allowed to change the router",
+                peer.uid,
+                peer.gid,
+                peer.pid
+            );
+            let why = format!(
+                "permission denied: this request changes the router, which only root, uid {}{} may do",
+                self.access.uid,
+                self.access
+                    .group
+                    .map_or(String::new(), |g| format!(" or group {g}"))
+            );
+            return Reply::Whole(self.core.refuse_control(&why).to_json());
+        }
+        if req == Request::Table {
+            self.core.count_control_request();
+            // Only the head now: the rows come a piece a turn, under the budget.
+            return Reply::Piece(
+                format!(r#"{{"ok":true,"v":{VERSION},"sessions":["#),
+                Some(self.core.table_snapshot()),
+            );
+        }
+        let sources = self.sources;
+        Reply::Whole(
+            self.core
+                .handle_control(req, self.now, &mut || sources.load())
+                .to_json(),
+        )
+    }
+
+    fn more(&mut self, cursor: &mut TableCursor) -> (String, bool) {
+        let first = cursor.rows() == 0;
+        let rows = self.core.table_rows_at(cursor, TABLE_PIECE, self.now);
+        let mut piece = String::new();
+        for (i, row) in rows.iter().enumerate() {
+            if !first || i > 0 {
+                piece.push(',');
+            }
+            piece.push_str(&serde_json::to_string(row).unwrap_or_default());
+        }
+        if cursor.is_done() {
+            piece.push_str("]}");
+            return (piece, false);
+        }
+        (piece, true)
     }
 }
 

@@ -31,6 +31,8 @@ pub struct LocalConfig<'a> {
     pub policy_port: u16,
     pub policy: &'a [u8],
     pub policy_idle: Duration,
+    /// The policy server's pool grows to at most this many connections.
+    pub policy_max_clients: usize,
     /// Seeds smoltcp's initial sequence numbers and ports.
     pub seed: u64,
 }
@@ -61,8 +63,15 @@ impl LocalStack {
         let gw = std::net::Ipv4Addr::from((u32::from(own.addr) & own.mask()) | 1);
         let _ = iface.routes_mut().add_default_ipv4_route(gw);
         let mut sockets = SocketSet::new(Vec::new());
-        let policy = (c.policy_port != 0)
-            .then(|| PolicyServer::new(&mut sockets, c.policy_port, c.policy, c.policy_idle));
+        let policy = (c.policy_port != 0).then(|| {
+            PolicyServer::new(
+                &mut sockets,
+                c.policy_port,
+                c.policy,
+                c.policy_idle,
+                c.policy_max_clients,
+            )
+        });
         LocalStack {
             dev,
             iface,

@@ -25,11 +25,15 @@ use smoltcp::time::Instant;
 pub const REQUEST: &[u8] = b"<policy-file-request/>";
 /// Longest request accepted, NUL included.
 pub const MAX_REQUEST: usize = 256;
-/// Connections served at once per interface.
+/// Sockets each interface starts with; the pool grows on demand up to its maximum
+/// (`--policy-max-clients`, [`DEFAULT_MAX_CLIENTS`]).
 pub const POOL: usize = 64;
-/// Sockets kept listening at all times: when fewer are free, the connections that have
-/// waited longest without a complete request are reset to make room, so idle or slow
-/// clients cannot keep a well-behaved one out (a SYN finding no listener gets a RST).
+/// The most connections served at once per interface, by default.
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
+/// Sockets kept listening at all times: when fewer are free, the pool grows, up to its
+/// maximum; there, the connections that have waited longest without a complete request
+/// are reset to make room, so idle or slow clients cannot keep a well-behaved one out (a
+/// SYN finding no listener would get a RST).
 pub const SPARE_LISTENERS: usize = 8;
 /// How long a new connection is safe from being displaced (see `keep_listeners`).
 pub const GRACE: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(250);
@@ -111,42 +115,57 @@ pub struct PolicyServer {
     reply: Rc<[u8]>,
     idle: Duration,
     slots: Vec<Slot>,
+    /// The pool grows to at most this many sockets.
+    max_clients: usize,
     pub stats: PolicyStats,
 }
 
 impl PolicyServer {
-    /// Adds `POOL` listening sockets for `port` to `sockets`. `policy` is sent followed by
-    /// a NUL byte.
+    /// Adds [`POOL`] listening sockets for `port` to `sockets` (fewer if `max_clients` is
+    /// smaller). `policy` is sent followed by a NUL byte.
     pub fn new(
         sockets: &mut SocketSet<'_>,
         port: u16,
         policy: &[u8],
         idle: Duration,
+        max_clients: usize,
     ) -> PolicyServer {
-        let reply = with_nul(policy);
-        let tx_len = reply.len().max(1024);
-        let slots = (0..POOL)
-            .map(|_| {
-                let rx = tcp::SocketBuffer::new(vec![0; 512]);
-                let tx = tcp::SocketBuffer::new(vec![0; tx_len]);
-                let mut s = tcp::Socket::new(rx, tx);
-                s.set_nagle_enabled(false);
-                let _ = s.listen(port);
-                Slot {
-                    handle: sockets.add(s),
-                    phase: Phase::Idle,
-                    since: Instant::ZERO,
-                    received: Vec::with_capacity(MAX_REQUEST + 1),
-                }
-            })
-            .collect();
-        PolicyServer {
+        let mut server = PolicyServer {
             port,
-            reply,
+            reply: with_nul(policy),
             idle,
-            slots,
+            slots: Vec::new(),
+            max_clients: max_clients.max(1),
             stats: PolicyStats::default(),
+        };
+        for _ in 0..POOL.min(server.max_clients) {
+            server.grow(sockets);
         }
+        server
+    }
+
+    /// Adds one listening socket, unless the pool is at its maximum.
+    fn grow(&mut self, sockets: &mut SocketSet<'_>) -> bool {
+        if self.slots.len() >= self.max_clients {
+            return false;
+        }
+        let rx = tcp::SocketBuffer::new(vec![0; 512]);
+        let tx = tcp::SocketBuffer::new(vec![0; self.reply.len().max(1024)]);
+        let mut s = tcp::Socket::new(rx, tx);
+        s.set_nagle_enabled(false);
+        let _ = s.listen(self.port);
+        self.slots.push(Slot {
+            handle: sockets.add(s),
+            phase: Phase::Idle,
+            since: Instant::ZERO,
+            received: Vec::with_capacity(MAX_REQUEST + 1),
+        });
+        true
+    }
+
+    /// How many sockets the pool has now.
+    pub fn pool_size(&self) -> usize {
+        self.slots.len()
     }
 
     /// Serves `policy` to connections from now on, with a new idle timeout.
@@ -239,9 +258,16 @@ impl PolicyServer {
     /// With every socket taken and none old enough, SYNs are dropped instead (see
     /// [`PolicyServer::listening`]) and clients retry.
     fn keep_listeners(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
-        let free = self.slots.iter().filter(|s| s.phase == Phase::Idle).count();
+        let mut free = self.slots.iter().filter(|s| s.phase == Phase::Idle).count();
         if free >= SPARE_LISTENERS {
             return false;
+        }
+        // A burst of clients: grow the pool first, up to its maximum.
+        while free < SPARE_LISTENERS && self.grow(sockets) {
+            free += 1;
+        }
+        if free >= SPARE_LISTENERS {
+            return true;
         }
         let victims = self.victims(sockets, now);
         for &i in victims.iter().take(SPARE_LISTENERS - free) {
@@ -281,9 +307,13 @@ impl PolicyServer {
         self.stats.displaced += 1;
     }
 
-    /// A SYN has come and no socket listens: frees one at once if a connection may be
-    /// displaced, so the SYN finds it. False if none may (drop the SYN: the client retries).
+    /// A SYN has come and no socket listens: adds a socket if the pool may grow, else frees
+    /// one at once if a connection may be displaced, so the SYN finds it. False if neither
+    /// (drop the SYN: the client retries).
     pub fn make_room(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+        if self.grow(sockets) {
+            return true;
+        }
         let Some(&i) = self.victims(sockets, now).first() else {
             return false;
         };

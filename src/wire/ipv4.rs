@@ -143,7 +143,33 @@ impl<T: AsRef<[u8]>> Ipv4<T> {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf.as_ref()[..self.total_len]
     }
+
+    /// Does the header carry a loose or strict source route option (LSRR 131, SSRR 137;
+    /// RFC 791 section 3.1)? The options are walked with every length checked; a
+    /// malformed option list ends the walk.
+    pub fn has_source_route(&self) -> bool {
+        let mut opts = &self.header()[HEADER_LEN.min(self.header_len)..];
+        while let Some(&kind) = opts.first() {
+            match kind {
+                0 => return false, // end of option list
+                1 => opts = &opts[1..],
+                OPT_LSRR | OPT_SSRR => return true,
+                _ => {
+                    let len = usize::from(opts.get(1).copied().unwrap_or(0));
+                    if len < 2 || len > opts.len() {
+                        return false;
+                    }
+                    opts = &opts[len..];
+                }
+            }
+        }
+        false
+    }
 }
+
+/// Loose and strict source and record route (RFC 791 section 3.1).
+pub const OPT_LSRR: u8 = 131;
+pub const OPT_SSRR: u8 = 137;
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
     fn header_checksum(&self) -> u16 {
