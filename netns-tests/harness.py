@@ -106,6 +106,7 @@ class Lab:
         self.trace_path = f"/tmp/{self.prefix}-trace.log"
         self.control_path = f"/tmp/{self.prefix}.sock"
         self.bg = []
+        self.extra_args = tuple(extra_args)
         self._build(outside_mtu)
         if start:
             self.start(extra_args)

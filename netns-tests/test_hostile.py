@@ -162,6 +162,23 @@ def test_malformed_corpus_both_ports_counted_while_traffic_flows(lab):
         REMOTE2, ROUTER_OUT, 7000, ext_port, b"sneak")), "filtered"))
     inside.append(("spoofed source", ipv4("10.9.9.9", REMOTE, 17, udp("10.9.9.9", REMOTE, 1, DISCARD, b"")),
                    "spoofed-source"))
+    # Martian sources (RFC 1812 5.3.7) and source routes (RFC 7126), from both sides; from
+    # outside they aim at the port forward, which must not pass them in.
+    lsrr = bytes([131, 7, 4, 10, 0, 0, 1, 0])  # loose source route via 10.0.0.1, then EOL
+    ssrr = bytes([1, 137, 7, 4, 10, 0, 0, 1])  # NOP, strict source route
+    for m in ("0.1.2.3", "127.0.0.1", "224.0.0.5", "240.1.1.1", "255.255.255.255", ROUTER_OUT, "172.16.1.255",
+              SERVER_IN, "192.168.122.100"):
+        outside.append((f"martian source {m}", ipv4(m, ROUTER_OUT, 6, tcp(m, ROUTER_OUT, 41100, 8888, SYN)),
+                        "martian-source"))
+    for m in ("127.0.0.1", "192.168.122.100", "192.168.122.255", "0.0.0.0"):
+        inside.append((f"martian source {m}", ipv4(m, REMOTE, 17, udp(m, REMOTE, 1, DISCARD, b"")),
+                       "martian-source"))
+    for name, opt in (("LSRR", lsrr), ("SSRR", ssrr)):
+        outside.append((f"{name} option to the port forward",
+                        ipv4(REMOTE, ROUTER_OUT, 6, tcp(REMOTE, ROUTER_OUT, 41200, 8888, SYN), options=opt),
+                        "source-route"))
+        inside.append((f"{name} option", ipv4(CLIENT, REMOTE, 17, udp(CLIENT, REMOTE, 1, DISCARD, b""),
+                                                options=opt), "source-route"))
     inside.append(("GRE", ipv4(CLIENT, REMOTE, 47, bytes(8)), "unsupported-protocol"))
     inside.append(("to the inside broadcast", ipv4(CLIENT, "192.168.122.255", 17, udp(
         CLIENT, "192.168.122.255", 1, DISCARD, b"")), "not-routed"))
@@ -325,3 +342,51 @@ def test_unsolicited_inbound_flood_creates_no_state(lab):
     c.sendto(b"ok", (REMOTE, 7000))
     eq(c.recv(10), b"ok", "outbound after the flood")
     print(f"    (peak RSS {lab.peak_rss_kb() // 1024} MB)")
+
+
+def _count_icmp(sock, deadline, want_type, want_code=None):
+    """ICMP messages of a type (and code) a raw ICMP socket receives until `deadline`."""
+    n = 0
+    while time.time() < deadline:
+        sock.settimeout(max(0.01, deadline - time.time()))
+        try:
+            pkt = sock.recv(2048)
+        except socket.timeout:
+            break
+        ihl = (pkt[0] & 0x0f) * 4
+        if pkt[ihl] == want_type and (want_code is None or pkt[ihl + 1] == want_code):
+            n += 1
+    return n
+
+
+@tunnat_args("--control", CONTROL)
+def test_icmp_errors_are_rate_limited_and_echo_replies_are_not(lab):
+    # 5,000 probes to a closed UDP port of the router, paced at 10,000 a second so that
+    # none is lost in the TUN's queue: port unreachables come at most at the burst (50)
+    # plus 1,000 a second (Linux's icmp_msgs_per_sec / icmp_msgs_burst); the rest are
+    # counted as suppressed.
+    icmp = lab.sock("wan", socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    icmp.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE: keep every error
+    u = lab.sock("wan", socket.SOCK_DGRAM)
+    st0 = lab.stats()
+    before = st0["nat"]["icmp_errors_suppressed"]
+    t0 = time.time()
+    for i in range(5000):
+        u.sendto(b"probe", (ROUTER_OUT, 40000 + i % 100))
+        if i % 100 == 99:
+            while time.time() < t0 + (i + 1) / 10000:
+                time.sleep(0.001)
+    elapsed = time.time() - t0
+    got = _count_icmp(icmp, time.time() + 1.0, 3, 3)
+    st1 = lab.stats()
+    suppressed = st1["nat"]["icmp_errors_suppressed"] - before
+    arrived = st1["io"]["read_outside"] - st0["io"]["read_outside"]
+    print(f"    ({arrived} probes reached tunnat in {elapsed:.2f} s: {got} port unreachables, {suppressed} held back;"
+          f" io {st1['io']})")
+    check(40 <= got <= 50 + 1000 * (elapsed + 1.0) + 20,
+          f"{got} port unreachables for 5000 probes in {elapsed:.2f} s")
+    check(got < 2000, f"{got} port unreachables: not limited")
+    eq(got + suppressed, arrived, "every probe answered or counted as held back")
+    # Echo requests to the router are answered, every one.
+    ping = lab.sh("wan", ["ping", "-c", "300", "-i", "0.002", "-q", "-W", "1", ROUTER_OUT], check_rc=False).stdout
+    check("300 received" in ping, ping)

@@ -205,3 +205,30 @@ def test_iperf3_tcp_both_directions(lab):
     time.sleep(0.3)
     r = json.loads(lab.sh("lan", ["iperf3", "-c", REMOTE, "-t", "2", "-R", "-J"], timeout=30).stdout)
     check(r["end"]["sum_received"]["bits_per_second"] > 50e6, "reverse direction throughput")
+
+
+def _second_hosts_port(lab, extra):
+    """Restarts tunnat with `extra`; the external port the second of two inside hosts
+    using UDP port 5000 gets."""
+    lab.stop()
+    lab.start(extra)
+    srv = lab.listen("wan", REMOTE, 5354, socket.SOCK_DGRAM)
+    srv.settimeout(3)
+    ports = []
+    for host in (CLIENT, SERVER_IN):
+        s = lab.sock("lan", socket.SOCK_DGRAM)
+        s.bind((host, 5000))
+        s.sendto(b"x", (REMOTE, 5354))
+        ports.append(srv.recvfrom(100)[1][1])
+        s.close()
+    srv.close()
+    eq(ports[0], 5000, "the first host keeps its port")
+    return ports[1]
+
+
+def test_fallback_port_is_random_per_start_unless_seeded(lab):
+    # RFC 6056: the port chosen when the inside one is taken must not be predictable.
+    free = [_second_hosts_port(lab, []) for _ in range(3)]
+    check(len(set(free)) > 1, f"the same fallback port at every start: {free}")
+    seeded = [_second_hosts_port(lab, ["--seed", "7"]) for _ in range(2)]
+    eq(seeded[0], seeded[1], "--seed makes the choice reproducible")
