@@ -13,6 +13,10 @@ router is measured three times (rounds interleaved) and each cell is the median;
 measures once, 2 s each. A run in which any iperf3 fails is not reported. Needs root,
 iperf3, iptables, python3.
 
+`--only K1,K2` measures only those routers (tunnat, copy, tunnat-plain, copy-plain,
+netfilter, baseline, baseline-plain), `--rounds N` sets the rounds; the order of the
+routers alternates between rounds, so none always runs first.
+
 `--baseline BIN` adds another tunnat binary (say, a build of the previous commit), with
 and without offloads, measured in the same interleaved rounds, and prints the new
 binary's figures relative to it: how a change is shown to be within noise.
@@ -37,7 +41,12 @@ QUICK = "--quick" in sys.argv
 SECS = 2 if QUICK else 4
 # Each router is measured ROUNDS times, the rounds interleaved so that whatever else the
 # machine does falls on all of them alike; the table shows the median of each cell.
-ROUNDS = 1 if QUICK else 3
+def _arg(name, default):
+    return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+
+
+ROUNDS = int(_arg("--rounds", 1 if QUICK else 3))
+ONLY = _arg("--only", None)
 COPY = os.path.join(ROOT, "target", "release", "examples", "tun_copy")
 BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
 
@@ -164,10 +173,12 @@ def main():
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ())
+    if ONLY:
+        measured = tuple(k for k in measured if k in ONLY.split(","))
     runs = {k: {} for k in measured}
     for rnd in range(ROUNDS):
         for mtu in (1500, 9000):
-            for k in measured:
+            for k in (measured if rnd % 2 == 0 else measured[::-1]):
                 print(f"bench: round {rnd + 1}/{ROUNDS}: {k} at MTU {mtu} ...", file=sys.stderr, flush=True)
                 for key, x in measure(k, mtu).items():
                     runs[k].setdefault(key, []).append(x)
@@ -181,6 +192,16 @@ def main():
         ("ping RTT (ms, lower is better)", "ping_ms", False),
         ("short TCP connections (per s)", "conns_s", True),
     ]
+    if not ONLY:
+        print_main_table(res, kinds, rows)
+    if BASELINE:
+        print_baseline_table(res, rows, measured)
+    print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
+    print("raw figures: " + json.dumps({k: {m: [round(x, 4) for x in xs] for m, xs in v.items()}
+                                        for k, v in runs.items()}))
+
+
+def print_main_table(res, kinds, rows):
     print(f"\n{'':44} {'-- with offloads --':>19} {'---- without ----':>19} {'':>9}   {'tunnat vs copy':>14} {'tunnat':>7}")
     print(f"{'':44} {'tunnat':>9} {'copy':>9} {'tunnat':>9} {'copy':>9} {'netfilter':>9}   {'offl':>6} {'plain':>7} {'vs kern':>7}")
     for name, key, higher in rows:
@@ -191,20 +212,24 @@ def main():
         print(f"{name:44} " + " ".join(f"{x:>9.2f}" for x in v)
               + f"   {ratio(v[0], v[1]):>6.0%} {ratio(v[2], v[3]):>7.0%} {ratio(v[0], v[4]):>7.0%}")
     print("\n(ratios: tunnat relative to the other router, same offload setting; above 100% means tunnat is better)")
-    if BASELINE:
-        print(f"\nthis tunnat against the baseline {BASELINE}, same rounds:")
-        print(f"{'':44} {'tunnat':>9} {'baseline':>9} {'ratio':>7}   {'plain':>9} {'baseline':>9} {'ratio':>7}")
-        for name, key, higher in rows:
-            v = [res[k][key] for k in ("tunnat", "baseline", "tunnat-plain", "baseline-plain")]
-            if key == "udp64_pps":
-                v = [x / 1000 for x in v]
-            ratio = (lambda a, b: a / b) if higher else (lambda a, b: b / a)
-            print(f"{name:44} {v[0]:>9.2f} {v[1]:>9.2f} {ratio(v[0], v[1]):>7.1%}   "
-                  f"{v[2]:>9.2f} {v[3]:>9.2f} {ratio(v[2], v[3]):>7.1%}")
-    print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
-    print("raw figures: " + json.dumps({k: {m: [round(x, 4) for x in xs] for m, xs in v.items()}
-                                        for k, v in runs.items()}))
 
+
+def print_baseline_table(res, rows, measured):
+    """This tunnat against the baseline binary, for the pairs measured."""
+    print(f"\nthis tunnat against the baseline {BASELINE}, same rounds:")
+    print(f"{'':44} {'tunnat':>9} {'baseline':>9} {'ratio':>7}   {'plain':>9} {'baseline':>9} {'ratio':>7}")
+    for name, key, higher in rows:
+        cells = []
+        for a, b in (("tunnat", "baseline"), ("tunnat-plain", "baseline-plain")):
+            if a not in measured or b not in measured:
+                cells.append(f"{'':>9} {'':>9} {'':>7}")
+                continue
+            x, y = res[a][key], res[b][key]
+            if key == "udp64_pps":
+                x, y = x / 1000, y / 1000
+            r = x / y if higher else y / x
+            cells.append(f"{x:>9.2f} {y:>9.2f} {r:>7.1%}")
+        print(f"{name:44} {cells[0]}   {cells[1]}")
 
 if __name__ == "__main__":
     main()
