@@ -344,7 +344,7 @@ def test_unsolicited_inbound_flood_creates_no_state(lab):
     print(f"    (peak RSS {lab.peak_rss_kb() // 1024} MB)")
 
 
-def _count_icmp(sock, deadline, want_type, want_code=None):
+def count_icmp(sock, deadline, want_type, want_code=None):
     """ICMP messages of a type (and code) a raw ICMP socket receives until `deadline`."""
     n = 0
     while time.time() < deadline:
@@ -377,7 +377,7 @@ def test_icmp_errors_are_rate_limited_and_echo_replies_are_not(lab):
             while time.time() < t0 + (i + 1) / 10000:
                 time.sleep(0.001)
     elapsed = time.time() - t0
-    got = _count_icmp(icmp, time.time() + 1.0, 3, 3)
+    got = count_icmp(icmp, time.time() + 1.0, 3, 3)
     st1 = lab.stats()
     suppressed = st1["nat"]["icmp_errors_suppressed"] - before
     arrived = st1["io"]["read_outside"] - st0["io"]["read_outside"]

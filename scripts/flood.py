@@ -28,6 +28,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "netns-tests"))
 import harness  # noqa: E402
 import kernel_lab  # noqa: E402
 from harness import CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, TUNNAT, run  # noqa: E402
+from test_flood import udp_stream_delivered  # noqa: E402
+from test_hostile import count_icmp  # noqa: E402
 
 SECS = int(sys.argv[sys.argv.index("--secs") + 1]) if "--secs" in sys.argv else 15
 DNAT = ["--dnat", "tcp:8888=192.168.122.73:9999", "--dnat", "udp:5201=192.168.122.73",
@@ -87,32 +89,6 @@ def p99(xs):
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))] if xs else float("nan")
 
 
-def udp_delivered(lab, n=3000, rate=3000):
-    sink = lab.listen("wan", REMOTE, 9400, socket.SOCK_DGRAM)
-    sink.settimeout(0.5)
-    got = [0]
-
-    def count():
-        while True:
-            try:
-                sink.recv(2048)
-                got[0] += 1
-            except OSError:
-                return
-    t = threading.Thread(target=count, daemon=True)
-    t.start()
-    s = lab.sock("lan", socket.SOCK_DGRAM)
-    t0 = time.time()
-    for i in range(n):
-        s.sendto(b"x" * 100, (REMOTE, 9400))
-        if i % 100 == 99:
-            while time.time() < t0 + (i + 1) / rate:
-                time.sleep(0.001)
-    t.join(5)
-    sink.close()
-    return got[0] / n
-
-
 def control_ms(lab, kind):
     t0 = time.time()
     if kind == "netfilter":
@@ -156,7 +132,7 @@ def flood2(kind):
         time.sleep(1.5)
         ctl = max(control_ms(lab, kind) for _ in range(5))
         rtts = ping_ms(lab, 100, 0.02)
-        delivered = udp_delivered(lab)
+        delivered = udp_stream_delivered(lab, n=3000, rate=3000)
         flood.kill()
         flood.wait(5)
         return {"ping p99 to the router, calm (ms)": f"{calm:.2f}",
@@ -215,15 +191,7 @@ def flood6(kind):
             if i % 100 == 99:
                 while time.time() < t0 + (i + 1) / 10000:
                     time.sleep(0.001)
-        got, deadline = 0, time.time() + 1
-        while time.time() < deadline:
-            icmp.settimeout(max(0.01, deadline - time.time()))
-            try:
-                pkt = icmp.recv(2048)
-            except socket.timeout:
-                break
-            ihl = (pkt[0] & 0x0f) * 4
-            got += pkt[ihl] == 3 and pkt[ihl + 1] == 3
+        got = count_icmp(icmp, time.time() + 1, 3, 3)
         return {"port unreachables for 5000 probes in 0.5 s": got}
     finally:
         lab.close()
