@@ -11,7 +11,7 @@ import threading
 import time
 
 from harness import (CLIENT, CONTROL, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, check, csum, eq, l4_checksum_ok, parse_ip,
-                     serve_tcp, tunnat_args)
+                     serve_tcp, sniff, tunnat_args, wait_for)
 
 DISCARD = 9  # the corpus's destination port on the outside host
 
@@ -390,3 +390,37 @@ def test_icmp_errors_are_rate_limited_and_echo_replies_are_not(lab):
     # Echo requests to the router are answered, every one.
     ping = lab.sh("wan", ["ping", "-c", "300", "-i", "0.002", "-q", "-W", "1", ROUTER_OUT], check_rc=False).stdout
     check("300 received" in ping, ping)
+
+
+@tunnat_args("--control", CONTROL)
+def test_a_blind_rst_does_not_end_a_connection_an_in_window_one_does(lab):
+    """RFC 5961 section 3: whoever guesses a connection's 4-tuple but not its sequence
+    numbers cannot end its mapping. Before, any RST moved the session to CLOSE."""
+    srv = lab.listen("wan", REMOTE, 7001)
+    serve_tcp(srv, lambda c, p: [c.sendall(d) for d in iter(lambda: c.recv(100), b"")])
+    lan = lab.sniffer("lan")
+    c = lab.connect("lan", REMOTE, 7001, bind=(CLIENT, 47700))
+    c.sendall(b"one")
+    eq(c.recv(100), b"one", "echo before")
+    # The remote's next sequence number, from its echo as tunnat delivers it (NAT leaves
+    # sequence numbers alone).
+    last = sniff(lan, lambda ip: ip["proto"] == 6 and ip["src"] == REMOTE and ip["l4"][0:2] == struct.pack("!H", 7001)
+                 and len(ip["l4"]) > (ip["l4"][12] >> 4) * 4)
+    l4 = last["l4"]
+    next_seq = (struct.unpack("!I", l4[4:8])[0] + len(l4) - (l4[12] >> 4) * 4) % 2**32
+    ext = int(next(r["outside"] for r in json.loads(lab.ctl("table", "--json").stdout)["sessions"]
+                   if r["inside"] == f"{CLIENT}:47700").split(":")[1])
+    raw, dev = raw_socket(lab, "wan")
+    before = lab.drops().get("rst-out-of-window", 0)
+    blind = (next_seq + 2**31) % 2**32
+    send_raw(raw, dev, ipv4(REMOTE, ROUTER_OUT, 6, tcp(REMOTE, ROUTER_OUT, 7001, ext, RST, seq=blind)))
+    wait_for(lambda: lab.drops().get("rst-out-of-window", 0) == before + 1, 2, "the blind RST counted")
+    state = lambda: next(r["state"] for r in json.loads(lab.ctl("table", "--json").stdout)["sessions"]  # noqa: E731
+                         if r["inside"] == f"{CLIENT}:47700")
+    eq(state(), "ESTABLISHED", "the session after a blind RST")
+    c.sendall(b"two")
+    eq(c.recv(100), b"two", "the connection still works")
+    # The same RST with the right sequence number ends it, as it must.
+    send_raw(raw, dev, ipv4(REMOTE, ROUTER_OUT, 6, tcp(REMOTE, ROUTER_OUT, 7001, ext, RST,
+                                                       seq=(next_seq + 3) % 2**32)))
+    wait_for(lambda: state() == "CLOSE", 2, "an in-window RST to close the session")

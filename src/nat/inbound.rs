@@ -4,6 +4,7 @@
 //! ([`super::syn_hold`], RFC 5382 REQ-4); anything addressed to nothing mapped is the
 //! router's own (its stack answers with RST or port unreachable, as a kernel does).
 
+use super::tcp_state::TcpSeg;
 use super::{Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, Verdict};
 use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::transport::{self, End, Protocol, TcpFlags, Transport};
@@ -114,6 +115,21 @@ impl Nat {
             .map(Target::Mapped)
     }
 
+    /// Is `seg`, if an RST, within the window of session `key` (RFC 5961 section 3)?
+    pub(super) fn rst_acceptable(
+        &self,
+        key: &SessionKey,
+        dir: Direction,
+        seg: Option<TcpSeg>,
+    ) -> bool {
+        match seg {
+            Some(seg) if seg.flags & TcpFlags::RST != 0 => {
+                self.table.rst_acceptable(key, dir, &seg)
+            }
+            _ => true,
+        }
+    }
+
     /// The session for an inbound packet to `target`, created if new, and touched.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn inbound_session(
@@ -134,8 +150,11 @@ impl Nat {
             inside,
             remote,
         };
-        let flags = (protocol == Protocol::Tcp).then_some(t.tcp_flags);
+        let flags = (protocol == Protocol::Tcp).then(|| TcpSeg::of(t));
         let session = match target {
+            Target::Session(_) if !self.rst_acceptable(&key, Direction::In, flags) => {
+                return Err(DropReason::RstOutOfWindow)
+            }
             Target::Session(_) => {
                 return match self.table.touch(&key, Direction::In, len, flags, now) {
                     Some(_) => Ok(inside),
@@ -144,7 +163,7 @@ impl Nat {
             }
             _ if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
             Target::Dnat(_, first) => {
-                let syn = flags.is_some_and(|f| f & TcpFlags::SYN != 0);
+                let syn = flags.is_some_and(|f| f.flags & TcpFlags::SYN != 0);
                 let rule = (protocol, first);
                 if syn {
                     // RFC 7857 section 3.1 and a SYN flood's leftovers: a port forward

@@ -4,6 +4,7 @@
 //! and port preservation ([`super::table`]); a full table or an inside host over its quota
 //! is answered with ICMP 3/13 (RFC 5508 REQ-8, RFC 6888 REQ-4).
 
+use super::tcp_state::TcpSeg;
 use super::{
     Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, TableError, Verdict,
 };
@@ -110,7 +111,10 @@ impl Nat {
         now: Instant,
     ) -> Result<u16, Verdict> {
         let len = ip.total_len();
-        let flags = (key.protocol == Protocol::Tcp).then_some(t.tcp_flags);
+        let flags = (key.protocol == Protocol::Tcp).then(|| TcpSeg::of(t));
+        if !self.rst_acceptable(&key, Direction::Out, flags) {
+            return Err(Verdict::Drop(DropReason::RstOutOfWindow));
+        }
         let ext = match self.table.touch(&key, Direction::Out, len, flags, now) {
             Some(ext) => ext,
             None if t.has_flag(TcpFlags::RST) => return Err(Verdict::Drop(DropReason::NoSession)),

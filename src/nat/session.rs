@@ -1,7 +1,7 @@
 //! One session: an (inside endpoint, remote endpoint) pair through a mapping or a DNAT
 //! rule, with its idle clock, TCP state (RFC 7857 section 3.1) and counters.
 
-use super::tcp_state::{Direction, TcpTrack};
+use super::tcp_state::{Direction, TcpSeg, TcpTrack};
 use super::time::Instant;
 
 /// One translated conversation.
@@ -23,7 +23,13 @@ pub struct Session {
 
 impl Session {
     /// Records a packet of `len` bytes in direction `dir` at `now`.
-    pub fn touch(&mut self, dir: Direction, len: usize, tcp_flags: Option<u8>, now: Instant) {
+    pub fn touch<S: Into<TcpSeg>>(
+        &mut self,
+        dir: Direction,
+        len: usize,
+        tcp: Option<S>,
+        now: Instant,
+    ) {
         let i = match dir {
             Direction::Out => 0,
             Direction::In => 1,
@@ -31,8 +37,8 @@ impl Session {
         self.packets[i] += 1;
         self.bytes[i] += len as u64;
         self.last_seen = now;
-        if let Some(f) = tcp_flags {
-            self.tcp.update(dir, f);
+        if let Some(seg) = tcp {
+            self.tcp.update(dir, seg);
         }
     }
 }

@@ -30,6 +30,7 @@ drop_reasons! {
     SpoofedSource => "spoofed-source",
     MartianSource => "martian-source",
     SourceRoute => "source-route",
+    RstOutOfWindow => "rst-out-of-window",
     NotRouted => "not-routed",
     Fragment => "fragment-for-router",
     BadFragment => "bad-fragment",

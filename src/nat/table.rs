@@ -28,7 +28,7 @@ use super::endpoint::{Address, Endpoint, MapKey, SessionKey};
 pub use super::filtering::Filtering;
 use super::ports::Ports;
 pub use super::session::Session;
-use super::tcp_state::{Direction, TcpPhase, TcpTrack};
+use super::tcp_state::{Direction, TcpPhase, TcpSeg, TcpTrack};
 use super::time::Instant;
 use super::timeouts::{rfc_minimum_idle, Timeouts};
 use super::HashMap;
@@ -270,16 +270,18 @@ impl<A: Address> Table<A> {
     /// external port; `None` if there is no such session. One hash lookup. The session
     /// moves to the young end of the LRU at most once per [`PROMOTE_EVERY`] (a second
     /// lookup): relinking the list touches its neighbours, cache misses in a large table.
-    pub fn touch(
+    pub fn touch<S: Into<TcpSeg>>(
         &mut self,
         key: &SessionKey<A>,
         dir: Direction,
         len: usize,
-        tcp_flags: Option<u8>,
+        tcp: Option<S>,
         now: Instant,
     ) -> Option<u16> {
+        let tcp: Option<TcpSeg> = tcp.map(Into::into);
+        let tcp_flags = tcp.map(|t| t.flags);
         let s = self.sessions.peek_mut(key)?;
-        s.touch(dir, len, tcp_flags, now);
+        s.touch(dir, len, tcp, now);
         let ext = s.ext_port;
         if now.since(s.promoted) >= PROMOTE_EVERY {
             s.promoted = now;
@@ -294,6 +296,14 @@ impl<A: Address> Table<A> {
 
     fn expiry_no_later_than(&mut self, t: Instant) {
         self.next_expiry = Some(self.next_expiry.map_or(t, |n| n.min(t)));
+    }
+
+    /// May this RST segment end session `key` (RFC 5961 section 3)? True when there is
+    /// no such session (the caller finds that out next).
+    pub fn rst_acceptable(&self, key: &SessionKey<A>, dir: Direction, seg: &TcpSeg) -> bool {
+        self.sessions
+            .peek(key)
+            .is_none_or(|s| s.tcp.rst_acceptable(dir, seg))
     }
 
     /// The session for an outbound ICMP error's quoted packet: not refreshed (RFC 5508).
@@ -795,7 +805,7 @@ mod test {
             let now = Instant::from_secs(s);
             t.get_out(&k, now)
                 .unwrap()
-                .touch(Direction::Out, 84, None, now);
+                .touch(Direction::Out, 84, None::<u8>, now);
             assert_eq!(t.expire(now, |_, _| {}), 0);
         }
         assert_eq!(t.expire(Instant::from_secs(560), |_, _| {}), 1);
@@ -815,7 +825,7 @@ mod test {
         while now.since(Instant::from_millis(400)) < udp {
             t.get_out(&busy, now)
                 .unwrap()
-                .touch(Direction::Out, 84, None, now);
+                .touch(Direction::Out, 84, None::<u8>, now);
             assert_eq!(t.expire(now, |_, _| {}), 0, "at {now:?}");
             now = now + Duration::from_millis(300);
         }

@@ -13,12 +13,67 @@
 //!   connection opened from inside and not yet established, one whose FINs have been seen
 //!   each way, and one reset (RFC 7857 keeps the session 4 min after an RST).
 //!
+//! Blind resets (RFC 5961 section 3): each direction's sequence space is followed as
+//! conntrack does (the highest sequence number sent, and the largest window advertised,
+//! scaled per RFC 7323). An RST whose sequence number lies outside the receiver's window
+//! changes nothing and is dropped, so guessing a 4-tuple is not enough to end a mapping.
+//!
 //! Simultaneous open (a SYN each way, then a SYN-ACK each way) is established like any
 //! other open. A session picked up mid-stream (first packet not a SYN, e.g. after a
 //! router restart) stays transitory until a packet has been seen each way. A SYN after
 //! the connection has closed starts a new connection on the same session.
 
-use crate::wire::transport::TcpFlags;
+use crate::wire::transport::{TcpFlags, Transport};
+
+/// What the tracker needs of one TCP segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TcpSeg {
+    pub flags: u8,
+    pub seq: u32,
+    pub window: u16,
+    /// Payload bytes.
+    pub len: u32,
+    /// The window scale option of a SYN.
+    pub wscale: Option<u8>,
+    /// Whether `seq`, `window` and `len` are known (a segment made from flags alone, as
+    /// in some tests, only moves the state).
+    pub tracked: bool,
+}
+
+impl TcpSeg {
+    pub fn of(t: &Transport) -> TcpSeg {
+        TcpSeg {
+            flags: t.tcp_flags,
+            seq: t.seq,
+            window: t.window,
+            len: t.payload_len,
+            wscale: t.wscale,
+            tracked: true,
+        }
+    }
+}
+
+impl From<u8> for TcpSeg {
+    fn from(flags: u8) -> TcpSeg {
+        TcpSeg {
+            flags,
+            ..TcpSeg::default()
+        }
+    }
+}
+
+/// One direction's sequence space.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SeqSpace {
+    /// One past the highest sequence number sent (SYN and FIN count one).
+    end: u32,
+    /// The largest window advertised, scaled.
+    max_window: u32,
+    /// The window scale this side announced in its SYN.
+    scale: u8,
+    scaled: bool,
+    seen: bool,
+}
 
 /// The direction a packet crosses the NAT in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +111,22 @@ pub struct TcpTrack {
     acked_in: bool,
     /// The direction of the first SYN: who opened.
     opened_in: bool,
+    /// Sequence spaces, `[out, in]` (the sender's side of each direction).
+    space: [SeqSpace; 2],
+}
+
+fn index(dir: Direction) -> usize {
+    match dir {
+        Direction::Out => 0,
+        Direction::In => 1,
+    }
 }
 
 impl TcpTrack {
-    /// Records one segment's flags.
-    pub fn update(&mut self, dir: Direction, flags: u8) {
+    /// Records one segment (its flags, and its sequence numbers when known).
+    pub fn update(&mut self, dir: Direction, seg: impl Into<TcpSeg>) {
+        let seg = seg.into();
+        let flags = seg.flags;
         let syn = flags & TcpFlags::SYN != 0;
         let ack = flags & TcpFlags::ACK != 0;
         if syn && !ack && (self.rst || (self.fin_out && self.fin_in)) {
@@ -91,6 +157,46 @@ impl TcpTrack {
         if flags & TcpFlags::FIN != 0 {
             *fin_seen = true;
         }
+        if seg.tracked && flags & TcpFlags::RST == 0 {
+            self.track(dir, &seg);
+        }
+    }
+
+    /// Follows the sender's sequence space and window (RFC 7323: a SYN's window is never
+    /// scaled; the others are when both sides announced a scale).
+    fn track(&mut self, dir: Direction, seg: &TcpSeg) {
+        let syn = seg.flags & TcpFlags::SYN != 0;
+        let fin = seg.flags & TcpFlags::FIN != 0;
+        let both_scaled = self.space[0].scaled && self.space[1].scaled;
+        let s = &mut self.space[index(dir)];
+        if syn {
+            s.scale = seg.wscale.unwrap_or(0);
+            s.scaled = seg.wscale.is_some();
+        }
+        let end = seg
+            .seq
+            .wrapping_add(seg.len)
+            .wrapping_add(u32::from(syn) + u32::from(fin));
+        if !s.seen || (end.wrapping_sub(s.end) as i32) > 0 {
+            s.end = end;
+            s.seen = true;
+        }
+        let shift = if syn || !both_scaled { 0 } else { s.scale };
+        s.max_window = s.max_window.max((u32::from(seg.window) << shift).max(1));
+    }
+
+    /// May an RST segment from `dir` end the connection (RFC 5961 section 3)? Its
+    /// sequence number must fall within the receiver's window of what the sender has
+    /// sent. With nothing to judge by (a side not yet heard from, a session picked up
+    /// without its sequence numbers), it may.
+    pub fn rst_acceptable(&self, dir: Direction, seg: &TcpSeg) -> bool {
+        let sender = self.space[index(dir)];
+        let receiver = self.space[1 - index(dir)];
+        if !seg.tracked || !sender.seen || receiver.max_window == 0 {
+            return true;
+        }
+        let distance = (seg.seq.wrapping_sub(sender.end) as i32).unsigned_abs();
+        distance <= receiver.max_window
     }
 
     pub fn phase(&self) -> TcpPhase {
@@ -211,6 +317,68 @@ mod test {
         t.update(In, SYNACK);
         t.update(Out, ACK);
         assert_eq!(t.phase(), TcpPhase::Established);
+    }
+
+    fn seg(flags: u8, seq: u32, window: u16, len: u32) -> TcpSeg {
+        TcpSeg {
+            flags,
+            seq,
+            window,
+            len,
+            wscale: None,
+            tracked: true,
+        }
+    }
+
+    #[test]
+    fn only_an_rst_within_the_window_ends_the_connection() {
+        let mut t = TcpTrack::default();
+        t.update(Out, seg(SYN, 1000, 64240, 0));
+        t.update(In, seg(SYNACK, 5000, 65160, 0));
+        t.update(Out, seg(ACK, 1001, 502, 100));
+        assert_eq!(t.phase(), TcpPhase::Established);
+        // From outside: the remote has sent up to 5001; the inside host's window is 64240.
+        assert!(
+            !t.rst_acceptable(In, &seg(RST, 5001 + 1_000_000, 0, 0)),
+            "a blind guess"
+        );
+        assert!(!t.rst_acceptable(In, &seg(RST, 5001u32.wrapping_sub(100_000), 0, 0)));
+        assert!(
+            t.rst_acceptable(In, &seg(RST, 5001, 0, 0)),
+            "exactly the next one"
+        );
+        assert!(
+            t.rst_acceptable(In, &seg(RST, 5001 + 30_000, 0, 0)),
+            "within the window"
+        );
+        // From inside: the host has sent up to 1101; the remote's window is 65160.
+        assert!(t.rst_acceptable(Out, &seg(RST | ACK, 1101, 0, 0)));
+        assert!(!t.rst_acceptable(Out, &seg(RST, 1101 + 70_000, 0, 0)));
+        // A flags-only segment (no sequence numbers known) is never judged.
+        assert!(t.rst_acceptable(In, &TcpSeg::from(RST)));
+    }
+
+    #[test]
+    fn windows_are_scaled_once_both_sides_announce_a_scale() {
+        let mut t = TcpTrack::default();
+        let mut syn = seg(SYN, 0, 64240, 0);
+        syn.wscale = Some(7);
+        t.update(Out, syn);
+        let mut synack = seg(SYNACK, 0, 65160, 0);
+        synack.wscale = Some(7);
+        t.update(In, synack);
+        // A window of 1000 << 7 = 128000 bytes from inside.
+        t.update(Out, seg(ACK, 1, 1000, 0));
+        assert!(t.rst_acceptable(In, &seg(RST, 1 + 120_000, 0, 0)));
+        assert!(!t.rst_acceptable(In, &seg(RST, 1 + 130_000, 0, 0)));
+    }
+
+    #[test]
+    fn an_rst_answering_a_syn_is_accepted() {
+        // RFC 793: the answer to a SYN sent to a closed port has sequence number 0.
+        let mut t = TcpTrack::default();
+        t.update(Out, seg(SYN, 123_456, 64240, 0));
+        assert!(t.rst_acceptable(In, &seg(RST | ACK, 0, 0, 0)));
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub struct Transport {
     /// ICMP type and code (zero for TCP and UDP).
     pub icmp_type: u8,
     pub icmp_code: u8,
+    /// TCP sequence number, window, payload bytes, and the window scale option of a SYN
+    /// (zero or `None` for the rest, and in a quoted header).
+    pub seq: u32,
+    pub window: u16,
+    pub payload_len: u32,
+    pub wscale: Option<u8>,
 }
 
 /// ICMP types tunnat handles (RFC 792).
@@ -110,13 +116,22 @@ impl Transport {
                 if off < 20 || off > payload.len() {
                     return Err(WireError::BadTransportLength);
                 }
+                let tcp_flags = t.get_flags();
                 Ok(Transport {
                     protocol,
                     src_port: t.get_source(),
                     dst_port: t.get_destination(),
-                    tcp_flags: t.get_flags(),
+                    tcp_flags,
                     icmp_type: 0,
                     icmp_code: 0,
+                    seq: t.get_sequence(),
+                    window: t.get_window(),
+                    payload_len: (payload.len() - off) as u32,
+                    wscale: if tcp_flags & TcpFlags::SYN != 0 {
+                        window_scale(&payload[..off])
+                    } else {
+                        None
+                    },
                 })
             }
             Protocol::Udp => {
@@ -132,6 +147,10 @@ impl Transport {
                     tcp_flags: 0,
                     icmp_type: 0,
                     icmp_code: 0,
+                    seq: 0,
+                    window: 0,
+                    payload_len: 0,
+                    wscale: None,
                 })
             }
             Protocol::Icmp => {
@@ -150,6 +169,10 @@ impl Transport {
                     tcp_flags: 0,
                     icmp_type: i.get_icmp_type().0,
                     icmp_code: i.get_icmp_code().0,
+                    seq: 0,
+                    window: 0,
+                    payload_len: 0,
+                    wscale: None,
                 })
             }
         }
@@ -174,6 +197,10 @@ impl Transport {
             tcp_flags: 0,
             icmp_type,
             icmp_code,
+            seq: 0,
+            window: 0,
+            payload_len: 0,
+            wscale: None,
         })
     }
 
@@ -281,6 +308,29 @@ pub fn rewrite_endpoint_csum<T: AsRef<[u8]> + AsMut<[u8]>>(
 /// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), then
 /// recomputes the TCP checksum over the pseudo-header (`src`, `dst`) and the segment.
 /// Only SYNs carry the option, so the full recomputation is rare. Returns the MSS found.
+/// The window scale option (RFC 7323 section 2.2) among the options of the TCP header
+/// `header` (data offset bytes), if present and well formed.
+pub fn window_scale(header: &[u8]) -> Option<u8> {
+    let mut i = 20;
+    while i < header.len() {
+        match header[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*header.get(i + 1)?);
+                if len < 2 || i + len > header.len() {
+                    return None;
+                }
+                if kind == 3 && len == 3 {
+                    return Some(header[i + 2].min(14));
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}
+
 pub fn clamp_mss(
     segment: &mut [u8],
     src: Ipv4Addr,
