@@ -344,6 +344,26 @@ def test_unsolicited_inbound_flood_creates_no_state(lab):
     print(f"    (peak RSS {lab.peak_rss_kb() // 1024} MB)")
 
 
+def icmp_listener(lab):
+    """A raw ICMP socket in the outside namespace, with room to keep every error."""
+    icmp = lab.sock("wan", socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    icmp.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+    return icmp
+
+
+def probe_closed_port(lab, n=5000, rate=10000):
+    """Sends `n` UDP probes from outside to closed ports of the router, paced at `rate` a
+    second so that none is lost in the TUN's queue; returns the seconds it took."""
+    u = lab.sock("wan", socket.SOCK_DGRAM)
+    t0 = time.time()
+    for i in range(n):
+        u.sendto(b"probe", (ROUTER_OUT, 40000 + i % 100))
+        if i % 100 == 99:
+            while time.time() < t0 + (i + 1) / rate:
+                time.sleep(0.001)
+    return time.time() - t0
+
+
 def count_icmp(sock, deadline, want_type, want_code=None):
     """ICMP messages of a type (and code) a raw ICMP socket receives until `deadline`."""
     n = 0
@@ -365,18 +385,10 @@ def test_icmp_errors_are_rate_limited_and_echo_replies_are_not(lab):
     # none is lost in the TUN's queue: port unreachables come at most at the burst (50)
     # plus 1,000 a second (Linux's icmp_msgs_per_sec / icmp_msgs_burst); the rest are
     # counted as suppressed.
-    icmp = lab.sock("wan", socket.SOCK_RAW, socket.IPPROTO_ICMP)
-    icmp.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE: keep every error
-    u = lab.sock("wan", socket.SOCK_DGRAM)
+    icmp = icmp_listener(lab)
     st0 = lab.stats()
     before = st0["nat"]["icmp_errors_suppressed"]
-    t0 = time.time()
-    for i in range(5000):
-        u.sendto(b"probe", (ROUTER_OUT, 40000 + i % 100))
-        if i % 100 == 99:
-            while time.time() < t0 + (i + 1) / 10000:
-                time.sleep(0.001)
-    elapsed = time.time() - t0
+    elapsed = probe_closed_port(lab)
     got = count_icmp(icmp, time.time() + 1.0, 3, 3)
     st1 = lab.stats()
     suppressed = st1["nat"]["icmp_errors_suppressed"] - before

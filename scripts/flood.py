@@ -29,7 +29,7 @@ import harness  # noqa: E402
 import kernel_lab  # noqa: E402
 from harness import CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, TUNNAT, run  # noqa: E402
 from test_flood import udp_stream_delivered  # noqa: E402
-from test_hostile import count_icmp  # noqa: E402
+from test_hostile import count_icmp, icmp_listener, probe_closed_port  # noqa: E402
 
 SECS = int(sys.argv[sys.argv.index("--secs") + 1]) if "--secs" in sys.argv else 15
 DNAT = ["--dnat", "tcp:8888=192.168.122.73:9999", "--dnat", "udp:5201=192.168.122.73",
@@ -182,15 +182,8 @@ def flood3(kind):
 def flood6(kind):
     lab = router(kind)
     try:
-        icmp = lab.sock("wan", socket.SOCK_RAW, socket.IPPROTO_ICMP)
-        icmp.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
-        u = lab.sock("wan", socket.SOCK_DGRAM)
-        t0 = time.time()
-        for i in range(5000):
-            u.sendto(b"probe", (ROUTER_OUT, 40000 + i % 100))
-            if i % 100 == 99:
-                while time.time() < t0 + (i + 1) / 10000:
-                    time.sleep(0.001)
+        icmp = icmp_listener(lab)
+        probe_closed_port(lab)
         got = count_icmp(icmp, time.time() + 1, 3, 3)
         return {"port unreachables for 5000 probes in 0.5 s": got}
     finally:
