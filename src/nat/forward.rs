@@ -119,10 +119,7 @@ impl Nat {
     }
 
     pub(super) fn mtu(&self, side: Side) -> usize {
-        match side {
-            Side::Inside => self.cfg.mtu[0],
-            Side::Outside => self.cfg.mtu[1],
-        }
+        self.cfg.mtu[side.index()]
     }
 
     /// MSS clamping of a translated SYN leaving through `egress`.

@@ -168,6 +168,13 @@ impl Side {
             Side::Outside => "outside",
         }
     }
+    /// The port's index in `[inside, outside]` arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::Inside => 0,
+            Side::Outside => 1,
+        }
+    }
 }
 
 /// What the shell does with a packet after [`Nat::process`].

@@ -30,10 +30,7 @@ impl Session {
         tcp: Option<S>,
         now: Instant,
     ) {
-        let i = match dir {
-            Direction::Out => 0,
-            Direction::In => 1,
-        };
+        let i = dir.index();
         self.packets[i] += 1;
         self.bytes[i] += len as u64;
         self.last_seen = now;

@@ -84,6 +84,16 @@ pub enum Direction {
     In,
 }
 
+impl Direction {
+    /// The direction's index in `[out, in]` arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::Out => 0,
+            Direction::In => 1,
+        }
+    }
+}
+
 /// The timeout class of a TCP session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcpPhase {
@@ -113,13 +123,6 @@ pub struct TcpTrack {
     opened_in: bool,
     /// Sequence spaces, `[out, in]` (the sender's side of each direction).
     space: [SeqSpace; 2],
-}
-
-fn index(dir: Direction) -> usize {
-    match dir {
-        Direction::Out => 0,
-        Direction::In => 1,
-    }
 }
 
 impl TcpTrack {
@@ -168,7 +171,7 @@ impl TcpTrack {
         let syn = seg.flags & TcpFlags::SYN != 0;
         let fin = seg.flags & TcpFlags::FIN != 0;
         let both_scaled = self.space[0].scaled && self.space[1].scaled;
-        let s = &mut self.space[index(dir)];
+        let s = &mut self.space[dir.index()];
         if syn {
             s.scale = seg.wscale.unwrap_or(0);
             s.scaled = seg.wscale.is_some();
@@ -190,8 +193,8 @@ impl TcpTrack {
     /// sent. With nothing to judge by (a side not yet heard from, a session picked up
     /// without its sequence numbers), it may.
     pub fn rst_acceptable(&self, dir: Direction, seg: &TcpSeg) -> bool {
-        let sender = self.space[index(dir)];
-        let receiver = self.space[1 - index(dir)];
+        let sender = self.space[dir.index()];
+        let receiver = self.space[1 - dir.index()];
         if !seg.tracked || !sender.seen || receiver.max_window == 0 {
             return true;
         }

@@ -27,13 +27,6 @@ use crate::wire::transport::{icmp_type, Protocol};
 /// The two ports, in the order the core indexes them.
 pub const SIDES: [Side; 2] = [Side::Inside, Side::Outside];
 
-fn index(side: Side) -> usize {
-    match side {
-        Side::Inside => 0,
-        Side::Outside => 1,
-    }
-}
-
 fn smol(t: Instant) -> SmolInstant {
     SmolInstant::from_millis(t.millis() as i64)
 }
@@ -122,7 +115,7 @@ impl Router {
         offload: Result<Offload, Unsupported>,
         now: Instant,
     ) -> Option<InPlace> {
-        let i = index(port);
+        let i = port.index();
         match port {
             Side::Inside => self.io.read_inside += 1,
             Side::Outside => self.io.read_outside += 1,

@@ -64,17 +64,10 @@ fn device_gone(e: &io::Error) -> bool {
     )
 }
 
-fn side_index(side: Side) -> usize {
-    match side {
-        Side::Inside => 0,
-        Side::Outside => 1,
-    }
-}
-
 impl Ports {
     /// Writes a packet; false if the device refused it.
     fn send(&mut self, side: Side, pkt: &[u8], off: &Offload) -> bool {
-        let tun = &self.tuns[side_index(side)];
+        let tun = &self.tuns[side.index()];
         for o in &mut self.observers {
             o.packet(Crossing::Written, side, tun.name(), pkt);
         }
@@ -289,7 +282,7 @@ impl Driver {
             let Ports {
                 tuns, observers, ..
             } = &mut self.ports;
-            let tun = &tuns[side_index(side)];
+            let tun = &tuns[side.index()];
             let (n, off) = match tun.recv(&mut self.buf) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -360,10 +353,10 @@ impl Driver {
             &mut dyn Responder<Cursor = TableCursor>,
         ),
     ) {
+        let now = self.now();
         let Some(c) = self.control.as_mut() else {
             return;
         };
-        let now = Instant::from_millis(self.epoch.elapsed().as_millis() as u64);
         let before = c.timed_out;
         let mut r = ControlResponder {
             access: Access::own(self.core.config().control_group),
