@@ -134,6 +134,11 @@ def test_an_idle_router_sleeps_and_still_expires_on_time(lab):
     # wake up on a tick while it waits (the core says when the next deadline is), and
     # must still expire the session at that deadline.
     lab.stop()
+    # Idle means no traffic: the namespaces' kernels would otherwise send IPv6 router
+    # solicitations and MLD reports on the TUNs (every few seconds after link up), and
+    # tunnat rightly wakes to read them.
+    for side, dev in (("lan", "nat-in"), ("wan", "nat-out")):
+        lab.sh(side, ["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"])
     lab.start(["--udp-timeout", "3"])
     s = lab.sock("lan", socket.SOCK_DGRAM)
     s.bind((CLIENT, 47100))
