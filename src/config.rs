@@ -56,6 +56,10 @@ pub struct Config {
     /// Open the TUNs with offloads (IFF_VNET_HDR, TUNSETOFFLOAD): partial checksums and
     /// GSO super-packets pass through whole.
     pub offload: bool,
+    /// Make the TUNs persistent, and wait for a lost one to come back.
+    pub persist: bool,
+    /// Save the sessions here at stop, carry on from them at start.
+    pub state_file: Option<PathBuf>,
     /// Print every packet in the kernel LOG target's format on standard output.
     pub trace: bool,
     /// Show only these packets (empty: all).

@@ -111,7 +111,11 @@ fn client(cmd: Command) -> Result<()> {
         Request::DnatList => {
             let r: Rules = call(socket, &req)?;
             for rule in r.rules {
-                println!("{rule}");
+                if r.runtime.contains(&rule) {
+                    println!("{rule}  (added at run time)");
+                } else {
+                    println!("{rule}");
+                }
             }
         }
         Request::Reload => println!("{}", call::<Message>(socket, &req)?.message),

@@ -89,6 +89,9 @@ pub struct Sessions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     pub rules: Vec<String>,
+    /// Those of `rules` added with `dnat-add` (kept across a reload).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime: Vec<String>,
 }
 
 /// The answer to `reload`.
@@ -193,6 +196,7 @@ mod test {
         );
         let rules = Response::Rules(Rules {
             rules: vec!["tcp:8888=192.168.122.73:9999".into()],
+            runtime: vec![],
         });
         assert_eq!(
             rules.to_json(),

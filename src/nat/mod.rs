@@ -17,7 +17,8 @@
 //! * [`forward`]: the router's forwarding checks (TTL, MTU), fragmentation, reassembly
 //!   ([`reassembly`]), ICMP errors from the router, MSS clamping;
 //! * [`offload`]: partial checksums and GSO super-packets from TUN offloads;
-//! * [`stats`]: drop reasons and counters; [`tcp_state`], [`timeouts`]: RFC 7857 tracking.
+//! * [`stats`]: drop reasons and counters; [`tcp_state`], [`timeouts`]: RFC 7857 tracking;
+//! * [`state`]: the sessions as a value, saved and restored across a restart.
 //!
 //! Packets for the router's own addresses are not translated here: the verdict is
 //! [`Verdict::Local`] and the router core hands them to its smoltcp interface.
@@ -36,6 +37,7 @@ mod outbound;
 pub mod ports;
 pub mod reassembly;
 pub mod session;
+pub mod state;
 pub mod stats;
 mod syn_hold;
 pub mod table;

@@ -150,6 +150,54 @@ impl<A: Address> Ports<A> {
         }
     }
 
+    /// Takes external `port` for mapping `me` (a mapping restored from a state file):
+    /// an error if it is reserved or another mapping's.
+    pub fn take(&mut self, me: &MapKey<A>, port: u16) -> Result<(), String> {
+        if self.is_reserved(me.protocol, port) {
+            return Err(format!(
+                "{} port {port} is now a port forward's or the router's own",
+                me.protocol.name()
+            ));
+        }
+        if let Some(PortSlot::InUse(other)) = self.slots.get(&(me.protocol, port)) {
+            if other != me {
+                return Err(format!(
+                    "{} port {port} is given to two mappings",
+                    me.protocol.name()
+                ));
+            }
+        }
+        self.slots.insert((me.protocol, port), PortSlot::InUse(*me));
+        Ok(())
+    }
+
+    /// The ports held after their release, with the mapping that had each and when its
+    /// hold ends, in that order.
+    pub fn held(&self) -> impl Iterator<Item = (u16, &MapKey<A>, Instant)> {
+        self.held
+            .iter()
+            .filter_map(|&(p, port, until)| match self.slots.get(&(p, port)) {
+                Some(PortSlot::Held { until: u, owner }) if *u == until => {
+                    Some((port, owner, until))
+                }
+                _ => None,
+            })
+    }
+
+    /// Holds `port` for `owner` until `until` (a hold restored from a state file); a port
+    /// in use or reserved now is left as it is.
+    pub fn restore_held(&mut self, port: u16, owner: MapKey<A>, until: Instant) {
+        if self.is_reserved(owner.protocol, port)
+            || self.slots.contains_key(&(owner.protocol, port))
+        {
+            return;
+        }
+        self.slots
+            .insert((owner.protocol, port), PortSlot::Held { until, owner });
+        let at = self.held.partition_point(|h| h.2 <= until);
+        self.held.insert(at, (owner.protocol, port, until));
+    }
+
     /// When the next hold ends.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.held.front().map(|h| h.2)

@@ -536,6 +536,85 @@ impl<A: Address> Table<A> {
         }
     }
 
+    /// Puts back a session saved by an earlier run ([`super::state`]), as the youngest:
+    /// restore sessions from the longest idle to the most recent. Its mapping takes the
+    /// same external port, which must be free; limits apply as to a new session. An
+    /// error says what in the saved state cannot be.
+    pub fn restore(&mut self, key: SessionKey<A>, s: Session) -> Result<(), String> {
+        if self.sessions.contains(&key) {
+            return Err("the same session appears twice".into());
+        }
+        let ext = ExtKey {
+            protocol: key.protocol,
+            port: s.ext_port,
+            remote: key.remote,
+        };
+        if self.by_ext.contains_key(&ext) {
+            return Err(format!(
+                "external port {} toward {} is given to two sessions",
+                s.ext_port, key.remote.addr
+            ));
+        }
+        if self.sessions.len() >= self.limits.max_sessions {
+            return Err(format!(
+                "more sessions than the table holds ({})",
+                self.limits.max_sessions
+            ));
+        }
+        if !s.dnat {
+            let mk = key.mapping();
+            match self.mappings.get_mut(&mk) {
+                Some(m) if m.ext_port == s.ext_port => m.sessions += 1,
+                Some(m) => {
+                    return Err(format!(
+                        "the mapping of {} has two external ports ({} and {})",
+                        key.inside.addr, m.ext_port, s.ext_port
+                    ))
+                }
+                None => {
+                    if self.mappings.len() >= self.limits.max_mappings {
+                        return Err(format!(
+                            "more mappings than allowed ({})",
+                            self.limits.max_mappings
+                        ));
+                    }
+                    let per_host = self.host_mappings.get(&mk.inside.addr).copied();
+                    if per_host.unwrap_or(0) >= self.limits.max_mappings_per_host {
+                        return Err(format!(
+                            "{} has more mappings than allowed per host ({})",
+                            mk.inside.addr, self.limits.max_mappings_per_host
+                        ));
+                    }
+                    self.ports.take(&mk, s.ext_port)?;
+                    *self.host_mappings.entry(mk.inside.addr).or_insert(0) += 1;
+                    self.mappings.insert(
+                        mk,
+                        Mapping {
+                            ext_port: s.ext_port,
+                            sessions: 1,
+                        },
+                    );
+                }
+            }
+            *self
+                .remote_addrs
+                .entry((key.protocol, s.ext_port, key.remote.addr))
+                .or_insert(0) += 1;
+        }
+        self.by_ext.insert(ext, key);
+        // The sweep finds it by its own deadline; promoted = last seen keeps the LRU's
+        // order the order of promotion that the sweep relies on.
+        self.expiry_no_later_than(s.last_seen + self.timeout_of(key.protocol, &s));
+        self.sessions.push(
+            key,
+            Session {
+                promoted: s.last_seen,
+                ..s
+            },
+        );
+        Ok(())
+    }
+
     /// Sessions from most to least recently used.
     pub fn sessions(&self) -> impl Iterator<Item = (&SessionKey<A>, &Session)> {
         self.sessions.iter()

@@ -217,6 +217,73 @@ impl TcpTrack {
         }
     }
 
+    /// The tracker as seven numbers, for the state file ([`super::state`]): the flags as
+    /// bits, then `[end, max_window, scale]` of each direction's sequence space.
+    pub fn to_saved(&self) -> [u32; 7] {
+        let bits = [
+            self.syn_out,
+            self.syn_in,
+            self.fin_out,
+            self.fin_in,
+            self.rst,
+            self.seen_out,
+            self.seen_in,
+            self.acked_out,
+            self.acked_in,
+            self.opened_in,
+            self.space[0].scaled,
+            self.space[0].seen,
+            self.space[1].scaled,
+            self.space[1].seen,
+        ]
+        .iter()
+        .enumerate()
+        .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << i));
+        let [o, i] = self.space;
+        [
+            bits,
+            o.end,
+            o.max_window,
+            u32::from(o.scale),
+            i.end,
+            i.max_window,
+            u32::from(i.scale),
+        ]
+    }
+
+    /// The tracker saved by [`TcpTrack::to_saved`]; `None` if the numbers cannot be one
+    /// (unknown flag bits, a window scale above RFC 7323's 14).
+    pub fn from_saved(v: [u32; 7]) -> Option<TcpTrack> {
+        let [bits, oe, ow, os, ie, iw, is] = v;
+        if bits >> 14 != 0 || os > 14 || is > 14 {
+            return None;
+        }
+        let bit = |i: u32| bits & (1 << i) != 0;
+        let space = |end, max_window, scale: u32, scaled, seen| SeqSpace {
+            end,
+            max_window,
+            scale: scale as u8,
+            scaled,
+            seen,
+        };
+        Some(TcpTrack {
+            syn_out: bit(0),
+            syn_in: bit(1),
+            fin_out: bit(2),
+            fin_in: bit(3),
+            rst: bit(4),
+            seen_out: bit(5),
+            seen_in: bit(6),
+            acked_out: bit(7),
+            acked_in: bit(8),
+            opened_in: bit(9),
+            space: [
+                space(oe, ow, os, bit(10), bit(11)),
+                space(ie, iw, is, bit(12), bit(13)),
+            ],
+        })
+    }
+
     /// A short name for tables and traces, in conntrack's vocabulary.
     pub fn name(&self) -> &'static str {
         if self.rst {
@@ -285,6 +352,31 @@ mod test {
         );
         // An RST ends it as any other connection.
         assert_eq!(run(&[(In, SYN), (Out, RST)]).phase(), TcpPhase::Transitory);
+    }
+
+    #[test]
+    fn a_saved_tracker_comes_back_the_same() {
+        let mut t = TcpTrack::default();
+        let seg = |flags, seq, window, wscale| TcpSeg {
+            flags,
+            seq,
+            window,
+            len: 0,
+            wscale,
+            tracked: true,
+        };
+        t.update(Out, seg(SYN, 1000, 64240, Some(7)));
+        t.update(In, seg(SYNACK, 5000, 65160, Some(9)));
+        t.update(Out, seg(ACK, 1001, 502, None));
+        let back = TcpTrack::from_saved(t.to_saved()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.phase(), TcpPhase::Established);
+        let mut bad = t.to_saved();
+        bad[3] = 15;
+        assert_eq!(TcpTrack::from_saved(bad), None, "window scale above 14");
+        bad = t.to_saved();
+        bad[0] |= 1 << 20;
+        assert_eq!(TcpTrack::from_saved(bad), None, "unknown flag bits");
     }
 
     #[test]

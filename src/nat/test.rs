@@ -116,6 +116,36 @@ fn nat() -> Nat {
     Nat::new(cfg)
 }
 
+/// The lab's core, with the port forward 8888 -> 192.168.122.73:9999 (for the other
+/// modules' tests).
+pub(super) fn lab() -> Nat {
+    nat()
+}
+
+/// A TCP segment with sequence number `seq` (for the other modules' tests).
+pub(super) fn tcp_packet(
+    src: Ipv4Addr,
+    sport: u16,
+    dst: Ipv4Addr,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20];
+    l4[0..2].copy_from_slice(&sport.to_be_bytes());
+    l4[2..4].copy_from_slice(&dport.to_be_bytes());
+    l4[4..8].copy_from_slice(&seq.to_be_bytes());
+    l4[12] = 0x50;
+    l4[13] = flags;
+    l4[14..16].copy_from_slice(&14600u16.to_be_bytes());
+    ip(6, src, dst, 64, &l4)
+}
+
+/// A UDP datagram (for the other modules' tests).
+pub(super) fn udp_packet(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+    udp(src, sport, dst, dport)
+}
+
 fn t(s: u64) -> Instant {
     Instant::from_secs(s)
 }

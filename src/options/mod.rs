@@ -188,6 +188,16 @@ options! {
         flag: "no-offload", key: "offload", value: "",
         default: Some(true), shown: "", restart
     }
+    /// Make the TUN devices persistent (TUNSETPERSIST): they, and the addresses and routes their namespaces gave them, outlive tunnat, so a restart finds them as they were. A port whose device is deleted is then not fatal: tunnat waits for a device of that name to come back in its namespace and attaches to it. Delete the devices with `ip link del NAME` when done.
+    persist: bool = Switch {
+        flag: "persist", key: "persist", value: "",
+        default: Some(false), shown: "", restart
+    }
+    /// On SIGTERM or SIGINT (and when a port is lost), save the sessions and the port forwards added at run time to FILE (written whole, then renamed into place; mode 0600); at start, carry on from FILE if it is there, less what timed out meanwhile, then remove it. A file that cannot be read whole, or was saved with other router addresses, is refused and tunnat does not start. With `--persist`, connections through the router survive a restart.
+    state_file: PathBuf = Value {
+        flag: "state-file", key: "state-file", value: "FILE",
+        default: None, shown: "off", restart
+    }
     /// Print every packet on standard output in the kernel LOG target's format: `PRE IN:` as read from a port, `POST OUT:` as written to one.
     trace: bool = Switch {
         flag: "trace", key: "trace", value: "",
@@ -373,6 +383,8 @@ impl Settings {
                 burst: self.icmp_burst().unwrap_or_default(),
             },
             offload: self.offload().unwrap_or_default(),
+            persist: self.persist().unwrap_or_default(),
+            state_file: self.state_file(),
             trace: self.trace().unwrap_or_default() || !trace_filters.is_empty(),
             trace_filters,
             pcap_dir: self.pcap_dir(),

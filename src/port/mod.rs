@@ -127,6 +127,25 @@ impl Tun {
         &self.name
     }
 
+    /// Makes the device persistent (TUNSETPERSIST): it stays, with its namespace's
+    /// addresses and routes, when tunnat closes it, until `ip link del`.
+    pub fn make_persistent(&mut self) -> Result<()> {
+        self.dev
+            .persist()
+            .map_err(|e| anyhow::anyhow!("making TUN '{}' persistent: {e}", self.name))
+    }
+
+    /// Is there a network device `name` in the namespace at `netns` now?
+    pub fn exists(name: &str, netns: Option<&Path>) -> Result<bool> {
+        let name = std::ffi::CString::new(name).context("interface name")?;
+        // SAFETY: if_nametoindex reads a NUL-terminated string.
+        let look = || Ok(unsafe { libc::if_nametoindex(name.as_ptr()) } != 0);
+        match netns {
+            Some(path) => netns::within(path, look),
+            None => look(),
+        }
+    }
+
     /// Whether reads and writes carry offload headers.
     pub fn offloads(&self) -> bool {
         self.vnet

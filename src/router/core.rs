@@ -16,6 +16,7 @@ use smoltcp::time::Instant as SmolInstant;
 
 use super::counters::{ControlCounters, Counters, IoCounters, NatCounters, PolicyCounters};
 use super::local::{LocalConfig, LocalStack};
+use super::state::RouterState;
 use crate::config::Config;
 use crate::control::proto::{Message, Request, Response, Row, Rules, Sessions};
 use crate::nat::{
@@ -60,6 +61,9 @@ pub struct Router {
     control: ControlCounters,
     /// The last table snapshot, and the (sessions created, sessions) it was taken at.
     snapshot: Option<(SnapshotVersion, Rc<[SessionKey]>)>,
+    /// Port forwards added with `tunnat dnat add` (also in `cfg.dnat`): kept across a
+    /// reload, and saved in the state file.
+    runtime_dnat: Vec<DnatRule>,
 }
 
 impl Router {
@@ -93,6 +97,7 @@ impl Router {
             io: IoCounters::default(),
             control: ControlCounters::default(),
             snapshot: None,
+            runtime_dnat: Vec::new(),
         }
     }
 
@@ -225,6 +230,7 @@ impl Router {
             Request::Stats => Ok(Response::Counters(Box::new(self.counters()))),
             Request::DnatList => Ok(Response::Rules(Rules {
                 rules: self.cfg.dnat.iter().map(|r| r.to_string()).collect(),
+                runtime: self.runtime_dnat.iter().map(|r| r.to_string()).collect(),
             })),
             Request::DnatAdd { rule } => self.dnat_add(&rule).map(|()| Response::Done),
             Request::DnatDel { rule } => self.dnat_del(&rule).map(|()| Response::Done),
@@ -252,6 +258,7 @@ impl Router {
         new.dnat.push(r);
         new.validate()?;
         log::info!("dnat add {r}");
+        self.runtime_dnat.push(r);
         self.apply(new);
         Ok(())
     }
@@ -265,14 +272,18 @@ impl Router {
             return Err(anyhow!("no dnat rule {r}"));
         }
         log::info!("dnat del {r}");
+        self.runtime_dnat.retain(|x| *x != r);
         self.apply(new);
         Ok(())
     }
 
     /// Applies a configuration read again (SIGHUP, `tunnat reload`): refused whole if it
-    /// changes an option that only a restart may change. Existing sessions are kept.
-    pub fn reload(&mut self, new: Config) -> Result<String> {
+    /// changes an option that only a restart may change. Existing sessions are kept, and
+    /// so are the port forwards added at run time (refused if one now conflicts with the
+    /// file's rules, naming it).
+    pub fn reload(&mut self, mut new: Config) -> Result<String> {
         crate::options::reloadable(&self.cfg, &new)?;
+        self.with_runtime_dnat(&mut new)?;
         for w in new.warnings() {
             log::warn!("{w}");
         }
@@ -288,6 +299,75 @@ impl Router {
         self.apply(new);
         log::info!("{msg}");
         Ok(msg)
+    }
+
+    /// Adds the port forwards added at run time to `new`'s (those not already there).
+    fn with_runtime_dnat(&self, new: &mut Config) -> Result<()> {
+        let configured = new.dnat.len();
+        for r in &self.runtime_dnat {
+            if !new.dnat.contains(r) {
+                new.dnat.push(*r);
+            }
+        }
+        new.validate().map_err(|e| {
+            if new.dnat.len() > configured {
+                anyhow!("{e:#} (with the rules added by `tunnat dnat add`: {}; remove them first with `tunnat dnat del`)",
+                    self.runtime_dnat.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "))
+            } else {
+                e
+            }
+        })
+    }
+
+    /// The state a restart needs to carry on (`--state-file`): the port forwards added at
+    /// run time and every session, at `now`, `unix_ms` being the wall-clock time.
+    pub fn save_state(&self, now: Instant, unix_ms: u64) -> RouterState {
+        RouterState {
+            saved_unix_ms: unix_ms,
+            inside: self.cfg.inside.cidr,
+            outside: self.cfg.outside.cidr,
+            dnat: self.runtime_dnat.clone(),
+            nat: self.nat.save(now),
+        }
+    }
+
+    /// Carries on from a saved state, before any packet: the port forwards added at run
+    /// time come back, then the sessions, less the time since the save (`unix_ms` is the
+    /// wall-clock time now). Refused whole, naming the reason, if the state belongs to
+    /// other addresses or any of it cannot be; the router must then not run.
+    pub fn restore_state(&mut self, st: RouterState, now: Instant, unix_ms: u64) -> Result<String> {
+        let (inside, outside) = (self.cfg.inside.cidr, self.cfg.outside.cidr);
+        if st.inside != inside || st.outside != outside {
+            return Err(anyhow!(
+                "it was saved by a router with inside {} and outside {}, this one has {inside} and {outside}; \
+                 its sessions cannot carry on (remove the file to start afresh)",
+                st.inside,
+                st.outside
+            ));
+        }
+        if !self.nat.table().is_empty() {
+            return Err(anyhow!("the router has sessions already"));
+        }
+        let mut new = self.cfg.clone();
+        let before = std::mem::replace(&mut self.runtime_dnat, st.dnat);
+        if let Err(e) = self.with_runtime_dnat(&mut new) {
+            self.runtime_dnat = before;
+            return Err(e.context("a port forward it adds cannot be"));
+        }
+        self.apply(new);
+        let stopped = std::time::Duration::from_millis(unix_ms.saturating_sub(st.saved_unix_ms));
+        let r = self
+            .nat
+            .restore(st.nat, stopped, now)
+            .map_err(|e| anyhow!("{e}"))?;
+        Ok(format!(
+            "{} session(s) restored, {} timed out while stopped ({:.1} s), {} held port(s), {} port forward(s) added at run time",
+            r.sessions,
+            r.expired,
+            stopped.as_secs_f64(),
+            r.held,
+            self.runtime_dnat.len()
+        ))
     }
 
     fn apply(&mut self, new: Config) {
@@ -306,6 +386,18 @@ impl Router {
     /// The driver could not write a packet.
     pub fn count_write_error(&mut self) {
         self.io.write_errors += 1;
+    }
+
+    /// The driver lost a port's device and waits for it to come back (`--persist`).
+    pub fn count_port_lost(&mut self) {
+        self.io.ports_lost += 1;
+        self.io.ports_down += 1;
+    }
+
+    /// A lost port's device is back and attached.
+    pub fn count_port_back(&mut self) {
+        self.io.ports_reattached += 1;
+        self.io.ports_down = self.io.ports_down.saturating_sub(1);
     }
 
     /// The driver dropped control clients that were too slow.

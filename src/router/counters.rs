@@ -48,6 +48,12 @@ pub struct IoCounters {
     pub write_errors: u64,
     /// Packets dropped because a local stack's queue was full.
     pub local_queue_overflows: u64,
+    /// Ports whose device was deleted while tunnat waited for it to come back
+    /// (`--persist`), and the times it came back.
+    pub ports_lost: u64,
+    pub ports_reattached: u64,
+    /// Ports without a device now (`--persist`, waiting for it).
+    pub ports_down: u64,
 }
 
 /// The control socket.
@@ -128,11 +134,13 @@ impl Counters {
         let io = &self.io;
         let c = &self.control;
         lines.push(format!(
-            "read inside {} outside {}, read errors {}, write errors {}, local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
+            "read inside {} outside {}, read errors {}, write errors {}, ports lost {} (reattached {}), local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
             io.read_inside,
             io.read_outside,
             io.read_errors,
             io.write_errors,
+            io.ports_lost,
+            io.ports_reattached,
             io.local_queue_overflows,
             p.held_syns_overflowed,
             c.requests,

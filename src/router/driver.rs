@@ -22,6 +22,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use super::core::{Router, TableCursor, SIDES};
+use super::state::RouterState;
+use super::statefile;
 use crate::config::Config;
 use crate::control::proto::{Request, VERSION};
 use crate::control::server::{Access, ControlServer, Peer, Reply, Responder};
@@ -40,12 +42,21 @@ const CONTROL: Token = Token(3);
 /// Tokens of control clients: `CLIENTS + slot`.
 const CLIENTS: usize = 16;
 
+/// How often a lost port's device is looked for (`--persist`).
+const REATTACH_EVERY: Duration = Duration::from_secs(1);
+
+/// The core's clock starts this far from zero, so that a session restored from a state
+/// file can be given a last packet before this process started.
+const CLOCK_BASE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// The two TUN devices and the observers that see every packet crossing them.
 struct Ports {
-    tuns: [Tun; 2],
+    /// `None` while a lost port's device is awaited (`--persist`).
+    tuns: [Option<Tun>; 2],
     observers: Vec<Box<dyn Observer>>,
-    /// Set when a write says the device is gone; the loop then stops with this error.
-    lost: Option<anyhow::Error>,
+    /// Set when a read or write says a device is gone: the loop then stops with this
+    /// error, or with `--persist` lets the port go and waits for the device.
+    lost: Option<(Side, anyhow::Error)>,
 }
 
 /// The error that ends the router when a port's device is gone.
@@ -67,7 +78,9 @@ fn device_gone(e: &io::Error) -> bool {
 impl Ports {
     /// Writes a packet; false if the device refused it.
     fn send(&mut self, side: Side, pkt: &[u8], off: &Offload) -> bool {
-        let tun = &self.tuns[side.index()];
+        let Some(tun) = &self.tuns[side.index()] else {
+            return false;
+        };
         for o in &mut self.observers {
             o.packet(Crossing::Written, side, tun.name(), pkt);
         }
@@ -76,7 +89,7 @@ impl Ports {
             Err(e) => {
                 log::debug!("writing TUN '{}': {e}", tun.name());
                 if device_gone(&e) && self.lost.is_none() {
-                    self.lost = Some(port_lost(side, tun.name(), "writing", e));
+                    self.lost = Some((side, port_lost(side, tun.name(), "writing", e)));
                 }
                 false
             }
@@ -92,9 +105,13 @@ pub struct Driver {
     control: Option<ControlServer<TableCursor>>,
     poll: Poll,
     signals: Signals,
-    /// The one clock: the core's time is milliseconds since this.
+    /// The one clock: the core's time is milliseconds since this, plus [`CLOCK_BASE`].
     epoch: std::time::Instant,
     buf: Vec<u8>,
+    /// Ports that may have packets waiting.
+    readable: [bool; 2],
+    /// When to look again for a lost port's device (`--persist`).
+    reattach_at: Option<std::time::Instant>,
 }
 
 /// Opens both ports and runs the router until SIGINT or SIGTERM. `sources` is where
@@ -121,9 +138,45 @@ pub fn run(cfg: Config, sources: Sources) -> Result<()> {
     if cfg.trace {
         observers.push(Box::new(stdout_tracer(cfg.trace_filters.clone())));
     }
+    if cfg.persist {
+        inside.make_persistent()?;
+        outside.make_persistent()?;
+    }
+    let state_file = cfg.state_file.clone();
+    let persist = cfg.persist;
     let mut driver = Driver::new(cfg, sources, [inside, outside], observers)?;
+    if let Some(path) = &state_file {
+        driver.restore(path)?;
+    }
     eprintln!("tunnat: ready");
-    driver.run()
+    let result = driver.run();
+    if let Some(path) = &state_file {
+        let now = driver.now();
+        let saved = driver.core.save_state(now, unix_ms());
+        match statefile::write(path, &saved.encode()) {
+            Ok(()) => log::info!(
+                "state saved to {}: {} session(s), {} port forward(s) added at run time",
+                path.display(),
+                saved.nat.sessions.len(),
+                saved.dnat.len()
+            ),
+            Err(e) if result.is_ok() => return Err(e),
+            Err(e) => log::error!("{e:#}"),
+        }
+    }
+    if persist {
+        log::info!(
+            "the TUN devices stay (--persist); 'ip link del NAME' in their namespaces removes them"
+        );
+    }
+    result
+}
+
+/// Milliseconds since the Unix epoch, by the wall clock (the state file's time).
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Driver {
@@ -134,7 +187,11 @@ impl Driver {
         observers: Vec<Box<dyn Observer>>,
     ) -> Result<Driver> {
         let epoch = std::time::Instant::now();
+        let start = Instant::ZERO + CLOCK_BASE;
         let poll = Poll::new().context("creating the event loop")?;
+        if let Some(path) = &cfg.state_file {
+            statefile::check_dir(path)?;
+        }
         for (i, t) in tuns.iter().enumerate() {
             poll.registry()
                 .register(&mut SourceFd(&t.as_raw_fd()), Token(i), Interest::READABLE)
@@ -167,10 +224,10 @@ impl Driver {
             h.finish()
         });
         Ok(Driver {
-            core: Router::new(cfg, Instant::ZERO, seed),
+            core: Router::new(cfg, start, seed),
             sources,
             ports: Ports {
-                tuns,
+                tuns: tuns.map(Some),
                 observers,
                 lost: None,
             },
@@ -179,11 +236,41 @@ impl Driver {
             signals,
             epoch,
             buf: vec![0u8; 65536],
+            readable: [true, true],
+            reattach_at: None,
         })
     }
 
     fn now(&self) -> Instant {
-        Instant::from_millis(self.epoch.elapsed().as_millis() as u64)
+        Instant::ZERO + CLOCK_BASE + self.epoch.elapsed()
+    }
+
+    /// Carries on from the state file at `path`, if there is one, then removes it (a
+    /// state is used once: an older one must not come back after a crash). Any problem
+    /// with it is an error: the router does not start half-restored.
+    fn restore(&mut self, path: &std::path::Path) -> Result<()> {
+        let max = self.core.config().limits.max_sessions;
+        let Some(bytes) = statefile::read(path, max)? else {
+            log::info!(
+                "no state file at {} yet: starting with an empty table",
+                path.display()
+            );
+            return Ok(());
+        };
+        let named = |e: String| anyhow::anyhow!("--state-file {}: {e}", path.display());
+        let state = RouterState::decode(&bytes, max).map_err(named)?;
+        let now = self.now();
+        let msg = self
+            .core
+            .restore_state(state, now, unix_ms())
+            .map_err(|e| named(format!("{e:#}")))?;
+        log::info!("state restored from {}: {msg}", path.display());
+        if let Err(e) = std::fs::remove_file(path) {
+            log::warn!("could not remove {} after reading it: {e}", path.display());
+        }
+        // Restored rules and sessions change the timers.
+        self.flush(now);
+        Ok(())
     }
 
     /// Runs until a termination signal, or until a port is lost (an error naming it).
@@ -194,10 +281,9 @@ impl Driver {
     /// port cannot starve the other port, the control socket or the timers.
     pub fn run(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(64);
-        let mut readable = [true, true];
         loop {
             let pending = self.control.as_ref().is_some_and(|c| c.has_pending());
-            let timeout = if pending || readable.iter().any(|r| *r) {
+            let timeout = if pending || self.readable.iter().any(|r| *r) {
                 Some(Duration::ZERO)
             } else {
                 self.timeout()
@@ -210,7 +296,7 @@ impl Driver {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    Token(i) if i < 2 => readable[i] = true,
+                    Token(i) if i < 2 => self.readable[i] = true,
                     SIGNALS => {
                         if self.signals() {
                             return Ok(());
@@ -220,18 +306,111 @@ impl Driver {
                 }
             }
             for (i, side) in SIDES.into_iter().enumerate() {
-                if readable[i] {
-                    readable[i] = self.drain(side)?;
+                if self.readable[i] {
+                    self.readable[i] = self.drain(side);
                 }
             }
             if pending {
                 self.with_control(|c, registry, r| c.serve_pending(registry, r));
             }
             self.timers();
-            if let Some(lost) = self.ports.lost.take() {
-                return Err(lost);
+            if let Some((side, e)) = self.ports.lost.take() {
+                if !self.core.config().persist {
+                    return Err(e);
+                }
+                self.detach(side, e);
             }
         }
+    }
+
+    /// Lets a lost port go and starts looking for its device to come back (`--persist`):
+    /// the other port runs on, and what would leave by this one is counted as a write
+    /// error.
+    fn detach(&mut self, side: Side, e: anyhow::Error) {
+        let i = side.index();
+        let Some(tun) = self.ports.tuns[i].take() else {
+            return;
+        };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&tun.as_raw_fd()));
+        drop(tun);
+        self.readable[i] = false;
+        self.core.count_port_lost();
+        log::warn!(
+            "{e:#}; waiting for a TUN named '{}' to come back in its namespace (--persist)",
+            self.port_config(side).tun
+        );
+        self.reattach_at = Some(std::time::Instant::now() + REATTACH_EVERY);
+    }
+
+    fn port_config(&self, side: Side) -> &crate::config::PortConfig {
+        let cfg = self.core.config();
+        match side {
+            Side::Inside => &cfg.inside,
+            Side::Outside => &cfg.outside,
+        }
+    }
+
+    /// Attaches to the devices of lost ports that are back. A device is only attached
+    /// to once it exists again: tunnat does not recreate it (a new device would have
+    /// none of the addresses and routes its namespace gave the old one).
+    fn reattach(&mut self) {
+        let mut waiting = false;
+        for side in SIDES {
+            let i = side.index();
+            if self.ports.tuns[i].is_some() {
+                continue;
+            }
+            let port = self.port_config(side).clone();
+            match Tun::exists(&port.tun, port.netns.as_deref()) {
+                Ok(true) => {}
+                Ok(false) => {
+                    waiting = true;
+                    continue;
+                }
+                Err(e) => {
+                    log::debug!("looking for TUN '{}': {e:#}", port.tun);
+                    waiting = true;
+                    continue;
+                }
+            }
+            // A super-packet read on one port must be written whole on the other.
+            let offload = self.ports.tuns[1 - i]
+                .as_ref()
+                .map_or(self.core.config().offload, Tun::offloads);
+            let attached =
+                Tun::open(&port.tun, port.netns.as_deref(), offload).and_then(|mut t| {
+                    if t.offloads() != offload {
+                        anyhow::bail!("it does not take the other port's offloads");
+                    }
+                    t.make_persistent()?;
+                    self.poll.registry().register(
+                        &mut SourceFd(&t.as_raw_fd()),
+                        Token(i),
+                        Interest::READABLE,
+                    )?;
+                    Ok(t)
+                });
+            match attached {
+                Ok(t) => {
+                    log::info!("{} port back: attached to TUN '{}'", side.name(), t.name());
+                    self.ports.tuns[i] = Some(t);
+                    self.readable[i] = true;
+                    self.core.count_port_back();
+                }
+                Err(e) => {
+                    log::warn!(
+                        "{} port: cannot attach to TUN '{}': {e:#}",
+                        side.name(),
+                        port.tun
+                    );
+                    waiting = true;
+                }
+            }
+        }
+        self.reattach_at = waiting.then(|| std::time::Instant::now() + REATTACH_EVERY);
     }
 
     /// Handles pending signals; true to stop.
@@ -265,31 +444,39 @@ impl Driver {
             .as_ref()
             .and_then(|c| c.next_deadline())
             .map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        let t = match (core, control) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let reattach = self
+            .reattach_at
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let t = [core, control, reattach].into_iter().flatten().min();
         // Round up to the millisecond the core counts in, so a deadline is never missed
         // by waking a fraction of a millisecond early.
         t.map(|t| t + Duration::from_micros(999))
     }
 
     /// Reads up to [`BATCH`] packets from `side`; true if more may be waiting. A read
-    /// error other than "no packet now" means the device is gone: an error naming the
-    /// port, so the process exits and a supervisor can restart it.
-    fn drain(&mut self, side: Side) -> Result<bool> {
+    /// error other than "no packet now" means the device is gone: the port is marked
+    /// lost ([`Ports::lost`]), which ends the loop with an error naming it (so that a
+    /// supervisor restarts tunnat), or with `--persist` waits for the device.
+    fn drain(&mut self, side: Side) -> bool {
         for _ in 0..BATCH {
             let Ports {
-                tuns, observers, ..
+                tuns,
+                observers,
+                lost,
             } = &mut self.ports;
-            let tun = &tuns[side.index()];
+            let Some(tun) = &tuns[side.index()] else {
+                return false;
+            };
             let (n, off) = match tun.recv(&mut self.buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.core.count_read_error();
-                    return Err(port_lost(side, tun.name(), "reading", e));
+                    if lost.is_none() {
+                        *lost = Some((side, port_lost(side, tun.name(), "reading", e)));
+                    }
+                    return false;
                 }
             };
             for o in observers.iter_mut() {
@@ -303,7 +490,7 @@ impl Driver {
             }
             self.flush(now);
         }
-        Ok(true)
+        true
     }
 
     /// Writes everything the core has to send.
@@ -317,6 +504,12 @@ impl Driver {
 
     /// Runs the core's timers when due, and drops control clients past their deadline.
     fn timers(&mut self) {
+        if self
+            .reattach_at
+            .is_some_and(|t| t <= std::time::Instant::now())
+        {
+            self.reattach();
+        }
         let now = self.now();
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core.handle_timeout(now);

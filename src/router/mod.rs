@@ -6,6 +6,8 @@ pub mod core;
 pub mod counters;
 pub mod driver;
 pub mod local;
+pub mod state;
+mod statefile;
 
 pub use self::core::{InPlace, Router, SIDES};
 pub use counters::Counters;

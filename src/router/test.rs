@@ -509,6 +509,95 @@ fn dnat_rules_change_at_run_time_through_control_requests() {
 }
 
 #[test]
+fn runtime_port_forwards_are_kept_across_a_reload() {
+    let mut lab = Lab::new(Config::lab());
+    let add = Request::DnatAdd {
+        rule: "udp:5000=192.168.122.73".into(),
+    };
+    assert_eq!(lab.control(add), Response::Done);
+    let file = Config::lab();
+    let r = lab
+        .router
+        .handle_control(Request::Reload, lab.now, &mut || Ok(file.clone()));
+    assert!(matches!(r, Response::Message(_)), "{r:?}");
+    let Response::Rules(r) = lab.control(Request::DnatList) else {
+        panic!()
+    };
+    assert_eq!(
+        r.rules,
+        ["tcp:8888=192.168.122.73:9999", "udp:5000=192.168.122.73"]
+    );
+    assert_eq!(r.runtime, ["udp:5000=192.168.122.73"]);
+    // A file whose rules now overlap the runtime one: refused, naming it.
+    let mut s = Config::lab().settings;
+    s.dnat = Some(vec!["udp:4000-6000=192.168.122.5".into()]);
+    let clash = s.resolve().unwrap();
+    let Response::Error(e) = lab
+        .router
+        .handle_control(Request::Reload, lab.now, &mut || Ok(clash.clone()))
+    else {
+        panic!("a reload clashing with a runtime rule was accepted")
+    };
+    assert!(
+        e.contains("overlaps") && e.contains("tunnat dnat add") && e.contains("udp:5000"),
+        "{e}"
+    );
+}
+
+#[test]
+fn connections_carry_on_through_a_restart_with_the_saved_state() {
+    let mut lab = Lab::new(Config::lab());
+    let web = lab.outside.listen(80);
+    let browser = lab.inside.connect((REMOTE, 80), (CLIENT, 40000));
+    let server = lab.inside.listen(9999);
+    let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+    lab.run(5);
+    assert_eq!(
+        lab.control(Request::DnatAdd {
+            rule: "udp:5000=192.168.122.73".into()
+        }),
+        Response::Done
+    );
+    let saved_at = 1_800_000_000_000;
+    let bytes = lab.router.save_state(lab.now, saved_at).encode();
+    // A new router process: another seed, another clock, the same configuration.
+    let state = state::RouterState::decode(&bytes, 65536).unwrap();
+    let start = Instant::from_secs(2_000_000);
+    let mut router = Router::new(Config::lab(), start, 99);
+    let msg = router.restore_state(state, start, saved_at + 1500).unwrap();
+    assert!(
+        msg.starts_with("2 session(s) restored, 0 timed out while stopped (1.5 s)"),
+        "{msg}"
+    );
+    lab.router = router;
+    lab.now = start;
+    lab.inside.send(browser, b"GET /");
+    lab.outside.send(client, b"ping");
+    lab.run(3);
+    assert_eq!(lab.outside.received(web), b"GET /");
+    assert_eq!(lab.inside.received(server), b"ping");
+    lab.outside.send(web, b"page");
+    lab.inside.send(server, b"pong");
+    lab.run(3);
+    assert_eq!(lab.inside.received(browser), b"page");
+    assert_eq!(lab.outside.received(client), b"pong");
+    for (h, host) in [(browser, &mut lab.inside), (client, &mut lab.outside)] {
+        assert_eq!(host.sock(h).state(), tcp::State::Established);
+    }
+    let Response::Rules(r) = lab.control(Request::DnatList) else {
+        panic!()
+    };
+    assert_eq!(r.runtime, ["udp:5000=192.168.122.73"]);
+    // No state for another router's addresses.
+    let mut s = Config::lab().settings;
+    s.outside_addr = Some("172.16.1.187/24".into());
+    let mut other = Router::new(s.resolve().unwrap(), start, 1);
+    let state = state::RouterState::decode(&bytes, 65536).unwrap();
+    let e = other.restore_state(state, start, saved_at).unwrap_err();
+    assert!(e.to_string().contains("outside 172.16.1.186/24"), "{e}");
+}
+
+#[test]
 fn an_idle_router_sleeps_and_expiry_is_exact() {
     let mut lab = Lab::new(Config::lab());
     lab.run(1);

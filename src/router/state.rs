@@ -1,0 +1,272 @@
+//! The state file (`--state-file`): what a restart would otherwise lose, the port
+//! forwards added at run time (`tunnat dnat add`) and the NAT core's sessions
+//! ([`crate::nat::state`]), so that connections through the router survive a stop and a
+//! start.
+//!
+//! The format is JSON Lines, versioned, readable with `jq`:
+//!
+//! ```text
+//! {"format":"tunnat-state","version":1,"saved_unix_ms":...,"inside":"192.168.122.100/24",
+//!  "outside":"172.16.1.186/24","dnat":["tcp:8000=192.168.122.73"],"sessions":2,"held":0}
+//! {"proto":"tcp","inside":"192.168.122.101:40000","remote":"172.16.1.1:80",...}
+//! {"proto":"udp",...}
+//! {"end":2}
+//! ```
+//!
+//! A header (the addresses the sessions belong to, how many records follow), one line
+//! per session, one per held port, and an end line repeating the count, so a file cut
+//! short anywhere is refused, not half read. Reading trusts nothing: a line longer than
+//! [`MAX_LINE`], a count above the table's size, a field unknown or missing, a version
+//! this build does not know: each is an error naming the line. Writing it atomically
+//! (a temporary file, then rename) is the driver's part.
+
+use serde::{Deserialize, Serialize};
+
+use crate::nat::state::{NatState, SavedHold, SavedSession};
+use crate::nat::{DnatRule, Ipv4Cidr};
+
+/// What the header's `format` says.
+pub const FORMAT: &str = "tunnat-state";
+/// The version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// The longest line read (a header with many port forwards fits many times over).
+pub const MAX_LINE: usize = 1 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    format: String,
+    version: u32,
+    saved_unix_ms: u64,
+    inside: String,
+    outside: String,
+    dnat: Vec<String>,
+    sessions: usize,
+    held: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct End {
+    end: usize,
+}
+
+/// The content of a state file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterState {
+    /// Wall-clock time of the save, milliseconds since the Unix epoch: a restart works
+    /// out from it how long the router was stopped.
+    pub saved_unix_ms: u64,
+    /// The router's addresses when saved: the sessions belong to them.
+    pub inside: Ipv4Cidr,
+    pub outside: Ipv4Cidr,
+    /// Port forwards added at run time.
+    pub dnat: Vec<DnatRule>,
+    pub nat: NatState,
+}
+
+impl RouterState {
+    /// The file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = Header {
+            format: FORMAT.into(),
+            version: VERSION,
+            saved_unix_ms: self.saved_unix_ms,
+            inside: self.inside.to_string(),
+            outside: self.outside.to_string(),
+            dnat: self.dnat.iter().map(|r| r.to_string()).collect(),
+            sessions: self.nat.sessions.len(),
+            held: self.nat.held.len(),
+        };
+        let mut out = Vec::with_capacity(200 + 220 * self.nat.sessions.len());
+        line(&mut out, &header);
+        for s in &self.nat.sessions {
+            line(&mut out, s);
+        }
+        for h in &self.nat.held {
+            line(&mut out, h);
+        }
+        let end = End {
+            end: self.nat.sessions.len() + self.nat.held.len(),
+        };
+        line(&mut out, &end);
+        out
+    }
+
+    /// Reads a state file's bytes; `max_sessions` bounds what is believed of its counts.
+    /// Every error names the line.
+    pub fn decode(bytes: &[u8], max_sessions: usize) -> Result<RouterState, String> {
+        let mut lines = bytes
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (i + 1, l));
+        let mut next = |what: &str| -> Result<(usize, &[u8]), String> {
+            match lines.next() {
+                Some((n, l)) if l.len() > MAX_LINE => {
+                    Err(format!("line {n}: longer than {MAX_LINE} bytes"))
+                }
+                Some((n, l)) if !l.is_empty() => Ok((n, l)),
+                Some((n, _)) => Err(format!("line {n}: empty where {what} was expected")),
+                None => Err(format!("cut short: {what} expected")),
+            }
+        };
+        fn parse<'a, T: Deserialize<'a>>(n: usize, l: &'a [u8], what: &str) -> Result<T, String> {
+            serde_json::from_slice(l).map_err(|e| format!("line {n}: not {what}: {e}"))
+        }
+        let (n, l) = next("the header")?;
+        let head: Header = match serde_json::from_slice::<serde_json::Value>(l) {
+            // Say "a newer version" before complaining about fields it may have added.
+            Ok(v) if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) => {
+                return Err(format!("line {n}: not a tunnat state file"))
+            }
+            Ok(v) if v.get("version").and_then(|f| f.as_u64()) != Some(u64::from(VERSION)) => {
+                return Err(format!(
+                    "line {n}: format version {}, this tunnat reads version {VERSION}",
+                    v.get("version").map_or("none".into(), |v| v.to_string())
+                ))
+            }
+            _ => parse(n, l, "a state file header")?,
+        };
+        if head.sessions > max_sessions {
+            return Err(format!(
+                "line {n}: {} sessions, more than the table holds ({max_sessions})",
+                head.sessions
+            ));
+        }
+        if head.held > 65536 * 3 {
+            return Err(format!("line {n}: {} held ports cannot be", head.held));
+        }
+        let cidr = |s: &str| -> Result<Ipv4Cidr, String> {
+            s.parse().map_err(|e| format!("line {n}: {e}"))
+        };
+        let (inside, outside) = (cidr(&head.inside)?, cidr(&head.outside)?);
+        let dnat = head
+            .dnat
+            .iter()
+            .map(|r| r.parse().map_err(|e| format!("line {n}: {e}")))
+            .collect::<Result<Vec<DnatRule>, String>>()?;
+        let mut nat = NatState::default();
+        for _ in 0..head.sessions {
+            let (n, l) = next("a session")?;
+            nat.sessions.push(parse::<SavedSession>(n, l, "a session")?);
+        }
+        for _ in 0..head.held {
+            let (n, l) = next("a held port")?;
+            nat.held.push(parse::<SavedHold>(n, l, "a held port")?);
+        }
+        let (n, l) = next("the end line")?;
+        let end: End = parse(n, l, "the end line")?;
+        if end.end != head.sessions + head.held {
+            return Err(format!(
+                "line {n}: the end line counts {} records, the header {}",
+                end.end,
+                head.sessions + head.held
+            ));
+        }
+        match lines.next() {
+            None => {}
+            Some((_, l)) if l.is_empty() && lines.next().is_none() => {}
+            Some((n, _)) => return Err(format!("line {n}: more after the end line")),
+        }
+        Ok(RouterState {
+            saved_unix_ms: head.saved_unix_ms,
+            inside,
+            outside,
+            dnat,
+            nat,
+        })
+    }
+}
+
+/// Appends `v` as one JSON line.
+fn line<T: Serialize>(out: &mut Vec<u8>, v: &T) {
+    // These are plain structs of numbers and strings: they always serialize.
+    let _ = serde_json::to_writer(&mut *out, v);
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn ep(s: &str) -> Option<std::net::SocketAddrV4> {
+        s.parse().ok()
+    }
+
+    fn sample() -> RouterState {
+        RouterState {
+            saved_unix_ms: 1_800_000_000_000,
+            inside: "192.168.122.100/24".parse().unwrap(),
+            outside: "172.16.1.186/24".parse().unwrap(),
+            dnat: vec!["udp:5000-5010=192.168.122.73".parse().unwrap()],
+            nat: NatState {
+                sessions: vec![SavedSession {
+                    proto: "tcp".into(),
+                    inside: ep("192.168.122.101:40000").unwrap(),
+                    remote: ep("172.16.1.1:80").unwrap(),
+                    ext_port: 40000,
+                    dnat: false,
+                    idle_ms: 5,
+                    age_ms: 90,
+                    packets: [3, 2],
+                    bytes: [180, 120],
+                    tcp: Some([0x1ff, 1, 2, 3, 4, 5, 6]),
+                }],
+                held: vec![SavedHold {
+                    proto: "udp".into(),
+                    port: 5353,
+                    owner: ep("192.168.122.101:5353").unwrap(),
+                    left_ms: 1000,
+                }],
+            },
+        }
+    }
+
+    #[test]
+    fn what_is_written_is_read_back() {
+        let s = sample();
+        let bytes = s.encode();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.starts_with(r#"{"format":"tunnat-state","version":1,"#));
+        assert!(text.ends_with("{\"end\":2}\n"));
+        assert_eq!(RouterState::decode(&bytes, 100).unwrap(), s);
+    }
+
+    #[test]
+    fn a_file_cut_short_or_tampered_with_is_refused_with_the_line() {
+        let good = String::from_utf8(sample().encode()).unwrap();
+        let lines: Vec<&str> = good.lines().collect();
+        let bad = |text: String, want: &str| {
+            let e = RouterState::decode(text.as_bytes(), 100).unwrap_err();
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        };
+        bad(lines[..3].join("\n"), "cut short: the end line expected");
+        bad(lines[..1].join("\n"), "cut short: a session expected");
+        bad(String::new(), "line 1: empty where the header was expected");
+        bad(good[..good.len() / 2].to_string(), "line 2: not a session");
+        bad(
+            good.replace("\"version\":1", "\"version\":2"),
+            "format version 2, this tunnat reads version 1",
+        );
+        bad(
+            good.replace("tunnat-state", "other"),
+            "not a tunnat state file",
+        );
+        bad(
+            good.replace("\"ext_port\"", "\"port_ext\""),
+            "line 2: not a session",
+        );
+        bad(
+            good.replace("{\"end\":2}", "{\"end\":3}"),
+            "the end line counts 3 records",
+        );
+        bad(format!("{good}junk\n"), "line 5: more after the end line");
+        bad(
+            good.replace("\"sessions\":1", "\"sessions\":1000"),
+            "1000 sessions, more than the table holds (100)",
+        );
+        bad(good.replace("udp:5000-5010", "sctp:1"), "line 1: ");
+        bad(format!("{}\n", "x".repeat(MAX_LINE + 1)), "longer than");
+    }
+}
