@@ -121,16 +121,23 @@ class Lab:
             self._ip(ns, "link", "set", "lo", "up")
         self._ip(self.lan, "tuntap", "add", "dev", "nat-in", "mode", "tun")
         self._ip(self.wan, "tuntap", "add", "dev", "nat-out", "mode", "tun")
-        for a in (CLIENT, SERVER_IN):
-            self._ip(self.lan, "addr", "add", a + "/24", "dev", "nat-in")
-        for a in (REMOTE, REMOTE2):
-            self._ip(self.wan, "addr", "add", a + "/24", "dev", "nat-out")
         if outside_mtu:
             self._ip(self.wan, "link", "set", "nat-out", "mtu", str(outside_mtu))
-        self._ip(self.lan, "link", "set", "nat-in", "up")
-        self._ip(self.wan, "link", "set", "nat-out", "up")
-        self._ip(self.lan, "route", "add", "default", "dev", "nat-in")
-        # The outside hosts know nothing of the inside network (no route to it).
+        self.wire("lan")
+        self.wire("wan")
+
+    def wire(self, side):
+        """Gives the TUN of `side` (which must exist) the lab's addresses and routes."""
+        if side == "lan":
+            for a in (CLIENT, SERVER_IN):
+                self._ip(self.lan, "addr", "add", a + "/24", "dev", "nat-in")
+            self._ip(self.lan, "link", "set", "nat-in", "up")
+            self._ip(self.lan, "route", "add", "default", "dev", "nat-in")
+        else:
+            for a in (REMOTE, REMOTE2):
+                self._ip(self.wan, "addr", "add", a + "/24", "dev", "nat-out")
+            self._ip(self.wan, "link", "set", "nat-out", "up")
+            # The outside hosts know nothing of the inside network (no route to it).
 
     def args(self, extra=()):
         return [

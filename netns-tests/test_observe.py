@@ -160,7 +160,7 @@ def test_control_socket_table_stats_and_dnat(lab):
     srv2 = lab.listen("lan", SERVER_IN, 9999)
     serve_tcp(srv2, lambda c, p: c.sendall(b"forwarded"))
     lab.ctl("dnat", "add", "tcp:8888=192.168.122.73:9999")
-    eq(lab.ctl("dnat", "list").stdout.strip(), "tcp:8888=192.168.122.73:9999", "dnat list")
+    eq(lab.ctl("dnat", "list").stdout.strip(), "tcp:8888=192.168.122.73:9999  (added at run time)", "dnat list")
     eq(recv_all(lab.connect("wan", ROUTER_OUT, 8888)), b"forwarded", "rule works at once")
     bad = lab.ctl("dnat", "add", "tcp:8800-8900=192.168.122.5", check_rc=False)
     check(bad.returncode != 0 and "overlaps" in bad.stderr, bad.stderr)

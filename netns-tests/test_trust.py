@@ -70,7 +70,7 @@ def test_control_socket_is_0660_and_only_trusted_users_change_the_router(lab):
     eq(lab.ctl("dnat", "list").stdout.strip(), "", "no rule was added")
     # Root may.
     lab.ctl("dnat", "add", "tcp:2222=192.168.122.73:22")
-    eq(lab.ctl("dnat", "list").stdout.strip(), "tcp:2222=192.168.122.73:22", "root's rule")
+    eq(lab.ctl("dnat", "list").stdout.strip(), "tcp:2222=192.168.122.73:22  (added at run time)", "root's rule")
 
 
 def test_control_group_members_may_change_the_router(lab):
