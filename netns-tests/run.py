@@ -61,8 +61,10 @@ def main():
     failures = []
     peak = []  # (tunnat's peak RSS in KiB, test)
     t_all = time.time()
-    for full, fn, _ in tests:
+    width = len(str(len(tests)))
+    for n, (full, fn, _) in enumerate(tests, 1):
         t0 = time.time()
+        count = f"[{n:{width}}/{len(tests)}]"
         lab = None
         try:
             params = inspect.signature(fn).parameters
@@ -78,10 +80,10 @@ def main():
                 kb = lab.peak_rss_kb()
                 peak.append((kb, full))
                 rss = f", peak RSS {kb / 1024:.1f} MB"
-            print(f"PASS {full} ({time.time() - t0:.1f}s{rss})", flush=True)
+            print(f"{count} PASS {full} ({time.time() - t0:.1f}s{rss})", flush=True)
         except not_applicable as e:
             skipped += 1
-            print(f"N/A  {full}: {e}", flush=True)
+            print(f"{count} N/A  {full}: {e}", flush=True)
         except Exception as e:  # noqa: BLE001 - report every kind of failure
             failed += 1
             detail = traceback.format_exc() if not isinstance(e, harness.Failure) else str(e)
@@ -92,7 +94,7 @@ def main():
                 except OSError:
                     pass
             failures.append(full)
-            print(f"FAIL {full} ({time.time() - t0:.1f}s): {detail}{log}", flush=True)
+            print(f"{count} FAIL {full} ({time.time() - t0:.1f}s): {detail}{log}", flush=True)
         finally:
             if lab is not None:
                 lab.close()

@@ -11,11 +11,16 @@ from harness import ROOT, TUNNAT, check
 LAB = os.path.join(ROOT, "scripts", "lab.sh")
 
 
-def run_lab(env, user=None):
+def run_lab(env, user=None, clean=False):
+    """Runs lab.sh --check; `clean`: in an ordinary user's environment (no TUNNAT, no
+    cargo, Debian's user PATH without /usr/sbin), as the README's unprivileged path is."""
     cmd = [LAB, "--check"]
     if user:
         cmd = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups", *cmd]
-    e = dict(os.environ, TUNNAT=TUNNAT, **env)
+    if clean:
+        e = dict(PATH="/usr/local/bin:/usr/bin:/bin", HOME="/tmp", **env)
+    else:
+        e = dict(os.environ, TUNNAT=TUNNAT, **env)
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=e, cwd="/tmp")
     out = p.stdout + p.stderr
     check(p.returncode == 0, f"lab.sh failed ({p.returncode}):\n{out[-3000:]}")
@@ -26,8 +31,16 @@ def run_lab(env, user=None):
 
 
 def test_lab_as_root():
-    out = run_lab({"LAB_PREFIX": f"tl{os.getpid()}"})
+    prefix = f"tl{os.getpid()}"
+    # A namespace whose name merely ends in the lab's is not the lab's.
+    other = f"x{prefix}lan"
+    subprocess.run(["ip", "netns", "add", other], check=True)
+    try:
+        out = run_lab({"LAB_PREFIX": prefix})
+    finally:
+        subprocess.run(["ip", "netns", "del", other])
     check("hello from the outside web server" in out, "page shown")
+    check("ok: the capture holds the web connection" in out, "tcpdump read the capture")
 
 
 def test_lab_unprivileged_in_unshare():
@@ -44,9 +57,14 @@ def test_lab_unprivileged_in_unshare():
         os.chmod(node, 0o666)
         os.chmod(tmp, 0o755)
         env["LAB_TUN_NODE"] = node
+    # The README's path: an ordinary user with no cargo of their own, after a build.
+    clean = os.path.realpath(TUNNAT) == os.path.realpath(os.path.join(ROOT, "target", "release", "tunnat"))
     try:
-        out = run_lab(env, user="65534")
+        out = run_lab(env, user="65534", clean=clean)
         check("not root: running the lab inside 'unshare -rnm'" in out, "ran unprivileged")
+        if clean:
+            check("using the tunnat already built" in out, out[:500])
+        check("ok: the capture holds the web connection" in out, "the capture was read")
     finally:
         if tmp:
             shutil.rmtree(tmp)

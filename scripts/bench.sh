@@ -3,6 +3,7 @@
 # (see scripts/bench.py). Run as root: scripts/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh --check bench || exit 1
 cargo build --release --quiet --bin tunnat --example tun_copy --example table_scale
 echo "== correctness first: a run in which these fail is not reported"
 python3 netns-tests/run.py test_napt test_dnat test_offload test_router > /tmp/tunnat-bench-tests.log 2>&1 || {

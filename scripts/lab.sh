@@ -9,31 +9,48 @@
 # 'unshare -rnm' (a user, network and mount namespace of its own): no root needed, as long
 # as /dev/net/tun is mode 0666 (the default on common distributions).
 #
-# Environment: TUNNAT=path/to/tunnat skips the build; LAB_PREFIX names the namespaces
-# (${LAB_PREFIX}lan, ${LAB_PREFIX}wan); LAB_TUN_NODE=path is a TUN character device bound
-# over /dev/net/tun in the unprivileged lab (for machines where /dev/net/tun is 0600).
+# Environment:
+#   TUNNAT=path/to/tunnat   use this binary instead of building one
+#   LAB_PREFIX=p            name the namespaces plan and pwan (default: lan and wan)
+#   LAB_TUN_NODE=path       a TUN character device bound over /dev/net/tun in the
+#                           unprivileged lab (where /dev/net/tun is not 0666)
 set -euo pipefail
+# iproute2 lives in /usr/sbin, which an ordinary user's PATH lacks on Debian.
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 KEEP=0 CHECK=0
 for a in "$@"; do
   case "$a" in
     --keep) KEEP=1 ;;
     --check) CHECK=1 ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option '$a' (see --help)" >&2; exit 2 ;;
   esac
 done
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+if [ "${LAB_USERNS:-0}" != 1 ]; then
+  "$HERE/scripts/deps.sh" --check lab || exit 1
+fi
 if [ -z "${TUNNAT:-}" ]; then
-  echo "== building tunnat (cargo build --release)"
-  (cd "$HERE" && cargo build --release --quiet)
-  export TUNNAT="$HERE/target/release/tunnat"
+  BUILT="$HERE/target/release/tunnat"
+  if command -v cargo >/dev/null; then
+    echo "== building tunnat: cargo build --release (about a minute the first time)"
+    (cd "$HERE" && cargo build --release)
+  elif [ -x "$BUILT" ]; then
+    echo "== no cargo on this user's PATH: using the tunnat already built at $BUILT"
+  else
+    echo "lab.sh: no cargo to build tunnat with, and no $BUILT yet." >&2
+    echo "Install Rust (https://rustup.rs) as this user, or build it once as another user" \
+         "(cargo build --release), or set TUNNAT=path/to/tunnat." >&2
+    exit 1
+  fi
+  export TUNNAT="$BUILT"
 fi
 
 if [ "$(id -u)" != 0 ]; then
-  echo "== not root: running the lab inside 'unshare -rnm'"
-  exec unshare -rnm -- env LAB_USERNS=1 TUNNAT="$TUNNAT" "$0" "$@"
+  echo "== not root: running the lab inside 'unshare -rnm' (a user, network and mount namespace of its own)"
+  exec unshare -rnm -- env LAB_USERNS=1 LAB_USER="$(id -un 2>/dev/null || id -u)" TUNNAT="$TUNNAT" "$0" "$@"
 fi
 if [ "${LAB_USERNS:-0}" = 1 ]; then
   mount -t tmpfs tmpfs /run            # room for 'ip netns' in our own mount namespace
@@ -70,7 +87,10 @@ in_wan() { ip netns exec "$WAN" "$@"; }
 
 say "wiring: $LAN (inside hosts) <- nat-in | tunnat | nat-out -> $WAN (outside hosts)"
 for ns in "$LAN" "$WAN"; do
-  if ip netns list | grep -qw "$ns"; then echo "lab.sh: namespace $ns exists; remove it (ip netns del $ns) or set LAB_PREFIX" >&2; exit 1; fi
+  # Exactly this name: 'ip netns list' prints "NAME" or "NAME (id: N)".
+  if ip netns list | awk '{print $1}' | grep -qxF -- "$ns"; then
+    echo "lab.sh: namespace $ns exists; remove it (ip netns del $ns) or set LAB_PREFIX" >&2; exit 1
+  fi
 done
 ip netns add "$LAN"
 ip netns add "$WAN"
@@ -166,12 +186,21 @@ print("(%d bytes, ends with NUL: %s)" % (len(d), "yes" if d.endswith(b">\n\0") e
 done
 
 if [ "$KEEP" = 1 ]; then
-  say "the lab is up; try, in another shell (as root):"
-  echo "   ip netns exec $LAN curl http://172.16.1.1/"
-  echo "   ip netns exec $WAN nc 172.16.1.186 8888"
-  echo "   ip netns exec $LAN traceroute -n 172.16.1.1"
-  echo "   $TUNNAT table --control $WORK/tunnat.sock"
-  echo "   $TUNNAT stats --control $WORK/tunnat.sock"
+  if [ "${LAB_USERNS:-0}" = 1 ]; then
+    # Another shell reaches these namespaces through this script's user and mount
+    # namespaces (where /run/netns is), entered with nsenter.
+    ENTER="nsenter --preserve-credentials -U -m -t $$"
+    say "the lab is up; try, in another shell, as ${LAB_USER:-the same user}:"
+  else
+    ENTER=""
+    say "the lab is up; try, in another shell (as root):"
+  fi
+  pre() { echo "   ${ENTER:+$ENTER }$*"; }
+  pre ip netns exec "$LAN" curl http://172.16.1.1/
+  pre ip netns exec "$WAN" nc 172.16.1.186 8888
+  pre ip netns exec "$LAN" traceroute -n 172.16.1.1
+  pre "$TUNNAT" table --control "$WORK/tunnat.sock"
+  pre "$TUNNAT" stats --control "$WORK/tunnat.sock"
   echo "   tail -f $WORK/trace.log           # tcp/8888 and tcp/9999 in LOG format"
   echo "   tcpdump -n -r $WORK/pcap/inside.pcap"
   read -r -p "   press Enter to tear the lab down " _ || true
@@ -179,10 +208,39 @@ fi
 
 say "tunnat stats --control $WORK/tunnat.sock (excerpt)"
 "$TUNNAT" stats --control "$WORK/tunnat.sock" 2>&1 | grep -E '^nat\.(forwarded|local|icmp|sessions |drops)' | sed 's/^/   /' || true
-if command -v tcpdump >/dev/null; then
+if [ "${LAB_USERNS:-0}" = 1 ]; then
+  # tcpdump run as (namespace) root drops to its own user, which this user namespace
+  # cannot switch to; read the capture with a few lines of Python instead. From outside,
+  # as yourself, 'tcpdump -n -r' reads it as usual.
+  show "the first packets of $WORK/pcap/outside.pcap (tcpdump -n -r, from outside the lab)"
+  OUT=$(python3 - "$WORK/pcap/outside.pcap" <<'PY' 2>&1 || true
+import socket, struct, sys
+data = open(sys.argv[1], "rb").read()
+order = ">" if data[:4] == bytes.fromhex("a1b2c3d4") else "<"  # the writer's byte order
+at = 24  # the pcap file header; each record: ts_sec, ts_usec, caplen, len, then raw IP
+while at + 16 <= len(data):
+    _, _, cap, _ = struct.unpack_from(order + "IIII", data, at)
+    p = data[at + 16:at + 16 + cap]
+    at += 16 + cap
+    if len(p) < 20 or p[0] >> 4 != 4:
+        continue
+    ihl = (p[0] & 15) * 4
+    src, dst = socket.inet_ntoa(p[12:16]), socket.inet_ntoa(p[16:20])
+    if p[9] in (6, 17) and len(p) >= ihl + 4:
+        sp, dp = struct.unpack_from("!HH", p, ihl)
+        print("IP %s.%d > %s.%d: %s" % (src, sp, dst, dp, "tcp" if p[9] == 6 else "udp"))
+    else:
+        print("IP %s > %s: proto %d" % (src, dst, p[9]))
+PY
+)
+else
   show "tcpdump -n -r $WORK/pcap/outside.pcap (first lines)"
-  tcpdump -n -r "$WORK/pcap/outside.pcap" 2>/dev/null | head -n 4 | sed 's/^/   /' || true
+  if ! OUT=$(tcpdump -n -r "$WORK/pcap/outside.pcap" 2>&1); then
+    echo "   FAILED: tcpdump could not read the capture: $(tail -n1 <<<"$OUT")"; FAILED=1
+  fi
 fi
+grep -v '^reading from' <<<"$OUT" | head -n 4 | sed 's/^/   /' || true
+expect "the capture holds the web connection" "IP 172.16.1.186.[0-9]* > 172.16.1.1.80:" "$OUT"
 kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" || true
 say "tunnat's counters at exit"
 sed -n '/stopping/,$p' "$WORK/tunnat.log" | sed 's/^/   /'

@@ -16,6 +16,11 @@ if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: the netns tests create namespaces and TUN devices; run it as root" >&2
   exit 1
 fi
+scripts/deps.sh --check test || exit 1
+if ! command -v cargo >/dev/null; then
+  echo "scripts/test.sh: cargo not found; install Rust (https://rustup.rs)" >&2
+  exit 1
+fi
 echo "== unit tests (cargo test)"
 cargo test --quiet
 echo "== building the release binary"
