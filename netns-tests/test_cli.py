@@ -1,8 +1,9 @@
 """Start-up: the ready line, refusals naming the problem, clean exit on signals."""
 
 import signal
+import tempfile
 
-from harness import TUNNAT, check, eq, run
+from harness import CONTROL, TUNNAT, check, eq, run, tunnat_args
 
 
 def refuse(args, *needles, user=None):
@@ -70,3 +71,19 @@ def test_creates_missing_tun_devices(lab):
     lab.start()
     out = lab.sh("lan", ["ip", "-d", "link", "show", "nat-in"]).stdout
     check("tun" in out and "UP" in out, f"tunnat created nat-in and set it up: {out}")
+
+
+@tunnat_args("--control", CONTROL)
+def test_the_control_socket_may_be_named_before_the_subcommand_or_by_the_config(lab):
+    sock = lab.control_path
+    for args in (["stats", "--control", sock], ["--control", sock, "stats"]):
+        out = run([TUNNAT, *args]).stdout
+        check("nat.forwarded_out" in out, f"{args}: {out[:200]}")
+        # Readable, one number a line: the policy servers' counters too, no JSON.
+        check("policy.outside.served" in out and "{" not in out and "[" not in out, out)
+    with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
+        f.write(f'control = "{sock}"\n')
+        f.flush()
+        out = run([TUNNAT, "--config", f.name, "dnat", "list"]).stdout
+        eq(out.strip(), "", "dnat list through the config file's socket")
+    refuse(["--inside-tun", "x", "stats"], "--inside-tun is an option of the router")

@@ -13,7 +13,7 @@ use tunnat::options::{Settings, Sources};
 /// A user-mode NAPT router between two TUN devices: masquerade, port forwarding, and a
 /// Flash socket policy server on the router's own addresses.
 #[derive(Parser, Debug)]
-#[command(name = "tunnat", version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(name = "tunnat", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -66,15 +66,40 @@ enum DnatAction {
 
 #[derive(Args, Debug)]
 struct ClientArgs {
-    /// The router's control socket.
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    control: PathBuf,
+    /// The router's control socket; may also come before the subcommand, or from the
+    /// `control` key of `--config FILE`. Default: /run/tunnat.sock.
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
     /// Print the JSON answer instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-fn client(cmd: Command) -> Result<()> {
+/// The control socket a subcommand talks to: its own `--control`, else one given before
+/// the subcommand, else the `control` key of `--config FILE`, else the default. Router
+/// options other than those two make no sense with a subcommand and are refused.
+fn control_socket(own: Option<PathBuf>, run: &RunArgs) -> Result<PathBuf> {
+    if let Some(field) = run.settings.origins.keys().find(|f| **f != "control") {
+        let flag = tunnat::options::OPTIONS
+            .iter()
+            .find(|o| o.field == *field)
+            .map_or(*field, |o| o.flag);
+        anyhow::bail!(
+            "--{flag} is an option of the router; before a subcommand only --control and --config may be given"
+        );
+    }
+    if let Some(p) = own.or_else(|| run.settings.control.clone()) {
+        return Ok(p);
+    }
+    if let Some(file) = &run.config {
+        if let Some(p) = Settings::from_file(file)?.control {
+            return Ok(p);
+        }
+    }
+    Ok(PathBuf::from(DEFAULT_SOCKET))
+}
+
+fn client(cmd: Command, run: &RunArgs) -> Result<()> {
     // As Unix tools do: when the reader of our output goes away (`tunnat table | head`),
     // end quietly on SIGPIPE instead of failing on the write. Only the client does this;
     // the router keeps SIGPIPE ignored and sees EPIPE on a control socket instead.
@@ -94,7 +119,7 @@ fn client(cmd: Command) -> Result<()> {
     };
     use tunnat::control::client::{call, call_raw, format_stats, format_table};
     use tunnat::control::proto::{Done, Message, Rules, Sessions};
-    let socket = &args.control;
+    let socket = &control_socket(args.control, run)?;
     if args.json {
         println!("{}", call_raw(socket, &req)?);
         return Ok(());
@@ -133,7 +158,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(cmd) => client(cmd),
+        Some(cmd) => client(cmd, &cli.run),
         None => {
             let sources = Sources {
                 file: cli.run.config,

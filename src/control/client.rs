@@ -106,6 +106,24 @@ pub fn format_stats(v: &Value) -> String {
                     walk(out, &p, x);
                 }
             }
+            // A list of per-port records (the policy servers) reads as `policy.outside.served`.
+            Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    let name = x
+                        .get("side")
+                        .and_then(Value::as_str)
+                        .map_or(i.to_string(), str::to_string);
+                    let p = format!("{prefix}.{name}");
+                    match x {
+                        Value::Object(m) => {
+                            for (k, y) in m.iter().filter(|(k, _)| *k != "side") {
+                                walk(out, &format!("{p}.{k}"), y);
+                            }
+                        }
+                        other => walk(out, &p, other),
+                    }
+                }
+            }
             other => out.push_str(&format!("{prefix:<40} {other}\n")),
         }
     }
@@ -123,5 +141,9 @@ mod test {
         let s = format_stats(&json!({"ok": true, "v": 1, "a": 1, "drops": {"fragment": 2}}));
         assert!(s.contains("a ") && s.contains("drops.fragment"), "{s}");
         assert!(!s.contains("ok") && !s.contains("v "), "{s}");
+        // Per-port records are named by their side, one number a line: no JSON left.
+        let s = format_stats(&json!({"policy": [{"side": "inside", "served": 3}, {"side": "outside", "served": 4}]}));
+        assert!(s.contains("policy.inside.served") && s.contains("policy.outside.served"), "{s}");
+        assert!(!s.contains('{') && !s.contains('['), "{s}");
     }
 }

@@ -208,7 +208,7 @@ options! {
         flag: "trace-filter", key: "trace-filter", value: "FILTER",
         default: None, shown: "all", restart
     }
-    /// Write every packet crossing the inside port to DIR/inside.pcap, the outside port to DIR/outside.pcap (raw IP, for `tcpdump -r` or Wireshark).
+    /// Write every packet crossing the inside port to DIR/inside.pcap, the outside port to DIR/outside.pcap, for `tcpdump -r` or Wireshark: as read from the TUN before translation and as written after, raw IP without a link header (LINKTYPE_RAW). That is all a TUN carries, not only what tunnat forwards: the namespace kernels' own packets, such as IPv6 router solicitations, which tunnat counts and drops, are in the files too.
     pcap_dir: PathBuf = Value {
         flag: "pcap-dir", key: "pcap-dir", value: "DIR",
         default: None, shown: "off", restart

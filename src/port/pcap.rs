@@ -1,6 +1,8 @@
 //! A pcap writer: every packet crossing a port goes to `DIR/inside.pcap` or
 //! `DIR/outside.pcap` (LINKTYPE_RAW), readable by tcpdump and Wireshark. An [`Observer`]
-//! of the ports, in the manner of smoltcp's `phy::PcapWriter`.
+//! of the ports, in the manner of smoltcp's `phy::PcapWriter`. Everything read from and
+//! written to the TUN is written, whatever its protocol: IPv6 packets the namespaces'
+//! kernels send (router solicitations) appear though tunnat drops them.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;

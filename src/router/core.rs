@@ -284,10 +284,7 @@ impl Router {
     pub fn reload(&mut self, mut new: Config) -> Result<String> {
         crate::options::reloadable(&self.cfg, &new)?;
         self.with_runtime_dnat(&mut new)?;
-        for w in new.warnings() {
-            log::warn!("{w}");
-        }
-        let msg = format!(
+        let mut msg = format!(
             "reloaded: {} dnat rule(s), timeouts udp {}s tcp {}s/{}s icmp {}s, filtering {:?}",
             new.dnat.len(),
             new.timeouts.udp.as_secs(),
@@ -296,6 +293,11 @@ impl Router {
             new.timeouts.icmp.as_secs(),
             new.filtering
         );
+        // As at start: logged, and told to whoever asked for the reload.
+        for w in new.warnings() {
+            log::warn!("{w}");
+            msg.push_str(&format!("\nwarning: {w}"));
+        }
         self.apply(new);
         log::info!("{msg}");
         Ok(msg)

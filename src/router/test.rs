@@ -459,6 +459,12 @@ fn reload_applies_at_once_and_refuses_what_needs_a_restart() {
         panic!("{r:?}")
     };
     assert!(m.message.contains("0 dnat rule(s)") && m.message.contains("udp 30s"));
+    // 30 s is below RFC 4787's two minutes: allowed, and said, as at start.
+    assert!(
+        m.message.contains("\nwarning: ") && m.message.contains("RFC 4787"),
+        "{}",
+        m.message
+    );
     assert_eq!(
         lab.router.nat().table().timeouts.udp,
         Duration::from_secs(30)
