@@ -1,9 +1,12 @@
 """Start-up: the ready line, refusals naming the problem, clean exit on signals."""
 
+import os
+import shutil
 import signal
+import socket
 import tempfile
 
-from harness import CONTROL, TUNNAT, check, eq, run, tunnat_args
+from harness import CONTROL, ROOT, ROUTER_IN, TUNNAT, check, eq, run, tunnat_args
 
 
 def refuse(args, *needles, user=None):
@@ -87,3 +90,32 @@ def test_the_control_socket_may_be_named_before_the_subcommand_or_by_the_config(
         out = run([TUNNAT, "--config", f.name, "dnat", "list"]).stdout
         eq(out.strip(), "", "dnat list through the config file's socket")
     refuse(["--inside-tun", "x", "stats"], "--inside-tun is an option of the router")
+
+
+def test_systemd_is_told_when_the_ports_are_up_and_the_unit_file_is_valid(lab):
+    """Type=notify: READY=1 once both TUNs are open, STOPPING=1 at SIGTERM, as sd_notify."""
+    lab.stop()
+    path = f"/tmp/{lab.prefix}.notify"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(5)
+    try:
+        lab.start(env={"NOTIFY_SOCKET": path})
+        msg = s.recv(4096).decode()
+        check(msg.startswith("READY=1\n") and "STATUS=forwarding between nat-in and nat-out" in msg, msg)
+        # The ports were up when it said so.
+        out = lab.sh("lan", ["ping", "-c", "1", "-W", "2", ROUTER_IN]).stdout
+        check(" 0% packet loss" in out, out)
+        eq(lab.stop(), 0, "exit code")
+        eq(s.recv(4096).decode(), "STOPPING=1", "told at stop")
+    finally:
+        s.close()
+        os.unlink(path)
+    if shutil.which("systemd-analyze"):
+        unit = open(os.path.join(ROOT, "contrib", "tunnat.service")).read()
+        with tempfile.TemporaryDirectory() as d:
+            f = os.path.join(d, "tunnat.service")
+            with open(f, "w") as out:
+                out.write(unit.replace("/usr/local/bin/tunnat", TUNNAT))
+            p = run(["systemd-analyze", "verify", "--man=no", f], check_rc=False)
+            check(p.returncode == 0 and not p.stderr.strip(), f"systemd-analyze verify: {p.stdout}{p.stderr}")

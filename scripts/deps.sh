@@ -30,6 +30,7 @@ iptables           iptables             test bench flood
 hping3             hping3               test flood
 dmesg              util-linux           test
 ps                 procps               test
+systemd-analyze    systemd              test
 conntrack          conntrack            flood
 "
 

@@ -20,6 +20,7 @@
     )
 )]
 
+pub mod cli;
 pub mod config;
 pub mod control;
 #[cfg(any(test, feature = "fuzz"))]

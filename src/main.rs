@@ -5,75 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
+use tunnat::cli::{Cli, Command, DnatAction, RunArgs};
 use tunnat::control::{Request, DEFAULT_SOCKET};
 use tunnat::options::{Settings, Sources};
-
-/// A user-mode NAPT router between two TUN devices: masquerade, port forwarding, and a
-/// Flash socket policy server on the router's own addresses.
-#[derive(Parser, Debug)]
-#[command(name = "tunnat", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    run: RunArgs,
-}
-
-/// Options of the router. Each can also be given in the config file; flags win. The
-/// options themselves are defined once, in `tunnat::options`.
-#[derive(Args, Debug)]
-struct RunArgs {
-    /// TOML file with any of these options (see README); re-read on SIGHUP or `tunnat reload`.
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-    #[command(flatten)]
-    settings: Settings,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Show the session table (like conntrack -L).
-    Table(ClientArgs),
-    /// Show the counters: packets, drops by reason, sessions created and expired.
-    Stats(ClientArgs),
-    /// List, add or remove port forwarding rules at run time.
-    Dnat {
-        #[command(subcommand)]
-        action: DnatAction,
-    },
-    /// Re-read the config file (as SIGHUP does).
-    Reload(ClientArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum DnatAction {
-    List(ClientArgs),
-    Add {
-        /// PROTO:PORT[-PORT]=IP[:PORT]
-        rule: String,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-    Del {
-        /// The rule as listed
-        rule: String,
-        #[command(flatten)]
-        client: ClientArgs,
-    },
-}
-
-#[derive(Args, Debug)]
-struct ClientArgs {
-    /// The router's control socket; may also come before the subcommand, or from the
-    /// `control` key of `--config FILE`. Default: /run/tunnat.sock.
-    #[arg(long, value_name = "PATH")]
-    control: Option<PathBuf>,
-    /// Print the JSON answer instead of a table.
-    #[arg(long)]
-    json: bool,
-}
 
 /// The control socket a subcommand talks to: its own `--control`, else one given before
 /// the subcommand, else the `control` key of `--config FILE`, else the default. Router

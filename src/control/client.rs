@@ -142,8 +142,13 @@ mod test {
         assert!(s.contains("a ") && s.contains("drops.fragment"), "{s}");
         assert!(!s.contains("ok") && !s.contains("v "), "{s}");
         // Per-port records are named by their side, one number a line: no JSON left.
-        let s = format_stats(&json!({"policy": [{"side": "inside", "served": 3}, {"side": "outside", "served": 4}]}));
-        assert!(s.contains("policy.inside.served") && s.contains("policy.outside.served"), "{s}");
+        let s = format_stats(
+            &json!({"policy": [{"side": "inside", "served": 3}, {"side": "outside", "served": 4}]}),
+        );
+        assert!(
+            s.contains("policy.inside.served") && s.contains("policy.outside.served"),
+            "{s}"
+        );
         assert!(!s.contains('{') && !s.contains('['), "{s}");
     }
 }

@@ -71,7 +71,7 @@ impl Reassembler {
         let data = ip.payload();
         let end = start + data.len();
         let more = f.flags & crate::wire::ipv4::FLAG_MF != 0;
-        if (more && !data.len().is_multiple_of(8))
+        if (more && data.len() % 8 != 0)
             || end + ip.header_len() > 65535
             || (more && data.is_empty())
         {

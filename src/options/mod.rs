@@ -618,6 +618,14 @@ udp = 30
         assert_eq!(keys.len(), OPTIONS.len(), "keys are unique");
     }
 
+    #[test]
+    fn the_service_config_in_contrib_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/tunnat.toml");
+        let c = Settings::from_file(&path).unwrap().resolve().unwrap();
+        c.validate().unwrap();
+        assert!(c.persist && c.state_file.is_some() && c.control.is_some());
+    }
+
     /// The README's option table is generated from [`OPTIONS`]: this test fails when they
     /// differ, and `UPDATE_README=1 cargo test` rewrites it.
     #[test]

@@ -149,7 +149,13 @@ pub fn run(cfg: Config, sources: Sources) -> Result<()> {
         driver.restore(path)?;
     }
     eprintln!("tunnat: ready");
+    notify(&format!(
+        "READY=1\nSTATUS=forwarding between {} and {}",
+        driver.port_config(Side::Inside).tun,
+        driver.port_config(Side::Outside).tun
+    ));
     let result = driver.run();
+    notify("STOPPING=1");
     if let Some(path) = &state_file {
         let now = driver.now();
         let saved = driver.core.save_state(now, unix_ms());
@@ -170,6 +176,30 @@ pub fn run(cfg: Config, sources: Sources) -> Result<()> {
         );
     }
     result
+}
+
+/// Tells systemd (a `Type=notify` service) how the router is, as `sd_notify(3)` does:
+/// one datagram to `$NOTIFY_SOCKET`, a path or, with a leading `@`, an abstract name.
+/// Without the variable, nothing; a failure is logged and otherwise ignored.
+fn notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let send = || -> io::Result<()> {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::net::{SocketAddr, UnixDatagram};
+        let bytes = path.as_bytes();
+        let addr = match bytes.strip_prefix(b"@") {
+            Some(name) => SocketAddr::from_abstract_name(name)?,
+            None => SocketAddr::from_pathname(std::path::Path::new(&path))?,
+        };
+        UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr)?;
+        Ok(())
+    };
+    if let Err(e) = send() {
+        log::warn!("telling systemd ({}): {e}", path.to_string_lossy());
+    }
 }
 
 /// Milliseconds since the Unix epoch, by the wall clock (the state file's time).

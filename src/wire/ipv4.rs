@@ -273,7 +273,7 @@ fn later_fragment_header(h: &[u8]) -> Vec<u8> {
             }
         }
     }
-    while !v.len().is_multiple_of(4) {
+    while v.len() % 4 != 0 {
         v.push(0);
     }
     let words = (v.len() / 4) as u8;

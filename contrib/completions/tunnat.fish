@@ -1,0 +1,107 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_tunnat_global_optspecs
+    string join \n config= inside-tun= inside-netns= inside-addr= outside-tun= outside-netns= outside-addr= dnat= policy-port= policy-file= policy-idle-timeout= policy-max-clients= mtu= inside-mtu= outside-mtu= clamp-mss= udp-timeout= tcp-established-timeout= tcp-transitory-timeout= tcp-half-open-timeout= icmp-timeout= filtering= max-sessions= max-mappings= max-mappings-per-host= max-half-open= port-hold= icmp-rate= icmp-burst= port-parity seed= no-offload persist state-file= trace trace-filter= pcap-dir= control= control-group= h/help V/version
+end
+
+function __fish_tunnat_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_tunnat_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_tunnat_using_subcommand
+    set -l cmd (__fish_tunnat_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c tunnat -n "__fish_tunnat_needs_command" -l config -d 'TOML file with any of these options (see README); re-read on SIGHUP or `tunnat reload`' -r -F
+complete -c tunnat -n "__fish_tunnat_needs_command" -l inside-tun -d 'TUN device of the inside (LAN) port; attached to if it exists, created otherwise. [required]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l inside-netns -d 'Network namespace to open the inside TUN in: a name under /run/netns (as ip netns makes) or a path such as /proc/PID/ns/net. [default: own namespace]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l inside-addr -d 'The router\'s inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated. [required]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l outside-tun -d 'TUN device of the outside (WAN) port; attached to if it exists, created otherwise. [required]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l outside-netns -d 'Network namespace to open the outside TUN in, as for --inside-netns. [default: own namespace]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l outside-addr -d 'The router\'s outside address and network, e.g. 172.16.1.186/24; every inside host appears as this address. [required]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l dnat -d 'Port forwarding PROTO:PORT[-PORT]=IP[:PORT], repeatable: tcp:8888=192.168.122.73:9999; udp:5000-5010=192.168.122.73 keeps the ports; tcp:8000-8010=192.168.122.73:9000 shifts them. The target must be on the inside network; rules may not overlap. Flags replace the file\'s list. [default: none]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l policy-port -d 'TCP port of the Flash socket policy server on both router addresses; 0 turns it off. [default: 843]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l policy-file -d 'File holding the cross-domain policy XML to serve (the NUL is added). [default: allow all]' -r -F
+complete -c tunnat -n "__fish_tunnat_needs_command" -l policy-idle-timeout -d 'Seconds a policy client may take to send its whole request before it is reset. [default: 3]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l policy-max-clients -d 'Most policy connections served at once on each port: the pool starts at 64 sockets and grows on demand up to this, before it resets the connections that have waited longest without a request. [default: 1024]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l mtu -d 'Largest packet forwarded; a larger packet with DF set gets ICMP "fragmentation needed" with this MTU. [default: 1500]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l inside-mtu -d 'MTU of the inside port, overriding --mtu, for a path whose two sides differ: a packet is checked against the port it leaves by. [default: --mtu]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l outside-mtu -d 'MTU of the outside port, overriding --mtu. [default: --mtu]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l clamp-mss -d 'Lower the MSS option of forwarded TCP SYNs to N, or to the leaving port\'s MTU minus 40 with mtu (RFC 4459 section 3.2), for paths where ICMP is filtered. [default: off]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l udp-timeout -d 'Idle timeout of UDP sessions, seconds (RFC 4787 REQ-5: at least 120). [default: 300]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l tcp-established-timeout -d 'Idle timeout of open TCP connections, seconds (RFC 5382 REQ-5: at least 7440). [default: 7440]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l tcp-transitory-timeout -d 'Idle timeout of TCP connections that are opening, closing or reset, seconds (RFC 5382, RFC 7857). [default: 240]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l tcp-half-open-timeout -d 'Idle timeout of TCP connections opened from outside whose handshake has not completed (a SYN answered, the remote\'s ACK not seen), seconds; what a SYN flood to a port forward leaves behind, like conntrack\'s SYN_RECV (60 s). [default: 30]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l icmp-timeout -d 'Idle timeout of ICMP echo sessions, seconds (RFC 5508 REQ-2: at least 60). [default: 60]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l filtering -d 'Which remotes may send to a mapped port: endpoint-independent, address-dependent or address-and-port-dependent (RFC 4787 section 5). [default: address-dependent]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l max-sessions -d 'Size of the session table. When it is full, the least recently used session idle at least its RFC minimum (UDP 120 s, ICMP 60 s, TCP 240 s opening or closing, 7440 s established) is evicted; if there is none, the new session gets ICMP 3/13. [default: 65536]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l max-mappings -d 'Most mappings (inside endpoints with an external port). [default: 65536]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l max-mappings-per-host -d 'Most mappings one inside address may hold (RFC 6888 REQ-4); beyond it, ICMP 3/13, so one host\'s flood of source ports cannot take the others\' ports. The default is no limit: every short TCP connection holds a mapping for 240 s after it closes (RFC 5382), so a busy but honest client can hold tens of thousands. [default: 65536]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l max-half-open -d 'Most half-open TCP sessions (opened from outside, handshake not complete) one port forward may hold; a SYN beyond evicts the oldest of them. By default a quarter of --max-sessions. [default: max-sessions / 4]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l port-hold -d 'Seconds a released external port is kept from other inside hosts (RFC 6888); the host that had it may take it back at once. [default: 120]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l icmp-rate -d 'Most ICMP errors the router sends per second on average (time exceeded, unreachable, fragmentation needed), as Linux\'s icmp_msgs_per_sec (RFC 1812 section 4.3.2.8); 0 for no limit. Echo replies are not limited. [default: 1000]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l icmp-burst -d 'Most ICMP errors the router sends at once, as Linux\'s icmp_msgs_burst. [default: 50]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l seed -d 'Seed the random choices (the external port when the inside one is taken, the router\'s own TCP sequence numbers) for reproducible runs; by default a random seed from the OS at each start (RFC 6056). [default: random]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l state-file -d 'On SIGTERM or SIGINT (and when a port is lost), save the sessions and the port forwards added at run time to FILE (written whole, then renamed into place; mode 0600); at start, carry on from FILE if it is there, less what timed out meanwhile, then remove it. A file that cannot be read whole, or was saved with other router addresses, is refused and tunnat does not start. With --persist, connections through the router survive a restart. [default: off]' -r -F
+complete -c tunnat -n "__fish_tunnat_needs_command" -l trace-filter -d 'Trace only tcp, udp, icmp, tcp:PORT or udp:PORT (either port); repeatable; implies --trace. [default: all]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l pcap-dir -d 'Write every packet crossing the inside port to DIR/inside.pcap, the outside port to DIR/outside.pcap, for tcpdump -r or Wireshark: as read from the TUN before translation and as written after, raw IP without a link header (LINKTYPE_RAW). That is all a TUN carries, not only what tunnat forwards: the namespace kernels\' own packets, such as IPv6 router solicitations, which tunnat counts and drops, are in the files too. [default: off]' -r -F
+complete -c tunnat -n "__fish_tunnat_needs_command" -l control -d 'Listen on this Unix socket for tunnat table, stats, dnat and reload. It is created mode 0660; only a stale socket already at PATH is replaced. Requests that change the router (dnat add, dnat del, reload) are taken from root and tunnat\'s own user only; read-only ones from its group too. [default: off]' -r -F
+complete -c tunnat -n "__fish_tunnat_needs_command" -l control-group -d 'Give the control socket to this group (a name or a number); its members may use every request, including those that change the router. [default: tunnat\'s group]' -r
+complete -c tunnat -n "__fish_tunnat_needs_command" -l port-parity -d 'When the inside port is taken, pick an external port of the same parity (RFC 4787 REQ-4, for RTP/RTCP pairs).'
+complete -c tunnat -n "__fish_tunnat_needs_command" -l no-offload -d 'Open the TUNs without offloads (offload = false in the file): one MTU-sized packet per read and write, every checksum complete. By default tunnat asks the kernel for partial checksums and TCP/UDP segmentation offload, so a read or write carries up to 64 KB; if the kernel refuses, tunnat says so and runs without.'
+complete -c tunnat -n "__fish_tunnat_needs_command" -l persist -d 'Make the TUN devices persistent (TUNSETPERSIST): they, and the addresses and routes their namespaces gave them, outlive tunnat, so a restart finds them as they were. A port whose device is deleted is then not fatal: tunnat waits for a device of that name to come back in its namespace and attaches to it. Delete the devices with ip link del NAME when done.'
+complete -c tunnat -n "__fish_tunnat_needs_command" -l trace -d 'Print every packet on standard output in the kernel LOG target\'s format: PRE IN: as read from a port, POST OUT: as written to one.'
+complete -c tunnat -n "__fish_tunnat_needs_command" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_needs_command" -s V -l version -d 'Print version'
+complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "table" -d 'Show the session table (like conntrack -L)'
+complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "stats" -d 'Show the counters: packets, drops by reason, sessions created and expired'
+complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "dnat" -d 'List, add or remove port forwarding rules at run time'
+complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "reload" -d 'Re-read the config file (as SIGHUP does)'
+complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand table" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
+complete -c tunnat -n "__fish_tunnat_using_subcommand table" -l json -d 'Print the JSON answer instead of a table'
+complete -c tunnat -n "__fish_tunnat_using_subcommand table" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand stats" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
+complete -c tunnat -n "__fish_tunnat_using_subcommand stats" -l json -d 'Print the JSON answer instead of a table'
+complete -c tunnat -n "__fish_tunnat_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and not __fish_seen_subcommand_from list add del help" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and not __fish_seen_subcommand_from list add del help" -f -a "list" -d 'List the rules (those added at run time are marked)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and not __fish_seen_subcommand_from list add del help" -f -a "add" -d 'Add a rule; it is kept across reloads, and in the state file'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and not __fish_seen_subcommand_from list add del help" -f -a "del" -d 'Remove a rule; its open sessions run on until they expire'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and not __fish_seen_subcommand_from list add del help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from list" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from list" -l json -d 'Print the JSON answer instead of a table'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from add" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from add" -l json -d 'Print the JSON answer instead of a table'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from del" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from del" -l json -d 'Print the JSON answer instead of a table'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from del" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rules (those added at run time are marked)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a rule; it is kept across reloads, and in the state file'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from help" -f -a "del" -d 'Remove a rule; its open sessions run on until they expire'
+complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand reload" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
+complete -c tunnat -n "__fish_tunnat_using_subcommand reload" -l json -d 'Print the JSON answer instead of a table'
+complete -c tunnat -n "__fish_tunnat_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "table" -d 'Show the session table (like conntrack -L)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "stats" -d 'Show the counters: packets, drops by reason, sessions created and expired'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "dnat" -d 'List, add or remove port forwarding rules at run time'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "reload" -d 'Re-read the config file (as SIGHUP does)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and __fish_seen_subcommand_from dnat" -f -a "list" -d 'List the rules (those added at run time are marked)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and __fish_seen_subcommand_from dnat" -f -a "add" -d 'Add a rule; it is kept across reloads, and in the state file'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and __fish_seen_subcommand_from dnat" -f -a "del" -d 'Remove a rule; its open sessions run on until they expire'

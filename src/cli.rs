@@ -1,0 +1,78 @@
+//! The command line's shape (clap): the router's options ([`crate::options`]) and the
+//! subcommands that talk to a running router. `main.rs` parses it and wires things
+//! together; the man page and the shell completions in `contrib/` are generated from it
+//! (a test keeps them current).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::options::Settings;
+
+/// A user-mode NAPT router between two TUN devices: masquerade, port forwarding, and a
+/// Flash socket policy server on the router's own addresses.
+#[derive(Parser, Debug)]
+#[command(name = "tunnat", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Options of the router. Each can also be given in the config file; flags win. The
+/// options themselves are defined once, in `tunnat::options`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// TOML file with any of these options (see README); re-read on SIGHUP or `tunnat reload`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show the session table (like conntrack -L).
+    Table(ClientArgs),
+    /// Show the counters: packets, drops by reason, sessions created and expired.
+    Stats(ClientArgs),
+    /// List, add or remove port forwarding rules at run time.
+    Dnat {
+        #[command(subcommand)]
+        action: DnatAction,
+    },
+    /// Re-read the config file (as SIGHUP does).
+    Reload(ClientArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DnatAction {
+    /// List the rules (those added at run time are marked).
+    List(ClientArgs),
+    /// Add a rule; it is kept across reloads, and in the state file.
+    Add {
+        /// PROTO:PORT[-PORT]=IP[:PORT]
+        rule: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a rule; its open sessions run on until they expire.
+    Del {
+        /// The rule as listed
+        rule: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// The router's control socket; may also come before the subcommand, or from the
+    /// `control` key of `--config FILE`. Default: /run/tunnat.sock.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Print the JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
