@@ -1,5 +1,6 @@
 """The demo lab (scripts/lab.sh) runs both seed scenarios, as root and unprivileged."""
 
+import contextlib
 import os
 import shutil
 import stat
@@ -43,20 +44,57 @@ def test_lab_as_root():
     check("ok: the capture holds the web connection" in out, "tcpdump read the capture")
 
 
+def tun_node_env():
+    """Where /dev/net/tun is not 0666 (this CI machine), a 0666 copy of the device node
+    for the unprivileged lab to bind over it in its own mount namespace; the host's node
+    is left alone. Returns (env, directory to remove)."""
+    mode = stat.S_IMODE(os.stat("/dev/net/tun").st_mode)
+    if mode & 0o006 == 0o006:
+        return {}, None
+    tmp = tempfile.mkdtemp(prefix="tunnat-node-")
+    node = os.path.join(tmp, "tun")
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
+    os.chmod(node, 0o666)
+    os.chmod(tmp, 0o755)
+    return {"LAB_TUN_NODE": node}, tmp
+
+
+def test_lab_unprivileged_keep_prints_commands_that_work_from_another_shell():
+    """--keep as 'nobody': the hints are nsenter commands, and one run by the same user
+    from outside the lab reaches the lab's hosts."""
+    env, tmp = tun_node_env()
+    nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    e = dict(os.environ, TUNNAT=TUNNAT, **env)
+    p = subprocess.Popen([*nobody, LAB, "--keep"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=e, cwd="/tmp")
+    try:
+        lines = []
+        # The last hint line; the "press Enter" prompt after it ends in no newline.
+        for line in p.stdout:
+            lines.append(line)
+            if "tcpdump -n -r" in line or "FAILED" in line or "lab.sh:" in line:
+                break
+        hint = next((l.strip() for l in reversed(lines) if "curl http://172.16.1.1/" in l), "")
+        check(hint.startswith("nsenter --preserve-credentials -U -m -t "), "".join(lines[-12:]))
+        got = subprocess.run([*nobody, *hint.split()], capture_output=True, text=True, timeout=20)
+        check("hello from the outside web server" in got.stdout, f"{hint}: {got.stdout}{got.stderr}")
+    finally:
+        with contextlib.suppress(Exception):
+            p.stdin.write("\n")
+            p.stdin.flush()
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+        if tmp:
+            shutil.rmtree(tmp)
+
+
 def test_lab_unprivileged_in_unshare():
     """As 'nobody': the script re-runs itself in 'unshare -rnm'. Where /dev/net/tun is
     not 0666 (this CI machine), a 0666 copy of the device node is bound over it inside
     the lab's own mount namespace; the host's node is left alone."""
-    env = {}
-    tmp = None
-    mode = stat.S_IMODE(os.stat("/dev/net/tun").st_mode)
-    if mode & 0o006 != 0o006:
-        tmp = tempfile.mkdtemp(prefix="tunnat-node-")
-        node = os.path.join(tmp, "tun")
-        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
-        os.chmod(node, 0o666)
-        os.chmod(tmp, 0o755)
-        env["LAB_TUN_NODE"] = node
+    env, tmp = tun_node_env()
     # The README's path: an ordinary user with no cargo of their own, after a build.
     clean = os.path.realpath(TUNNAT) == os.path.realpath(os.path.join(ROOT, "target", "release", "tunnat"))
     try:

@@ -630,7 +630,7 @@ udp = 30
     /// differ, and `UPDATE_README=1 cargo test` rewrites it.
     #[test]
     fn the_readme_table_is_the_option_table() {
-        const BEGIN: &str = "<!-- options: generated from src/options.rs; UPDATE_README=1 cargo test rewrites it -->\n";
+        const BEGIN: &str = "<!-- options: generated from src/options/mod.rs; UPDATE_README=1 cargo test rewrites it -->\n";
         const END: &str = "<!-- end of options -->";
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
         let readme = std::fs::read_to_string(&path).unwrap();
@@ -645,7 +645,7 @@ udp = 30
                 let new = format!("{}{want}{}", &readme[..start], &readme[end..]);
                 std::fs::write(&path, new).unwrap();
             } else {
-                panic!("README.md's option table differs from src/options.rs; run UPDATE_README=1 cargo test.\nIt should be:\n{want}");
+                panic!("README.md's option table differs from src/options/mod.rs; run UPDATE_README=1 cargo test.\nIt should be:\n{want}");
             }
         }
     }
