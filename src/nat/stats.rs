@@ -27,6 +27,10 @@ drop_reasons! {
     BadTransportLength => "bad-transport-length",
     BadIcmpChecksum => "bad-icmp-checksum",
     BadQuotedPacket => "bad-quoted-packet",
+    NotIpv6 => "not-ipv6",
+    Jumbogram => "jumbogram",
+    BadExtensionHeader => "bad-extension-header",
+    RoutingType0 => "routing-header-type-0",
     SpoofedSource => "spoofed-source",
     MartianSource => "martian-source",
     SourceRoute => "source-route",
@@ -59,6 +63,10 @@ impl From<WireError> for DropReason {
             WireError::BadIpChecksum => DropReason::BadIpChecksum,
             WireError::BadTransportLength => DropReason::BadTransportLength,
             WireError::BadIcmpChecksum => DropReason::BadIcmpChecksum,
+            WireError::NotIpv6 => DropReason::NotIpv6,
+            WireError::Jumbogram => DropReason::Jumbogram,
+            WireError::BadExtensionHeader => DropReason::BadExtensionHeader,
+            WireError::RoutingType0 => DropReason::RoutingType0,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! re-reads the payload. All helpers work on host-order `u16` words taken big-endian from
 //! the wire.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Folds a 32-bit one's complement accumulator into 16 bits.
 #[inline]
@@ -46,6 +46,25 @@ pub fn pseudo_header_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16
     acc + protocol as u32 + length as u32
 }
 
+/// The sum of the IPv6 pseudo-header (RFC 8200 section 8.1): both addresses, the
+/// upper-layer length as 32 bits, and the next-header value.
+pub fn pseudo_header_sum_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u32 {
+    let mut s = sum(&src.octets(), 0);
+    s = sum(&dst.octets(), s);
+    s += length >> 16;
+    s += length & 0xffff;
+    s + u32::from(next_header)
+}
+
+/// Updates checksum `hc` for an IPv6 address changed from `old` to `new` (in a
+/// pseudo-header: TCP, UDP and ICMPv6 checksums cover the addresses).
+pub fn update_addr_v6(hc: u16, old: Ipv6Addr, new: Ipv6Addr) -> u16 {
+    let (o, n) = (old.segments(), new.segments());
+    o.iter()
+        .zip(n.iter())
+        .fold(hc, |c, (a, b)| update16(c, *a, *b))
+}
+
 /// RFC 1624 eqn. 3: the checksum `hc` after one 16-bit word changed from `old` to `new`.
 #[inline]
 pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
@@ -69,6 +88,28 @@ pub fn update_addr(hc: u16, old: Ipv4Addr, new: Ipv4Addr) -> u16 {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn ipv6_pseudo_header_and_an_address_rewritten() {
+        let src: Ipv6Addr = "fd00:122::101".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+        let new: Ipv6Addr = "2001:db8:1::186".parse().unwrap();
+        // A UDP header (ports 5353 -> 53, length 12, checksum 0) and 4 bytes of data.
+        let mut udp = vec![
+            0x14, 0xe9, 0x00, 0x35, 0x00, 0x0c, 0, 0, b'd', b'a', b't', b'a',
+        ];
+        let full = |s: Ipv6Addr, udp: &[u8]| !fold(sum(udp, pseudo_header_sum_v6(s, dst, 17, 12)));
+        let c = full(src, &udp);
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(
+            fold(sum(&udp, pseudo_header_sum_v6(src, dst, 17, 12))),
+            0xffff,
+            "verifies"
+        );
+        // RFC 1624 over the 8 words of an address gives what a full recount gives.
+        udp[6..8].copy_from_slice(&[0, 0]);
+        assert_eq!(update_addr_v6(c, src, new), full(new, &udp));
+    }
 
     // RFC 1071 section 3 example: words 0001 f203 f4f5 f6f7 sum to ddf2.
     #[test]

@@ -8,6 +8,7 @@
 pub mod checksum;
 pub mod icmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod offload;
 pub mod transport;
 
@@ -30,6 +31,14 @@ pub enum WireError {
     BadTransportLength,
     /// ICMP checksum does not verify.
     BadIcmpChecksum,
+    /// Not IPv6 (version nibble).
+    NotIpv6,
+    /// An IPv6 payload length of zero with data following (RFC 2675 jumbogram).
+    Jumbogram,
+    /// An IPv6 extension header chain that is malformed, too long, or runs past the end.
+    BadExtensionHeader,
+    /// An IPv6 routing header of type 0 (deprecated by RFC 5095).
+    RoutingType0,
 }
 
 impl fmt::Display for WireError {
@@ -42,6 +51,10 @@ impl fmt::Display for WireError {
             WireError::BadIpChecksum => "bad IPv4 header checksum",
             WireError::BadTransportLength => "bad transport length",
             WireError::BadIcmpChecksum => "bad ICMP checksum",
+            WireError::NotIpv6 => "not IPv6",
+            WireError::Jumbogram => "jumbogram",
+            WireError::BadExtensionHeader => "bad extension header chain",
+            WireError::RoutingType0 => "routing header type 0",
         };
         f.write_str(s)
     }
