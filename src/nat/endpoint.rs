@@ -12,9 +12,38 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::wire::transport::Protocol;
 
 /// An IP address family the table can be keyed by.
-pub trait Address: Copy + Eq + Hash + Ord + fmt::Debug + fmt::Display + 'static {}
-impl Address for Ipv4Addr {}
-impl Address for Ipv6Addr {}
+pub trait Address: Copy + Eq + Hash + Ord + fmt::Debug + fmt::Display + 'static {
+    /// Bits in an address: 32 or 128.
+    const BITS: u8;
+    /// The family's name in messages: "IPv4" or "IPv6".
+    const FAMILY: &'static str;
+    /// The address as a number (right-aligned).
+    fn to_bits128(self) -> u128;
+    /// The address of a number (its low [`Address::BITS`] bits).
+    fn from_bits128(bits: u128) -> Self;
+}
+
+impl Address for Ipv4Addr {
+    const BITS: u8 = 32;
+    const FAMILY: &'static str = "IPv4";
+    fn to_bits128(self) -> u128 {
+        u128::from(u32::from(self))
+    }
+    fn from_bits128(bits: u128) -> Self {
+        Ipv4Addr::from(bits as u32)
+    }
+}
+
+impl Address for Ipv6Addr {
+    const BITS: u8 = 128;
+    const FAMILY: &'static str = "IPv6";
+    fn to_bits128(self) -> u128 {
+        u128::from(self)
+    }
+    fn from_bits128(bits: u128) -> Self {
+        Ipv6Addr::from(bits)
+    }
+}
 
 /// An address and a port (or ICMP query identifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -54,7 +54,7 @@ use icmp_limit::{IcmpLimit, TokenBucket};
 use reassembly::Reassembler;
 use syn_hold::HeldSyns;
 
-pub use cidr::Ipv4Cidr;
+pub use cidr::{Cidr, Ipv4Cidr, Ipv6Cidr};
 pub use dnat::DnatRule;
 pub use endpoint::{Address, Endpoint, MapKey, SessionKey};
 pub use stats::{DropReason, Stats};
