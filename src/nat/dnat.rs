@@ -4,25 +4,27 @@
 //! A rule maps a protocol and a port range on the router's outside address to one inside
 //! host; the target port is either the same port, or the target port plus the offset in
 //! the range. The written form, used by `--dnat` and the config file, is
-//! `PROTO:PORT[-PORT]=IP[:PORT]`.
+//! `PROTO:PORT[-PORT]=IP[:PORT]`, with an IPv6 target in brackets as in URLs
+//! (`tcp:8888=[fd00:122::73]:9999`, RFC 5952 section 6). One type serves both families.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use super::endpoint::Address;
 use crate::wire::transport::Protocol;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DnatRule {
+pub struct DnatRule<A = Ipv4Addr> {
     pub protocol: Protocol,
     pub first: u16,
     pub last: u16,
-    pub target: Ipv4Addr,
+    pub target: A,
     /// Target port for `first`; `None` keeps the port.
     pub target_port: Option<u16>,
 }
 
-impl DnatRule {
+impl<A: Address> DnatRule<A> {
     pub fn contains(&self, protocol: Protocol, port: u16) -> bool {
         self.protocol == protocol && (self.first..=self.last).contains(&port)
     }
@@ -40,13 +42,17 @@ impl DnatRule {
     }
 }
 
-impl fmt::Display for DnatRule {
+impl<A: Address> fmt::Display for DnatRule<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.protocol.name(), self.first)?;
         if self.last != self.first {
             write!(f, "-{}", self.last)?;
         }
-        write!(f, "={}", self.target)?;
+        if A::BITS == 128 {
+            write!(f, "=[{}]", self.target)?;
+        } else {
+            write!(f, "={}", self.target)?;
+        }
         if let Some(p) = self.target_port {
             write!(f, ":{p}")?;
         }
@@ -61,11 +67,38 @@ fn parse_port(s: &str, what: &str) -> Result<u16, String> {
     }
 }
 
-impl FromStr for DnatRule {
+/// Which family a rule's target is in, by its written form: a bracketed target is IPv6.
+pub fn is_ipv6_rule(s: &str) -> bool {
+    s.split_once('=')
+        .is_some_and(|(_, rhs)| rhs.starts_with('['))
+}
+
+/// `IP[:PORT]` (IPv4) or `[IP][:PORT]` (IPv6): the address text and the port text.
+fn split_target<A: Address>(rhs: &str) -> Option<(&str, Option<&str>)> {
+    if A::BITS == 128 {
+        let rest = rhs.strip_prefix('[')?;
+        let (ip, after) = rest.split_once(']')?;
+        match after {
+            "" => Some((ip, None)),
+            p => Some((ip, Some(p.strip_prefix(':')?))),
+        }
+    } else {
+        Some(match rhs.split_once(':') {
+            Some((ip, port)) => (ip, Some(port)),
+            None => (rhs, None),
+        })
+    }
+}
+
+impl<A: Address + FromStr> FromStr for DnatRule<A> {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<DnatRule, String> {
-        let usage = "expected PROTO:PORT[-PORT]=IP[:PORT], e.g. tcp:8888=192.168.122.73:9999";
+    fn from_str(s: &str) -> Result<DnatRule<A>, String> {
+        let usage = if A::BITS == 128 {
+            "expected PROTO:PORT[-PORT]=[IP][:PORT], e.g. tcp:8888=[fd00:122::73]:9999"
+        } else {
+            "expected PROTO:PORT[-PORT]=IP[:PORT], e.g. tcp:8888=192.168.122.73:9999"
+        };
         let (lhs, rhs) = s.split_once('=').ok_or_else(|| format!("'{s}': {usage}"))?;
         let (proto, ports) = lhs
             .split_once(':')
@@ -85,13 +118,11 @@ impl FromStr for DnatRule {
         if last < first {
             return Err(format!("'{s}': port range {first}-{last} is empty"));
         }
-        let (ip, port) = match rhs.split_once(':') {
-            Some((ip, port)) => (ip, Some(parse_port(port, "target port")?)),
-            None => (rhs, None),
-        };
-        let target: Ipv4Addr = ip
+        let (ip, port) = split_target::<A>(rhs).ok_or_else(|| format!("'{s}': {usage}"))?;
+        let port = port.map(|p| parse_port(p, "target port")).transpose()?;
+        let target: A = ip
             .parse()
-            .map_err(|_| format!("'{s}': target '{ip}' is not an IPv4 address"))?;
+            .map_err(|_| format!("'{s}': target '{ip}' is not an {} address", A::FAMILY))?;
         if let Some(p) = port {
             if p as u32 + (last - first) as u32 > 65535 {
                 return Err(format!("'{s}': target port range runs past 65535"));
@@ -110,6 +141,7 @@ impl FromStr for DnatRule {
 #[cfg(test)]
 mod test {
     use super::*;
+    use std::net::Ipv6Addr;
 
     #[test]
     fn parses_the_seed_rule() {
@@ -130,6 +162,26 @@ mod test {
         assert!(keep.overlaps(&shift));
         let other: DnatRule = "tcp:5000=10.0.0.2".parse().unwrap();
         assert!(!keep.overlaps(&other));
+    }
+
+    #[test]
+    fn ipv6_targets_are_written_in_brackets() {
+        let r: DnatRule<Ipv6Addr> = "tcp:8888=[fd00:122::73]:9999".parse().unwrap();
+        assert_eq!(r.target, "fd00:122::73".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(r.target_port_for(8888), 9999);
+        assert_eq!(r.to_string(), "tcp:8888=[fd00:122::73]:9999");
+        let keep: DnatRule<Ipv6Addr> = "udp:5000-5010=[fd00:122::73]".parse().unwrap();
+        assert_eq!(keep.to_string(), "udp:5000-5010=[fd00:122::73]");
+        assert!(is_ipv6_rule("tcp:1=[::1]") && !is_ipv6_rule("tcp:1=10.0.0.1"));
+        for (bad, why) in [
+            ("tcp:1=fd00::1", "expected"),
+            ("tcp:1=[fd00::1", "expected"),
+            ("tcp:1=[fd00::1]9", "expected"),
+            ("tcp:1=[10.0.0.1]", "not an IPv6"),
+        ] {
+            let e = bad.parse::<DnatRule<Ipv6Addr>>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -4,21 +4,24 @@
 //! ([`super::syn_hold`], RFC 5382 REQ-4); anything addressed to nothing mapped is the
 //! router's own (its stack answers with RST or port unreachable, as a kernel does).
 
+use std::net::Ipv4Addr;
+
 use super::tcp_state::TcpSeg;
-use super::{Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, Verdict};
+use super::{
+    Address, Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, Verdict,
+};
 use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::transport::{self, End, Protocol, TcpFlags, Transport};
 
 /// How an inbound packet reaches an inside endpoint.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Target {
+pub(super) enum Target<A = Ipv4Addr> {
     /// Through an existing session.
-    Session(Endpoint),
-    /// Through a DNAT rule (new session).
+    Session(Endpoint<A>),
     /// Through a DNAT rule (new session); the rule's first port names it.
-    Dnat(Endpoint, u16),
+    Dnat(Endpoint<A>, u16),
     /// Through a mapping whose filter admits the remote (new session).
-    Mapped(Endpoint),
+    Mapped(Endpoint<A>),
 }
 
 impl Nat {
@@ -68,7 +71,7 @@ impl Nat {
             // a simultaneous open: hold it (RFC 5382 REQ-4). Anything else is dropped.
             if protocol == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
             {
-                self.hold_syn(&ip, owner, remote, now);
+                self.hold_syn(ip.as_bytes(), owner, remote, now);
                 return Err(DropReason::SynHeld);
             }
             return Err(DropReason::Filtered);
@@ -92,15 +95,18 @@ impl Nat {
         transport::rewrite_endpoint_csum(ip, t.protocol, End::Dst, addr, port, self.csum());
         self.clamp_mss(ip, t, Side::Inside);
     }
+}
 
+/// The decisions both families share: where an inbound packet goes, and its session.
+impl<A: Address> Nat<A> {
     /// Where a packet from `remote` to external `port` goes: an existing session, a DNAT
     /// rule, or a mapping whose filter admits the remote. Creates nothing.
     pub(super) fn inbound_target(
         &mut self,
         protocol: Protocol,
         port: u16,
-        remote: Endpoint,
-    ) -> Option<Target> {
+        remote: Endpoint<A>,
+    ) -> Option<Target<A>> {
         if let Some(key) = self.table.peek_in(protocol, port, remote) {
             return Some(Target::Session(key.inside));
         }
@@ -118,7 +124,7 @@ impl Nat {
     /// Is `seg`, if an RST, within the window of session `key` (RFC 5961 section 3)?
     pub(super) fn rst_acceptable(
         &self,
-        key: &SessionKey,
+        key: &SessionKey<A>,
         dir: Direction,
         seg: Option<TcpSeg>,
     ) -> bool {
@@ -134,14 +140,14 @@ impl Nat {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn inbound_session(
         &mut self,
-        target: Target,
+        target: Target<A>,
         protocol: Protocol,
         port: u16,
-        remote: Endpoint,
+        remote: Endpoint<A>,
         t: &Transport,
         len: usize,
         now: Instant,
-    ) -> Step<Endpoint> {
+    ) -> Step<Endpoint<A>> {
         let inside = match target {
             Target::Session(e) | Target::Dnat(e, _) | Target::Mapped(e) => e,
         };

@@ -71,20 +71,21 @@ use offload::gso_l4_header_len;
 /// precompute colliding keys.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Everything the core needs to know, fixed at start.
+/// Everything the core needs to know, fixed at start: one address family's (IPv4 by
+/// default; a dual-stack router has one core per family).
 #[derive(Debug, Clone)]
-pub struct NatConfig {
+pub struct NatConfig<A = Ipv4Addr> {
     /// The router's address and network on the inside port.
-    pub inside: Ipv4Cidr,
+    pub inside: Cidr<A>,
     /// The router's address and network on the outside port.
-    pub outside: Ipv4Cidr,
+    pub outside: Cidr<A>,
     /// Largest datagram sent on each port, `[inside, outside]`.
     pub mtu: [usize; 2],
     /// Lower the MSS option of forwarded SYNs to this (RFC 4459 section 3.2); `None`: off.
     pub clamp_mss: Option<MssClamp>,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
-    pub dnat: Vec<DnatRule>,
+    pub dnat: Vec<DnatRule<A>>,
     /// TCP ports served by the router itself on its outside address (never allocated).
     pub local_tcp_ports: Vec<u16>,
     pub limits: Limits,
@@ -207,15 +208,15 @@ pub struct Transmit {
     pub packet: Vec<u8>,
 }
 
-/// The translator.
-pub struct Nat {
-    cfg: NatConfig,
-    table: Table,
+/// The translator of one address family (IPv4 by default).
+pub struct Nat<A: Address = Ipv4Addr> {
+    cfg: NatConfig<A>,
+    table: Table<A>,
     stats: Stats,
     reasm: Reassembler,
     /// Packets the core made, for [`Nat::poll_transmit`].
     queue: VecDeque<Transmit>,
-    held_syns: HeldSyns,
+    held_syns: HeldSyns<A>,
     /// Tokens for the ICMP errors the router sends.
     icmp_bucket: TokenBucket,
     /// The time of the packet or timeout being handled.
@@ -227,8 +228,8 @@ pub struct Nat {
 
 type Step<T> = Result<T, DropReason>;
 
-impl Nat {
-    pub fn new(cfg: NatConfig) -> Nat {
+impl<A: Address> Nat<A> {
+    pub fn new(cfg: NatConfig<A>) -> Nat<A> {
         let mut table = Table::new(cfg.timeouts, cfg.filtering, cfg.limits);
         table.ports.hold = cfg.port_hold;
         table.ports.parity = cfg.port_parity;
@@ -247,7 +248,7 @@ impl Nat {
         }
     }
 
-    fn reserve_ports(table: &mut Table, cfg: &NatConfig) {
+    fn reserve_ports(table: &mut Table<A>, cfg: &NatConfig<A>) {
         table.ports.clear_reserved();
         for r in &cfg.dnat {
             table.ports.reserve(r.protocol, r.first, r.last);
@@ -260,7 +261,7 @@ impl Nat {
     /// Applies new DNAT rules, timeouts, filtering and table size; existing sessions are
     /// kept (a removed DNAT rule's open sessions run until they expire, as in conntrack).
     /// The addresses must not change; the seed is kept from the start.
-    pub fn reconfigure(&mut self, cfg: NatConfig) {
+    pub fn reconfigure(&mut self, cfg: NatConfig<A>) {
         let cfg = NatConfig {
             seed: self.cfg.seed,
             ..cfg
@@ -275,10 +276,10 @@ impl Nat {
         self.cfg = cfg;
     }
 
-    pub fn config(&self) -> &NatConfig {
+    pub fn config(&self) -> &NatConfig<A> {
         &self.cfg
     }
-    pub fn table(&self) -> &Table {
+    pub fn table(&self) -> &Table<A> {
         &self.table
     }
     pub fn stats(&self) -> &Stats {
@@ -321,43 +322,13 @@ impl Nat {
         .min()
     }
 
-    /// Expires idle sessions (calling `on_expire` for each), incomplete datagrams and held
-    /// SYNs at `now`. Packets to send as a result come from [`Nat::poll_transmit`].
-    /// Returns how many sessions expired.
-    pub fn handle_timeout(
-        &mut self,
-        now: Instant,
-        on_expire: impl FnMut(&SessionKey, &Session),
-    ) -> usize {
-        self.clock = self.clock.max(now);
-        self.reasm.expire(now);
-        self.expire_held_syns(now);
-        self.table.expire(now, on_expire)
-    }
-
     /// The reassembly buffer's state (for counters).
     pub fn reassembler(&self) -> &Reassembler {
         &self.reasm
     }
 
-    /// Processes one packet read from `side` at `now`, rewriting `buf` in place.
-    pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
-        self.clock = self.clock.max(now);
-        let v = self.decide(side, buf, now).unwrap_or_else(Verdict::Drop);
-        // A datagram larger than the port it leaves by (DF clear, or it would have been
-        // answered "fragmentation needed") is fragmented for it. A GSO super-packet is
-        // segmented by the kernel instead.
-        let v = match v {
-            Verdict::Forward { len }
-                if len > self.mtu(side.other()) && self.offload.gso.is_none() =>
-            {
-                self.split(&mut buf[..len], side.other())
-            }
-            Verdict::Hairpin { len } if len > self.mtu(side) && self.offload.gso.is_none() => {
-                self.split(&mut buf[..len], side)
-            }
-            v => v,
-        };
+    /// Counts what became of a packet read from `side`.
+    fn count_verdict(&mut self, side: Side, v: Verdict) {
         match v {
             Verdict::Forward { .. } if self.offload.gso.is_some() => {
                 self.stats.gso_forwarded += 1;
@@ -381,6 +352,43 @@ impl Nat {
             }
             Verdict::Drop(r) => self.stats.count(r),
         }
+    }
+}
+
+impl Nat {
+    /// Expires idle sessions (calling `on_expire` for each), incomplete datagrams and held
+    /// SYNs at `now`. Packets to send as a result come from [`Nat::poll_transmit`].
+    /// Returns how many sessions expired.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        on_expire: impl FnMut(&SessionKey, &Session),
+    ) -> usize {
+        self.clock = self.clock.max(now);
+        self.reasm.expire(now);
+        self.expire_held_syns(now);
+        self.table.expire(now, on_expire)
+    }
+
+    /// Processes one packet read from `side` at `now`, rewriting `buf` in place.
+    pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
+        self.clock = self.clock.max(now);
+        let v = self.decide(side, buf, now).unwrap_or_else(Verdict::Drop);
+        // A datagram larger than the port it leaves by (DF clear, or it would have been
+        // answered "fragmentation needed") is fragmented for it. A GSO super-packet is
+        // segmented by the kernel instead.
+        let v = match v {
+            Verdict::Forward { len }
+                if len > self.mtu(side.other()) && self.offload.gso.is_none() =>
+            {
+                self.split(&mut buf[..len], side.other())
+            }
+            Verdict::Hairpin { len } if len > self.mtu(side) && self.offload.gso.is_none() => {
+                self.split(&mut buf[..len], side)
+            }
+            v => v,
+        };
+        self.count_verdict(side, v);
         v
     }
 

@@ -6,7 +6,8 @@
 
 use super::tcp_state::TcpSeg;
 use super::{
-    Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, TableError, Verdict,
+    Address, Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, TableError,
+    Verdict,
 };
 use crate::wire::icmp::unreachable;
 use crate::wire::ipv4::{Check, Ipv4};
@@ -102,7 +103,8 @@ impl Nat {
     }
 
     /// The external port of the outbound session `key`, creating the session (and its
-    /// mapping) if needed; `Err` holds the verdict when none can be made.
+    /// mapping) if needed; `Err` holds the verdict when none can be made (ICMP 3/13 for
+    /// a full table, RFC 5508 REQ-8).
     pub(super) fn outbound_session<T: AsRef<[u8]>>(
         &mut self,
         key: SessionKey,
@@ -110,33 +112,60 @@ impl Nat {
         ip: &Ipv4<T>,
         now: Instant,
     ) -> Result<u16, Verdict> {
-        let len = ip.total_len();
+        match self.out_session(key, t, ip.total_len(), now) {
+            Ok(ext) => Ok(ext),
+            Err(OutRefused::Drop(why)) => Err(Verdict::Drop(why)),
+            Err(OutRefused::NoRoom(why)) => Err(self.answer(
+                ip,
+                Side::Inside,
+                icmp_type::DEST_UNREACHABLE,
+                unreachable::ADMIN_PROHIBITED,
+                0,
+                why,
+            )),
+        }
+    }
+}
+
+/// Why an outbound packet got no session.
+pub(super) enum OutRefused {
+    /// Dropped silently (a blind RST, an RST with no session).
+    Drop(DropReason),
+    /// No room for a session: the sender gets "administratively prohibited".
+    NoRoom(DropReason),
+}
+
+/// The outbound decision both families share.
+impl<A: Address> Nat<A> {
+    /// The external port of the outbound session `key` for a packet of `len` bytes,
+    /// creating the session (and its mapping) if needed.
+    pub(super) fn out_session(
+        &mut self,
+        key: SessionKey<A>,
+        t: &Transport,
+        len: usize,
+        now: Instant,
+    ) -> Result<u16, OutRefused> {
         let flags = (key.protocol == Protocol::Tcp).then(|| TcpSeg::of(t));
         if !self.rst_acceptable(&key, Direction::Out, flags) {
-            return Err(Verdict::Drop(DropReason::RstOutOfWindow));
+            return Err(OutRefused::Drop(DropReason::RstOutOfWindow));
         }
         let ext = match self.table.touch(&key, Direction::Out, len, flags, now) {
             Some(ext) => ext,
-            None if t.has_flag(TcpFlags::RST) => return Err(Verdict::Drop(DropReason::NoSession)),
+            None if t.has_flag(TcpFlags::RST) => {
+                return Err(OutRefused::Drop(DropReason::NoSession))
+            }
             None => match self.table.create_out(key, now) {
                 Ok(s) => {
                     s.touch(Direction::Out, len, flags, now);
                     s.ext_port
                 }
                 Err(e) => {
-                    let why = match e {
+                    return Err(OutRefused::NoRoom(match e {
                         TableError::Full => DropReason::TableFull,
                         TableError::NoPort => DropReason::NoPort,
                         TableError::HostLimit => DropReason::HostLimit,
-                    };
-                    return Err(self.answer(
-                        ip,
-                        Side::Inside,
-                        icmp_type::DEST_UNREACHABLE,
-                        unreachable::ADMIN_PROHIBITED,
-                        0,
-                        why,
-                    ));
+                    }))
                 }
             },
         };
