@@ -44,6 +44,7 @@ pub mod table;
 pub mod tcp_state;
 pub mod time;
 pub mod timeouts;
+mod v6;
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;

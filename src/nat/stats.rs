@@ -31,6 +31,8 @@ drop_reasons! {
     Jumbogram => "jumbogram",
     BadExtensionHeader => "bad-extension-header",
     RoutingType0 => "routing-header-type-0",
+    UdpZeroChecksum => "udp-zero-checksum",
+    LinkLocal => "link-local",
     SpoofedSource => "spoofed-source",
     MartianSource => "martian-source",
     SourceRoute => "source-route",
@@ -67,6 +69,7 @@ impl From<WireError> for DropReason {
             WireError::Jumbogram => DropReason::Jumbogram,
             WireError::BadExtensionHeader => DropReason::BadExtensionHeader,
             WireError::RoutingType0 => DropReason::RoutingType0,
+            WireError::UdpZeroChecksum => DropReason::UdpZeroChecksum,
         }
     }
 }
@@ -91,21 +94,31 @@ pub struct Stats {
     pub held_syns_overflowed: u64,
     /// By reason; shown through [`Stats::drop_counts`].
     #[serde(skip)]
-    drops: [u64; DropReason::ALL.len()],
+    drops: DropCounts,
+}
+
+/// A counter per drop reason.
+#[derive(Debug, Clone, PartialEq)]
+struct DropCounts([u64; DropReason::ALL.len()]);
+
+impl Default for DropCounts {
+    fn default() -> Self {
+        DropCounts([0; DropReason::ALL.len()])
+    }
 }
 
 impl Stats {
     pub fn drops(&self, r: DropReason) -> u64 {
-        self.drops[r as usize]
+        self.drops.0[r as usize]
     }
     pub(crate) fn count(&mut self, r: DropReason) {
-        self.drops[r as usize] += 1;
+        self.drops.0[r as usize] += 1;
     }
     /// Every drop reason with a non-zero count.
     pub fn drop_counts(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
         DropReason::ALL
             .iter()
-            .map(|r| (*r, self.drops[*r as usize]))
+            .map(|r| (*r, self.drops.0[*r as usize]))
             .filter(|(_, n)| *n > 0)
     }
 }

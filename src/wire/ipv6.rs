@@ -103,6 +103,29 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
         })
     }
 
+    /// Validates `buf` as the start of an IPv6 packet quoted in an ICMPv6 error: the
+    /// payload length may exceed what is there (the error carries only the start), and
+    /// the extension headers are walked within the bytes present.
+    pub fn new_quoted(buf: T) -> Result<Self, WireError> {
+        let b = buf.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if b[0] >> 4 != 6 {
+            return Err(WireError::NotIpv6);
+        }
+        let payload_len = usize::from(u16::from_be_bytes([b[4], b[5]]));
+        let total_len = (HEADER_LEN + payload_len).min(b.len());
+        let (protocol, l4_offset, fragment) = walk(&b[..total_len], b[6])?;
+        Ok(Ipv6 {
+            buf,
+            total_len,
+            protocol,
+            l4_offset,
+            fragment,
+        })
+    }
+
     fn b(&self) -> &[u8] {
         self.buf.as_ref()
     }

@@ -40,6 +40,8 @@ pub enum WireError {
     BadExtensionHeader,
     /// An IPv6 routing header of type 0 (deprecated by RFC 5095).
     RoutingType0,
+    /// A UDP checksum of zero in IPv6, where it is mandatory (RFC 8200 section 8.1).
+    UdpZeroChecksum,
 }
 
 impl fmt::Display for WireError {
@@ -56,6 +58,7 @@ impl fmt::Display for WireError {
             WireError::Jumbogram => "jumbogram",
             WireError::BadExtensionHeader => "bad extension header chain",
             WireError::RoutingType0 => "routing header type 0",
+            WireError::UdpZeroChecksum => "UDP checksum zero in IPv6",
         };
         f.write_str(s)
     }

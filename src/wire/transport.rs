@@ -7,7 +7,7 @@
 //! checksums cover the pseudo-header, so an address change is folded in too; a UDP
 //! checksum of zero means "none" and stays zero (RFC 768).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use pnet_packet::icmp::IcmpPacket;
 use pnet_packet::tcp::TcpPacket;
@@ -15,6 +15,7 @@ use pnet_packet::udp::UdpPacket;
 
 use super::checksum;
 use super::ipv4::Ipv4;
+use super::ipv6::Ipv6;
 use super::{proto, WireError};
 
 pub use pnet_packet::tcp::TcpFlags;
@@ -178,6 +179,44 @@ impl Transport {
         }
     }
 
+    /// Parses the transport header of a complete IPv6 datagram from `src` to `dst`
+    /// (`payload`: everything after the extension headers). As [`Transport::new_checked`],
+    /// with IPv6's rules: `Protocol::Icmp` is ICMPv6, whose checksum covers the
+    /// pseudo-header (RFC 4443 section 2.3) and is verified here, and a UDP checksum of
+    /// zero is refused (RFC 8200 section 8.1).
+    pub fn new_checked_v6(
+        protocol: Protocol,
+        payload: &[u8],
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+    ) -> Result<Transport, WireError> {
+        match protocol {
+            Protocol::Icmp => {
+                if payload.len() < 8 {
+                    return Err(WireError::Truncated);
+                }
+                if !super::icmpv6::checksum_ok(src, dst, payload) {
+                    return Err(WireError::BadIcmpChecksum);
+                }
+                let id = u16::from_be_bytes([payload[4], payload[5]]);
+                Ok(Transport {
+                    protocol,
+                    src_port: id,
+                    dst_port: id,
+                    tcp_flags: 0,
+                    icmp_type: payload[0],
+                    icmp_code: payload[1],
+                    seq: 0,
+                    window: 0,
+                    payload_len: 0,
+                    wscale: None,
+                })
+            }
+            Protocol::Udp if payload.get(6..8) == Some(&[0, 0]) => Err(WireError::UdpZeroChecksum),
+            _ => Transport::new_checked(protocol, payload),
+        }
+    }
+
     /// Parses the first 8 bytes of a transport header quoted inside an ICMP error
     /// (RFC 792: "internet header + 64 bits of original data"). Nothing is verified
     /// beyond the length: the quoted datagram is truncated.
@@ -301,6 +340,54 @@ pub fn rewrite_endpoint_csum<T: AsRef<[u8]> + AsMut<[u8]>>(
     c = checksum::update16(c, old_port, port);
     if protocol == Protocol::Udp && c == 0 {
         c = 0xffff; // RFC 768: a computed zero is sent as all ones
+    }
+    l4[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// [`rewrite_endpoint_csum`] for IPv6: replaces the address and port (ICMPv6: the echo
+/// identifier) at one `end` of `ip`. There is no header checksum; the transport checksum
+/// (ICMPv6's too) covers the addresses and is updated for both changes (RFC 1624).
+pub fn rewrite_endpoint_v6<T: AsRef<[u8]> + AsMut<[u8]>>(
+    ip: &mut Ipv6<T>,
+    protocol: Protocol,
+    end: End,
+    addr: Ipv6Addr,
+    port: u16,
+    csum: Csum,
+) {
+    let old_addr = match end {
+        End::Src => ip.src(),
+        End::Dst => ip.dst(),
+    };
+    match end {
+        End::Src => ip.set_src(addr),
+        End::Dst => ip.set_dst(addr),
+    }
+    let l4 = ip.payload_mut();
+    let port_off = match (protocol, end) {
+        (Protocol::Icmp, _) => 4,
+        (_, End::Src) => 0,
+        (_, End::Dst) => 2,
+    };
+    if l4.len() < port_off + 2 {
+        return;
+    }
+    let old_port = u16::from_be_bytes([l4[port_off], l4[port_off + 1]]);
+    l4[port_off..port_off + 2].copy_from_slice(&port.to_be_bytes());
+    let c_off = protocol.checksum_offset();
+    if l4.len() < c_off + 2 {
+        return;
+    }
+    let mut c = u16::from_be_bytes([l4[c_off], l4[c_off + 1]]);
+    if csum == Csum::Partial {
+        // An uncomplemented pseudo-header sum: the address is in it, the port is not.
+        c = !checksum::update_addr_v6(!c, old_addr, addr);
+    } else {
+        c = checksum::update_addr_v6(c, old_addr, addr);
+        c = checksum::update16(c, old_port, port);
+        if protocol == Protocol::Udp && c == 0 {
+            c = 0xffff;
+        }
     }
     l4[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
 }

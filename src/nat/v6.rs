@@ -1,0 +1,624 @@
+//! NAPT66: IPv6 from the inside network to the outside address and back, as
+//! `ip6tables -t nat -A POSTROUTING -j MASQUERADE` does. The decisions are the ones IPv4
+//! takes, in the same generic code ([`Nat`] over [`Ipv6Addr`]): endpoint-independent
+//! mappings, filtering, port preservation, parity and hold, port forwards, half-open
+//! limits, TCP tracking and timeouts (RFC 4787, 5382, 5508 and 7857 apply to IPv6 NAT as
+//! they are written). What is IPv6's own is here:
+//! * the header and its extension chain ([`crate::wire::ipv6`], RFC 8200);
+//! * the hop limit, with ICMPv6 time exceeded from the router's address on the port the
+//!   packet came in by (so `traceroute6` shows the router);
+//! * "packet too big" with the next port's MTU instead of fragmentation: a router never
+//!   fragments IPv6 (RFC 8200 section 5);
+//! * ICMPv6 (RFC 4443): echo identifiers mapped like ports, errors translated with their
+//!   quoted packet rewritten, a checksum that covers the addresses;
+//! * link-local and multicast traffic (router solicitations, neighbour discovery, MLD),
+//!   which a router never forwards between its ports: counted and dropped.
+//!
+//! Fragments are not reassembled yet: they are counted and dropped (`fragment-for-router`).
+
+use std::net::Ipv6Addr;
+
+use super::outbound::OutRefused;
+use super::{DropReason, Endpoint, Instant, Nat, Session, SessionKey, Side, Step, Verdict};
+use crate::wire::icmpv6::{self, kind, unreachable};
+use crate::wire::ipv6::{next_header, Ipv6};
+use crate::wire::transport::{self, Csum, End, Protocol, TcpFlags, Transport};
+
+/// The transport protocols translated, by next-header value.
+fn protocol(next: u8) -> Option<Protocol> {
+    match next {
+        next_header::TCP => Some(Protocol::Tcp),
+        next_header::UDP => Some(Protocol::Udp),
+        next_header::ICMPV6 => Some(Protocol::Icmp),
+        _ => None,
+    }
+}
+
+/// Is `a` link-scoped (fe80::/10), so that no router forwards it?
+fn link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+impl Nat<Ipv6Addr> {
+    /// Processes one IPv6 packet read from `side` at `now`, rewriting `buf` in place.
+    /// `partial_csum`: the kernel left its TCP or UDP checksum partial (TUN offloads).
+    pub fn process(
+        &mut self,
+        side: Side,
+        buf: &mut [u8],
+        partial_csum: bool,
+        now: Instant,
+    ) -> Verdict {
+        self.clock = self.clock.max(now);
+        let csum = if partial_csum {
+            Csum::Partial
+        } else {
+            Csum::Full
+        };
+        let v = match side {
+            Side::Inside => self.outbound6(buf, csum, now),
+            Side::Outside => self.inbound6(buf, csum, now),
+        }
+        .unwrap_or_else(Verdict::Drop);
+        self.count_verdict(side, v);
+        v
+    }
+
+    /// Expires idle sessions (calling `on_expire` for each) and held SYNs at `now`.
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        on_expire: impl FnMut(&SessionKey<Ipv6Addr>, &Session),
+    ) -> usize {
+        self.clock = self.clock.max(now);
+        self.expire_held_syns_with(now, |quote, from| {
+            let q = Ipv6::new_quoted(quote).ok()?;
+            let mut packet = Vec::new();
+            icmpv6::build_error(
+                &mut packet,
+                from,
+                kind::DEST_UNREACHABLE,
+                unreachable::PORT,
+                0,
+                &q,
+            );
+            Some(packet)
+        });
+        self.table.expire(now, on_expire)
+    }
+
+    /// What a router refuses from either port first: sources that name no one host or
+    /// that cannot be where they come from (RFC 4291 section 2.5.2, RFC 6890), and
+    /// traffic scoped to the link, which is the namespace kernels' own (router
+    /// solicitations, neighbour discovery, MLD) and never crosses a router.
+    fn screen6<T: AsRef<[u8]>>(&self, side: Side, ip: &Ipv6<T>) -> Step<()> {
+        let (src, dst) = (ip.src(), ip.dst());
+        if link_local(src) || link_local(dst) || dst.is_multicast() {
+            return Err(DropReason::LinkLocal);
+        }
+        let (inside, outside) = (self.cfg.inside, self.cfg.outside);
+        let martian = src.is_unspecified()
+            || src.is_loopback()
+            || src.is_multicast()
+            || src == inside.addr
+            || src == outside.addr
+            || (side == Side::Outside && inside.contains(src));
+        if martian {
+            return Err(DropReason::MartianSource);
+        }
+        Ok(())
+    }
+
+    /// Queues an ICMPv6 error from the router's address on port `from` about `ip`, back
+    /// out of that port.
+    fn answer6<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv6<T>,
+        from: Side,
+        t: u8,
+        code: u8,
+        rest: u32,
+        why: DropReason,
+    ) -> Verdict {
+        if !icmpv6::may_answer(ip, t) || !self.allow_icmp_error(self.clock) {
+            return Verdict::Drop(why);
+        }
+        let src = match from {
+            Side::Inside => self.cfg.inside.addr,
+            Side::Outside => self.cfg.outside.addr,
+        };
+        let mut packet = Vec::with_capacity(icmpv6::MIN_MTU);
+        icmpv6::build_error(&mut packet, src, t, code, rest, ip);
+        self.queue.push_back(super::Transmit { port: from, packet });
+        Verdict::Reply(why)
+    }
+
+    /// The hop limit and the size against the MTU of the port the packet leaves by
+    /// (`egress`), made before any state is created.
+    fn forwarding_checks6<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv6<T>,
+        from: Side,
+        egress: Side,
+    ) -> Option<Verdict> {
+        if ip.hop_limit() <= 1 {
+            let why = DropReason::TtlExceeded;
+            return Some(self.answer6(ip, from, kind::TIME_EXCEEDED, 0, 0, why));
+        }
+        let mtu = self.cfg.mtu[egress.index()];
+        if ip.total_len() > mtu && self.offload.gso.is_none() {
+            let why = DropReason::TooBig;
+            return Some(self.answer6(ip, from, kind::PACKET_TOO_BIG, 0, mtu as u32, why));
+        }
+        None
+    }
+
+    /// The transport header of `ip`, with the family's checks.
+    fn transport6<T: AsRef<[u8]>>(ip: &Ipv6<T>) -> Step<Transport> {
+        let p = protocol(ip.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
+        Ok(Transport::new_checked_v6(
+            p,
+            ip.payload(),
+            ip.src(),
+            ip.dst(),
+        )?)
+    }
+
+    fn outbound6(&mut self, buf: &mut [u8], csum: Csum, now: Instant) -> Step<Verdict> {
+        let mut ip = Ipv6::new_checked(buf)?;
+        self.screen6(Side::Inside, &ip)?;
+        let (src, dst) = (ip.src(), ip.dst());
+        let local = Verdict::Local {
+            len: ip.total_len(),
+        };
+        if dst == self.cfg.inside.addr || dst == self.cfg.outside.addr {
+            return Ok(local);
+        }
+        if !self.cfg.inside.contains(src) {
+            return Err(DropReason::SpoofedSource);
+        }
+        if self.cfg.inside.contains(dst) {
+            return Err(DropReason::NotRouted);
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let t = Self::transport6(&ip)?;
+        if let Some(v) = self.forwarding_checks6(&ip, Side::Inside, Side::Outside) {
+            return Ok(v);
+        }
+        if t.protocol == Protocol::Icmp && kind::is_error(t.icmp_type) {
+            return self.outbound_error6(ip);
+        }
+        if t.protocol == Protocol::Icmp && t.icmp_type != kind::ECHO_REQUEST {
+            return Err(DropReason::UnsupportedIcmp);
+        }
+        if !t.tcp_flags_valid() {
+            return Err(DropReason::BadTcpFlags);
+        }
+        let icmp = t.protocol == Protocol::Icmp;
+        let key = SessionKey {
+            protocol: t.protocol,
+            inside: Endpoint::new(src, t.src_port),
+            remote: Endpoint::new(dst, if icmp { 0 } else { t.dst_port }),
+        };
+        let len = ip.total_len();
+        let ext = match self.out_session(key, &t, len, now) {
+            Ok(ext) => ext,
+            Err(OutRefused::Drop(why)) => return Err(why),
+            Err(OutRefused::NoRoom(why)) => {
+                let code = unreachable::ADMIN_PROHIBITED;
+                return Ok(self.answer6(&ip, Side::Inside, kind::DEST_UNREACHABLE, code, 0, why));
+            }
+        };
+        ip.decrement_hop_limit();
+        let out = self.cfg.outside.addr;
+        transport::rewrite_endpoint_v6(&mut ip, t.protocol, End::Src, out, ext, csum);
+        Ok(Verdict::Forward { len })
+    }
+
+    fn inbound6(&mut self, buf: &mut [u8], csum: Csum, now: Instant) -> Step<Verdict> {
+        let mut ip = Ipv6::new_checked(buf)?;
+        self.screen6(Side::Outside, &ip)?;
+        let (src, dst) = (ip.src(), ip.dst());
+        let local = Verdict::Local {
+            len: ip.total_len(),
+        };
+        if dst == self.cfg.inside.addr {
+            return Ok(local);
+        }
+        if dst != self.cfg.outside.addr {
+            return Err(DropReason::NotRouted);
+        }
+        if ip.is_fragment() {
+            return Err(DropReason::Fragment);
+        }
+        let Some(p) = protocol(ip.protocol()) else {
+            return Ok(local); // the router's stack answers "parameter problem"
+        };
+        let t = Transport::new_checked_v6(p, ip.payload(), src, dst)?;
+        if p == Protocol::Icmp && kind::is_error(t.icmp_type) {
+            return self.inbound_error6(ip);
+        }
+        if p == Protocol::Icmp && t.icmp_type != kind::ECHO_REPLY {
+            return Ok(local); // echo requests and the rest are for the router
+        }
+        let remote = Endpoint::new(src, if p == Protocol::Icmp { 0 } else { t.src_port });
+        let len = ip.total_len();
+        let Some(target) = self.inbound_target(p, t.dst_port, remote) else {
+            let Some(owner) = self.table.port_owner(p, t.dst_port) else {
+                return Ok(local); // nothing mapped: the router answers (RST, unreachable)
+            };
+            if !t.tcp_flags_valid() {
+                return Err(DropReason::BadTcpFlags);
+            }
+            if p == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK) {
+                self.hold_syn(ip.as_bytes(), owner, remote, now);
+                return Err(DropReason::SynHeld);
+            }
+            return Err(DropReason::Filtered);
+        };
+        if !t.tcp_flags_valid() {
+            return Err(DropReason::BadTcpFlags);
+        }
+        if let Some(v) = self.forwarding_checks6(&ip, Side::Outside, Side::Inside) {
+            return Ok(v);
+        }
+        let inside = self.inbound_session(target, p, t.dst_port, remote, &t, len, now)?;
+        ip.decrement_hop_limit();
+        transport::rewrite_endpoint_v6(&mut ip, p, End::Dst, inside.addr, inside.port, csum);
+        Ok(Verdict::Forward { len })
+    }
+
+    /// An ICMPv6 error from outside about a packet the router translated: its quoted
+    /// packet left with the outside address and an external port as its source. Both the
+    /// error's destination and the quoted source go back to the inside endpoint (RFC 5508
+    /// section 3.2, RFC 4443 section 2.4). The session is not refreshed.
+    fn inbound_error6(&mut self, mut ip: Ipv6<&mut [u8]>) -> Step<Verdict> {
+        let quoted = {
+            let q = ip.payload().get(8..).ok_or(DropReason::BadQuotedPacket)?;
+            Ipv6::new_quoted(q).map_err(|_| DropReason::BadQuotedPacket)?
+        };
+        let p = protocol(quoted.protocol()).ok_or(DropReason::BadQuotedPacket)?;
+        let qt = Transport::quoted(p, quoted.payload()).map_err(|_| DropReason::BadQuotedPacket)?;
+        if quoted.src() != self.cfg.outside.addr {
+            return Err(DropReason::IcmpErrorNoSession);
+        }
+        let remote_port = if p == Protocol::Icmp { 0 } else { qt.dst_port };
+        let remote = Endpoint::new(quoted.dst(), remote_port);
+        let key = self
+            .table
+            .peek_in(p, qt.src_port, remote)
+            .ok_or(DropReason::IcmpErrorNoSession)?;
+        if let Some(v) = self.forwarding_checks6(&ip, Side::Outside, Side::Inside) {
+            return Ok(v);
+        }
+        let len = ip.total_len();
+        let inside = key.inside;
+        // The quoted packet: its source back to the inside endpoint (its own transport
+        // checksum follows, where the quote holds it).
+        {
+            let buf = ip.payload_mut();
+            let q = &mut buf[8..];
+            if let Ok(mut quoted) = Ipv6::new_quoted(&mut *q) {
+                transport::rewrite_endpoint_v6(
+                    &mut quoted,
+                    p,
+                    End::Src,
+                    inside.addr,
+                    inside.port,
+                    Csum::Full,
+                );
+            }
+        }
+        ip.decrement_hop_limit();
+        ip.set_dst(inside.addr);
+        let (src, dst) = (ip.src(), ip.dst());
+        icmpv6::set_checksum(src, dst, ip.payload_mut());
+        self.stats.icmp_errors_translated += 1;
+        Ok(Verdict::Forward { len })
+    }
+
+    /// An ICMPv6 error from an inside host about a packet that came in through a session
+    /// (a port unreachable from a server behind a port forward, say): the quoted packet's
+    /// destination, and the error's source, become the outside address and port.
+    fn outbound_error6(&mut self, mut ip: Ipv6<&mut [u8]>) -> Step<Verdict> {
+        let quoted = {
+            let q = ip.payload().get(8..).ok_or(DropReason::BadQuotedPacket)?;
+            Ipv6::new_quoted(q).map_err(|_| DropReason::BadQuotedPacket)?
+        };
+        let p = protocol(quoted.protocol()).ok_or(DropReason::BadQuotedPacket)?;
+        let qt = Transport::quoted(p, quoted.payload()).map_err(|_| DropReason::BadQuotedPacket)?;
+        let key = SessionKey {
+            protocol: p,
+            inside: Endpoint::new(quoted.dst(), qt.dst_port),
+            remote: Endpoint::new(
+                quoted.src(),
+                if p == Protocol::Icmp { 0 } else { qt.src_port },
+            ),
+        };
+        let ext = self
+            .table
+            .peek_out(&key)
+            .map(|s| s.ext_port)
+            .ok_or(DropReason::IcmpErrorNoSession)?;
+        let len = ip.total_len();
+        let out = self.cfg.outside.addr;
+        {
+            let q = &mut ip.payload_mut()[8..];
+            if let Ok(mut quoted) = Ipv6::new_quoted(&mut *q) {
+                transport::rewrite_endpoint_v6(&mut quoted, p, End::Dst, out, ext, Csum::Full);
+            }
+        }
+        ip.decrement_hop_limit();
+        ip.set_src(out);
+        let (src, dst) = (ip.src(), ip.dst());
+        icmpv6::set_checksum(src, dst, ip.payload_mut());
+        self.stats.icmp_errors_translated += 1;
+        Ok(Verdict::Forward { len })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::nat::{NatConfig, Transmit};
+    use crate::wire::icmpv6::emit_header;
+
+    fn a(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    const CLIENT: &str = "fd00:122::101";
+    const SERVER: &str = "fd00:122::73";
+    const REMOTE: &str = "2001:db8:1::1";
+    const OUT: &str = "2001:db8:1::186";
+
+    fn nat6() -> Nat<Ipv6Addr> {
+        let v4 = NatConfig::lab();
+        Nat::new(NatConfig {
+            inside: "fd00:122::100/64".parse().unwrap(),
+            outside: "2001:db8:1::186/64".parse().unwrap(),
+            dnat: vec!["tcp:8888=[fd00:122::73]:9999".parse().unwrap()],
+            mtu: v4.mtu,
+            clamp_mss: None,
+            timeouts: v4.timeouts,
+            filtering: v4.filtering,
+            local_tcp_ports: v4.local_tcp_ports,
+            limits: v4.limits,
+            port_hold: v4.port_hold,
+            port_parity: false,
+            icmp_limit: v4.icmp_limit,
+            seed: 1,
+            max_half_open: v4.max_half_open,
+        })
+    }
+
+    /// An IPv6 packet with a transport header `l4` (checksum computed) and hop limit 64.
+    fn packet(next: u8, src: &str, dst: &str, l4: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + l4.len()];
+        emit_header(&mut p, l4.len() as u16, next, 64, a(src), a(dst));
+        p[40..].copy_from_slice(l4);
+        let off = match next {
+            next_header::TCP => 16,
+            next_header::UDP => 6,
+            _ => 2,
+        };
+        let s = crate::wire::checksum::pseudo_header_sum_v6(a(src), a(dst), next, l4.len() as u32);
+        let c = !crate::wire::checksum::fold(crate::wire::checksum::sum(&p[40..], s));
+        p[40 + off..42 + off].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Vec<u8> {
+        let mut l4 = vec![0u8; 12];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..6].copy_from_slice(&12u16.to_be_bytes());
+        l4[8..].copy_from_slice(b"data");
+        packet(next_header::UDP, src, dst, &l4)
+    }
+
+    fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+        let mut l4 = vec![0u8; 20];
+        l4[0..2].copy_from_slice(&sport.to_be_bytes());
+        l4[2..4].copy_from_slice(&dport.to_be_bytes());
+        l4[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        l4[12] = 0x50;
+        l4[13] = flags;
+        l4[14..16].copy_from_slice(&14600u16.to_be_bytes());
+        packet(next_header::TCP, src, dst, &l4)
+    }
+
+    fn echo(t: u8, src: &str, dst: &str, id: u16) -> Vec<u8> {
+        let l4 = [
+            t,
+            0,
+            0,
+            0,
+            (id >> 8) as u8,
+            id as u8,
+            0,
+            1,
+            b'p',
+            b'i',
+            b'n',
+            b'g',
+        ];
+        packet(next_header::ICMPV6, src, dst, &l4)
+    }
+
+    /// Forwards `p` from `side`; returns it rewritten, checked valid (checksum included).
+    fn fwd(nat: &mut Nat<Ipv6Addr>, side: Side, mut p: Vec<u8>) -> Vec<u8> {
+        match nat.process(side, &mut p, false, Instant::ZERO) {
+            Verdict::Forward { len } => {
+                p.truncate(len);
+                let v = Ipv6::new_checked(&p[..]).unwrap();
+                let pr = protocol(v.protocol()).unwrap();
+                Transport::new_checked_v6(pr, v.payload(), v.src(), v.dst()).unwrap();
+                let s = crate::wire::checksum::pseudo_header_sum_v6(
+                    v.src(),
+                    v.dst(),
+                    v.protocol(),
+                    v.payload().len() as u32,
+                );
+                assert_eq!(
+                    crate::wire::checksum::fold(crate::wire::checksum::sum(v.payload(), s)),
+                    0xffff,
+                    "transport checksum"
+                );
+                p
+            }
+            v => panic!("not forwarded: {v:?}"),
+        }
+    }
+
+    fn ends(p: &[u8]) -> (Ipv6Addr, u16, Ipv6Addr, u16, u8) {
+        let v = Ipv6::new_checked(p).unwrap();
+        let l4 = v.payload();
+        let w = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+        let (sp, dp) = if v.protocol() == next_header::ICMPV6 {
+            (w(4), w(4))
+        } else {
+            (w(0), w(2))
+        };
+        (v.src(), sp, v.dst(), dp, v.hop_limit())
+    }
+
+    #[test]
+    fn udp_out_and_back_through_one_mapping() {
+        let mut n = nat6();
+        let out = fwd(&mut n, Side::Inside, udp(CLIENT, 40000, REMOTE, 53));
+        assert_eq!(ends(&out), (a(OUT), 40000, a(REMOTE), 53, 63));
+        let back = fwd(&mut n, Side::Outside, udp(REMOTE, 53, OUT, 40000));
+        assert_eq!(ends(&back), (a(REMOTE), 53, a(CLIENT), 40000, 63));
+        // Address-dependent filtering: another remote is refused.
+        let mut other = udp("2001:db8:1::2", 53, OUT, 40000);
+        assert_eq!(
+            n.process(Side::Outside, &mut other, false, Instant::ZERO),
+            Verdict::Drop(DropReason::Filtered)
+        );
+        assert_eq!(n.table().len(), 1);
+    }
+
+    #[test]
+    fn a_port_forward_and_its_replies() {
+        let mut n = nat6();
+        let syn = fwd(
+            &mut n,
+            Side::Outside,
+            tcp(REMOTE, 43000, OUT, 8888, TcpFlags::SYN),
+        );
+        assert_eq!(ends(&syn), (a(REMOTE), 43000, a(SERVER), 9999, 63));
+        let synack = fwd(
+            &mut n,
+            Side::Inside,
+            tcp(SERVER, 9999, REMOTE, 43000, TcpFlags::SYN | TcpFlags::ACK),
+        );
+        assert_eq!(ends(&synack), (a(OUT), 8888, a(REMOTE), 43000, 63));
+    }
+
+    #[test]
+    fn echo_identifiers_are_mapped() {
+        let mut n = nat6();
+        let out = fwd(
+            &mut n,
+            Side::Inside,
+            echo(kind::ECHO_REQUEST, CLIENT, REMOTE, 77),
+        );
+        assert_eq!(ends(&out).0, a(OUT));
+        let back = fwd(
+            &mut n,
+            Side::Outside,
+            echo(kind::ECHO_REPLY, REMOTE, OUT, ends(&out).1),
+        );
+        assert_eq!(ends(&back), (a(REMOTE), 77, a(CLIENT), 77, 63));
+        // An echo request to the router's address is the router's.
+        let mut ping = echo(kind::ECHO_REQUEST, REMOTE, OUT, 5);
+        assert!(matches!(
+            n.process(Side::Outside, &mut ping, false, Instant::ZERO),
+            Verdict::Local { .. }
+        ));
+    }
+
+    #[test]
+    fn hop_limit_and_size_are_answered_from_the_router() {
+        let mut n = nat6();
+        let mut last_hop = udp(CLIENT, 40000, REMOTE, 33434);
+        last_hop[7] = 1;
+        let v = n.process(Side::Inside, &mut last_hop, false, Instant::ZERO);
+        assert_eq!(v, Verdict::Reply(DropReason::TtlExceeded));
+        let Some(Transmit { port, packet }) = n.poll_transmit() else {
+            panic!()
+        };
+        let e = Ipv6::new_checked(&packet[..]).unwrap();
+        assert_eq!(
+            (port, e.src(), e.dst()),
+            (Side::Inside, a("fd00:122::100"), a(CLIENT))
+        );
+        assert_eq!(e.payload()[0], kind::TIME_EXCEEDED);
+        // Too big for the outside port: "packet too big" with its MTU, never fragments.
+        let mut big = udp(CLIENT, 40000, REMOTE, 9);
+        big.resize(1600, 0);
+        big[4..6].copy_from_slice(&1560u16.to_be_bytes());
+        big[44..46].copy_from_slice(&1560u16.to_be_bytes());
+        let v = n.process(Side::Inside, &mut big, false, Instant::ZERO);
+        assert_eq!(v, Verdict::Reply(DropReason::TooBig));
+        let Some(Transmit { packet, .. }) = n.poll_transmit() else {
+            panic!()
+        };
+        let e = Ipv6::new_checked(&packet[..]).unwrap();
+        assert_eq!(e.payload()[0], kind::PACKET_TOO_BIG);
+        assert_eq!(&e.payload()[4..8], &1500u32.to_be_bytes());
+        assert!(packet.len() <= icmpv6::MIN_MTU);
+    }
+
+    #[test]
+    fn link_local_traffic_and_bad_udp_are_never_forwarded() {
+        let mut n = nat6();
+        let mut rs = echo(kind::ROUTER_SOLICITATION, "fe80::1", "ff02::2", 0);
+        assert_eq!(
+            n.process(Side::Inside, &mut rs, false, Instant::ZERO),
+            Verdict::Drop(DropReason::LinkLocal)
+        );
+        let mut zero = udp(CLIENT, 40000, REMOTE, 53);
+        zero[46] = 0;
+        zero[47] = 0;
+        assert_eq!(
+            n.process(Side::Inside, &mut zero, false, Instant::ZERO),
+            Verdict::Drop(DropReason::UdpZeroChecksum)
+        );
+        let mut spoofed = udp("fd00:999::1", 40000, REMOTE, 53);
+        assert_eq!(
+            n.process(Side::Inside, &mut spoofed, false, Instant::ZERO),
+            Verdict::Drop(DropReason::SpoofedSource)
+        );
+        assert_eq!(n.stats().drops(DropReason::LinkLocal), 1);
+    }
+
+    #[test]
+    fn an_error_from_outside_reaches_the_inside_host_with_its_quote_rewritten() {
+        let mut n = nat6();
+        let out = fwd(&mut n, Side::Inside, udp(CLIENT, 40000, REMOTE, 33434));
+        // The remote's port unreachable quotes the translated datagram.
+        let mut err = Vec::new();
+        let q = Ipv6::new_checked(&out[..]).unwrap();
+        icmpv6::build_error(
+            &mut err,
+            a(REMOTE),
+            kind::DEST_UNREACHABLE,
+            unreachable::PORT,
+            0,
+            &q,
+        );
+        let back = fwd(&mut n, Side::Outside, err);
+        let e = Ipv6::new_checked(&back[..]).unwrap();
+        assert_eq!((e.src(), e.dst()), (a(REMOTE), a(CLIENT)));
+        let inner = Ipv6::new_quoted(&e.payload()[8..]).unwrap();
+        assert_eq!(
+            (inner.src(), &inner.payload()[0..2]),
+            (a(CLIENT), &40000u16.to_be_bytes()[..])
+        );
+        assert_eq!(n.stats().icmp_errors_translated, 1);
+    }
+}
