@@ -31,6 +31,15 @@ ROUTER_OUT = "172.16.1.186"
 REMOTE = "172.16.1.1"
 REMOTE2 = "172.16.1.2"
 
+# The dual-stack lab's IPv6 addresses (Lab(dual=True)): a ULA inside, the documentation
+# prefix outside (both only ever inside the lab's namespaces).
+CLIENT6 = "fd00:122::101"
+SERVER_IN6 = "fd00:122::73"
+ROUTER_IN6 = "fd00:122::100"
+ROUTER_OUT6 = "2001:db8:1::186"
+REMOTE6 = "2001:db8:1::1"
+REMOTE26 = "2001:db8:1::2"
+
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 
@@ -96,7 +105,7 @@ def run(cmd, timeout=20, check_rc=True, **kw):
 class Lab:
     counter = 0
 
-    def __init__(self, extra_args=(), start=True, outside_mtu=None):
+    def __init__(self, extra_args=(), start=True, outside_mtu=None, dual=False):
         Lab.counter += 1
         self.prefix = f"tn{os.getpid() % 100000}x{Lab.counter}"
         self.lan = self.prefix + "lan"
@@ -107,6 +116,7 @@ class Lab:
         self.control_path = f"/tmp/{self.prefix}.sock"
         self.bg = []
         self.extra_args = tuple(extra_args)
+        self.dual = dual
         self._build(outside_mtu)
         if start:
             self.start(extra_args)
@@ -131,11 +141,19 @@ class Lab:
         if side == "lan":
             for a in (CLIENT, SERVER_IN):
                 self._ip(self.lan, "addr", "add", a + "/24", "dev", "nat-in")
+            if self.dual:
+                for a in (CLIENT6, SERVER_IN6):
+                    self._ip(self.lan, "addr", "add", a + "/64", "dev", "nat-in", "nodad")
             self._ip(self.lan, "link", "set", "nat-in", "up")
             self._ip(self.lan, "route", "add", "default", "dev", "nat-in")
+            if self.dual:
+                self._ip(self.lan, "-6", "route", "add", "default", "dev", "nat-in")
         else:
             for a in (REMOTE, REMOTE2):
                 self._ip(self.wan, "addr", "add", a + "/24", "dev", "nat-out")
+            if self.dual:
+                for a in (REMOTE6, REMOTE26):
+                    self._ip(self.wan, "addr", "add", a + "/64", "dev", "nat-out", "nodad")
             self._ip(self.wan, "link", "set", "nat-out", "up")
             # The outside hosts know nothing of the inside network (no route to it).
 
@@ -146,6 +164,7 @@ class Lab:
             "--inside-addr", ROUTER_IN + "/24",
             "--outside-tun", "nat-out", "--outside-netns", self.wan,
             "--outside-addr", ROUTER_OUT + "/24",
+            *(["--inside-addr", ROUTER_IN6 + "/64", "--outside-addr", ROUTER_OUT6 + "/64"] if self.dual else []),
             *(self.control_path if a == CONTROL else a for a in extra),
         ]
 
@@ -237,6 +256,23 @@ class Lab:
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
         self.bg.append(p)
         return p
+
+    def connect6(self, side, addr, port, timeout=3):
+        with self.ns(side):
+            s = socket.socket(socket.AF_INET6)
+            s.settimeout(timeout)
+            s.connect((addr, port))
+            return s
+
+    def listen6(self, side, addr, port, kind=socket.SOCK_STREAM):
+        with self.ns(side):
+            s = socket.socket(socket.AF_INET6, kind)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((addr, port))
+            if kind == socket.SOCK_STREAM:
+                s.listen(64)
+            s.settimeout(3)
+            return s
 
     def sock(self, side, kind=socket.SOCK_STREAM, proto=0, family=socket.AF_INET):
         with self.ns(side):

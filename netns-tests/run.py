@@ -70,7 +70,8 @@ def main():
             params = inspect.signature(fn).parameters
             if "lab" in params:
                 extra = getattr(fn, "tunnat_args", ())
-                lab = lab_class(extra_args=extra, outside_mtu=getattr(fn, "outside_mtu", None))
+                lab = lab_class(extra_args=extra, outside_mtu=getattr(fn, "outside_mtu", None),
+                                **({"dual": True} if getattr(fn, "dual", False) else {}))
                 fn(lab)
             else:
                 fn()

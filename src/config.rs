@@ -1,6 +1,7 @@
 //! The router's configuration, checked once at start: every problem is reported with a
 //! message naming the option and the value, before any device is opened.
 
+use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use crate::nat::icmp_limit::IcmpLimit;
 use crate::nat::timeouts::{
     RFC_MIN_ICMP, RFC_MIN_TCP_ESTABLISHED, RFC_MIN_TCP_TRANSITORY, RFC_MIN_UDP,
 };
-use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Limits, MssClamp, NatConfig, Timeouts};
+use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Ipv6Cidr, Limits, MssClamp, NatConfig, Timeouts};
 use crate::options::Settings;
 use crate::port::tracer::TraceFilter;
 use crate::wire::transport::Protocol;
@@ -23,6 +24,8 @@ pub struct PortConfig {
     pub netns: Option<PathBuf>,
     /// The router's address on this port, with the network's prefix.
     pub cidr: Ipv4Cidr,
+    /// Its IPv6 address and prefix, on a dual-stack router.
+    pub cidr6: Option<Ipv6Cidr>,
 }
 
 #[derive(Debug, Clone)]
@@ -30,6 +33,8 @@ pub struct Config {
     pub inside: PortConfig,
     pub outside: PortConfig,
     pub dnat: Vec<DnatRule>,
+    /// Port forwards to IPv6 inside hosts (written with the target in brackets).
+    pub dnat6: Vec<DnatRule<Ipv6Addr>>,
     /// TCP port of the policy server; 0 turns it off.
     pub policy_port: u16,
     /// Policy XML sent to clients (without the NUL).
@@ -146,6 +151,71 @@ impl Config {
                 );
             }
         }
+        match (self.inside.cidr6, self.outside.cidr6) {
+            (Some(i6), Some(o6)) => {
+                for (field, c) in [("inside_addr", i6), ("outside_addr", o6)] {
+                    let a = c.addr;
+                    if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+                        bail!("{} {c}: {a} cannot be a router address", name(field));
+                    }
+                    if a.segments()[0] & 0xffc0 == 0xfe80 {
+                        bail!(
+                            "{} {c}: a link-local address is not routed between ports",
+                            name(field)
+                        );
+                    }
+                    if c.prefix > 126 && c.prefix != 128 {
+                        bail!(
+                            "{} {c}: a /{} network has no room for hosts",
+                            name(field),
+                            c.prefix
+                        );
+                    }
+                }
+                if i6.contains(o6.addr) || o6.contains(i6.addr) {
+                    bail!(
+                        "{} {i6} and {} {o6} overlap: the two ports must be on different networks",
+                        name("inside_addr"),
+                        name("outside_addr")
+                    );
+                }
+                for (n, r) in self.dnat6.iter().enumerate() {
+                    if !i6.contains(r.target) || r.target == i6.addr {
+                        bail!(
+                            "{dnat} {r}: target {} is not a host of the inside network {i6}",
+                            r.target
+                        );
+                    }
+                    if let Some(other) = self.dnat6[..n].iter().find(|o| o.overlaps(r)) {
+                        bail!("{dnat} {r} overlaps {dnat} {other}");
+                    }
+                    if self.policy_port != 0 && r.contains(Protocol::Tcp, self.policy_port) {
+                        bail!(
+                            "{dnat} {r} covers the policy server's port {}",
+                            self.policy_port
+                        );
+                    }
+                }
+            }
+            (None, None) => {
+                if let Some(r) = self.dnat6.first() {
+                    bail!("{dnat} {r}: an IPv6 port forward needs IPv6 addresses on both ports (--inside-addr and --outside-addr, once per family)");
+                }
+            }
+            (i6, _) => bail!(
+                "{} has an IPv6 address and {} has none: give both ports one, or neither",
+                name(if i6.is_some() {
+                    "inside_addr"
+                } else {
+                    "outside_addr"
+                }),
+                name(if i6.is_some() {
+                    "outside_addr"
+                } else {
+                    "inside_addr"
+                })
+            ),
+        }
         let t = &self.timeouts;
         for (field, d) in [
             ("udp_timeout", t.udp),
@@ -248,6 +318,27 @@ impl Config {
             seed: self.seed.unwrap_or(0),
             max_half_open: self.max_half_open,
         }
+    }
+
+    /// The part of the configuration the IPv6 core needs, on a dual-stack router.
+    pub fn nat6(&self) -> Option<NatConfig<Ipv6Addr>> {
+        let v4 = self.nat();
+        Some(NatConfig {
+            inside: self.inside.cidr6?,
+            outside: self.outside.cidr6?,
+            dnat: self.dnat6.clone(),
+            mtu: v4.mtu,
+            clamp_mss: v4.clamp_mss,
+            timeouts: v4.timeouts,
+            filtering: v4.filtering,
+            local_tcp_ports: v4.local_tcp_ports,
+            limits: v4.limits,
+            port_hold: v4.port_hold,
+            port_parity: v4.port_parity,
+            icmp_limit: v4.icmp_limit,
+            seed: v4.seed ^ 0x6666_6666,
+            max_half_open: v4.max_half_open,
+        })
     }
 
     /// The README lab's router: the seed scenarios' addresses, `--dnat

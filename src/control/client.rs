@@ -57,8 +57,11 @@ pub fn call<T: DeserializeOwned>(socket: &Path, req: &Request) -> Result<T> {
 
 /// Formats rows as an aligned table.
 pub fn format_table(rows: &[Row]) -> String {
+    // Endpoint columns as wide as the widest (IPv6 endpoints are longer), at least 21.
+    let w = |f: fn(&Row) -> &str| rows.iter().map(|r| f(r).len()).max().unwrap_or(0).max(21);
+    let (wi, wo, wr) = (w(|r| &r.inside), w(|r| &r.outside), w(|r| &r.remote));
     let mut out = format!(
-        "{:<5} {:<11} {:<21} {:<21} {:<21} {:>6} {:>8} {:>13} {:>17}\n",
+        "{:<5} {:<11} {:<wi$} {:<wo$} {:<wr$} {:>6} {:>8} {:>13} {:>17}\n",
         "PROTO",
         "STATE",
         "INSIDE",
@@ -71,7 +74,7 @@ pub fn format_table(rows: &[Row]) -> String {
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<5} {:<11} {:<21} {:<21} {:<21} {:>5}s {:>7}s {:>13} {:>17}{}\n",
+            "{:<5} {:<11} {:<wi$} {:<wo$} {:<wr$} {:>5}s {:>7}s {:>13} {:>17}{}\n",
             r.proto,
             r.state,
             r.inside,

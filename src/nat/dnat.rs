@@ -37,7 +37,7 @@ impl<A: Address> DnatRule<A> {
         }
     }
 
-    pub fn overlaps(&self, other: &DnatRule) -> bool {
+    pub fn overlaps(&self, other: &DnatRule<A>) -> bool {
         self.protocol == other.protocol && self.first <= other.last && other.first <= self.last
     }
 }
@@ -135,6 +135,34 @@ impl<A: Address + FromStr> FromStr for DnatRule<A> {
             target,
             target_port: port,
         })
+    }
+}
+
+/// A port forward of either family, as `tunnat dnat` and the state file write it: the
+/// family is the target's (in brackets: IPv6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyDnat {
+    V4(DnatRule),
+    V6(DnatRule<std::net::Ipv6Addr>),
+}
+
+impl FromStr for AnyDnat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AnyDnat, String> {
+        if is_ipv6_rule(s) {
+            s.parse().map(AnyDnat::V6)
+        } else {
+            s.parse().map(AnyDnat::V4)
+        }
+    }
+}
+
+impl fmt::Display for AnyDnat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyDnat::V4(r) => r.fmt(f),
+            AnyDnat::V6(r) => r.fmt(f),
+        }
     }
 }
 

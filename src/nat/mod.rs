@@ -56,7 +56,7 @@ use reassembly::Reassembler;
 use syn_hold::HeldSyns;
 
 pub use cidr::{Cidr, Ipv4Cidr, Ipv6Cidr};
-pub use dnat::DnatRule;
+pub use dnat::{AnyDnat, DnatRule};
 pub use endpoint::{Address, Endpoint, MapKey, SessionKey};
 pub use stats::{DropReason, Stats};
 pub use syn_hold::{MAX_HELD_SYNS, SYN_HOLD};

@@ -10,6 +10,7 @@
 //! for a key of the config file ([`Settings::named`]).
 
 use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use crate::nat::timeouts::{
     DEFAULT_ICMP, DEFAULT_TCP_ESTABLISHED, DEFAULT_TCP_HALF_OPEN, DEFAULT_TCP_TRANSITORY,
     DEFAULT_UDP,
 };
-use crate::nat::{ports::PORT_HOLD, DnatRule, Filtering, Ipv4Cidr, Limits, Timeouts};
+use crate::nat::{ports::PORT_HOLD, DnatRule, Filtering, Ipv4Cidr, Ipv6Cidr, Limits, Timeouts};
 use crate::port::netns;
 use crate::services::policy::{DEFAULT_IDLE, DEFAULT_MAX_CLIENTS, DEFAULT_POLICY, DEFAULT_PORT};
 
@@ -43,8 +44,8 @@ options! {
         flag: "inside-netns", key: "inside.netns", value: "PATH",
         default: None, shown: "own namespace", restart
     }
-    /// The router's inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated.
-    inside_addr: String = Value {
+    /// The router's inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated. Once per family: add an IPv6 one (`fd00:122::100/64`) for a dual-stack router doing NAT66 (then `--outside-addr` needs one too).
+    inside_addr: Vec<String> = List {
         flag: "inside-addr", key: "inside.addr", value: "CIDR",
         default: None, shown: "required", restart
     }
@@ -58,12 +59,12 @@ options! {
         flag: "outside-netns", key: "outside.netns", value: "PATH",
         default: None, shown: "own namespace", restart
     }
-    /// The router's outside address and network, e.g. 172.16.1.186/24; every inside host appears as this address.
-    outside_addr: String = Value {
+    /// The router's outside address and network, e.g. 172.16.1.186/24; every inside host appears as this address. Once per family, as `--inside-addr` (`2001:db8:1::186/64`).
+    outside_addr: Vec<String> = List {
         flag: "outside-addr", key: "outside.addr", value: "CIDR",
         default: None, shown: "required", restart
     }
-    /// Port forwarding PROTO:PORT[-PORT]=IP[:PORT], repeatable: `tcp:8888=192.168.122.73:9999`; `udp:5000-5010=192.168.122.73` keeps the ports; `tcp:8000-8010=192.168.122.73:9000` shifts them. The target must be on the inside network; rules may not overlap. Flags replace the file's list.
+    /// Port forwarding PROTO:PORT[-PORT]=IP[:PORT], repeatable: `tcp:8888=192.168.122.73:9999`; `udp:5000-5010=192.168.122.73` keeps the ports; `tcp:8000-8010=192.168.122.73:9000` shifts them; an IPv6 target goes in brackets, `tcp:8888=[fd00:122::73]:9999`, and forwards the outside IPv6 address's port. The target must be on the inside network; rules of a family may not overlap. Flags replace the file's list.
     dnat: Vec<String> = List {
         flag: "dnat", key: "dnat", value: "RULE",
         default: None, shown: "none", reload
@@ -231,9 +232,9 @@ impl Settings {
     pub fn lab() -> Settings {
         Settings {
             inside_tun: Some("nat-in".into()),
-            inside_addr: Some("192.168.122.100/24".into()),
+            inside_addr: Some(vec!["192.168.122.100/24".into()]),
             outside_tun: Some("nat-out".into()),
-            outside_addr: Some("172.16.1.186/24".into()),
+            outside_addr: Some(vec!["172.16.1.186/24".into()]),
             dnat: Some(vec!["tcp:8888=192.168.122.73:9999".into()]),
             ..Settings::default()
         }
@@ -278,31 +279,46 @@ impl Settings {
         let port = |side: &str,
                     tun: Option<String>,
                     netns: Option<String>,
-                    addr: Option<String>| {
+                    addrs: Option<Vec<String>>| {
             let tun = tun.ok_or_else(|| {
                 anyhow!("--{side}-tun is required (or 'tun' under [{side}] in the config file)")
             })?;
-            let addr = addr.ok_or_else(|| {
-                anyhow!("--{side}-addr is required (or 'addr' under [{side}] in the config file)")
+            let named = self.named(&format!("{side}_addr"));
+            let (mut v4, mut v6) = (None, None);
+            for a in addrs.unwrap_or_default() {
+                if a.contains(':') {
+                    let c: Ipv6Cidr = a.parse().map_err(|e| anyhow!("{named}: {e}"))?;
+                    if v6.replace(c).is_some() {
+                        bail!("{named} {a}: an IPv6 address was given already (once per family)");
+                    }
+                } else {
+                    let c: Ipv4Cidr = a.parse().map_err(|e| anyhow!("{named}: {e}"))?;
+                    if v4.replace(c).is_some() {
+                        bail!("{named} {a}: an IPv4 address was given already (once per family)");
+                    }
+                }
+            }
+            let cidr = v4.ok_or_else(|| {
+                anyhow!(
+                    "--{side}-addr with an IPv4 address is required (or 'addr' under [{side}] in the config file); an IPv6-only router is not supported yet"
+                )
             })?;
-            let cidr: Ipv4Cidr = addr
-                .parse()
-                .map_err(|e| anyhow!("{}: {e}", self.named(&format!("{side}_addr"))))?;
             Ok::<_, anyhow::Error>(PortConfig {
                 tun,
                 netns: netns.as_deref().map(netns::resolve),
                 cidr,
+                cidr6: v6,
             })
         };
-        let dnat = self
-            .dnat()
-            .iter()
-            .flatten()
-            .map(|r| {
-                r.parse::<DnatRule>()
-                    .map_err(|e| anyhow!("{} {e}", self.named("dnat")))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let (mut dnat, mut dnat6) = (Vec::new(), Vec::new());
+        for r in self.dnat().iter().flatten() {
+            let bad = |e: String| anyhow!("{} {e}", self.named("dnat"));
+            if crate::nat::dnat::is_ipv6_rule(r) {
+                dnat6.push(r.parse::<DnatRule<Ipv6Addr>>().map_err(bad)?);
+            } else {
+                dnat.push(r.parse::<DnatRule>().map_err(bad)?);
+            }
+        }
         let policy = match self.policy_file() {
             Some(p) => std::fs::read(&p)
                 .with_context(|| format!("{} {}", self.named("policy_file"), p.display()))?,
@@ -351,6 +367,7 @@ impl Settings {
                 self.outside_addr(),
             )?,
             dnat,
+            dnat6,
             policy_port: self.policy_port().unwrap_or_default(),
             policy,
             policy_idle: Duration::from_secs_f64(idle),
@@ -582,7 +599,7 @@ udp = 30
         // The same value written out is no change.
         b.mtu = Some(1500);
         reloadable(&old, &b.resolve().unwrap()).unwrap();
-        b.outside_addr = Some("172.16.1.187/24".into());
+        b.outside_addr = Some(vec!["172.16.1.187/24".into()]);
         b.mtu = Some(1400);
         let e = reloadable(&old, &b.resolve().unwrap())
             .unwrap_err()
@@ -616,6 +633,87 @@ udp = 30
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), OPTIONS.len(), "keys are unique");
+    }
+
+    #[test]
+    fn dual_stack_addresses_once_per_family_and_ipv6_port_forwards() {
+        let c = flags(&[
+            "--inside-tun",
+            "a",
+            "--outside-tun",
+            "b",
+            "--inside-addr",
+            "192.168.122.100/24",
+            "--inside-addr",
+            "fd00:122::100/64",
+            "--outside-addr",
+            "172.16.1.186/24",
+            "--outside-addr",
+            "2001:db8:1::186/64",
+            "--dnat",
+            "tcp:8888=[fd00:122::73]:9999",
+            "--dnat",
+            "tcp:8888=192.168.122.73:9999",
+        ])
+        .resolve()
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.inside.cidr6.unwrap().to_string(), "fd00:122::100/64");
+        assert_eq!((c.dnat.len(), c.dnat6.len()), (1, 1));
+        let n6 = c.nat6().unwrap();
+        assert_eq!(
+            n6.outside.addr,
+            "2001:db8:1::186".parse::<Ipv6Addr>().unwrap()
+        );
+        // The file may give one address as a string, or both as a list.
+        let f = Settings::from_toml(
+            "[inside]\naddr = [\"192.168.122.100/24\", \"fd00:122::100/64\"]\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(f.inside_addr.map(|v| v.len()), Some(2));
+        let base = [
+            "--inside-tun",
+            "a",
+            "--outside-tun",
+            "b",
+            "--outside-addr",
+            "172.16.1.186/24",
+        ];
+        let err = |extra: &[&str]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            match flags(&a).resolve() {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().unwrap_err().to_string(),
+            }
+        };
+        let e = err(&[
+            "--inside-addr",
+            "192.168.122.100/24",
+            "--inside-addr",
+            "10.0.0.1/8",
+        ]);
+        assert!(e.contains("an IPv4 address was given already"), "{e}");
+        let e = err(&["--inside-addr", "fd00:122::100/64"]);
+        assert!(e.contains("IPv6-only router is not supported yet"), "{e}");
+        let e = err(&[
+            "--inside-addr",
+            "192.168.122.100/24",
+            "--inside-addr",
+            "fd00:122::100/64",
+        ]);
+        assert!(
+            e.contains("--inside-addr has an IPv6 address and --outside-addr has none"),
+            "{e}"
+        );
+        let e = err(&[
+            "--inside-addr",
+            "192.168.122.100/24",
+            "--dnat",
+            "tcp:1=[fd00::1]",
+        ]);
+        assert!(e.contains("needs IPv6 addresses on both ports"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! ([`super::local`]: ping, RST, port unreachable, the policy server behind the 843 gate)
 //! and the counters ([`super::Counters`]).
 
+use std::net::Ipv6Addr;
 use std::rc::Rc;
 
 use anyhow::{anyhow, Result};
@@ -20,7 +21,8 @@ use super::state::RouterState;
 use crate::config::Config;
 use crate::control::proto::{Message, Request, Response, Row, Rules, Sessions};
 use crate::nat::{
-    DnatRule, DropReason, Instant, Nat, NatConfig, Session, SessionKey, Side, Transmit, Verdict,
+    Address, AnyDnat, DropReason, Endpoint, Instant, Nat, NatConfig, Session, SessionKey, Side,
+    Transmit, Verdict,
 };
 use crate::wire::offload::{Offload, Unsupported};
 use crate::wire::transport::{icmp_type, Protocol};
@@ -32,8 +34,12 @@ fn smol(t: Instant) -> SmolInstant {
     SmolInstant::from_millis(t.millis() as i64)
 }
 
-/// Is `p` an IPv4 ICMP error message?
+/// Is `p` an ICMP (IPv4) or ICMPv6 error message? (The local stack sends no extension
+/// headers.)
 fn is_icmp_error(p: &[u8]) -> bool {
+    if p.first().is_some_and(|b| b >> 4 == 6) {
+        return p.get(6) == Some(&58) && p.get(40).is_some_and(|t| *t < 128);
+    }
     let ihl = usize::from(p.first().map_or(0, |b| b & 0x0f)) * 4;
     p.first().is_some_and(|b| b >> 4 == 4)
         && p.get(9) == Some(&1)
@@ -56,14 +62,16 @@ type SnapshotVersion = (u64, usize);
 pub struct Router {
     cfg: Config,
     nat: Nat,
+    /// The IPv6 core, on a dual-stack router (NAT66).
+    nat6: Option<Nat<Ipv6Addr>>,
     locals: [LocalStack; 2],
     io: IoCounters,
     control: ControlCounters,
     /// The last table snapshot, and the (sessions created, sessions) it was taken at.
-    snapshot: Option<(SnapshotVersion, Rc<[SessionKey]>)>,
+    snapshot: Option<(SnapshotVersion, SnapshotKeys)>,
     /// Port forwards added with `tunnat dnat add` (also in `cfg.dnat`): kept across a
     /// reload, and saved in the state file.
-    runtime_dnat: Vec<DnatRule>,
+    runtime_dnat: Vec<AnyDnat>,
 }
 
 impl Router {
@@ -71,11 +79,13 @@ impl Router {
     /// port when the inside one is taken, the local stacks' sequence numbers).
     pub fn new(cfg: Config, now: Instant, seed: u64) -> Router {
         let mtus = cfg.port_mtus();
-        let local = |own, other, mtu, salt: u64| {
+        let local = |own, other, own6, other6, mtu, salt: u64| {
             LocalStack::new(
                 &LocalConfig {
                     own,
                     other,
+                    own6,
+                    other6,
                     mtu,
                     policy_port: cfg.policy_port,
                     policy: &cfg.policy,
@@ -87,11 +97,31 @@ impl Router {
             )
         };
         let locals = [
-            local(cfg.inside.cidr, cfg.outside.cidr, mtus[0], 0),
-            local(cfg.outside.cidr, cfg.inside.cidr, mtus[1], 0x5bd1_e995),
+            local(
+                cfg.inside.cidr,
+                cfg.outside.cidr,
+                cfg.inside.cidr6,
+                cfg.outside.cidr6,
+                mtus[0],
+                0,
+            ),
+            local(
+                cfg.outside.cidr,
+                cfg.inside.cidr,
+                cfg.outside.cidr6,
+                cfg.inside.cidr6,
+                mtus[1],
+                0x5bd1_e995,
+            ),
         ];
         Router {
             nat: Nat::new(NatConfig { seed, ..cfg.nat() }),
+            nat6: cfg.nat6().map(|c| {
+                Nat::new(NatConfig {
+                    seed: seed.rotate_left(32),
+                    ..c
+                })
+            }),
             cfg,
             locals,
             io: IoCounters::default(),
@@ -120,17 +150,48 @@ impl Router {
         offload: Result<Offload, Unsupported>,
         now: Instant,
     ) -> Option<InPlace> {
-        let i = port.index();
         match port {
             Side::Inside => self.io.read_inside += 1,
             Side::Outside => self.io.read_outside += 1,
+        }
+        if buf.first().is_some_and(|b| b >> 4 == 6) {
+            if let Some(n6) = &mut self.nat6 {
+                // IPv6 segmentation offload is not translated; partial checksums are.
+                let off = match offload {
+                    Ok(o) if o.gso.is_none() => o,
+                    _ => {
+                        n6.count_drop(DropReason::BadOffload);
+                        log::debug!("{}: dropped (bad-offload)", port.name());
+                        return None;
+                    }
+                };
+                let v = n6.process(port, buf, off.csum.is_some(), now);
+                if let (Verdict::Local { len }, Some(p)) = (v, off.csum) {
+                    // The router's own stack checks every checksum: finish it, as a NIC would.
+                    crate::wire::offload::complete(&mut buf[..len], p);
+                }
+                return self.verdict(port, v, buf, off, now);
+            }
         }
         let Ok(mut off) = offload else {
             self.nat.count_drop(DropReason::BadOffload);
             log::debug!("{}: dropped (bad-offload)", port.name());
             return None;
         };
-        match self.nat.process_offload(port, buf, now, &mut off) {
+        let v = self.nat.process_offload(port, buf, now, &mut off);
+        self.verdict(port, v, buf, off, now)
+    }
+
+    /// What to do with a packet the NAT core of either family decided on.
+    fn verdict(
+        &mut self,
+        port: Side,
+        v: Verdict,
+        buf: &[u8],
+        off: Offload,
+        now: Instant,
+    ) -> Option<InPlace> {
+        match v {
             Verdict::Forward { len } => Some(InPlace {
                 port: port.other(),
                 len,
@@ -142,7 +203,7 @@ impl Router {
                 offload: off,
             }),
             Verdict::Local { len } => {
-                self.locals[i].deliver(&buf[..len], smol(now));
+                self.locals[port.index()].deliver(&buf[..len], smol(now));
                 None
             }
             Verdict::Reply(why) => {
@@ -162,6 +223,9 @@ impl Router {
     /// packet or a timer of its is waiting; forwarded traffic alone costs it nothing.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(t) = self.nat.poll_transmit() {
+            return Some(t);
+        }
+        if let Some(t) = self.nat6.as_mut().and_then(Nat::poll_transmit) {
             return Some(t);
         }
         for round in 0..2 {
@@ -197,7 +261,13 @@ impl Router {
             .iter()
             .filter_map(|l| l.due)
             .map(|d| Instant::from_millis(d.total_millis().max(0) as u64));
-        self.nat.poll_timeout().into_iter().chain(locals).min()
+        let nat6 = self.nat6.as_ref().and_then(Nat::poll_timeout);
+        self.nat
+            .poll_timeout()
+            .into_iter()
+            .chain(nat6)
+            .chain(locals)
+            .min()
     }
 
     /// Expires what is due at `now`; what that makes comes from [`Router::poll_transmit`].
@@ -212,6 +282,18 @@ impl Router {
                 now.since(s.last_seen)
             );
         });
+        if let Some(n6) = &mut self.nat6 {
+            n6.handle_timeout(now, |k, s| {
+                log::debug!(
+                    "expired {} {} -> {} via :{} idle {:?}",
+                    k.protocol.name(),
+                    k.inside,
+                    k.remote,
+                    s.ext_port,
+                    now.since(s.last_seen)
+                );
+            });
+        }
     }
 
     /// Answers a control request. `load` reads the configuration again for `reload` (the
@@ -229,7 +311,9 @@ impl Router {
             })),
             Request::Stats => Ok(Response::Counters(Box::new(self.counters()))),
             Request::DnatList => Ok(Response::Rules(Rules {
-                rules: self.cfg.dnat.iter().map(|r| r.to_string()).collect(),
+                rules: (self.cfg.dnat.iter().map(|r| r.to_string()))
+                    .chain(self.cfg.dnat6.iter().map(|r| r.to_string()))
+                    .collect(),
                 runtime: self.runtime_dnat.iter().map(|r| r.to_string()).collect(),
             })),
             Request::DnatAdd { rule } => self.dnat_add(&rule).map(|()| Response::Done),
@@ -253,9 +337,12 @@ impl Router {
     }
 
     fn dnat_add(&mut self, rule: &str) -> Result<()> {
-        let r: DnatRule = rule.parse().map_err(|e| anyhow!("{e}"))?;
+        let r: AnyDnat = rule.parse().map_err(|e| anyhow!("{e}"))?;
         let mut new = self.cfg.clone();
-        new.dnat.push(r);
+        match r {
+            AnyDnat::V4(r) => new.dnat.push(r),
+            AnyDnat::V6(r) => new.dnat6.push(r),
+        }
         new.validate()?;
         log::info!("dnat add {r}");
         self.runtime_dnat.push(r);
@@ -264,11 +351,14 @@ impl Router {
     }
 
     fn dnat_del(&mut self, rule: &str) -> Result<()> {
-        let r: DnatRule = rule.parse().map_err(|e| anyhow!("{e}"))?;
+        let r: AnyDnat = rule.parse().map_err(|e| anyhow!("{e}"))?;
         let mut new = self.cfg.clone();
-        let before = new.dnat.len();
-        new.dnat.retain(|x| *x != r);
-        if new.dnat.len() == before {
+        let before = new.dnat.len() + new.dnat6.len();
+        match r {
+            AnyDnat::V4(r) => new.dnat.retain(|x| *x != r),
+            AnyDnat::V6(r) => new.dnat6.retain(|x| *x != r),
+        }
+        if new.dnat.len() + new.dnat6.len() == before {
             return Err(anyhow!("no dnat rule {r}"));
         }
         log::info!("dnat del {r}");
@@ -305,14 +395,16 @@ impl Router {
 
     /// Adds the port forwards added at run time to `new`'s (those not already there).
     fn with_runtime_dnat(&self, new: &mut Config) -> Result<()> {
-        let configured = new.dnat.len();
+        let configured = new.dnat.len() + new.dnat6.len();
         for r in &self.runtime_dnat {
-            if !new.dnat.contains(r) {
-                new.dnat.push(*r);
+            match r {
+                AnyDnat::V4(r) if !new.dnat.contains(r) => new.dnat.push(*r),
+                AnyDnat::V6(r) if !new.dnat6.contains(r) => new.dnat6.push(*r),
+                _ => {}
             }
         }
         new.validate().map_err(|e| {
-            if new.dnat.len() > configured {
+            if new.dnat.len() + new.dnat6.len() > configured {
                 anyhow!("{e:#} (with the rules added by `tunnat dnat add`: {}; remove them first with `tunnat dnat del`)",
                     self.runtime_dnat.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "))
             } else {
@@ -374,6 +466,9 @@ impl Router {
 
     fn apply(&mut self, new: Config) {
         self.nat.reconfigure(new.nat());
+        if let (Some(n6), Some(c6)) = (&mut self.nat6, new.nat6()) {
+            n6.reconfigure(c6);
+        }
         for l in &mut self.locals {
             l.set_policy(&new.policy, new.policy_idle);
         }
@@ -413,6 +508,7 @@ impl Router {
         io.local_queue_overflows = self.locals.iter().map(|l| l.dev.overflows).sum();
         Counters {
             nat: NatCounters::of(&self.nat),
+            nat6: self.nat6.as_ref().map(NatCounters::of),
             io,
             control: self.control,
             policy: SIDES
@@ -432,23 +528,40 @@ impl Router {
         self.control.requests += 1;
     }
 
-    /// The session table as rows, most recently used first.
+    /// The session table as rows, most recently used first (IPv4, then IPv6).
     pub fn table_rows(&self, now: Instant) -> Vec<Row> {
-        let table = self.nat.table();
-        table.sessions().map(|(k, s)| self.row(k, s, now)).collect()
+        let v4 = self
+            .nat
+            .table()
+            .sessions()
+            .map(|(k, s)| row(&self.nat, k, s, now));
+        let v6 = self
+            .nat6
+            .iter()
+            .flat_map(|n| n.table().sessions().map(move |(k, s)| row(n, k, s, now)));
+        v4.chain(v6).collect()
     }
 
     /// The session table's keys as of now, for a table answered in pieces
-    /// ([`Router::table_rows_at`]): 14 bytes a session, where rows would take a hundred.
-    /// Requests made while no session has come or gone share one snapshot, so 32 clients
-    /// asking at once cost one copy of the keys, not 32.
+    /// ([`Router::table_rows_at`]): 14 bytes an IPv4 session, where rows would take a
+    /// hundred. Requests made while no session has come or gone share one snapshot, so
+    /// 32 clients asking at once cost one copy of the keys, not 32.
     pub fn table_snapshot(&mut self) -> TableCursor {
         let t = self.nat.table();
-        let version = (t.stats.sessions_created, t.len());
+        let (c6, n6) = self.nat6.as_ref().map_or((0, 0), |n| {
+            (n.table().stats.sessions_created, n.table().len())
+        });
+        let version = (t.stats.sessions_created + c6, t.len() + n6);
         let keys = match &self.snapshot {
             Some((v, keys)) if *v == version => keys.clone(),
             _ => {
-                let keys: Rc<[SessionKey]> = t.sessions().map(|(k, _)| *k).collect();
+                let v4: Rc<[SessionKey]> = t.sessions().map(|(k, _)| *k).collect();
+                let v6: Rc<[SessionKey<Ipv6Addr>]> = self
+                    .nat6
+                    .iter()
+                    .flat_map(|n| n.table().sessions().map(|(k, _)| *k))
+                    .collect();
+                let keys = (v4, v6);
                 self.snapshot = Some((version, keys.clone()));
                 keys
             }
@@ -463,44 +576,62 @@ impl Router {
     /// The next (at most) `n` rows of a snapshot. A session gone since the snapshot is
     /// left out, as with `conntrack -L` on a live table.
     pub fn table_rows_at(&self, cursor: &mut TableCursor, n: usize, now: Instant) -> Vec<Row> {
-        let table = self.nat.table();
-        let end = (cursor.pos + n).min(cursor.keys.len());
-        let rows: Vec<Row> = cursor.keys[cursor.pos..end]
-            .iter()
-            .filter_map(|k| table.peek_out(k).map(|s| self.row(k, s, now)))
-            .collect();
+        let (v4, v6) = (&cursor.keys.0, &cursor.keys.1);
+        let end = (cursor.pos + n).min(v4.len() + v6.len());
+        let mut rows = Vec::with_capacity(end - cursor.pos);
+        for i in cursor.pos..end {
+            let r = match (v4.get(i), &self.nat6) {
+                (Some(k), _) => self
+                    .nat
+                    .table()
+                    .peek_out(k)
+                    .map(|s| row(&self.nat, k, s, now)),
+                (None, Some(n6)) => {
+                    let k = &v6[i - v4.len()];
+                    n6.table().peek_out(k).map(|s| row(n6, k, s, now))
+                }
+                (None, None) => None,
+            };
+            rows.extend(r);
+        }
         cursor.pos = end;
         cursor.rows += rows.len();
         rows
     }
+}
 
-    fn row(&self, k: &SessionKey, s: &Session, now: Instant) -> Row {
-        let outside = self.cfg.outside.cidr.addr;
-        let table = self.nat.table();
-        Row {
-            proto: k.protocol.name().to_string(),
-            state: if k.protocol == Protocol::Tcp {
-                s.tcp.name().to_string()
-            } else {
-                "-".to_string()
-            },
-            inside: k.inside.to_string(),
-            outside: format!("{outside}:{}", s.ext_port),
-            remote: k.remote.to_string(),
-            dnat: s.dnat,
-            idle_s: now.since(s.last_seen).as_secs(),
-            timeout_s: table.timeout_of(k.protocol, s).as_secs(),
-            packets_out: s.packets[0],
-            packets_in: s.packets[1],
-            bytes_out: s.bytes[0],
-            bytes_in: s.bytes[1],
-        }
+/// One session as `tunnat table` shows it.
+fn row<A: Address>(nat: &Nat<A>, k: &SessionKey<A>, s: &Session, now: Instant) -> Row
+where
+    Endpoint<A>: std::fmt::Display,
+{
+    let table = nat.table();
+    Row {
+        proto: k.protocol.name().to_string(),
+        state: if k.protocol == Protocol::Tcp {
+            s.tcp.name().to_string()
+        } else {
+            "-".to_string()
+        },
+        inside: k.inside.to_string(),
+        outside: Endpoint::new(nat.config().outside.addr, s.ext_port).to_string(),
+        remote: k.remote.to_string(),
+        dnat: s.dnat,
+        idle_s: now.since(s.last_seen).as_secs(),
+        timeout_s: table.timeout_of(k.protocol, s).as_secs(),
+        packets_out: s.packets[0],
+        packets_in: s.packets[1],
+        bytes_out: s.bytes[0],
+        bytes_in: s.bytes[1],
     }
 }
 
+/// The keys of a table snapshot: IPv4 sessions, then IPv6.
+type SnapshotKeys = (Rc<[SessionKey]>, Rc<[SessionKey<Ipv6Addr>]>);
+
 /// Where a session table answered in pieces has got to.
 pub struct TableCursor {
-    keys: Rc<[SessionKey]>,
+    keys: SnapshotKeys,
     pos: usize,
     rows: usize,
 }
@@ -512,6 +643,6 @@ impl TableCursor {
     }
 
     pub fn is_done(&self) -> bool {
-        self.pos >= self.keys.len()
+        self.pos >= self.keys.0.len() + self.keys.1.len()
     }
 }

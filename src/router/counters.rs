@@ -7,13 +7,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::nat::table::TableStats;
-use crate::nat::{Nat, Side, Stats};
+use crate::nat::{Address, Nat, Side, Stats};
 use crate::services::policy::PolicyStats;
 
 /// All the router's counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
     pub nat: NatCounters,
+    /// The IPv6 core's, on a dual-stack router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat6: Option<NatCounters>,
     pub io: IoCounters,
     pub control: ControlCounters,
     /// The policy server on each port, when it is on.
@@ -77,7 +80,7 @@ pub struct PolicyCounters {
 }
 
 impl NatCounters {
-    pub fn of(nat: &Nat) -> NatCounters {
+    pub fn of<A: Address>(nat: &Nat<A>) -> NatCounters {
         let s = nat.stats();
         let t = nat.table();
         let r = nat.reassembler();

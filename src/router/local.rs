@@ -14,10 +14,11 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use crate::nat::Ipv4Cidr;
+use crate::nat::{Ipv4Cidr, Ipv6Cidr};
 use crate::port::bridge::QueueDevice;
 use crate::services::policy::PolicyServer;
 use crate::wire::ipv4::{Check, Ipv4};
+use crate::wire::ipv6::Ipv6;
 use crate::wire::transport::{Protocol, TcpFlags, Transport};
 
 /// What a local stack needs to know.
@@ -26,6 +27,9 @@ pub struct LocalConfig<'a> {
     pub own: Ipv4Cidr,
     /// The other port's address (answered here too, as a /32).
     pub other: Ipv4Cidr,
+    /// This port's and the other port's IPv6 addresses, on a dual-stack router.
+    pub own6: Option<Ipv6Cidr>,
+    pub other6: Option<Ipv6Cidr>,
     pub mtu: usize,
     /// The policy server's port, 0 for off.
     pub policy_port: u16,
@@ -57,11 +61,21 @@ impl LocalStack {
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(own.addr), own.prefix));
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(other.addr), 32));
+            if let Some(o6) = c.own6 {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv6(o6.addr), o6.prefix));
+            }
+            if let Some(x6) = c.other6 {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv6(x6.addr), 128));
+            }
         });
         // Replies to any remote leave through this port: a default route. On an IP-medium
         // device the gateway is never resolved, so any address on the network will do.
         let gw = std::net::Ipv4Addr::from((u32::from(own.addr) & own.mask()) | 1);
         let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        if let Some(o6) = c.own6 {
+            let gw6 = std::net::Ipv6Addr::from(u128::from(o6.network()) | 1);
+            let _ = iface.routes_mut().add_default_ipv6_route(gw6);
+        }
         let mut sockets = SocketSet::new(Vec::new());
         let policy = (c.policy_port != 0).then(|| {
             PolicyServer::new(
@@ -147,14 +161,24 @@ impl LocalStack {
     }
 }
 
-/// Is `pkt` a TCP SYN (opening, not SYN-ACK) to `port`?
+/// Is `pkt` (IPv4 or IPv6) a TCP SYN (opening, not SYN-ACK) to `port`?
 fn syn_to(pkt: &[u8], port: u16) -> bool {
-    let Ok(ip) = Ipv4::new_checked(pkt, Check::Full) else {
-        return false;
+    let tcp = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+        match Ipv6::new_checked(pkt) {
+            Ok(ip) if ip.protocol() == 6 && !ip.is_fragment() => {
+                Transport::new_checked(Protocol::Tcp, ip.payload()).ok()
+            }
+            _ => None,
+        }
+    } else {
+        match Ipv4::new_checked(pkt, Check::Full) {
+            Ok(ip) if ip.protocol() == 6 && !ip.is_fragment() => {
+                Transport::new_checked(Protocol::Tcp, ip.payload()).ok()
+            }
+            _ => None,
+        }
     };
-    ip.protocol() == 6
-        && !ip.is_fragment()
-        && Transport::new_checked(Protocol::Tcp, ip.payload()).is_ok_and(|t| {
-            t.dst_port == port && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
-        })
+    tcp.is_some_and(|t| {
+        t.dst_port == port && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
+    })
 }

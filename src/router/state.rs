@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::nat::state::{NatState, SavedHold, SavedSession};
-use crate::nat::{DnatRule, Ipv4Cidr};
+use crate::nat::{AnyDnat, Ipv4Cidr};
 
 /// What the header's `format` says.
 pub const FORMAT: &str = "tunnat-state";
@@ -60,8 +60,8 @@ pub struct RouterState {
     /// The router's addresses when saved: the sessions belong to them.
     pub inside: Ipv4Cidr,
     pub outside: Ipv4Cidr,
-    /// Port forwards added at run time.
-    pub dnat: Vec<DnatRule>,
+    /// Port forwards added at run time, of either family.
+    pub dnat: Vec<AnyDnat>,
     pub nat: NatState,
 }
 
@@ -144,7 +144,7 @@ impl RouterState {
             .dnat
             .iter()
             .map(|r| r.parse().map_err(|e| format!("line {n}: {e}")))
-            .collect::<Result<Vec<DnatRule>, String>>()?;
+            .collect::<Result<Vec<AnyDnat>, String>>()?;
         let mut nat = NatState::default();
         for _ in 0..head.sessions {
             let (n, l) = next("a session")?;

@@ -200,6 +200,7 @@ fn v4(e: Option<IpEndpoint>) -> (Ipv4Addr, u16) {
     let e = e.expect("connected");
     match e.addr {
         IpAddress::Ipv4(a) => (a, e.port),
+        IpAddress::Ipv6(a) => panic!("an IPv6 endpoint {a}"),
     }
 }
 
@@ -474,7 +475,7 @@ fn reload_applies_at_once_and_refuses_what_needs_a_restart() {
     lab.run(3);
     assert_eq!(lab.outside.sock(client).state(), tcp::State::Closed);
     let mut s = Config::lab().settings;
-    s.outside_addr = Some("172.16.1.187/24".into());
+    s.outside_addr = Some(vec!["172.16.1.187/24".into()]);
     let moved = s.resolve().unwrap();
     let r = lab
         .router
@@ -596,7 +597,7 @@ fn connections_carry_on_through_a_restart_with_the_saved_state() {
     assert_eq!(r.runtime, ["udp:5000=192.168.122.73"]);
     // No state for another router's addresses.
     let mut s = Config::lab().settings;
-    s.outside_addr = Some("172.16.1.187/24".into());
+    s.outside_addr = Some(vec!["172.16.1.187/24".into()]);
     let mut other = Router::new(s.resolve().unwrap(), start, 1);
     let state = state::RouterState::decode(&bytes, 65536).unwrap();
     let e = other.restore_state(state, start, saved_at).unwrap_err();
