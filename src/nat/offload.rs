@@ -4,7 +4,10 @@
 //! needs no update and a changed address is applied by the RFC 1624 rule
 //! ([`crate::wire::offload`]).
 
-use super::{DropReason, Instant, Nat, Side, Verdict};
+use std::net::Ipv6Addr;
+
+use super::{Address, DropReason, Instant, Nat, Side, Verdict};
+use crate::wire::ipv6::Ipv6;
 use crate::wire::offload::{self, Gso, Offload};
 use crate::wire::transport::Csum;
 
@@ -49,7 +52,9 @@ impl Nat {
         };
         v
     }
+}
 
+impl<A: Address> Nat<A> {
     /// What the transport checksum field of the packet being processed holds.
     pub(super) fn csum(&self) -> Csum {
         match self.offload.csum {
@@ -57,6 +62,61 @@ impl Nat {
             None => Csum::Full,
         }
     }
+}
+
+impl Nat<Ipv6Addr> {
+    /// [`Nat::process_offload`] for IPv6: a partial checksum kept on an unfragmented TCP
+    /// or UDP datagram whose checksum field is where the kernel says (after any extension
+    /// headers), TSO6 and USO super-packets forwarded whole.
+    pub fn process_offload(
+        &mut self,
+        side: Side,
+        buf: &mut [u8],
+        now: Instant,
+        off: &mut Offload,
+    ) -> Verdict {
+        if let Some(p) = off.csum {
+            if !partial_translatable6(buf, p, off.gso) {
+                if off.gso.is_some() || !offload::complete(buf, p) {
+                    *off = Offload::NONE;
+                    self.stats.count(DropReason::BadOffload);
+                    return Verdict::Drop(DropReason::BadOffload);
+                }
+                off.csum = None;
+            }
+        }
+        self.offload = *off;
+        let v = self.process(side, buf, now);
+        let state = std::mem::replace(&mut self.offload, Offload::NONE);
+        *off = match v {
+            Verdict::Forward { .. } | Verdict::Hairpin { .. } => state,
+            Verdict::Local { len } => {
+                if let Some(p) = state.csum {
+                    offload::complete(&mut buf[..len], p);
+                }
+                Offload::NONE
+            }
+            _ => Offload::NONE,
+        };
+        v
+    }
+}
+
+/// [`partial_translatable`] for an IPv6 packet: the transport header is found after the
+/// extension headers.
+fn partial_translatable6(buf: &[u8], p: offload::Partial, gso: Option<Gso>) -> bool {
+    let Ok(ip) = Ipv6::new_checked(buf) else {
+        return false;
+    };
+    let (offset, gso_kind) = match ip.protocol() {
+        6 => (16, offload::GSO_TCPV6),
+        17 => (6, offload::GSO_UDP_L4),
+        _ => return false,
+    };
+    ip.fragment().is_none()
+        && usize::from(p.start) == ip.l4_offset()
+        && p.offset == offset
+        && gso.is_none_or(|g| g.kind & !offload::GSO_ECN == gso_kind && g.size > 0)
 }
 
 /// Can a packet whose checksum the kernel left partial (`p`) be translated as it is? It

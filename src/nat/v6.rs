@@ -40,21 +40,11 @@ fn link_local(a: Ipv6Addr) -> bool {
 }
 
 impl Nat<Ipv6Addr> {
-    /// Processes one IPv6 packet read from `side` at `now`, rewriting `buf` in place.
-    /// `partial_csum`: the kernel left its TCP or UDP checksum partial (TUN offloads).
-    pub fn process(
-        &mut self,
-        side: Side,
-        buf: &mut [u8],
-        partial_csum: bool,
-        now: Instant,
-    ) -> Verdict {
+    /// Processes one IPv6 packet read from `side` at `now`, rewriting `buf` in place
+    /// (a packet read with offloads goes through [`Nat::process_offload`]).
+    pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
         self.clock = self.clock.max(now);
-        let csum = if partial_csum {
-            Csum::Partial
-        } else {
-            Csum::Full
-        };
+        let csum = self.csum();
         let v = match side {
             Side::Inside => self.outbound6(buf, csum, now),
             Side::Outside => self.inbound6(buf, csum, now),
@@ -146,7 +136,16 @@ impl Nat<Ipv6Addr> {
             return Some(self.answer6(ip, from, kind::TIME_EXCEEDED, 0, 0, why));
         }
         let mtu = self.cfg.mtu[egress.index()];
-        if ip.total_len() > mtu && self.offload.gso.is_none() {
+        // A super-packet: what counts is the size of the segments it will be cut into.
+        let size = match self.offload.gso {
+            Some(g) => {
+                ip.l4_offset()
+                    + super::gso_l4_header_len(ip.protocol(), ip.payload())
+                    + usize::from(g.size)
+            }
+            None => ip.total_len(),
+        };
+        if size > mtu {
             let why = DropReason::TooBig;
             return Some(self.answer6(ip, from, kind::PACKET_TOO_BIG, 0, mtu as u32, why));
         }
@@ -450,7 +449,7 @@ mod test {
 
     /// Forwards `p` from `side`; returns it rewritten, checked valid (checksum included).
     fn fwd(nat: &mut Nat<Ipv6Addr>, side: Side, mut p: Vec<u8>) -> Vec<u8> {
-        match nat.process(side, &mut p, false, Instant::ZERO) {
+        match nat.process(side, &mut p, Instant::ZERO) {
             Verdict::Forward { len } => {
                 p.truncate(len);
                 let v = Ipv6::new_checked(&p[..]).unwrap();
@@ -495,7 +494,7 @@ mod test {
         // Address-dependent filtering: another remote is refused.
         let mut other = udp("2001:db8:1::2", 53, OUT, 40000);
         assert_eq!(
-            n.process(Side::Outside, &mut other, false, Instant::ZERO),
+            n.process(Side::Outside, &mut other, Instant::ZERO),
             Verdict::Drop(DropReason::Filtered)
         );
         assert_eq!(n.table().len(), 1);
@@ -536,7 +535,7 @@ mod test {
         // An echo request to the router's address is the router's.
         let mut ping = echo(kind::ECHO_REQUEST, REMOTE, OUT, 5);
         assert!(matches!(
-            n.process(Side::Outside, &mut ping, false, Instant::ZERO),
+            n.process(Side::Outside, &mut ping, Instant::ZERO),
             Verdict::Local { .. }
         ));
     }
@@ -546,7 +545,7 @@ mod test {
         let mut n = nat6();
         let mut last_hop = udp(CLIENT, 40000, REMOTE, 33434);
         last_hop[7] = 1;
-        let v = n.process(Side::Inside, &mut last_hop, false, Instant::ZERO);
+        let v = n.process(Side::Inside, &mut last_hop, Instant::ZERO);
         assert_eq!(v, Verdict::Reply(DropReason::TtlExceeded));
         let Some(Transmit { port, packet }) = n.poll_transmit() else {
             panic!()
@@ -562,7 +561,7 @@ mod test {
         big.resize(1600, 0);
         big[4..6].copy_from_slice(&1560u16.to_be_bytes());
         big[44..46].copy_from_slice(&1560u16.to_be_bytes());
-        let v = n.process(Side::Inside, &mut big, false, Instant::ZERO);
+        let v = n.process(Side::Inside, &mut big, Instant::ZERO);
         assert_eq!(v, Verdict::Reply(DropReason::TooBig));
         let Some(Transmit { packet, .. }) = n.poll_transmit() else {
             panic!()
@@ -578,19 +577,19 @@ mod test {
         let mut n = nat6();
         let mut rs = echo(kind::ROUTER_SOLICITATION, "fe80::1", "ff02::2", 0);
         assert_eq!(
-            n.process(Side::Inside, &mut rs, false, Instant::ZERO),
+            n.process(Side::Inside, &mut rs, Instant::ZERO),
             Verdict::Drop(DropReason::LinkLocal)
         );
         let mut zero = udp(CLIENT, 40000, REMOTE, 53);
         zero[46] = 0;
         zero[47] = 0;
         assert_eq!(
-            n.process(Side::Inside, &mut zero, false, Instant::ZERO),
+            n.process(Side::Inside, &mut zero, Instant::ZERO),
             Verdict::Drop(DropReason::UdpZeroChecksum)
         );
         let mut spoofed = udp("fd00:999::1", 40000, REMOTE, 53);
         assert_eq!(
-            n.process(Side::Inside, &mut spoofed, false, Instant::ZERO),
+            n.process(Side::Inside, &mut spoofed, Instant::ZERO),
             Verdict::Drop(DropReason::SpoofedSource)
         );
         assert_eq!(n.stats().drops(DropReason::LinkLocal), 1);

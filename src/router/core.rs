@@ -156,20 +156,12 @@ impl Router {
         }
         if buf.first().is_some_and(|b| b >> 4 == 6) {
             if let Some(n6) = &mut self.nat6 {
-                // IPv6 segmentation offload is not translated; partial checksums are.
-                let off = match offload {
-                    Ok(o) if o.gso.is_none() => o,
-                    _ => {
-                        n6.count_drop(DropReason::BadOffload);
-                        log::debug!("{}: dropped (bad-offload)", port.name());
-                        return None;
-                    }
+                let Ok(mut off) = offload else {
+                    n6.count_drop(DropReason::BadOffload);
+                    log::debug!("{}: dropped (bad-offload)", port.name());
+                    return None;
                 };
-                let v = n6.process(port, buf, off.csum.is_some(), now);
-                if let (Verdict::Local { len }, Some(p)) = (v, off.csum) {
-                    // The router's own stack checks every checksum: finish it, as a NIC would.
-                    crate::wire::offload::complete(&mut buf[..len], p);
-                }
+                let v = n6.process_offload(port, buf, now, &mut off);
                 return self.verdict(port, v, buf, off, now);
             }
         }

@@ -23,6 +23,8 @@ pub const VNET_HDR_LEN: usize = 10;
 const F_NEEDS_CSUM: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
 pub const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+pub const GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_UDP_L4` (USO).
 pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN`, or-ed into the type when the segments carry CWR.
@@ -38,7 +40,7 @@ pub struct Partial {
 /// Segmentation the receiver of a super-packet will do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Gso {
-    /// `GSO_TCPV4` or `GSO_UDP_L4`, possibly with `GSO_ECN`.
+    /// `GSO_TCPV4`, `GSO_TCPV6` or `GSO_UDP_L4`, possibly with `GSO_ECN`.
     pub kind: u8,
     /// Payload bytes per segment (the MSS for TCP).
     pub size: u16,
@@ -53,8 +55,8 @@ pub struct Offload {
     pub gso: Option<Gso>,
 }
 
-/// A header this router cannot handle (an IPv6 or unknown GSO type, or no checksum offset
-/// with GSO).
+/// A header this router cannot handle (an unknown GSO type, or no checksum offset with
+/// GSO).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unsupported;
 
@@ -73,7 +75,7 @@ impl Offload {
         });
         let gso = match h[1] & !GSO_ECN {
             0 => None,
-            GSO_TCPV4 | GSO_UDP_L4 if csum.is_some() => Some(Gso {
+            GSO_TCPV4 | GSO_TCPV6 | GSO_UDP_L4 if csum.is_some() => Some(Gso {
                 kind: h[1],
                 size: u16_at(4),
                 hdr_len: u16_at(2),
@@ -142,8 +144,14 @@ mod test {
         assert_eq!(Offload::parse(&o.emit()), Ok(o));
         assert_eq!(Offload::parse(&[0; VNET_HDR_LEN]), Ok(Offload::NONE));
         let mut v6 = o.emit();
-        v6[1] = 4; // GSO_TCPV6
-        assert_eq!(Offload::parse(&v6), Err(Unsupported));
+        v6[1] = GSO_TCPV6;
+        assert_eq!(
+            Offload::parse(&v6).map(|o| o.gso.map(|g| g.kind)),
+            Ok(Some(GSO_TCPV6))
+        );
+        let mut unknown = o.emit();
+        unknown[1] = 3; // GSO_UDP (UFO), which no kernel sends any more
+        assert_eq!(Offload::parse(&unknown), Err(Unsupported));
     }
 
     #[test]
