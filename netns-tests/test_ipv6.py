@@ -5,9 +5,10 @@ families (Lab(dual=True)): inside fd00:122::/64, outside 2001:db8:1::/64."""
 
 import json
 import socket
+import struct
 import time
 
-from harness import (CONTROL, REMOTE, REMOTE6, REMOTE26, ROUTER_IN6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN6,
+from harness import (CLIENT6, CONTROL, REMOTE6, REMOTE26, ROUTER_IN6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN6,
                      check, eq, recv_all, refused, serve_tcp, tunnat_args)
 
 DNAT6 = "tcp:8888=[fd00:122::73]:9999"
@@ -162,3 +163,112 @@ def test_bulk_tcp_over_ipv6_with_offloads_goes_through_whole(lab):
 def test_bulk_tcp_over_ipv6_without_offloads(lab):
     got = iperf6(lab)
     check(got > 20_000_000, f"only {got} bytes in 2 s")
+
+
+# -- hostile IPv6 -------------------------------------------------------------------------
+def _csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def ip6(src, dst, nxt, payload, plen=None, hop=64):
+    plen = len(payload) if plen is None else plen
+    return (struct.pack("!IHBB", 0x60000000, plen, nxt, hop) + socket.inet_pton(socket.AF_INET6, src)
+            + socket.inet_pton(socket.AF_INET6, dst) + payload)
+
+
+def l4_6(src, dst, nxt, seg, at):
+    """`seg` with its checksum (at offset `at`) over the IPv6 pseudo-header."""
+    pseudo = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+              + struct.pack("!IxxxB", len(seg), nxt))
+    c = _csum(pseudo + seg)
+    return seg[:at] + struct.pack("!H", c) + seg[at + 2:]
+
+
+def udp6(src, dst, sport, dport, data, zero=False):
+    seg = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    return seg if zero else l4_6(src, dst, 17, seg, 6)
+
+
+def tcp6(src, dst, sport, dport, flags):
+    return l4_6(src, dst, 6, struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 0x50, flags, 8192, 0, 0), 16)
+
+
+def icmp6(src, dst, t, rest, bad=False):
+    seg = l4_6(src, dst, 58, struct.pack("!BBH", t, 0, 0) + rest, 2)
+    return seg[:2] + bytes([seg[2] ^ 0xFF]) + seg[3:] if bad else seg
+
+
+def opts(nxt):
+    return bytes([nxt, 0, 1, 4, 0, 0, 0, 0])
+
+
+def corpus6(src, dst, dport):
+    """(name, packet, drop reason) for IPv6 packets from `src` to `dst`."""
+    good = udp6(src, dst, 40000, dport, b"corpus")
+    chain = b"".join(opts(60) for _ in range(9)) + opts(17)
+    return [
+        ("truncated fixed header", ip6(src, dst, 17, good)[:30], "truncated"),
+        ("payload length past the end", ip6(src, dst, 17, good, plen=200), "bad-total-length"),
+        ("jumbogram (payload length 0)", ip6(src, dst, 0, good, plen=0), "jumbogram"),
+        ("ten destination options", ip6(src, dst, 60, chain + good), "bad-extension-header"),
+        ("hop-by-hop not first", ip6(src, dst, 60, opts(0) + opts(17) + good), "bad-extension-header"),
+        ("routing header type 0", ip6(src, dst, 43, bytes([17, 0, 0, 0, 0, 0, 0, 0]) + good),
+         "routing-header-type-0"),
+        ("extension header past the end", ip6(src, dst, 60, bytes([17, 9, 0, 0])), "bad-extension-header"),
+        ("UDP checksum zero", ip6(src, dst, 17, udp6(src, dst, 40001, dport, b"z", zero=True)), "udp-zero-checksum"),
+        ("ICMPv6 bad checksum", ip6(src, dst, 58, icmp6(src, dst, 128, b"\x12\x34\x00\x01ping", bad=True)),
+         "bad-icmp-checksum"),
+        ("a fragment", ip6(src, dst, 44, bytes([17, 0, 0, 9, 0, 0, 0, 7]) + good), "fragment-for-router"),
+        ("TCP NULL scan", ip6(src, dst, 6, tcp6(src, dst, 41000, dport, 0)), "bad-tcp-flags"),
+        ("link-local source", ip6("fe80::9", dst, 17, udp6("fe80::9", dst, 1, dport, b"")), "link-local"),
+    ]
+
+
+@dual
+@tunnat_args("--control", CONTROL, "--dnat", DNAT6)
+def test_hostile_ipv6_is_counted_and_dropped_while_traffic_flows(lab):
+    rounds = 10
+    u = lab.listen6("wan", REMOTE6, 7000, kind=socket.SOCK_DGRAM)
+    with lab.ns("lan"):
+        c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        c.settimeout(2)
+    inside = corpus6(CLIENT6, REMOTE6, 9)
+    inside.append(("spoofed source", ip6("fd00:999::1", REMOTE6, 17, udp6("fd00:999::1", REMOTE6, 1, 9, b"")),
+                   "spoofed-source"))
+    outside = corpus6(REMOTE6, ROUTER_OUT6, 8888)
+    outside.append(("an inside address from outside", ip6(SERVER_IN6, ROUTER_OUT6, 6, tcp6(
+        SERVER_IN6, ROUTER_OUT6, 41000, 8888, 2)), "martian-source"))
+    outside.append(("multicast source", ip6("ff02::1", ROUTER_OUT6, 17, udp6("ff02::1", ROUTER_OUT6, 1, 8888, b"")),
+                    "martian-source"))
+    drops0 = lab.stats()["nat6"]["drops"]
+    senders = []
+    for side, dev in (("lan", "nat-in"), ("wan", "nat-out")):
+        lab.sh(side, ["ip", "link", "set", dev, "txqueuelen", "10000"])
+        with lab.ns(side):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
+        senders.append((s, dev, inside if side == "lan" else outside))
+    for _ in range(rounds):
+        for s, dev, items in senders:
+            for _, pkt, _ in items:
+                s.sendto(pkt, (dev, 0x86DD))
+        c.sendto(b"during", (REMOTE6, 7000))
+        data, peer = u.recvfrom(100)
+        eq(data, b"during", "UDP over IPv6 during the corpus")
+    time.sleep(0.3)
+    got = lab.stats()["nat6"]["drops"]
+    want = {}
+    for items in (inside, outside):
+        for _, _, reason in items:
+            want[reason] = want.get(reason, 0) + rounds
+    for reason, n in sorted(want.items()):
+        delta = got.get(reason, 0) - drops0.get(reason, 0)
+        if reason == "link-local":  # the namespaces' kernels send their own, too
+            check(delta >= n, f"{reason}: {delta} counted, {n} sent")
+        else:
+            eq(delta, n, f"drops counted as {reason}")
+    check(lab.proc.poll() is None, "tunnat still running")
