@@ -12,6 +12,7 @@ use std::str::FromStr;
 use super::{Crossing, Observer};
 use crate::nat::Side;
 use crate::wire::ipv4::{Check, Ipv4, FLAG_DF, FLAG_MF};
+use crate::wire::ipv6::Ipv6;
 use crate::wire::transport::Protocol;
 
 /// Which packets a trace shows: `tcp`, `udp`, `icmp`, or `tcp:PORT` / `udp:PORT`
@@ -55,16 +56,28 @@ impl FromStr for TraceFilter {
 
 impl TraceFilter {
     fn matches(&self, pkt: &[u8]) -> bool {
-        let Ok(ip) = Ipv4::new_checked(pkt, Check::Quoted) else {
-            return false;
+        let (protocol, start, end) = if pkt.first().is_some_and(|b| b >> 4 == 6) {
+            let Ok(ip) = Ipv6::new_quoted(pkt) else {
+                return false;
+            };
+            let p = match ip.protocol() {
+                58 => Protocol::Icmp.number(),
+                p => p,
+            };
+            (p, ip.l4_offset(), ip.total_len())
+        } else {
+            let Ok(ip) = Ipv4::new_checked(pkt, Check::Quoted) else {
+                return false;
+            };
+            (ip.protocol(), ip.header_len(), ip.total_len())
         };
-        if ip.protocol() != self.protocol.number() {
+        let l4 = &pkt[start..end];
+        if protocol != self.protocol.number() {
             return false;
         }
         match self.port {
             None => true,
             Some(port) => {
-                let l4 = ip.payload();
                 l4.len() >= 4
                     && (u16::from_be_bytes([l4[0], l4[1]]) == port
                         || u16::from_be_bytes([l4[2], l4[3]]) == port)
@@ -107,9 +120,13 @@ impl<W: Write> Observer for Tracer<W> {
     }
 }
 
-/// Appends the kernel LOG target's description of IPv4 packet `pkt` to `s`
-/// (`nf_log_dump_ipv4_packet` with default flags). `quoted`: inside an ICMP error.
+/// Appends the kernel LOG target's description of packet `pkt` to `s`
+/// (`nf_log_dump_ipv4_packet` or, for IPv6, `dump_ipv6_packet`, with default flags).
+/// `quoted`: inside an ICMP error.
 pub fn log_format(s: &mut String, pkt: &[u8], quoted: bool) {
+    if pkt.len() >= 40 && pkt[0] >> 4 == 6 {
+        return log_format_v6(s, pkt, quoted);
+    }
     let ip = match Ipv4::new_checked(pkt, if quoted { Check::Quoted } else { Check::Full }) {
         Ok(ip) => ip,
         Err(_) if pkt.len() >= 20 && pkt[0] >> 4 == 4 => {
@@ -151,47 +168,8 @@ pub fn log_format(s: &mut String, pkt: &[u8], quoted: bool) {
     }
     let l4 = ip.payload();
     match Protocol::from_number(f.protocol) {
-        Some(Protocol::Tcp) => {
-            s.push_str("PROTO=TCP ");
-            if l4.len() < 20 {
-                let _ = write!(s, "INCOMPLETE [{} bytes] ", l4.len());
-                return;
-            }
-            let w = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
-            let _ = write!(
-                s,
-                "SPT={} DPT={} WINDOW={} RES=0x{:02x} ",
-                w(0),
-                w(2),
-                w(14),
-                (l4[12] & 0x0f) << 2
-            );
-            let flags = l4[13];
-            for (bit, name) in [
-                (0x80, "CWR "),
-                (0x40, "ECE "),
-                (0x20, "URG "),
-                (0x10, "ACK "),
-                (0x08, "PSH "),
-                (0x04, "RST "),
-                (0x02, "SYN "),
-                (0x01, "FIN "),
-            ] {
-                if flags & bit != 0 {
-                    s.push_str(name);
-                }
-            }
-            let _ = write!(s, "URGP={} ", w(18));
-        }
-        Some(Protocol::Udp) => {
-            s.push_str("PROTO=UDP ");
-            if l4.len() < 8 {
-                let _ = write!(s, "INCOMPLETE [{} bytes] ", l4.len());
-                return;
-            }
-            let w = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
-            let _ = write!(s, "SPT={} DPT={} LEN={} ", w(0), w(2), w(4));
-        }
+        Some(Protocol::Tcp) => log_tcp(s, l4),
+        Some(Protocol::Udp) => log_udp(s, l4),
         Some(Protocol::Icmp) => {
             s.push_str("PROTO=ICMP ");
             if l4.len() < 4 {
@@ -230,6 +208,131 @@ pub fn log_format(s: &mut String, pkt: &[u8], quoted: bool) {
             let _ = write!(s, "PROTO={} ", f.protocol);
         }
     }
+}
+
+/// The IPv6 line, as `ip6tables -j LOG` writes it: `LEN= TC= HOPLIMIT= FLOWLBL=`, a
+/// fragment header's offset, then the transport header as for IPv4 (ICMPv6 as
+/// `PROTO=ICMPv6`).
+fn log_format_v6(s: &mut String, pkt: &[u8], quoted: bool) {
+    let ip = if quoted {
+        Ipv6::new_quoted(pkt)
+    } else {
+        Ipv6::new_checked(pkt)
+    };
+    let ip = match ip {
+        Ok(ip) => ip,
+        Err(e) => {
+            let _ = write!(s, "SRC=? DST=? LEN={} ({e}) ", pkt.len());
+            return;
+        }
+    };
+    let _ = write!(
+        s,
+        "SRC={} DST={} LEN={} TC={} HOPLIMIT={} FLOWLBL={} ",
+        ip.src(),
+        ip.dst(),
+        40 + usize::from(u16::from_be_bytes([pkt[4], pkt[5]])),
+        ip.traffic_class(),
+        ip.hop_limit(),
+        ip.flow_label()
+    );
+    if let Some(f) = ip.fragment() {
+        let _ = write!(s, "FRAG:{} ", f.offset * 8);
+        if f.more {
+            s.push_str("INCOMPLETE ");
+        }
+        let _ = write!(s, "ID:{:08x} ", f.ident);
+        if f.offset != 0 {
+            let _ = write!(s, "PROTO={} ", ip.protocol());
+            return;
+        }
+    }
+    let l4 = ip.payload();
+    match ip.protocol() {
+        6 => log_tcp(s, l4),
+        17 => log_udp(s, l4),
+        58 => {
+            s.push_str("PROTO=ICMPv6 ");
+            if l4.len() < 8 {
+                let _ = write!(s, "INCOMPLETE [{} bytes] ", l4.len());
+                return;
+            }
+            let (t, c) = (l4[0], l4[1]);
+            let _ = write!(s, "TYPE={t} CODE={c} ");
+            let w = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+            match t {
+                128 | 129 => {
+                    let _ = write!(s, "ID={} SEQ={} ", w(4), w(6));
+                }
+                1..=4 if !quoted => {
+                    if t == 4 {
+                        let _ = write!(
+                            s,
+                            "POINTER={:08x} ",
+                            u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]])
+                        );
+                    }
+                    s.push('[');
+                    log_format(s, &l4[8..], true);
+                    s.push_str("] ");
+                    if t == 2 {
+                        let _ = write!(
+                            s,
+                            "MTU={} ",
+                            u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]])
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        p => {
+            let _ = write!(s, "PROTO={p} ");
+        }
+    }
+}
+
+fn log_tcp(s: &mut String, l4: &[u8]) {
+    s.push_str("PROTO=TCP ");
+    if l4.len() < 20 {
+        let _ = write!(s, "INCOMPLETE [{} bytes] ", l4.len());
+        return;
+    }
+    let w = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+    let _ = write!(
+        s,
+        "SPT={} DPT={} WINDOW={} RES=0x{:02x} ",
+        w(0),
+        w(2),
+        w(14),
+        (l4[12] & 0x0f) << 2
+    );
+    let flags = l4[13];
+    for (bit, name) in [
+        (0x80, "CWR "),
+        (0x40, "ECE "),
+        (0x20, "URG "),
+        (0x10, "ACK "),
+        (0x08, "PSH "),
+        (0x04, "RST "),
+        (0x02, "SYN "),
+        (0x01, "FIN "),
+    ] {
+        if flags & bit != 0 {
+            s.push_str(name);
+        }
+    }
+    let _ = write!(s, "URGP={} ", w(18));
+}
+
+fn log_udp(s: &mut String, l4: &[u8]) {
+    s.push_str("PROTO=UDP ");
+    if l4.len() < 8 {
+        let _ = write!(s, "INCOMPLETE [{} bytes] ", l4.len());
+        return;
+    }
+    let w = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+    let _ = write!(s, "SPT={} DPT={} LEN={} ", w(0), w(2), w(4));
 }
 
 fn proto_name(p: u8) -> String {
@@ -317,9 +420,44 @@ mod test {
     }
 
     #[test]
+    fn ipv6_lines_follow_ip6tables_log() {
+        let src: std::net::Ipv6Addr = "fd00:122::101".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+        let mut p = vec![0u8; 48];
+        crate::wire::icmpv6::emit_header(&mut p, 8, 17, 64, src, dst);
+        p[1] = 0x0a; // flow label 0xa0000 ... low nibble of the first byte is TC's
+        p[40..42].copy_from_slice(&40000u16.to_be_bytes());
+        p[42..44].copy_from_slice(&53u16.to_be_bytes());
+        p[44..46].copy_from_slice(&8u16.to_be_bytes());
+        let mut s = String::new();
+        log_format(&mut s, &p, false);
+        assert_eq!(
+            s,
+            "SRC=fd00:122::101 DST=2001:db8:1::1 LEN=48 TC=0 HOPLIMIT=64 FLOWLBL=655360 \
+             PROTO=UDP SPT=40000 DPT=53 LEN=8 "
+        );
+        // An ICMPv6 error shows its quote; the filter sees the protocol.
+        let q = crate::wire::ipv6::Ipv6::new_checked(&p[..]).unwrap();
+        let mut e = Vec::new();
+        crate::wire::icmpv6::build_error(&mut e, "fd00:122::100".parse().unwrap(), 2, 0, 1280, &q);
+        let mut s = String::new();
+        log_format(&mut s, &e, false);
+        assert!(
+            s.contains("PROTO=ICMPv6 TYPE=2 CODE=0 [SRC=fd00:122::101"),
+            "{s}"
+        );
+        assert!(s.ends_with("] MTU=1280 "), "{s}");
+        assert!("udp:53".parse::<TraceFilter>().unwrap().matches(&p));
+        assert!("icmp".parse::<TraceFilter>().unwrap().matches(&e));
+    }
+
+    #[test]
     fn garbage_is_described_not_panicked_on() {
         let mut s = String::new();
         log_format(&mut s, &[0x60, 0, 0], false);
         assert_eq!(s, "NOT-IPV4 LEN=3 ");
+        let mut s = String::new();
+        log_format(&mut s, &[0x60; 45], false);
+        assert!(s.starts_with("SRC=? DST=? LEN=45 ("), "{s}");
     }
 }
