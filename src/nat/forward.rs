@@ -134,8 +134,7 @@ impl Nat {
             MssClamp::Fixed(n) => n,
             MssClamp::Mtu => (self.mtu(egress) - 40) as u16,
         };
-        let (src, dst) = (ip.src(), ip.dst());
-        transport::clamp_mss(ip.payload_mut(), src, dst, max, self.csum());
+        transport::clamp_mss(ip.payload_mut(), max, self.csum());
     }
 
     /// RFC 1812 forwarding checks, made before any state is created: TTL, then the size

@@ -3,11 +3,11 @@
 //! rule, or another host's mapping its filter admits). The packet is translated as if it
 //! had left and come back in, so the target sees the external address and port.
 
-use super::{DropReason, Endpoint, Instant, Nat, SessionKey, Step, Verdict};
+use super::{Address, DropReason, Endpoint, Instant, Nat, SessionKey, Step, Verdict};
 use crate::wire::ipv4::Ipv4;
 use crate::wire::transport::{self, End, Protocol, Transport};
 
-impl Nat {
+impl<A: Address> Nat<A> {
     /// Would a packet from inside to the router's outside address and `port` reach a
     /// host (RFC 4787 REQ-9 hairpinning) rather than the router itself?
     pub(super) fn hairpin_target_exists(&self, protocol: Protocol, port: u16) -> bool {
@@ -15,7 +15,9 @@ impl Nat {
             && (self.cfg.dnat.iter().any(|r| r.contains(protocol, port))
                 || self.table.port_in_use(protocol, port))
     }
+}
 
+impl Nat {
     /// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): an inside host sent to the router's
     /// outside address. The packet is translated as if it had left (source becomes the
     /// outside address and the host's external port) and come back in (destination becomes

@@ -19,7 +19,9 @@
 use std::net::Ipv6Addr;
 
 use super::outbound::OutRefused;
-use super::{DropReason, Endpoint, Instant, Nat, Session, SessionKey, Side, Step, Verdict};
+use super::{
+    DropReason, Endpoint, Instant, MssClamp, Nat, Session, SessionKey, Side, Step, Verdict,
+};
 use crate::wire::icmpv6::{self, kind, unreachable};
 use crate::wire::ipv6::{next_header, Ipv6};
 use crate::wire::transport::{self, Csum, End, Protocol, TcpFlags, Transport};
@@ -170,8 +172,27 @@ impl Nat<Ipv6Addr> {
         let local = Verdict::Local {
             len: ip.total_len(),
         };
-        if dst == self.cfg.inside.addr || dst == self.cfg.outside.addr {
+        if dst == self.cfg.inside.addr {
             return Ok(local);
+        }
+        if dst == self.cfg.outside.addr {
+            let hairpin = protocol(ip.protocol())
+                .filter(|_| !ip.is_fragment())
+                .and_then(|p| Transport::new_checked_v6(p, ip.payload(), src, dst).ok())
+                .filter(|t| self.hairpin_target_exists(t.protocol, t.dst_port));
+            let Some(t) = hairpin else {
+                return Ok(local); // for the router itself
+            };
+            if !self.cfg.inside.contains(src) {
+                return Err(DropReason::SpoofedSource);
+            }
+            if !t.tcp_flags_valid() {
+                return Err(DropReason::BadTcpFlags);
+            }
+            if let Some(v) = self.forwarding_checks6(&ip, Side::Inside, Side::Inside) {
+                return Ok(v);
+            }
+            return self.hairpin6(ip, t, csum, now);
         }
         if !self.cfg.inside.contains(src) {
             return Err(DropReason::SpoofedSource);
@@ -213,7 +234,63 @@ impl Nat<Ipv6Addr> {
         ip.decrement_hop_limit();
         let out = self.cfg.outside.addr;
         transport::rewrite_endpoint_v6(&mut ip, t.protocol, End::Src, out, ext, csum);
+        self.clamp_mss6(&mut ip, &t, Side::Outside);
         Ok(Verdict::Forward { len })
+    }
+
+    /// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8), as for IPv4: translated as if it had
+    /// left and come back in, and sent back out of the inside port.
+    fn hairpin6(
+        &mut self,
+        mut ip: Ipv6<&mut [u8]>,
+        t: Transport,
+        csum: Csum,
+        now: Instant,
+    ) -> Step<Verdict> {
+        let outside = self.cfg.outside.addr;
+        let p = t.protocol;
+        let key = SessionKey {
+            protocol: p,
+            inside: Endpoint::new(ip.src(), t.src_port),
+            remote: Endpoint::new(outside, t.dst_port),
+        };
+        let len = ip.total_len();
+        let ext = match self.out_session(key, &t, len, now) {
+            Ok(ext) => ext,
+            Err(OutRefused::Drop(why)) => return Err(why),
+            Err(OutRefused::NoRoom(why)) => {
+                let code = unreachable::ADMIN_PROHIBITED;
+                return Ok(self.answer6(&ip, Side::Inside, kind::DEST_UNREACHABLE, code, 0, why));
+            }
+        };
+        let remote = Endpoint::new(outside, ext);
+        let target = self
+            .inbound_target(p, t.dst_port, remote)
+            .ok_or(DropReason::NoSession)?;
+        let inside = self.inbound_session(target, p, t.dst_port, remote, &t, len, now)?;
+        ip.decrement_hop_limit();
+        transport::rewrite_endpoint_v6(&mut ip, p, End::Src, outside, ext, csum);
+        transport::rewrite_endpoint_v6(&mut ip, p, End::Dst, inside.addr, inside.port, csum);
+        self.clamp_mss6(&mut ip, &t, Side::Inside);
+        self.stats.hairpinned += 1;
+        Ok(Verdict::Hairpin { len })
+    }
+
+    /// MSS clamping of a translated SYN leaving through `egress` (RFC 4459 section 3.2):
+    /// `mtu` clamps to the port's MTU less 60 bytes of IPv6 and TCP headers.
+    fn clamp_mss6(&self, ip: &mut Ipv6<&mut [u8]>, t: &Transport, egress: Side) {
+        let Some(clamp) = self.cfg.clamp_mss else {
+            return;
+        };
+        if t.protocol != Protocol::Tcp || !t.has_flag(TcpFlags::SYN) {
+            return;
+        }
+        let max = match clamp {
+            MssClamp::Fixed(n) => n,
+            MssClamp::Mtu => (self.cfg.mtu[egress.index()].saturating_sub(60)) as u16,
+        };
+        let csum = self.csum();
+        transport::clamp_mss(ip.payload_mut(), max, csum);
     }
 
     fn inbound6(&mut self, buf: &mut [u8], csum: Csum, now: Instant) -> Step<Verdict> {
@@ -266,6 +343,7 @@ impl Nat<Ipv6Addr> {
         let inside = self.inbound_session(target, p, t.dst_port, remote, &t, len, now)?;
         ip.decrement_hop_limit();
         transport::rewrite_endpoint_v6(&mut ip, p, End::Dst, inside.addr, inside.port, csum);
+        self.clamp_mss6(&mut ip, &t, Side::Inside);
         Ok(Verdict::Forward { len })
     }
 
@@ -515,6 +593,35 @@ mod test {
             tcp(SERVER, 9999, REMOTE, 43000, TcpFlags::SYN | TcpFlags::ACK),
         );
         assert_eq!(ends(&synack), (a(OUT), 8888, a(REMOTE), 43000, 63));
+    }
+
+    #[test]
+    fn hairpinning_to_the_port_forward_and_mss_clamping() {
+        let mut n = nat6();
+        let mut syn = tcp(CLIENT, 41000, OUT, 8888, TcpFlags::SYN);
+        let v = n.process(Side::Inside, &mut syn, Instant::ZERO);
+        let Verdict::Hairpin { len } = v else {
+            panic!("{v:?}")
+        };
+        syn.truncate(len);
+        // The server sees the outside address and the client's external port.
+        assert_eq!(ends(&syn), (a(OUT), 41000, a(SERVER), 9999, 63));
+        assert_eq!(n.stats().hairpinned, 1);
+        // Clamping: a SYN with MSS 1440 leaves with the outside MTU's 1500 - 60.
+        let mut m = nat6();
+        m.cfg.clamp_mss = Some(MssClamp::Mtu);
+        let mut l4 = vec![0u8; 24];
+        l4[0..2].copy_from_slice(&42000u16.to_be_bytes());
+        l4[2..4].copy_from_slice(&80u16.to_be_bytes());
+        l4[12] = 0x60;
+        l4[13] = TcpFlags::SYN;
+        l4[20..24].copy_from_slice(&[2, 4, 0x05, 0xdc]); // MSS 1500
+        let out = fwd(
+            &mut m,
+            Side::Inside,
+            packet(next_header::TCP, CLIENT, REMOTE, &l4),
+        );
+        assert_eq!(&out[40 + 22..40 + 24], &1440u16.to_be_bytes());
     }
 
     #[test]

@@ -392,9 +392,9 @@ pub fn rewrite_endpoint_v6<T: AsRef<[u8]> + AsMut<[u8]>>(
     l4[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
 }
 
-/// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), then
-/// recomputes the TCP checksum over the pseudo-header (`src`, `dst`) and the segment.
-/// Only SYNs carry the option, so the full recomputation is rare. Returns the MSS found.
+/// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), and
+/// updates the TCP checksum for the change (RFC 1624; the addresses play no part, so this
+/// serves both families). Returns the MSS found.
 /// The window scale option (RFC 7323 section 2.2) among the options of the TCP header
 /// `header` (data offset bytes), if present and well formed.
 pub fn window_scale(header: &[u8]) -> Option<u8> {
@@ -418,13 +418,7 @@ pub fn window_scale(header: &[u8]) -> Option<u8> {
     None
 }
 
-pub fn clamp_mss(
-    segment: &mut [u8],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    max: u16,
-    csum: Csum,
-) -> Option<u16> {
+pub fn clamp_mss(segment: &mut [u8], max: u16, csum: Csum) -> Option<u16> {
     if segment.len() < 20 {
         return None;
     }
@@ -449,10 +443,15 @@ pub fn clamp_mss(
                             i += len; // the receiver sums the options itself
                             continue;
                         }
-                        segment[16..18].copy_from_slice(&[0, 0]);
-                        let ph =
-                            checksum::pseudo_header_sum(src, dst, proto::TCP, segment.len() as u16);
-                        let c = !checksum::fold(checksum::sum(segment, ph));
+                        // RFC 1624, for either family (no pseudo-header involved). A field at
+                        // an odd offset straddles two 16-bit words: its bytes count swapped.
+                        let (old, new) = if (i + 2) % 2 == 1 {
+                            (mss.swap_bytes(), max.swap_bytes())
+                        } else {
+                            (mss, max)
+                        };
+                        let c = u16::from_be_bytes([segment[16], segment[17]]);
+                        let c = checksum::update16(c, old, new);
                         segment[16..18].copy_from_slice(&c.to_be_bytes());
                     }
                 }
@@ -646,7 +645,7 @@ pub(crate) mod test {
         let ph = checksum::pseudo_header_sum(s, d, 6, 32);
         let c = !checksum::fold(checksum::sum(&seg, ph));
         seg[16..18].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(clamp_mss(&mut seg, s, d, 1200, Csum::Full), Some(1460));
+        assert_eq!(clamp_mss(&mut seg, 1200, Csum::Full), Some(1460));
         assert_eq!(&seg[23..25], &1200u16.to_be_bytes());
         let ph = checksum::pseudo_header_sum(s, d, 6, 32);
         assert_eq!(
@@ -656,11 +655,22 @@ pub(crate) mod test {
         );
         // Already small enough: untouched.
         let before = seg.clone();
-        assert_eq!(clamp_mss(&mut seg, s, d, 1300, Csum::Full), Some(1200));
+        assert_eq!(clamp_mss(&mut seg, 1300, Csum::Full), Some(1200));
         assert_eq!(seg, before);
+        // At an even offset too (MSS first, then NOPs).
+        seg[20..28].copy_from_slice(&[2, 4, 0x05, 0xb4, 1, 1, 1, 1]);
+        seg[16..18].copy_from_slice(&[0, 0]);
+        let c = !checksum::fold(checksum::sum(&seg, ph));
+        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(clamp_mss(&mut seg, 1000, Csum::Full), Some(1460));
+        assert_eq!(
+            checksum::fold(checksum::sum(&seg, ph)),
+            0xffff,
+            "even offset"
+        );
         // Lying option lengths are left alone.
         seg[21] = 40;
-        assert_eq!(clamp_mss(&mut seg, s, d, 100, Csum::Full), None);
+        assert_eq!(clamp_mss(&mut seg, 100, Csum::Full), None);
     }
 
     #[test]
