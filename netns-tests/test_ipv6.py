@@ -272,3 +272,27 @@ def test_hostile_ipv6_is_counted_and_dropped_while_traffic_flows(lab):
         else:
             eq(delta, n, f"drops counted as {reason}")
     check(lab.proc.poll() is None, "tunnat still running")
+
+
+@dual
+def test_ipv6_connections_survive_a_restart_with_the_state_file(lab):
+    from test_restart import echo_server, echoed
+    path = f"/tmp/{lab.prefix}.state"
+    args = ["--persist", "--state-file", path, "--dnat", DNAT6]
+    lab.stop()
+    lab.start(args)
+    out_srv = lab.listen6("wan", REMOTE6, 7000)
+    echo_server(out_srv)
+    in_srv = lab.listen6("lan", SERVER_IN6, 9999)
+    echo_server(in_srv)
+    napt = lab.connect6("lan", REMOTE6, 7000)
+    dnat = lab.connect6("wan", ROUTER_OUT6, 8888)
+    eq(echoed(napt, b"one"), b"one", "NAT66 before")
+    eq(echoed(dnat, b"one"), b"one", "IPv6 DNAT before")
+    eq(lab.stop(), 0, "exit code")
+    head = json.loads(open(path).readline())
+    eq((head["sessions"], head["inside6"]), (2, ROUTER_IN6 + "/64"), "both IPv6 sessions saved")
+    lab.start(args)
+    check("2 session(s) restored" in lab.stderr(), lab.stderr()[-400:])
+    eq(echoed(napt, b"two"), b"two", "NAT66 after the restart")
+    eq(echoed(dnat, b"two"), b"two", "IPv6 DNAT after the restart")

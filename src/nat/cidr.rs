@@ -34,6 +34,15 @@ impl<A: Address> Cidr<A> {
     pub fn network(&self) -> A {
         A::from_bits128(self.addr.to_bits128() & self.mask128())
     }
+    /// Can `a` be a host of this network other than the router? Not the router's own
+    /// address, and for IPv4 not the network or broadcast address of a network with room
+    /// for hosts.
+    pub fn is_other_host(&self, a: A) -> bool {
+        let host_bits = !self.mask128() & (u128::MAX >> (128 - u32::from(A::BITS)));
+        let host = a.to_bits128() & host_bits;
+        let edge = A::BITS == 32 && self.prefix < 31 && (host == 0 || host == host_bits);
+        self.contains(a) && a != self.addr && !edge
+    }
 }
 
 impl Cidr<Ipv4Addr> {

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::wire::transport::Protocol;
 
@@ -21,6 +21,10 @@ pub trait Address: Copy + Eq + Hash + Ord + fmt::Debug + fmt::Display + 'static 
     fn to_bits128(self) -> u128;
     /// The address of a number (its low [`Address::BITS`] bits).
     fn from_bits128(bits: u128) -> Self;
+    /// The address as std's either-family type.
+    fn to_ip(self) -> IpAddr;
+    /// The address, if `ip` is of this family.
+    fn from_ip(ip: IpAddr) -> Option<Self>;
 }
 
 impl Address for Ipv4Addr {
@@ -32,6 +36,15 @@ impl Address for Ipv4Addr {
     fn from_bits128(bits: u128) -> Self {
         Ipv4Addr::from(bits as u32)
     }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V4(self)
+    }
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
 }
 
 impl Address for Ipv6Addr {
@@ -42,6 +55,15 @@ impl Address for Ipv6Addr {
     }
     fn from_bits128(bits: u128) -> Self {
         Ipv6Addr::from(bits)
+    }
+    fn to_ip(self) -> IpAddr {
+        IpAddr::V6(self)
+    }
+    fn from_ip(ip: IpAddr) -> Option<Self> {
+        match ip {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        }
     }
 }
 

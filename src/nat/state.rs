@@ -12,12 +12,12 @@
 //! that can be) and fails whole on the first that cannot be, naming it. The caller then
 //! refuses to start rather than run on half a table.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::endpoint::{Endpoint, MapKey, SessionKey};
+use super::endpoint::{Address, Endpoint, MapKey, SessionKey};
 use super::session::Session;
 use super::tcp_state::{TcpPhase, TcpTrack};
 use super::time::Instant;
@@ -30,10 +30,11 @@ use crate::wire::transport::Protocol;
 pub struct SavedSession {
     /// `tcp`, `udp` or `icmp`.
     pub proto: String,
-    /// The inside endpoint (for ICMP, the port is the echo identifier).
-    pub inside: SocketAddrV4,
+    /// The inside endpoint (for ICMP, the port is the echo identifier); its family is the
+    /// session's.
+    pub inside: SocketAddr,
     /// The remote endpoint (for ICMP, port 0).
-    pub remote: SocketAddrV4,
+    pub remote: SocketAddr,
     /// The router's external port (or identifier) for the session.
     pub ext_port: u16,
     /// Opened through a port forward rather than a mapping.
@@ -57,7 +58,7 @@ pub struct SavedHold {
     pub proto: String,
     pub port: u16,
     /// The inside endpoint whose mapping had it (it may take the port back).
-    pub owner: SocketAddrV4,
+    pub owner: SocketAddr,
     /// Milliseconds of the hold left, when saved.
     pub left_ms: u64,
 }
@@ -87,15 +88,40 @@ fn protocol(name: &str) -> Result<Protocol, String> {
     }
 }
 
-fn endpoint(a: SocketAddrV4) -> Endpoint<Ipv4Addr> {
-    Endpoint::new(*a.ip(), a.port())
+/// The endpoint, if `a` is of family `A`.
+fn endpoint<A: Address>(a: SocketAddr) -> Result<Endpoint<A>, String> {
+    let ip = A::from_ip(a.ip()).ok_or_else(|| format!("{a} is not an {} endpoint", A::FAMILY))?;
+    Ok(Endpoint::new(ip, a.port()))
 }
 
-fn socket(e: Endpoint<Ipv4Addr>) -> SocketAddrV4 {
-    SocketAddrV4::new(e.addr, e.port)
+fn socket<A: Address>(e: Endpoint<A>) -> SocketAddr {
+    SocketAddr::new(e.addr.to_ip(), e.port)
 }
 
-impl Nat {
+impl NatState {
+    /// The sessions and holds of one family (the inside endpoint's).
+    pub fn of_family(&self, v6: bool) -> NatState {
+        NatState {
+            sessions: (self.sessions.iter())
+                .filter(|s| s.inside.is_ipv6() == v6)
+                .cloned()
+                .collect(),
+            held: (self.held.iter())
+                .filter(|h| h.owner.is_ipv6() == v6)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Both families' state, in one.
+    pub fn merge(mut self, other: NatState) -> NatState {
+        self.sessions.extend(other.sessions);
+        self.held.extend(other.held);
+        self
+    }
+}
+
+impl<A: Address> Nat<A> {
     /// The state at `now`: sessions from the longest idle to the most recent.
     pub fn save(&self, now: Instant) -> NatState {
         let table = self.table();
@@ -163,12 +189,14 @@ impl Nat {
         for h in held {
             let p = protocol(&h.proto).map_err(|e| format!("held port {}: {e}", h.port))?;
             let left = Duration::from_millis(h.left_ms);
-            if left <= stopped || !self.cfg.inside.contains(*h.owner.ip()) {
+            let inside =
+                endpoint::<A>(h.owner).map_err(|e| format!("held port {}: {e}", h.port))?;
+            if left <= stopped || !self.cfg.inside.contains(inside.addr) {
                 continue;
             }
             let owner = MapKey {
                 protocol: p,
-                inside: endpoint(h.owner),
+                inside,
             };
             self.table
                 .ports
@@ -188,14 +216,11 @@ impl Nat {
         let p = protocol(&saved.proto)?;
         let key = SessionKey {
             protocol: p,
-            inside: endpoint(saved.inside),
-            remote: endpoint(saved.remote),
+            inside: endpoint(saved.inside)?,
+            remote: endpoint(saved.remote)?,
         };
         let inside = self.cfg.inside;
-        if !inside.contains(key.inside.addr)
-            || key.inside.addr == inside.addr
-            || key.inside.addr == inside.broadcast()
-        {
+        if !inside.is_other_host(key.inside.addr) {
             return Err(format!(
                 "{} is not a host of the inside network {inside}",
                 key.inside.addr
@@ -244,6 +269,7 @@ mod test {
     use crate::nat::test::{lab, tcp_packet, udp_packet};
     use crate::nat::{NatConfig, Side, Verdict};
     use crate::wire::transport::TcpFlags;
+    use std::net::Ipv4Addr;
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 101);
     const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 73);

@@ -12,6 +12,8 @@
 use std::net::Ipv6Addr;
 use std::rc::Rc;
 
+use crate::nat::{Ipv4Cidr, Ipv6Cidr};
+
 use anyhow::{anyhow, Result};
 use smoltcp::time::Instant as SmolInstant;
 
@@ -408,12 +410,15 @@ impl Router {
     /// The state a restart needs to carry on (`--state-file`): the port forwards added at
     /// run time and every session, at `now`, `unix_ms` being the wall-clock time.
     pub fn save_state(&self, now: Instant, unix_ms: u64) -> RouterState {
+        let v6 = self.nat6.as_ref().map(|n| n.save(now)).unwrap_or_default();
         RouterState {
             saved_unix_ms: unix_ms,
             inside: self.cfg.inside.cidr,
             outside: self.cfg.outside.cidr,
+            inside6: self.cfg.inside.cidr6,
+            outside6: self.cfg.outside.cidr6,
             dnat: self.runtime_dnat.clone(),
-            nat: self.nat.save(now),
+            nat: self.nat.save(now).merge(v6),
         }
     }
 
@@ -423,12 +428,23 @@ impl Router {
     /// other addresses or any of it cannot be; the router must then not run.
     pub fn restore_state(&mut self, st: RouterState, now: Instant, unix_ms: u64) -> Result<String> {
         let (inside, outside) = (self.cfg.inside.cidr, self.cfg.outside.cidr);
-        if st.inside != inside || st.outside != outside {
+        let (inside6, outside6) = (self.cfg.inside.cidr6, self.cfg.outside.cidr6);
+        if st.inside != inside
+            || st.outside != outside
+            || st.inside6 != inside6
+            || st.outside6 != outside6
+        {
+            let show = |v4: Ipv4Cidr, v6: Option<Ipv6Cidr>| match v6 {
+                Some(v6) => format!("{v4} and {v6}"),
+                None => v4.to_string(),
+            };
             return Err(anyhow!(
-                "it was saved by a router with inside {} and outside {}, this one has {inside} and {outside}; \
+                "it was saved by a router with inside {} and outside {}, this one has {} and {}; \
                  its sessions cannot carry on (remove the file to start afresh)",
-                st.inside,
-                st.outside
+                show(st.inside, st.inside6),
+                show(st.outside, st.outside6),
+                show(inside, inside6),
+                show(outside, outside6)
             ));
         }
         if !self.nat.table().is_empty() {
@@ -442,10 +458,25 @@ impl Router {
         }
         self.apply(new);
         let stopped = std::time::Duration::from_millis(unix_ms.saturating_sub(st.saved_unix_ms));
-        let r = self
+        let mut r = self
             .nat
-            .restore(st.nat, stopped, now)
+            .restore(st.nat.of_family(false), stopped, now)
             .map_err(|e| anyhow!("{e}"))?;
+        let v6 = st.nat.of_family(true);
+        match &mut self.nat6 {
+            Some(n6) => {
+                let r6 = n6.restore(v6, stopped, now).map_err(|e| anyhow!("{e}"))?;
+                r.sessions += r6.sessions;
+                r.expired += r6.expired;
+                r.held += r6.held;
+            }
+            None if !v6.sessions.is_empty() => {
+                return Err(anyhow!(
+                    "it holds IPv6 sessions, and this router has no IPv6 addresses"
+                ))
+            }
+            None => {}
+        }
         Ok(format!(
             "{} session(s) restored, {} timed out while stopped ({:.1} s), {} held port(s), {} port forward(s) added at run time",
             r.sessions,

@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::nat::state::{NatState, SavedHold, SavedSession};
-use crate::nat::{AnyDnat, Ipv4Cidr};
+use crate::nat::{AnyDnat, Ipv4Cidr, Ipv6Cidr};
 
 /// What the header's `format` says.
 pub const FORMAT: &str = "tunnat-state";
@@ -40,6 +40,11 @@ struct Header {
     saved_unix_ms: u64,
     inside: String,
     outside: String,
+    /// The IPv6 addresses, on a dual-stack router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inside6: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outside6: Option<String>,
     dnat: Vec<String>,
     sessions: usize,
     held: usize,
@@ -60,6 +65,8 @@ pub struct RouterState {
     /// The router's addresses when saved: the sessions belong to them.
     pub inside: Ipv4Cidr,
     pub outside: Ipv4Cidr,
+    pub inside6: Option<Ipv6Cidr>,
+    pub outside6: Option<Ipv6Cidr>,
     /// Port forwards added at run time, of either family.
     pub dnat: Vec<AnyDnat>,
     pub nat: NatState,
@@ -74,6 +81,8 @@ impl RouterState {
             saved_unix_ms: self.saved_unix_ms,
             inside: self.inside.to_string(),
             outside: self.outside.to_string(),
+            inside6: self.inside6.map(|c| c.to_string()),
+            outside6: self.outside6.map(|c| c.to_string()),
             dnat: self.dnat.iter().map(|r| r.to_string()).collect(),
             sessions: self.nat.sessions.len(),
             held: self.nat.held.len(),
@@ -139,7 +148,13 @@ impl RouterState {
         let cidr = |s: &str| -> Result<Ipv4Cidr, String> {
             s.parse().map_err(|e| format!("line {n}: {e}"))
         };
+        let cidr6 = |s: &Option<String>| -> Result<Option<Ipv6Cidr>, String> {
+            s.as_deref()
+                .map(|s| s.parse().map_err(|e| format!("line {n}: {e}")))
+                .transpose()
+        };
         let (inside, outside) = (cidr(&head.inside)?, cidr(&head.outside)?);
+        let (inside6, outside6) = (cidr6(&head.inside6)?, cidr6(&head.outside6)?);
         let dnat = head
             .dnat
             .iter()
@@ -172,6 +187,8 @@ impl RouterState {
             saved_unix_ms: head.saved_unix_ms,
             inside,
             outside,
+            inside6,
+            outside6,
             dnat,
             nat,
         })
@@ -189,7 +206,7 @@ fn line<T: Serialize>(out: &mut Vec<u8>, v: &T) {
 mod test {
     use super::*;
 
-    fn ep(s: &str) -> Option<std::net::SocketAddrV4> {
+    fn ep(s: &str) -> Option<std::net::SocketAddr> {
         s.parse().ok()
     }
 
@@ -198,20 +215,36 @@ mod test {
             saved_unix_ms: 1_800_000_000_000,
             inside: "192.168.122.100/24".parse().unwrap(),
             outside: "172.16.1.186/24".parse().unwrap(),
+            inside6: Some("fd00:122::100/64".parse().unwrap()),
+            outside6: Some("2001:db8:1::186/64".parse().unwrap()),
             dnat: vec!["udp:5000-5010=192.168.122.73".parse().unwrap()],
             nat: NatState {
-                sessions: vec![SavedSession {
-                    proto: "tcp".into(),
-                    inside: ep("192.168.122.101:40000").unwrap(),
-                    remote: ep("172.16.1.1:80").unwrap(),
-                    ext_port: 40000,
-                    dnat: false,
-                    idle_ms: 5,
-                    age_ms: 90,
-                    packets: [3, 2],
-                    bytes: [180, 120],
-                    tcp: Some([0x1ff, 1, 2, 3, 4, 5, 6]),
-                }],
+                sessions: vec![
+                    SavedSession {
+                        proto: "udp".into(),
+                        inside: ep("[fd00:122::101]:5353").unwrap(),
+                        remote: ep("[2001:db8:1::1]:53").unwrap(),
+                        ext_port: 5353,
+                        dnat: false,
+                        idle_ms: 9,
+                        age_ms: 9,
+                        packets: [1, 0],
+                        bytes: [60, 0],
+                        tcp: None,
+                    },
+                    SavedSession {
+                        proto: "tcp".into(),
+                        inside: ep("192.168.122.101:40000").unwrap(),
+                        remote: ep("172.16.1.1:80").unwrap(),
+                        ext_port: 40000,
+                        dnat: false,
+                        idle_ms: 5,
+                        age_ms: 90,
+                        packets: [3, 2],
+                        bytes: [180, 120],
+                        tcp: Some([0x1ff, 1, 2, 3, 4, 5, 6]),
+                    },
+                ],
                 held: vec![SavedHold {
                     proto: "udp".into(),
                     port: 5353,
@@ -227,9 +260,13 @@ mod test {
         let s = sample();
         let bytes = s.encode();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert_eq!(text.lines().count(), 4, "{text}");
+        assert_eq!(text.lines().count(), 5, "{text}");
+        assert!(
+            text.contains(r#""inside":"[fd00:122::101]:5353""#),
+            "{text}"
+        );
         assert!(text.starts_with(r#"{"format":"tunnat-state","version":1,"#));
-        assert!(text.ends_with("{\"end\":2}\n"));
+        assert!(text.ends_with("{\"end\":3}\n"));
         assert_eq!(RouterState::decode(&bytes, 100).unwrap(), s);
     }
 
@@ -241,10 +278,13 @@ mod test {
             let e = RouterState::decode(text.as_bytes(), 100).unwrap_err();
             assert!(e.contains(want), "{want:?} not in {e:?}");
         };
-        bad(lines[..3].join("\n"), "cut short: the end line expected");
+        bad(lines[..4].join("\n"), "cut short: the end line expected");
         bad(lines[..1].join("\n"), "cut short: a session expected");
         bad(String::new(), "line 1: empty where the header was expected");
-        bad(good[..good.len() / 2].to_string(), "line 2: not a session");
+        bad(
+            format!("{}\n{}", lines[0], &lines[1][..10]),
+            "line 2: not a session",
+        );
         bad(
             good.replace("\"version\":1", "\"version\":2"),
             "format version 2, this tunnat reads version 1",
@@ -258,12 +298,12 @@ mod test {
             "line 2: not a session",
         );
         bad(
-            good.replace("{\"end\":2}", "{\"end\":3}"),
-            "the end line counts 3 records",
+            good.replace("{\"end\":3}", "{\"end\":4}"),
+            "the end line counts 4 records",
         );
-        bad(format!("{good}junk\n"), "line 5: more after the end line");
+        bad(format!("{good}junk\n"), "line 6: more after the end line");
         bad(
-            good.replace("\"sessions\":1", "\"sessions\":1000"),
+            good.replace("\"sessions\":2", "\"sessions\":1000"),
             "1000 sessions, more than the table holds (100)",
         );
         bad(good.replace("udp:5000-5010", "sctp:1"), "line 1: ");
