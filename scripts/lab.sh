@@ -101,16 +101,24 @@ in_wan ip tuntap add dev nat-out mode tun
 in_lan ip addr add 192.168.122.101/24 dev nat-in    # the inside client
 in_lan ip addr add 192.168.122.73/24 dev nat-in     # the inside server (DNAT target)
 in_wan ip addr add 172.16.1.1/24 dev nat-out        # the outside server and client
+# Dual stack: a unique-local prefix inside, the documentation prefix outside (RFC 3849),
+# which exist only in these namespaces.
+in_lan ip addr add fd00:122::101/64 dev nat-in nodad
+in_lan ip addr add fd00:122::73/64 dev nat-in nodad
+in_wan ip addr add 2001:db8:1::1/64 dev nat-out nodad
 in_lan ip link set nat-in up
 in_wan ip link set nat-out up
 in_lan ip route add default dev nat-in              # inside hosts route through the router
-echo "   $LAN: 192.168.122.101, 192.168.122.73 on nat-in, default route via nat-in"
-echo "   $WAN: 172.16.1.1 on nat-out"
+in_lan ip -6 route add default dev nat-in
+echo "   $LAN: 192.168.122.101, 192.168.122.73, fd00:122::101, fd00:122::73 on nat-in, default routes via nat-in"
+echo "   $WAN: 172.16.1.1, 2001:db8:1::1 on nat-out"
 
-say "starting tunnat (router 192.168.122.100 inside, 172.16.1.186 outside)"
+say "starting tunnat (router 192.168.122.100 and fd00:122::100 inside, 172.16.1.186 and 2001:db8:1::186 outside)"
 CMD=("$TUNNAT" --inside-tun nat-in --inside-netns "$LAN" --inside-addr 192.168.122.100/24
+     --inside-addr fd00:122::100/64
      --outside-tun nat-out --outside-netns "$WAN" --outside-addr 172.16.1.186/24
-     --dnat tcp:8888=192.168.122.73:9999
+     --outside-addr 2001:db8:1::186/64
+     --dnat tcp:8888=192.168.122.73:9999 --dnat 'tcp:8888=[fd00:122::73]:9999'
      --control "$WORK/tunnat.sock" --pcap-dir "$WORK/pcap" --trace-filter tcp:8888 --trace-filter tcp:9999)
 show "${CMD[*]}"
 "${CMD[@]}" 2>"$WORK/tunnat.log" >"$WORK/trace.log" &
@@ -124,18 +132,25 @@ mkdir -p "$WORK/www"
 echo "hello from the outside web server" >"$WORK/www/index.html"
 ip netns exec "$WAN" python3 -m http.server 80 --bind 172.16.1.1 --directory "$WORK/www" >"$WORK/http.log" 2>&1 &
 PIDS+=($!)
+ip netns exec "$WAN" python3 -m http.server 80 --bind 2001:db8:1::1 --directory "$WORK/www" >"$WORK/http6.log" 2>&1 &
+PIDS+=($!)
 ip netns exec "$LAN" python3 -c '
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("192.168.122.73", 9999)); s.listen(8)
+import select, socket
+socks = []
+for family, addr in ((socket.AF_INET, "192.168.122.73"), (socket.AF_INET6, "fd00:122::73")):
+    s = socket.socket(family); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, 9999)); s.listen(8); socks.append(s)
 while True:
-    c, peer = s.accept()
-    c.sendall(("hello from 192.168.122.73:9999, you are %s:%d\n" % peer).encode()); c.close()
+    for s in select.select(socks, [], [])[0]:
+        c, peer = s.accept()
+        c.sendall(("hello from %s port 9999, you are %s port %d\n" % (c.getsockname()[0], peer[0], peer[1])).encode())
+        c.close()
 ' &
 PIDS+=($!)
 for _ in $(seq 100); do
   in_wan python3 -c 'import socket; socket.create_connection(("172.16.1.1", 80), 1)' 2>/dev/null &&
-  in_lan python3 -c 'import socket; socket.create_connection(("192.168.122.73", 9999), 1)' 2>/dev/null && break
+  in_lan python3 -c 'import socket; socket.create_connection(("192.168.122.73", 9999), 1)' 2>/dev/null &&
+  in_wan python3 -c 'import socket; socket.create_connection(("2001:db8:1::1", 80), 1)' 2>/dev/null && break
   sleep 0.05
 done
 
@@ -160,7 +175,7 @@ show "ip netns exec $WAN curl telnet://172.16.1.186:8888"
 OUT=$(in_wan python3 -c '
 import socket; s = socket.create_connection(("172.16.1.186", 8888), 5)
 print(s.recv(200).decode().strip(), "| connected to %s:%d" % s.getpeername())' 2>&1 || true); echo "   $OUT"
-expect "the inside server answered and saw the real client" "you are 172.16.1.1:" "$OUT"
+expect "the inside server answered and saw the real client" "you are 172.16.1.1 port" "$OUT"
 expect "the client talked to the router's address" "connected to 172.16.1.186:8888" "$OUT"
 echo "   the SYN before and after translation (tunnat --trace, the kernel LOG target's format):"
 OUT=$(grep -m2 ' SYN ' "$WORK/trace.log" || true); echo "$OUT" | sed 's/^/   /'
@@ -185,6 +200,35 @@ print("(%d bytes, ends with NUL: %s)" % (len(d), "yes" if d.endswith(b">\n\0") e
   expect "reply ends with NUL" 'ends with NUL: yes' "$OUT"
 done
 
+say "scenario 4: the same over IPv6 (NAT66, an IPv6 port forward, the policy, ping and traceroute)"
+show "ip netns exec $LAN curl -6 'http://[2001:db8:1::1]/'"
+OUT=$(in_lan curl -sS -6 --max-time 5 'http://[2001:db8:1::1]/' 2>&1 || true); echo "   $OUT"
+expect "page fetched over IPv6 through the router" "hello from the outside web server" "$OUT"
+LOG=$(cat "$WORK/http6.log"); echo "   web server log: $(tail -n1 <<<"$LOG")"
+expect "the web server saw the router's outside IPv6 address" "^2001:db8:1::186 " "$LOG"
+show "ip netns exec $WAN (connect to [2001:db8:1::186]:8888)"
+OUT=$(in_wan python3 -c '
+import socket; s = socket.create_connection(("2001:db8:1::186", 8888), 5)
+print(s.recv(200).decode().strip(), "| connected to %s port %d" % s.getpeername()[:2])' 2>&1 || true); echo "   $OUT"
+expect "the inside server answered over IPv6 and saw the real client" "you are 2001:db8:1::1 port" "$OUT"
+expect "the client talked to the router's IPv6 address" "connected to 2001:db8:1::186 port 8888" "$OUT"
+show "printf '<policy-file-request/>\\0' | ip netns exec $WAN nc 2001:db8:1::186 843"
+OUT=$(in_wan python3 -c '
+import socket; s = socket.create_connection(("2001:db8:1::186", 843), 3)
+s.sendall(b"<policy-file-request/>\0"); d = b""
+while True:
+    x = s.recv(4096)
+    if not x: break
+    d += x
+print("%d bytes, ends with NUL: %s" % (len(d), "yes" if d.endswith(b">\n\0") else "NO"))' 2>&1 || true); echo "   $OUT"
+expect "policy over IPv6" "ends with NUL: yes" "$OUT"
+show "ip netns exec $LAN ping -6 -c 2 2001:db8:1::1"
+OUT=$(in_lan ping -6 -c 2 -W 1 2001:db8:1::1 2>&1 || true); echo "$OUT" | sed 's/^/   /' | tail -n 2
+expect "ping over IPv6 through NAT66" " 0% packet loss" "$OUT"
+show "ip netns exec $LAN traceroute -6 -n -q 1 2001:db8:1::1"
+OUT=$(in_lan traceroute -6 -n -q 1 -w 1 2001:db8:1::1 2>&1 || true); echo "$OUT" | sed 's/^/   /'
+expect "traceroute6 shows the router as hop 1" " 1  fd00:122::100" "$OUT"
+
 if [ "$KEEP" = 1 ]; then
   if [ "${LAB_USERNS:-0}" = 1 ]; then
     # Another shell reaches these namespaces through this script's user and mount
@@ -199,6 +243,7 @@ if [ "$KEEP" = 1 ]; then
   pre ip netns exec "$LAN" curl http://172.16.1.1/
   pre ip netns exec "$WAN" nc 172.16.1.186 8888
   pre ip netns exec "$LAN" traceroute -n 172.16.1.1
+  pre ip netns exec "$LAN" curl -6 "http://[2001:db8:1::1]/"
   pre "$TUNNAT" table --control "$WORK/tunnat.sock"
   pre "$TUNNAT" stats --control "$WORK/tunnat.sock"
   echo "   tail -f $WORK/trace.log           # tcp/8888 and tcp/9999 in LOG format"
