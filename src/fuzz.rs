@@ -13,6 +13,7 @@
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // assertions are the point
 
+use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use smoltcp::iface::{Config, Interface, SocketSet};
@@ -21,9 +22,11 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use crate::nat::{Instant, Nat, NatConfig, Side, Verdict};
+use crate::nat::{Cidr, Instant, Nat, NatConfig, Side, Verdict};
 use crate::services::policy::{self, PolicyServer};
+use crate::wire::checksum;
 use crate::wire::ipv4::{self, Check, Ipv4};
+use crate::wire::ipv6::Ipv6;
 use crate::wire::offload::{self, Offload, VNET_HDR_LEN};
 use crate::wire::transport::{verify_l4_checksum, Protocol};
 
@@ -53,6 +56,28 @@ pub fn translate(data: &[u8]) {
     cfg.limits.max_sessions = 64;
     cfg.limits.max_mappings_per_host = 8;
     let (inside, outside) = (cfg.inside, cfg.outside);
+    let mut nat6 = Nat::new(NatConfig {
+        inside: "fd00:122::100/64".parse().unwrap_or(Cidr {
+            addr: Ipv6Addr::LOCALHOST,
+            prefix: 64,
+        }),
+        outside: "2001:db8:1::186/64".parse().unwrap_or(Cidr {
+            addr: Ipv6Addr::LOCALHOST,
+            prefix: 64,
+        }),
+        dnat: "tcp:8888=[fd00:122::73]:9999".parse().into_iter().collect(),
+        mtu: cfg.mtu,
+        clamp_mss: cfg.clamp_mss,
+        timeouts: cfg.timeouts,
+        filtering: cfg.filtering,
+        local_tcp_ports: cfg.local_tcp_ports.clone(),
+        limits: cfg.limits,
+        port_hold: cfg.port_hold,
+        port_parity: cfg.port_parity,
+        icmp_limit: cfg.icmp_limit,
+        seed: cfg.seed,
+        max_half_open: cfg.max_half_open,
+    });
     let mut nat = Nat::new(cfg);
     let mut now_ms = 0u64;
     while rest.len() >= 3 {
@@ -83,6 +108,10 @@ pub fn translate(data: &[u8]) {
             };
             off = o;
             buf.drain(..VNET_HDR_LEN);
+        }
+        if buf.first().is_some_and(|b| b >> 4 == 6) {
+            translate6(&mut nat6, side, &mut buf, off, now, ctl & 0x40 != 0);
+            continue;
         }
         let l4_was_ok = off.csum.is_none() && l4_checksum_ok(&buf);
         let verdict = nat.process_offload(side, &mut buf, now, &mut off);
@@ -137,6 +166,88 @@ pub fn translate(data: &[u8]) {
             }
         }
     }
+}
+
+/// One packet through the IPv6 core: whatever it forwards is valid IPv6 with the right
+/// addresses, within the MTU, with a good checksum kept good; its own errors fit 1280
+/// bytes and go back where the packet came from; it never fragments or holds.
+fn translate6(
+    nat: &mut Nat<Ipv6Addr>,
+    side: Side,
+    buf: &mut [u8],
+    mut off: Offload,
+    now: Instant,
+    timers: bool,
+) {
+    let (inside, outside) = (nat.config().inside, nat.config().outside);
+    let mtu = nat.config().mtu;
+    let l4_was_ok = off.csum.is_none() && l4_checksum_ok6(buf);
+    let verdict = nat.process_offload(side, buf, now, &mut off);
+    if let (Verdict::Forward { len } | Verdict::Hairpin { len }, Some(p)) = (verdict, off.csum) {
+        assert!(offload::complete(&mut buf[..len], p), "partial offsets fit");
+    }
+    match verdict {
+        Verdict::Forward { len } => {
+            let ip = valid6(&buf[..len], "a forwarded IPv6 packet");
+            match side {
+                Side::Inside => assert_eq!(ip.src(), outside.addr, "source after NAT66"),
+                Side::Outside => assert!(inside.contains(ip.dst()), "inbound goes inside"),
+            }
+            assert!(
+                len <= mtu[side.other().index()] || off.gso.is_some(),
+                "within the MTU"
+            );
+            if l4_was_ok {
+                assert!(l4_checksum_ok6(&buf[..len]), "a good checksum stays good");
+            }
+        }
+        Verdict::Hairpin { len } => {
+            let ip = valid6(&buf[..len], "a hairpinned IPv6 packet");
+            assert_eq!(ip.src(), outside.addr, "hairpin source");
+            assert!(inside.contains(ip.dst()), "hairpin destination");
+        }
+        Verdict::Emit { .. } | Verdict::Held => panic!("IPv6 is never fragmented or held"),
+        Verdict::Local { len } => assert!(len <= buf.len()),
+        Verdict::Reply(_) | Verdict::Drop(_) => {}
+    }
+    while let Some(t) = nat.poll_transmit() {
+        assert!(
+            matches!(verdict, Verdict::Reply(_)),
+            "{verdict:?} queued a packet"
+        );
+        valid6(&t.packet, "an ICMPv6 error from the router");
+        assert!(
+            t.packet.len() <= crate::wire::icmpv6::MIN_MTU,
+            "errors fit 1280 bytes"
+        );
+        assert_eq!(t.port, side, "an error goes back where it came from");
+    }
+    if timers {
+        nat.handle_timeout(now, |_, _| {});
+        while let Some(t) = nat.poll_transmit() {
+            valid6(&t.packet, "a timer's ICMPv6 error");
+        }
+    }
+}
+
+fn valid6<'a>(p: &'a [u8], what: &str) -> Ipv6<&'a [u8]> {
+    match Ipv6::new_checked(p) {
+        Ok(ip) => ip,
+        Err(e) => panic!("{what} is not valid IPv6 ({e}): {p:02x?}"),
+    }
+}
+
+/// Does the transport checksum of IPv6 packet `p` verify (TCP, UDP, ICMPv6)?
+fn l4_checksum_ok6(p: &[u8]) -> bool {
+    let Ok(ip) = Ipv6::new_checked(p) else {
+        return false;
+    };
+    if !matches!(ip.protocol(), 6 | 17 | 58) || ip.is_fragment() {
+        return false;
+    }
+    let l4 = ip.payload();
+    let s = checksum::pseudo_header_sum_v6(ip.src(), ip.dst(), ip.protocol(), l4.len() as u32);
+    checksum::fold(checksum::sum(l4, s)) == 0xffff
 }
 
 /// The IPv6 view of any bytes: refused, or consistent (the upper-layer header within the
@@ -322,6 +433,44 @@ mod test {
                 x ^= x >> 17;
                 x ^= x << 5;
                 let i = x as usize % m.len();
+                m[i] ^= (x >> 24) as u8;
+            }
+            translate(&m);
+        }
+    }
+
+    /// A UDP datagram over IPv6 inside → outside and its reply, with good checksums.
+    fn udp6_pair() -> Vec<u8> {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let dgram = |src: &str, dst: &str, sp: u16, dp: u16| {
+            let mut p = vec![0u8; 52];
+            crate::wire::icmpv6::emit_header(&mut p, 12, 17, 64, a(src), a(dst));
+            p[40..42].copy_from_slice(&sp.to_be_bytes());
+            p[42..44].copy_from_slice(&dp.to_be_bytes());
+            p[44..46].copy_from_slice(&12u16.to_be_bytes());
+            p[48..52].copy_from_slice(b"data");
+            let s = checksum::pseudo_header_sum_v6(a(src), a(dst), 17, 12);
+            let c = !checksum::fold(checksum::sum(&p[40..], s));
+            p[46..48].copy_from_slice(&c.to_be_bytes());
+            p
+        };
+        let out = dgram("fd00:122::101", "2001:db8:1::1", 40000, 53);
+        let back = dgram("2001:db8:1::1", "2001:db8:1::186", 53, 40000);
+        framed(&[(0x00, &out), (0x01 | 0x40, &back)])
+    }
+
+    #[test]
+    fn translate_ipv6_on_a_seed_and_mutations() {
+        let seed = udp6_pair();
+        translate(&seed);
+        let mut x = 0x1234_5677u32;
+        for _ in 0..5000 {
+            let mut m = seed.clone();
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let i = 1 + x as usize % (m.len() - 1);
                 m[i] ^= (x >> 24) as u8;
             }
             translate(&m);
