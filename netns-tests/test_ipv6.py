@@ -9,7 +9,7 @@ import struct
 import time
 
 from harness import (CLIENT6, CONTROL, REMOTE6, REMOTE26, ROUTER_IN6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN6,
-                     check, eq, recv_all, refused, serve_tcp, tunnat_args)
+                     check, eq, recv_all, refused, run, serve_tcp, tunnat_args)
 
 DNAT6 = "tcp:8888=[fd00:122::73]:9999"
 
@@ -296,3 +296,45 @@ def test_ipv6_connections_survive_a_restart_with_the_state_file(lab):
     check("2 session(s) restored" in lab.stderr(), lab.stderr()[-400:])
     eq(echoed(napt, b"two"), b"two", "NAT66 after the restart")
     eq(echoed(dnat, b"two"), b"two", "IPv6 DNAT after the restart")
+
+
+def who_connects(lab, port=80):
+    """The source address an outside server on `port` sees for a connection from the
+    inside client (as the reply that came back through the router says)."""
+    srv = lab.listen6("wan", REMOTE6, port)
+    serve_tcp(srv, lambda c, peer: c.sendall(peer[0].encode()))
+    with lab.ns("lan"):
+        c = socket.socket(socket.AF_INET6)
+        c.bind((CLIENT6, 0))
+        c.settimeout(3)
+        c.connect((REMOTE6, port))
+    return recv_all(c).decode()
+
+
+@dual
+@tunnat_args("--ipv6", "npt", "--control", CONTROL)
+def test_ipv6_prefix_translation_is_one_to_one_and_stateless(lab):
+    seen = who_connects(lab)
+    check(seen.startswith("2001:db8:1:") and seen != ROUTER_OUT6, f"the server saw {seen}")
+    eq(seen, who_connects(lab, 81), "the same inside host, the same outside address")
+    # Reachable from outside by that address, with no state or port forward (RFC 6296).
+    srv = lab.listen6("lan", CLIENT6, 9000)
+    serve_tcp(srv, lambda c, peer: c.sendall(b"reached"))
+    eq(recv_all(lab.connect6("wan", seen, 9000)), b"reached", "inbound to the mapped address")
+    eq(lab.stats()["nat6"]["sessions"], 0, "no sessions")
+
+
+@dual
+@tunnat_args("--ipv6", "route")
+def test_ipv6_routing_mode_forwards_untranslated(lab):
+    lab._ip(lab.wan, "-6", "route", "add", "fd00:122::/64", "dev", "nat-out")
+    eq(who_connects(lab), CLIENT6, "the server sees the inside host itself")
+    out = lab.sh("lan", ["traceroute", "-6", "-n", "-q", "1", "-w", "2", REMOTE6], timeout=40).stdout
+    check(f" 1  {ROUTER_IN6}" in out, out)
+
+
+def test_npt_prefixes_must_be_equal_and_48_to_64(lab):
+    lab.stop()
+    p = run(lab.args(["--inside-addr", "fd00:122::100/64", "--outside-addr", "2001:db8:1::186/56",
+                      "--ipv6", "npt"]), check_rc=False, timeout=10)
+    check(p.returncode != 0 and "equal length, /48 to /64" in p.stderr, p.stderr)

@@ -33,6 +33,8 @@ pub struct Config {
     pub inside: PortConfig,
     pub outside: PortConfig,
     pub dnat: Vec<DnatRule>,
+    /// What the IPv6 core does: NAT66, prefix translation or routing (`--ipv6`).
+    pub ipv6: crate::nat::Mode,
     /// Port forwards to IPv6 inside hosts (written with the target in brackets).
     pub dnat6: Vec<DnatRule<Ipv6Addr>>,
     /// TCP port of the policy server; 0 turns it off.
@@ -171,6 +173,22 @@ impl Config {
                             c.prefix
                         );
                     }
+                }
+                if self.ipv6 == crate::nat::Mode::Npt {
+                    let ipv6 = name("ipv6");
+                    if i6.prefix != o6.prefix || !(48..=64).contains(&i6.prefix) {
+                        bail!(
+                            "{ipv6} npt: the inside and outside prefixes must be of equal length, /48 to /64 (RFC 6296); they are /{} and /{}",
+                            i6.prefix,
+                            o6.prefix
+                        );
+                    }
+                    if let Some(r) = self.dnat6.first() {
+                        bail!("{dnat} {r}: prefix translation maps every inside host one to one; port forwards are for --ipv6 nat");
+                    }
+                }
+                if self.ipv6 == crate::nat::Mode::Route && !self.dnat6.is_empty() {
+                    bail!("{dnat} {}: a routing router forwards to inside hosts as they are; port forwards are for --ipv6 nat", self.dnat6[0]);
                 }
                 if i6.contains(o6.addr) || o6.contains(i6.addr) {
                     bail!(
@@ -317,6 +335,7 @@ impl Config {
             icmp_limit: self.icmp_limit,
             seed: self.seed.unwrap_or(0),
             max_half_open: self.max_half_open,
+            mode: crate::nat::Mode::Napt,
         }
     }
 
@@ -338,6 +357,7 @@ impl Config {
             icmp_limit: v4.icmp_limit,
             seed: v4.seed ^ 0x6666_6666,
             max_half_open: v4.max_half_open,
+            mode: self.ipv6,
         })
     }
 

@@ -77,6 +77,7 @@ pub fn translate(data: &[u8]) {
         icmp_limit: cfg.icmp_limit,
         seed: cfg.seed,
         max_half_open: cfg.max_half_open,
+        mode: crate::nat::Mode::Napt,
     });
     let mut nat = Nat::new(cfg);
     let mut now_ms = 0u64;

@@ -100,6 +100,43 @@ pub struct NatConfig<A = Ipv4Addr> {
     pub seed: u64,
     /// Most half-open TCP sessions one port forward may hold (RFC 7857 section 3.1).
     pub max_half_open: usize,
+    /// What the core does to a forwarded packet: NAPT always for IPv4; for IPv6 also
+    /// prefix translation or plain routing (`--ipv6`).
+    pub mode: Mode,
+}
+
+/// How the IPv6 core forwards (`--ipv6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// NAPT: every inside host appears as the outside address (NAT66).
+    #[default]
+    Napt,
+    /// RFC 6296 prefix translation: stateless, one to one, checksum-neutral, ports kept.
+    Npt,
+    /// Routing without translation (inside hosts have addresses the outside reaches).
+    Route,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Napt => "nat",
+            Mode::Npt => "npt",
+            Mode::Route => "route",
+        }
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mode, String> {
+        match s {
+            "nat" => Ok(Mode::Napt),
+            "npt" => Ok(Mode::Npt),
+            "route" => Ok(Mode::Route),
+            _ => Err(format!("'{s}' is not nat, npt or route")),
+        }
+    }
 }
 
 impl NatConfig {
@@ -126,6 +163,7 @@ impl NatConfig {
             icmp_limit: IcmpLimit::default(),
             seed: 0x9e37_79b9,
             max_half_open: Limits::default().max_sessions / 4,
+            mode: Mode::Napt,
         }
     }
 }

@@ -20,7 +20,8 @@ use std::net::Ipv6Addr;
 
 use super::outbound::OutRefused;
 use super::{
-    DropReason, Endpoint, Instant, MssClamp, Nat, Session, SessionKey, Side, Step, Verdict,
+    Cidr, DropReason, Endpoint, Instant, Mode, MssClamp, Nat, Session, SessionKey, Side, Step,
+    Verdict,
 };
 use crate::wire::icmpv6::{self, kind, unreachable};
 use crate::wire::ipv6::{next_header, Ipv6};
@@ -41,15 +42,48 @@ fn link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
+/// RFC 6296 prefix translation of `addr` from network `from` to network `to` (prefixes
+/// of equal length, /48 to /64): the prefix replaced, then one 16-bit word adjusted so
+/// that the one's complement sum of the address, and so every checksum over it, is
+/// unchanged (section 3.2: bits 48-63 for a /48, else the first word of the interface
+/// identifier that is not 0xFFFF; a result of 0xFFFF is written 0). `None` if no word may
+/// carry the adjustment (section 3.7: such packets are dropped).
+pub fn npt(addr: Ipv6Addr, from: Cidr<Ipv6Addr>, to: Cidr<Ipv6Addr>) -> Option<Ipv6Addr> {
+    let p = u32::from(from.prefix.min(to.prefix));
+    let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+    let bits = (u128::from(to.addr) & mask) | (u128::from(addr) & !mask);
+    let mut w = Ipv6Addr::from(bits).segments();
+    let sum = |ws: &[u16; 8]| ws.iter().fold(0u16, |a, b| ones_add(a, *b));
+    let (old, new) = (sum(&addr.segments()), sum(&w));
+    let adj = ones_add(old, !new); // old - new, one's complement
+    let at = if p <= 48 {
+        3
+    } else {
+        (4..8).find(|&i| w[i] != 0xffff)?
+    };
+    w[at] = ones_add(w[at], adj);
+    if w[at] == 0xffff {
+        w[at] = 0;
+    }
+    Some(Ipv6Addr::from(w))
+}
+
+/// One's complement addition of two 16-bit words.
+fn ones_add(a: u16, b: u16) -> u16 {
+    let s = u32::from(a) + u32::from(b);
+    ((s & 0xffff) + (s >> 16)) as u16
+}
+
 impl Nat<Ipv6Addr> {
     /// Processes one IPv6 packet read from `side` at `now`, rewriting `buf` in place
     /// (a packet read with offloads goes through [`Nat::process_offload`]).
     pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
         self.clock = self.clock.max(now);
         let csum = self.csum();
-        let v = match side {
-            Side::Inside => self.outbound6(buf, csum, now),
-            Side::Outside => self.inbound6(buf, csum, now),
+        let v = match (self.cfg.mode, side) {
+            (Mode::Napt, Side::Inside) => self.outbound6(buf, csum, now),
+            (Mode::Napt, Side::Outside) => self.inbound6(buf, csum, now),
+            (mode, side) => self.stateless6(mode, side, buf),
         }
         .unwrap_or_else(Verdict::Drop);
         self.count_verdict(side, v);
@@ -347,6 +381,79 @@ impl Nat<Ipv6Addr> {
         Ok(Verdict::Forward { len })
     }
 
+    /// `--ipv6 npt` and `--ipv6 route`: no state, no ports. A packet from an inside host
+    /// leaves with its source prefix translated to the outside prefix (RFC 6296) or as it
+    /// is; a packet from outside to an address of the outside prefix (npt) or of the inside
+    /// prefix (route) comes in translated back or as it is. ICMPv6 errors have the address
+    /// in their quote translated too (RFC 6296 section 4.2). The router's own addresses are
+    /// answered by its stack as in NAT66.
+    fn stateless6(&mut self, mode: Mode, side: Side, buf: &mut [u8]) -> Step<Verdict> {
+        let mut ip = Ipv6::new_checked(buf)?;
+        self.screen6(side, &ip)?;
+        let (src, dst) = (ip.src(), ip.dst());
+        let (inside, outside) = (self.cfg.inside, self.cfg.outside);
+        let len = ip.total_len();
+        if dst == inside.addr || dst == outside.addr {
+            return Ok(Verdict::Local { len });
+        }
+        let to = side.other();
+        match side {
+            Side::Inside if !inside.contains(src) => return Err(DropReason::SpoofedSource),
+            Side::Inside if inside.contains(dst) => return Err(DropReason::NotRouted),
+            Side::Outside if mode == Mode::Npt && !outside.contains(dst) => {
+                return Err(DropReason::NotRouted)
+            }
+            Side::Outside if mode == Mode::Route && !inside.contains(dst) => {
+                return Err(DropReason::NotRouted)
+            }
+            _ => {}
+        }
+        if let Some(v) = self.forwarding_checks6(&ip, side, to) {
+            return Ok(v);
+        }
+        ip.decrement_hop_limit();
+        if mode == Mode::Route {
+            return Ok(Verdict::Forward { len });
+        }
+        // The address that changes: the source going out, the destination coming in.
+        let (from, into) = match side {
+            Side::Inside => (inside, outside),
+            Side::Outside => (outside, inside),
+        };
+        let old = if side == Side::Inside { src } else { dst };
+        let new = npt(old, from, into).ok_or(DropReason::NotRouted)?;
+        match side {
+            Side::Inside => ip.set_src(new),
+            Side::Outside => ip.set_dst(new),
+        }
+        // Checksum-neutral: the transport checksum stands. An error's quote holds the
+        // address the other way round: translated, then the ICMPv6 checksum redone.
+        let error = ip.protocol() == next_header::ICMPV6
+            && ip.payload().first().is_some_and(|t| kind::is_error(*t));
+        if error && !ip.is_fragment() {
+            let q = ip.payload_mut().get_mut(8..).unwrap_or_default();
+            if let Ok(mut quoted) = Ipv6::new_quoted(q) {
+                match side {
+                    Side::Inside if from.contains(quoted.dst()) => {
+                        if let Some(a) = npt(quoted.dst(), from, into) {
+                            quoted.set_dst(a);
+                        }
+                    }
+                    Side::Outside if from.contains(quoted.src()) => {
+                        if let Some(a) = npt(quoted.src(), from, into) {
+                            quoted.set_src(a);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let (s6, d6) = (ip.src(), ip.dst());
+            icmpv6::set_checksum(s6, d6, ip.payload_mut());
+            self.stats.icmp_errors_translated += 1;
+        }
+        Ok(Verdict::Forward { len })
+    }
+
     /// An ICMPv6 error from outside about a packet the router translated: its quoted
     /// packet left with the outside address and an external port as its source. Both the
     /// error's destination and the quoted source go back to the inside endpoint (RFC 5508
@@ -468,6 +575,7 @@ mod test {
             icmp_limit: v4.icmp_limit,
             seed: 1,
             max_half_open: v4.max_half_open,
+            mode: crate::nat::Mode::Napt,
         })
     }
 
@@ -593,6 +701,57 @@ mod test {
             tcp(SERVER, 9999, REMOTE, 43000, TcpFlags::SYN | TcpFlags::ACK),
         );
         assert_eq!(ends(&synack), (a(OUT), 8888, a(REMOTE), 43000, 63));
+    }
+
+    #[test]
+    fn npt_is_checksum_neutral_and_reverses() {
+        let inside: Cidr<Ipv6Addr> = "fd01:203:405::/48".parse().unwrap();
+        let outside: Cidr<Ipv6Addr> = "2001:db8:1::/48".parse().unwrap();
+        let host = a("fd01:203:405:1::1234");
+        let out = npt(host, inside, outside).unwrap();
+        assert!(outside.contains(out));
+        let sum = |x: Ipv6Addr| x.segments().iter().fold(0u16, |s, w| ones_add(s, *w));
+        assert_eq!(sum(out), sum(host), "checksum-neutral");
+        assert_eq!(npt(out, outside, inside), Some(host), "and back");
+        // /64: the adjustment goes into the interface identifier.
+        let i64: Cidr<Ipv6Addr> = "fd00:122::/64".parse().unwrap();
+        let o64: Cidr<Ipv6Addr> = "2001:db8:1::/64".parse().unwrap();
+        let h = a("fd00:122::101");
+        let o = npt(h, i64, o64).unwrap();
+        assert_eq!(o.segments()[..4], a("2001:db8:1::").segments()[..4]);
+        assert_eq!(sum(o), sum(h));
+        assert_eq!(npt(o, o64, i64), Some(h));
+        assert_eq!(
+            npt(a("fd00:122::ffff:ffff:ffff:ffff"), i64, o64),
+            None,
+            "no word to adjust"
+        );
+    }
+
+    #[test]
+    fn npt_and_route_modes_forward_without_state() {
+        let mut n = nat6();
+        n.cfg.mode = Mode::Npt;
+        n.cfg.dnat.clear();
+        let out = fwd(&mut n, Side::Inside, udp(CLIENT, 40000, REMOTE, 53));
+        let (src, sport, ..) = ends(&out);
+        assert!(
+            n.cfg.outside.contains(src) && src != a(CLIENT) && sport == 40000,
+            "{src}"
+        );
+        let back = fwd(
+            &mut n,
+            Side::Outside,
+            udp(REMOTE, 53, &src.to_string(), 40000),
+        );
+        assert_eq!(ends(&back).2, a(CLIENT));
+        assert_eq!(n.table().len(), 0, "no state");
+        let mut r = nat6();
+        r.cfg.mode = Mode::Route;
+        let out = fwd(&mut r, Side::Inside, udp(CLIENT, 40000, REMOTE, 53));
+        assert_eq!(ends(&out), (a(CLIENT), 40000, a(REMOTE), 53, 63));
+        let back = fwd(&mut r, Side::Outside, udp(REMOTE, 53, CLIENT, 40000));
+        assert_eq!(ends(&back).2, a(CLIENT));
     }
 
     #[test]

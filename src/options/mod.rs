@@ -64,6 +64,11 @@ options! {
         flag: "outside-addr", key: "outside.addr", value: "CIDR",
         default: None, shown: "required", restart
     }
+    /// What the router does with IPv6 (when both ports have an IPv6 address): `nat` (NAT66: every inside host appears as the outside IPv6 address, like ip6tables MASQUERADE), `npt` (RFC 6296 prefix translation: stateless, one to one, checksum-neutral, ports untouched; both prefixes /48 to /64 and of equal length), or `route` (forwarded as it is, hop limit decremented, for inside hosts with addresses the outside reaches).
+    ipv6: String = Value {
+        flag: "ipv6", key: "ipv6", value: "MODE",
+        default: Some("nat".to_string()), shown: "", restart
+    }
     /// Port forwarding PROTO:PORT[-PORT]=IP[:PORT], repeatable: `tcp:8888=192.168.122.73:9999`; `udp:5000-5010=192.168.122.73` keeps the ports; `tcp:8000-8010=192.168.122.73:9000` shifts them; an IPv6 target goes in brackets, `tcp:8888=[fd00:122::73]:9999`, and forwards the outside IPv6 address's port. The target must be on the inside network; rules of a family may not overlap. Flags replace the file's list.
     dnat: Vec<String> = List {
         flag: "dnat", key: "dnat", value: "RULE",
@@ -368,6 +373,11 @@ impl Settings {
             )?,
             dnat,
             dnat6,
+            ipv6: self
+                .ipv6()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| anyhow!("{} {e}", self.named("ipv6")))?,
             policy_port: self.policy_port().unwrap_or_default(),
             policy,
             policy_idle: Duration::from_secs_f64(idle),
