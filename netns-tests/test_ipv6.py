@@ -223,7 +223,8 @@ def corpus6(src, dst, dport):
         ("UDP checksum zero", ip6(src, dst, 17, udp6(src, dst, 40001, dport, b"z", zero=True)), "udp-zero-checksum"),
         ("ICMPv6 bad checksum", ip6(src, dst, 58, icmp6(src, dst, 128, b"\x12\x34\x00\x01ping", bad=True)),
          "bad-icmp-checksum"),
-        ("a fragment", ip6(src, dst, 44, bytes([17, 0, 0, 9, 0, 0, 0, 7]) + good), "fragment-for-router"),
+        ("a fragment not a multiple of 8, more to come", ip6(src, dst, 44, bytes([17, 0, 0, 1, 0, 0, 0, 7])
+                                                           + bytes(10)), "bad-fragment"),
         ("TCP NULL scan", ip6(src, dst, 6, tcp6(src, dst, 41000, dport, 0)), "bad-tcp-flags"),
         ("link-local source", ip6("fe80::9", dst, 17, udp6("fe80::9", dst, 1, dport, b"")), "link-local"),
     ]
@@ -338,3 +339,23 @@ def test_npt_prefixes_must_be_equal_and_48_to_64(lab):
     p = run(lab.args(["--inside-addr", "fd00:122::100/64", "--outside-addr", "2001:db8:1::186/56",
                       "--ipv6", "npt"]), check_rc=False, timeout=10)
     check(p.returncode != 0 and "equal length, /48 to /64" in p.stderr, p.stderr)
+
+
+@dual
+@tunnat_args("--control", CONTROL)
+def test_fragmented_ipv6_crosses_in_any_order(lab):
+    """Datagrams larger than the MTU are fragmented by their sender; tunnat translates each
+    fragment by its first (it may not fragment, nor hand on a reassembled datagram): a
+    3000-byte ping and a 4000-byte UDP datagram go out and come back."""
+    out = lab.sh("lan", ["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000", REMOTE6]).stdout
+    check(" 0% packet loss" in out, out)
+    u = lab.listen6("wan", REMOTE6, 5353, kind=socket.SOCK_DGRAM)
+    with lab.ns("lan"):
+        q = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        q.settimeout(3)
+        q.sendto(bytes(4000), (REMOTE6, 5353))
+    data, peer = u.recvfrom(5000)
+    eq((len(data), peer[0]), (4000, ROUTER_OUT6), "the big datagram, from the router's address")
+    u.sendto(bytes(range(256)) * 16, peer)
+    eq(len(q.recvfrom(5000)[0]), 4096, "the big reply came back in")
+    eq(lab.stats()["nat6"]["drops"].get("bad-fragment", 0), 0, "no fragment refused")

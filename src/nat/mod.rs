@@ -28,6 +28,7 @@ pub mod dnat;
 pub mod endpoint;
 pub mod filtering;
 mod forward;
+pub mod frag6;
 mod hairpin;
 mod icmp_error;
 pub mod icmp_limit;
@@ -256,6 +257,8 @@ pub struct Nat<A: Address = Ipv4Addr> {
     /// Packets the core made, for [`Nat::poll_transmit`].
     queue: VecDeque<Transmit>,
     held_syns: HeldSyns<A>,
+    /// IPv6 fragments in flight (the IPv6 core only).
+    frag6: frag6::Fragments,
     /// Tokens for the ICMP errors the router sends.
     icmp_bucket: TokenBucket,
     /// The time of the packet or timeout being handled.
@@ -282,6 +285,7 @@ impl<A: Address> Nat<A> {
             reasm: Reassembler::default(),
             queue: VecDeque::new(),
             held_syns: HeldSyns::default(),
+            frag6: frag6::Fragments::default(),
             clock: Instant::ZERO,
             offload: Offload::NONE,
         }
@@ -355,6 +359,7 @@ impl<A: Address> Nat<A> {
             self.table.next_deadline(),
             self.reasm.next_deadline(),
             self.next_held_syn_deadline(),
+            self.frag6.next_deadline(),
         ]
         .into_iter()
         .flatten()

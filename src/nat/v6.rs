@@ -18,6 +18,7 @@
 
 use std::net::Ipv6Addr;
 
+use super::frag6;
 use super::outbound::OutRefused;
 use super::{
     Cidr, DropReason, Endpoint, Instant, Mode, MssClamp, Nat, Session, SessionKey, Side, Step,
@@ -68,6 +69,15 @@ pub fn npt(addr: Ipv6Addr, from: Cidr<Ipv6Addr>, to: Cidr<Ipv6Addr>) -> Option<I
     Some(Ipv6Addr::from(w))
 }
 
+/// A fragment's share of its datagram's translation: the address, and the hop limit.
+fn apply(ip: &mut Ipv6<&mut [u8]>, r: frag6::Rewrite) {
+    ip.decrement_hop_limit();
+    match r {
+        frag6::Rewrite::Src(a) => ip.set_src(a),
+        frag6::Rewrite::Dst(a) => ip.set_dst(a),
+    }
+}
+
 /// One's complement addition of two 16-bit words.
 fn ones_add(a: u16, b: u16) -> u16 {
     let s = u32::from(a) + u32::from(b);
@@ -110,6 +120,7 @@ impl Nat<Ipv6Addr> {
             );
             Some(packet)
         });
+        self.frag6.expire(now);
         self.table.expire(now, on_expire)
     }
 
@@ -235,7 +246,7 @@ impl Nat<Ipv6Addr> {
             return Err(DropReason::NotRouted);
         }
         if ip.is_fragment() {
-            return Err(DropReason::Fragment);
+            return self.fragment6(Side::Inside, ip, now);
         }
         let t = Self::transport6(&ip)?;
         if let Some(v) = self.forwarding_checks6(&ip, Side::Inside, Side::Outside) {
@@ -341,7 +352,7 @@ impl Nat<Ipv6Addr> {
             return Err(DropReason::NotRouted);
         }
         if ip.is_fragment() {
-            return Err(DropReason::Fragment);
+            return self.fragment6(Side::Outside, ip, now);
         }
         let Some(p) = protocol(ip.protocol()) else {
             return Ok(local); // the router's stack answers "parameter problem"
@@ -379,6 +390,111 @@ impl Nat<Ipv6Addr> {
         transport::rewrite_endpoint_v6(&mut ip, p, End::Dst, inside.addr, inside.port, csum);
         self.clamp_mss6(&mut ip, &t, Side::Inside);
         Ok(Verdict::Forward { len })
+    }
+
+    /// A fragment through NAT66 ([`super::frag6`]): the first is translated like a packet
+    /// (its transport header is all there is to read: ports, flags, the echo identifier),
+    /// the later ones get the same address, in whatever order they come.
+    fn fragment6(&mut self, side: Side, mut ip: Ipv6<&mut [u8]>, now: Instant) -> Step<Verdict> {
+        let Some(f) = ip.fragment() else {
+            return Err(DropReason::BadFragment);
+        };
+        let start = u32::from(f.offset) * 8;
+        let end = start + (ip.total_len() - ip.l4_offset()) as u32;
+        if f.more && (end - start) % 8 != 0 {
+            return Err(DropReason::BadFragment); // RFC 8200 4.5: all but the last are 8n
+        }
+        if let Some(v) = self.forwarding_checks6(&ip, side, side.other()) {
+            return Ok(v);
+        }
+        let key = frag6::Key {
+            src: ip.src(),
+            dst: ip.dst(),
+            ident: f.ident,
+        };
+        let len = ip.total_len();
+        match self.frag6.see(key, start, end, ip.as_bytes(), now) {
+            frag6::Seen::Held => Ok(Verdict::Held),
+            frag6::Seen::Overlap | frag6::Seen::NoRoom => Err(DropReason::BadFragment),
+            frag6::Seen::Rewrite(r) => {
+                apply(&mut ip, r);
+                Ok(Verdict::Forward { len })
+            }
+            frag6::Seen::First => {
+                let rewrite = self.first_fragment6(side, &mut ip, now)?;
+                apply(&mut ip, rewrite);
+                for mut packet in self.frag6.learn(key, rewrite) {
+                    if let Ok(mut later) = Ipv6::new_checked(&mut packet[..]) {
+                        apply(&mut later, rewrite);
+                        self.queue.push_back(super::Transmit {
+                            port: side.other(),
+                            packet,
+                        });
+                    }
+                }
+                Ok(Verdict::Forward { len })
+            }
+        }
+    }
+
+    /// Translates the first fragment of a datagram (ports and checksum; the address is
+    /// left to [`apply`]) and says how every fragment's address changes.
+    fn first_fragment6(
+        &mut self,
+        side: Side,
+        ip: &mut Ipv6<&mut [u8]>,
+        now: Instant,
+    ) -> Step<frag6::Rewrite> {
+        let p = protocol(ip.protocol()).ok_or(DropReason::UnsupportedProtocol)?;
+        let l4 = ip.payload();
+        let mut t = Transport::quoted(p, l4).map_err(|_| DropReason::BadFragment)?;
+        if p == Protocol::Tcp {
+            t.tcp_flags = l4.get(13).copied().ok_or(DropReason::BadFragment)?;
+        }
+        if !t.tcp_flags_valid() {
+            return Err(DropReason::BadTcpFlags);
+        }
+        let len = ip.total_len();
+        let (src, dst) = (ip.src(), ip.dst());
+        match side {
+            Side::Inside => {
+                if p == Protocol::Icmp && t.icmp_type != kind::ECHO_REQUEST {
+                    return Err(DropReason::UnsupportedIcmp);
+                }
+                let icmp = p == Protocol::Icmp;
+                let key = SessionKey {
+                    protocol: p,
+                    inside: Endpoint::new(src, t.src_port),
+                    remote: Endpoint::new(dst, if icmp { 0 } else { t.dst_port }),
+                };
+                let ext = match self.out_session(key, &t, len, now) {
+                    Ok(ext) => ext,
+                    Err(OutRefused::Drop(why) | OutRefused::NoRoom(why)) => return Err(why),
+                };
+                let out = self.cfg.outside.addr;
+                transport::rewrite_endpoint_v6(ip, p, End::Src, out, ext, Csum::Full);
+                Ok(frag6::Rewrite::Src(out))
+            }
+            Side::Outside => {
+                if p == Protocol::Icmp && t.icmp_type != kind::ECHO_REPLY {
+                    return Err(DropReason::Fragment); // not the router's to reassemble
+                }
+                let remote = Endpoint::new(src, if p == Protocol::Icmp { 0 } else { t.src_port });
+                let target = self
+                    .inbound_target(p, t.dst_port, remote)
+                    .ok_or(DropReason::Fragment)?;
+                let inside = self.inbound_session(target, p, t.dst_port, remote, &t, len, now)?;
+                transport::rewrite_endpoint_v6(
+                    ip,
+                    p,
+                    End::Dst,
+                    inside.addr,
+                    inside.port,
+                    Csum::Full,
+                );
+                Ok(frag6::Rewrite::Dst(inside.addr))
+            }
+        }
     }
 
     /// `--ipv6 npt` and `--ipv6 route`: no state, no ports. A packet from an inside host
@@ -701,6 +817,101 @@ mod test {
             tcp(SERVER, 9999, REMOTE, 43000, TcpFlags::SYN | TcpFlags::ACK),
         );
         assert_eq!(ends(&synack), (a(OUT), 8888, a(REMOTE), 43000, 63));
+    }
+
+    /// A UDP datagram of `data` bytes from `src`, cut into fragments of at most `per`
+    /// payload bytes (a multiple of 8), each with a fragment header (identification 7).
+    fn fragments(
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        data: usize,
+        per: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut whole = udp(src, sport, dst, dport);
+        let body = vec![0x5au8; data];
+        let l = (8 + data) as u16;
+        whole.truncate(48);
+        whole[44..46].copy_from_slice(&l.to_be_bytes());
+        whole[46..48].copy_from_slice(&[0, 0]);
+        whole.extend_from_slice(&body);
+        let s = crate::wire::checksum::pseudo_header_sum_v6(a(src), a(dst), 17, u32::from(l));
+        let c = !crate::wire::checksum::fold(crate::wire::checksum::sum(&whole[40..], s));
+        whole[46..48].copy_from_slice(&c.to_be_bytes());
+        let payload = &whole[40..];
+        payload
+            .chunks(per)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let off = (i * per) as u16;
+                let more = (i + 1) * per < payload.len();
+                let mut fh = vec![17, 0, 0, 0, 0, 0, 0, 7];
+                fh[2..4].copy_from_slice(&(off | u16::from(more)).to_be_bytes());
+                fh.extend_from_slice(chunk);
+                let mut p = vec![0u8; 40 + fh.len()];
+                emit_header(
+                    &mut p,
+                    fh.len() as u16,
+                    next_header::FRAGMENT,
+                    64,
+                    a(src),
+                    a(dst),
+                );
+                p[40..].copy_from_slice(&fh);
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fragments_follow_their_first_in_any_order() {
+        let mut n = nat6();
+        let frags = fragments(CLIENT, 40000, REMOTE, 53, 3000, 1232);
+        assert_eq!(frags.len(), 3);
+        // The last comes first and waits; then the first; then the middle.
+        let mut last = frags[2].clone();
+        assert_eq!(
+            n.process(Side::Inside, &mut last, Instant::ZERO),
+            Verdict::Held
+        );
+        let mut first = frags[0].clone();
+        let Verdict::Forward { len } = n.process(Side::Inside, &mut first, Instant::ZERO) else {
+            panic!()
+        };
+        first.truncate(len);
+        let released = n.poll_transmit().expect("the held fragment follows").packet;
+        let mut middle = frags[1].clone();
+        let Verdict::Forward { len } = n.process(Side::Inside, &mut middle, Instant::ZERO) else {
+            panic!()
+        };
+        middle.truncate(len);
+        for f in [&first, &middle, &released] {
+            let v = Ipv6::new_checked(&f[..]).unwrap();
+            assert_eq!((v.src(), v.hop_limit()), (a(OUT), 63));
+        }
+        // Put together at the receiver, the datagram's checksum verifies.
+        let mut payload = Vec::new();
+        for f in [&first, &middle, &released] {
+            payload.extend_from_slice(&f[48..]);
+        }
+        let s = crate::wire::checksum::pseudo_header_sum_v6(
+            a(OUT),
+            a(REMOTE),
+            17,
+            payload.len() as u32,
+        );
+        assert_eq!(
+            crate::wire::checksum::fold(crate::wire::checksum::sum(&payload, s)),
+            0xffff
+        );
+        assert_eq!(&payload[0..2], &40000u16.to_be_bytes());
+        // An overlapping fragment is dropped.
+        let mut again = frags[1].clone();
+        assert_eq!(
+            n.process(Side::Inside, &mut again, Instant::ZERO),
+            Verdict::Drop(DropReason::BadFragment)
+        );
     }
 
     #[test]
