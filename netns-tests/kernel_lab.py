@@ -15,7 +15,8 @@ import os
 import subprocess
 
 import harness
-from harness import CLIENT, REMOTE, REMOTE2, ROUTER_IN, ROUTER_OUT, SERVER_IN, run
+from harness import (CLIENT, CLIENT6, REMOTE, REMOTE2, REMOTE6, REMOTE26, ROUTER_IN, ROUTER_IN6, ROUTER_OUT,
+                     ROUTER_OUT6, SERVER_IN, SERVER_IN6, run)
 
 
 class NotApplicable(Exception):
@@ -25,8 +26,10 @@ class NotApplicable(Exception):
 class KernelLab(harness.Lab):
     counter = 0
 
-    def __init__(self, extra_args=(), start=True, outside_mtu=None, inside_mtu=None):
+    def __init__(self, extra_args=(), start=True, outside_mtu=None, inside_mtu=None, dual=False):
         KernelLab.counter += 1
+        self.dual = dual
+        self.ipv6 = "nat"
         self.prefix = f"kn{os.getpid() % 100000}x{KernelLab.counter}"
         self.lan, self.wan, self.rtr = self.prefix + "lan", self.prefix + "wan", self.prefix + "rtr"
         self.bg = []
@@ -54,11 +57,36 @@ class KernelLab(harness.Lab):
         run(ex + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
         run(ex + ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
         for proto, ports, target in dnat:
+            if target.startswith("["):
+                continue
             run(ex + ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", ROUTER_OUT, "-p", proto, "--dport", ports,
                       "-j", "DNAT", "--to-destination", target])
+        if dual:
+            self._dual(ex, [d for d in dnat if d[2].startswith("[")])
 
-    @staticmethod
-    def _translate(args):
+    def _dual(self, ex, dnat6):
+        """The IPv6 half: the same addresses as tunnat's dual lab, and ip6tables doing what
+        `--ipv6` asks (MASQUERADE and DNAT; SNPT and DNPT; nothing)."""
+        for a in (CLIENT6, SERVER_IN6):
+            run(["ip", "-n", self.lan, "addr", "add", a + "/64", "dev", "nat-in", "nodad"])
+        for a in (REMOTE6, REMOTE26):
+            run(["ip", "-n", self.wan, "addr", "add", a + "/64", "dev", "nat-out", "nodad"])
+        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_IN6 + "/64", "dev", "vin", "nodad"])
+        run(["ip", "-n", self.rtr, "addr", "add", ROUTER_OUT6 + "/64", "dev", "vout", "nodad"])
+        run(["ip", "-n", self.lan, "-6", "route", "add", "default", "via", ROUTER_IN6])
+        run(ex + ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
+        if self.ipv6 == "nat":
+            run(ex + ["ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
+        elif self.ipv6 == "npt":
+            run(ex + ["ip6tables", "-t", "mangle", "-A", "POSTROUTING", "-o", "vout", "-s", "fd00:122::/64",
+                      "-j", "SNPT", "--src-pfx", "fd00:122::/64", "--dst-pfx", "2001:db8:1::/64"])
+            run(ex + ["ip6tables", "-t", "mangle", "-A", "PREROUTING", "-i", "vout", "-d", "2001:db8:1::/64",
+                      "-j", "DNPT", "--src-pfx", "2001:db8:1::/64", "--dst-pfx", "fd00:122::/64"])
+        for proto, ports, target in dnat6:
+            run(ex + ["ip6tables", "-t", "nat", "-A", "PREROUTING", "-d", ROUTER_OUT6, "-p", proto, "--dport",
+                      ports, "-j", "DNAT", "--to-destination", target])
+
+    def _translate(self, args):
         """tunnat options -> DNAT rules; anything else has no kernel equivalent."""
         dnat = []
         while args:
@@ -73,6 +101,8 @@ class KernelLab(harness.Lab):
                     tp = int(tp)
                     target = f"{ip}:{tp}-{tp + int(last) - int(first)}/{first}"
                 dnat.append((proto, ports.replace("-", ":"), target))
+            elif a == "--ipv6" and args:
+                self.ipv6 = args.pop(0)
             elif a == "--filtering" and args and args[0] == "address-and-port-dependent":
                 args.pop(0)  # conntrack admits only packets of known connections: this mode
             else:
