@@ -7,7 +7,9 @@ on the same lab addresses, measured in one run on this machine.
 Five routers: tunnat with TUN offloads (its default) and without (--no-offload), the copy
 loop likewise with and without offloads, and netfilter. Figures per router: iperf3 TCP
 inside->outside (NAPT) and outside->inside (DNAT) at MTU 1500 and 9000, UDP 64-byte
-datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT.
+datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT;
+and at MTU 1500 the same TCP and UDP cells over IPv6 (NAT66 and an IPv6 port forward; the
+copy loop routes IPv6 as it is), with each router's IPv6/IPv4 ratios.
 Ratios: tunnat / copy loop with equal offload settings, and tunnat / netfilter. Each
 router is measured three times (rounds interleaved) and each cell is the median; --quick
 measures once, 2 s each. A run in which any iperf3 fails is not reported. Needs root,
@@ -35,7 +37,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "netns-tests"))
 import harness  # noqa: E402
 import kernel_lab  # noqa: E402
-from harness import REMOTE, ROUTER_OUT, SERVER_IN, run  # noqa: E402
+from harness import REMOTE, REMOTE6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN, SERVER_IN6, run  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 SECS = 2 if QUICK else 4
@@ -56,23 +58,27 @@ class TunRouter(harness.Lab):
 
     def __init__(self, kind, mtu):
         self.kind = kind
-        super().__init__(start=False)
+        # Dual stack at MTU 1500, for the IPv6 cells.
+        super().__init__(start=False, dual=(mtu == 1500 and not kind.startswith("baseline")))
         for ns, dev in ((self.lan, "nat-in"), (self.wan, "nat-out")):
             run(["ip", "-n", ns, "link", "set", dev, "mtu", str(mtu)])
         offload = not kind.endswith("-plain")
         if kind.startswith(("tunnat", "baseline")):
             self.start(["--mtu", str(mtu), "--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
-                        "--dnat", "tcp:7001=192.168.122.73", *([] if offload else ["--no-offload"])],
+                        "--dnat", "tcp:7001=192.168.122.73", *([] if offload else ["--no-offload"]),
+                        *(["--dnat", "tcp:5201=[fd00:122::73]"] if self.dual else [])],
                        env={"RUST_LOG": "warn"})
-            self.dnat_target = ROUTER_OUT
+            self.dnat_target, self.dnat_target6 = ROUTER_OUT, ROUTER_OUT6
         else:
             # No NAT: the outside hosts route the inside network to the TUN directly.
             run(["ip", "-n", self.wan, "route", "add", "192.168.122.0/24", "dev", "nat-out"])
+            if self.dual:
+                run(["ip", "-n", self.wan, "-6", "route", "add", "fd00:122::/64", "dev", "nat-out"])
             self.log = open(self.log_path, "w+")
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
                                           *(["--offload"] if offload else [])], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
-            self.dnat_target = SERVER_IN
+            self.dnat_target, self.dnat_target6 = SERVER_IN, SERVER_IN6
 
 
     def args(self, extra=()):
@@ -84,9 +90,12 @@ class TunRouter(harness.Lab):
 
 def kernel_router(mtu):
     """The kernel's netfilter NAT on the same addresses (netns-tests/kernel_lab.py)."""
+    dual = mtu == 1500
     r = kernel_lab.KernelLab(["--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
-                              "--dnat", "tcp:7001=192.168.122.73"], outside_mtu=mtu, inside_mtu=mtu)
-    r.dnat_target = ROUTER_OUT
+                              "--dnat", "tcp:7001=192.168.122.73",
+                              *(["--dnat", "tcp:5201=[fd00:122::73]"] if dual else [])],
+                             outside_mtu=mtu, inside_mtu=mtu, dual=dual)
+    r.dnat_target, r.dnat_target6 = ROUTER_OUT, ROUTER_OUT6
     return r
 
 
@@ -109,8 +118,16 @@ def tcp_gbps(r, direction):
     return res["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-def udp_pps(r):
-    res = iperf(r, "wan", REMOTE, "lan", REMOTE, ["-u", "-l", "64", "-b", "0"])
+def tcp6_gbps(r, direction):
+    if direction == "out":
+        res = iperf(r, "wan", REMOTE6, "lan", REMOTE6)
+    else:
+        res = iperf(r, "lan", SERVER_IN6, "wan", r.dnat_target6)
+    return res["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def udp_pps(r, remote=REMOTE):
+    res = iperf(r, "wan", remote, "lan", remote, ["-u", "-l", "64", "-b", "0"])
     s = res["end"]["sum"]
     return (s["packets"] - s["lost_packets"]) / s["seconds"]
 
@@ -163,6 +180,9 @@ def measure(kind, mtu):
         out = {f"tcp_out_{mtu}": tcp_gbps(r, "out"), f"tcp_in_{mtu}": tcp_gbps(r, "in")}
         if mtu == 1500:
             out.update(udp64_pps=udp_pps(r), ping_ms=ping_ms(r), conns_s=conns_per_s(r))
+            if r.dual:
+                out.update(tcp6_out_1500=tcp6_gbps(r, "out"), tcp6_in_1500=tcp6_gbps(r, "in"),
+                           udp6_64_pps=udp_pps(r, REMOTE6))
         return out
     finally:
         r.close()
@@ -191,9 +211,13 @@ def main():
         ("UDP 64-byte datagrams delivered (kpps)", "udp64_pps", True),
         ("ping RTT (ms, lower is better)", "ping_ms", False),
         ("short TCP connections (per s)", "conns_s", True),
+        ("IPv6: TCP inside->outside, MTU 1500 (Gbit/s)", "tcp6_out_1500", True),
+        ("IPv6: TCP outside->inside DNAT, MTU 1500", "tcp6_in_1500", True),
+        ("IPv6: UDP 64-byte datagrams delivered (kpps)", "udp6_64_pps", True),
     ]
     if not ONLY:
         print_main_table(res, kinds, rows)
+        print_family_table(res, kinds)
     if BASELINE:
         print_baseline_table(res, rows, measured)
     print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
@@ -206,12 +230,22 @@ def print_main_table(res, kinds, rows):
     print(f"{'':44} {'tunnat':>9} {'copy':>9} {'tunnat':>9} {'copy':>9} {'netfilter':>9}   {'offl':>6} {'plain':>7} {'vs kern':>7}")
     for name, key, higher in rows:
         v = [res[k][key] for k in kinds]
-        if key == "udp64_pps":
+        if key in ("udp64_pps", "udp6_64_pps"):
             v = [x / 1000 for x in v]
         ratio = (lambda a, b: a / b) if higher else (lambda a, b: b / a)
         print(f"{name:44} " + " ".join(f"{x:>9.2f}" for x in v)
               + f"   {ratio(v[0], v[1]):>6.0%} {ratio(v[2], v[3]):>7.0%} {ratio(v[0], v[4]):>7.0%}")
     print("\n(ratios: tunnat relative to the other router, same offload setting; above 100% means tunnat is better)")
+
+
+def print_family_table(res, kinds):
+    """Each router's IPv6 cells against its IPv4 ones (the same measurement over IPv6)."""
+    pairs = (("TCP inside->outside, MTU 1500", "tcp6_out_1500", "tcp_out_1500"),
+             ("TCP outside->inside DNAT, MTU 1500", "tcp6_in_1500", "tcp_in_1500"),
+             ("UDP 64-byte datagrams", "udp6_64_pps", "udp64_pps"))
+    print(f"\nIPv6 / IPv4, each router:{'':19} " + " ".join(f"{k:>12}" for k in kinds))
+    for name, v6, v4 in pairs:
+        print(f"{name:44} " + " ".join(f"{res[k][v6] / res[k][v4]:>12.0%}" for k in kinds))
 
 
 def print_baseline_table(res, rows, measured):
@@ -221,11 +255,11 @@ def print_baseline_table(res, rows, measured):
     for name, key, higher in rows:
         cells = []
         for a, b in (("tunnat", "baseline"), ("tunnat-plain", "baseline-plain")):
-            if a not in measured or b not in measured:
+            if a not in measured or b not in measured or key not in res[a] or key not in res[b]:
                 cells.append(f"{'':>9} {'':>9} {'':>7}")
                 continue
             x, y = res[a][key], res[b][key]
-            if key == "udp64_pps":
+            if key in ("udp64_pps", "udp6_64_pps"):
                 x, y = x / 1000, y / 1000
             r = x / y if higher else y / x
             cells.append(f"{x:>9.2f} {y:>9.2f} {r:>7.1%}")
