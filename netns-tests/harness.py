@@ -158,12 +158,13 @@ class Lab:
             # The outside hosts know nothing of the inside network (no route to it).
 
     def args(self, extra=()):
+        v4 = getattr(self, "v4", True)  # False: an IPv6-only router
         return [
             TUNNAT,
             "--inside-tun", "nat-in", "--inside-netns", self.lan,
-            "--inside-addr", ROUTER_IN + "/24",
+            *(["--inside-addr", ROUTER_IN + "/24"] if v4 else []),
             "--outside-tun", "nat-out", "--outside-netns", self.wan,
-            "--outside-addr", ROUTER_OUT + "/24",
+            *(["--outside-addr", ROUTER_OUT + "/24"] if v4 else []),
             *(["--inside-addr", ROUTER_IN6 + "/64", "--outside-addr", ROUTER_OUT6 + "/64"] if self.dual else []),
             *(self.control_path if a == CONTROL else a for a in extra),
         ]

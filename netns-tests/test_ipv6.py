@@ -8,7 +8,7 @@ import socket
 import struct
 import time
 
-from harness import (CLIENT6, CONTROL, REMOTE6, REMOTE26, ROUTER_IN6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN6,
+from harness import (CLIENT6, CONTROL, REMOTE, REMOTE6, REMOTE26, ROUTER_IN6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN6,
                      check, eq, recv_all, refused, run, serve_tcp, tunnat_args)
 
 DNAT6 = "tcp:8888=[fd00:122::73]:9999"
@@ -380,3 +380,20 @@ def test_fragmented_ipv6_crosses_in_any_order(lab):
     eq((len(data), peer[0]), (4000, ROUTER_OUT6), "the big datagram, from the router's address")
     u.sendto(bytes(range(256)) * 16, peer)
     eq(len(q.recvfrom(5000)[0]), 4096, "the big reply came back in")
+
+
+@dual
+def test_an_ipv6_only_router(lab):
+    """IPv6 addresses alone: NAT66 and the router's own IPv6 answers work, and IPv4 is
+    not forwarded at all (an IPv4 router address is no longer required)."""
+    lab.stop()
+    lab.v4 = False
+    lab.start(["--control", lab.control_path])
+    eq(who_connects(lab), ROUTER_OUT6, "NAT66 on an IPv6-only router")
+    out = lab.sh("lan", ["ping", "-6", "-c", "1", "-W", "2", ROUTER_IN6]).stdout
+    check(" 0% packet loss" in out, out)
+    out = lab.sh("lan", ["ping", "-c", "1", "-W", "1", REMOTE], check_rc=False).stdout
+    check(" 100% packet loss" in out, f"IPv4 crossed an IPv6-only router: {out}")
+    stats = lab.stats()
+    check(stats["nat6"]["drops"].get("not-ipv6", 0) >= 1, stats["nat6"]["drops"])
+    eq(stats["nat"]["forwarded_out"], 0, "no IPv4 core")

@@ -22,8 +22,9 @@ pub struct PortConfig {
     pub tun: String,
     /// Network namespace to open the TUN in (`None`: tunnat's own).
     pub netns: Option<PathBuf>,
-    /// The router's address on this port, with the network's prefix.
-    pub cidr: Ipv4Cidr,
+    /// The router's IPv4 address on this port, with the network's prefix (none on an
+    /// IPv6-only router).
+    pub cidr: Option<Ipv4Cidr>,
     /// Its IPv6 address and prefix, on a dual-stack router.
     pub cidr6: Option<Ipv6Cidr>,
 }
@@ -88,9 +89,41 @@ pub const MIN_MTU: usize = 576;
 impl Config {
     /// Checks everything that can be checked without opening a device.
     pub fn validate(&self) -> Result<()> {
-        let (i, o) = (self.inside.cidr, self.outside.cidr);
         let name = |field: &str| self.settings.named(field);
-        for (field, c) in [("inside_addr", i), ("outside_addr", o)] {
+        let (i, o) = match (self.inside.cidr, self.outside.cidr) {
+            (Some(i), Some(o)) => (i, o),
+            (None, None) => {
+                // An IPv6-only router: no IPv4 rule may be given.
+                if let Some(r) = self.dnat.first() {
+                    bail!(
+                        "{} {r}: an IPv4 port forward needs IPv4 addresses on both ports",
+                        name("dnat")
+                    );
+                }
+                if self.inside.cidr6.is_none() {
+                    bail!("{} is required", name("inside_addr"));
+                }
+                (Ipv4Cidr::UNSET, Ipv4Cidr::UNSET)
+            }
+            (i, _) => bail!(
+                "{} has an IPv4 address and {} has none: give both ports one, or neither",
+                name(if i.is_some() {
+                    "inside_addr"
+                } else {
+                    "outside_addr"
+                }),
+                name(if i.is_some() {
+                    "outside_addr"
+                } else {
+                    "inside_addr"
+                })
+            ),
+        };
+        let v4 = self.inside.cidr.is_some();
+        for (field, c) in [("inside_addr", i), ("outside_addr", o)]
+            .into_iter()
+            .filter(|_| v4)
+        {
             let name = name(field);
             let a = c.addr;
             if a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback() {
@@ -103,7 +136,7 @@ impl Config {
                 bail!("{name} {c}: {a} is the network or broadcast address of {c}");
             }
         }
-        if i.contains(o.addr) || o.contains(i.addr) {
+        if v4 && (i.contains(o.addr) || o.contains(i.addr)) {
             bail!(
                 "{} {i} and {} {o} overlap: the two ports must be on different networks",
                 name("inside_addr"),
@@ -314,16 +347,35 @@ impl Config {
         w
     }
 
-    /// The part of the configuration the NAT core needs.
-    pub fn nat(&self) -> NatConfig {
+    /// The part of the configuration the IPv4 core needs (none on an IPv6-only router).
+    pub fn nat(&self) -> Option<NatConfig> {
+        let (i, o) = (self.inside.cidr?, self.outside.cidr?);
+        Some(self.core(i, o, self.dnat.clone(), crate::nat::Mode::Napt, 0))
+    }
+
+    /// The part of the configuration the IPv6 core needs, on a router with IPv6 addresses.
+    pub fn nat6(&self) -> Option<NatConfig<Ipv6Addr>> {
+        let (i, o) = (self.inside.cidr6?, self.outside.cidr6?);
+        Some(self.core(i, o, self.dnat6.clone(), self.ipv6, 0x6666_6666))
+    }
+
+    /// One family's core configuration; the options are the same for both.
+    fn core<A>(
+        &self,
+        inside: crate::nat::Cidr<A>,
+        outside: crate::nat::Cidr<A>,
+        dnat: Vec<DnatRule<A>>,
+        mode: crate::nat::Mode,
+        salt: u64,
+    ) -> NatConfig<A> {
         NatConfig {
-            inside: self.inside.cidr,
-            outside: self.outside.cidr,
+            inside,
+            outside,
             mtu: self.port_mtus(),
             clamp_mss: self.clamp_mss,
             timeouts: self.timeouts,
             filtering: self.filtering,
-            dnat: self.dnat.clone(),
+            dnat,
             local_tcp_ports: if self.policy_port == 0 {
                 vec![]
             } else {
@@ -333,32 +385,10 @@ impl Config {
             port_hold: self.port_hold,
             port_parity: self.port_parity,
             icmp_limit: self.icmp_limit,
-            seed: self.seed.unwrap_or(0),
+            seed: self.seed.unwrap_or(0) ^ salt,
             max_half_open: self.max_half_open,
-            mode: crate::nat::Mode::Napt,
+            mode,
         }
-    }
-
-    /// The part of the configuration the IPv6 core needs, on a dual-stack router.
-    pub fn nat6(&self) -> Option<NatConfig<Ipv6Addr>> {
-        let v4 = self.nat();
-        Some(NatConfig {
-            inside: self.inside.cidr6?,
-            outside: self.outside.cidr6?,
-            dnat: self.dnat6.clone(),
-            mtu: v4.mtu,
-            clamp_mss: v4.clamp_mss,
-            timeouts: v4.timeouts,
-            filtering: v4.filtering,
-            local_tcp_ports: v4.local_tcp_ports,
-            limits: v4.limits,
-            port_hold: v4.port_hold,
-            port_parity: v4.port_parity,
-            icmp_limit: v4.icmp_limit,
-            seed: v4.seed ^ 0x6666_6666,
-            max_half_open: v4.max_half_open,
-            mode: self.ipv6,
-        })
     }
 
     /// The README lab's router: the seed scenarios' addresses, `--dnat
@@ -405,7 +435,7 @@ mod test {
         c.dnat.push("udp:53=10.0.0.1".parse().unwrap());
         assert!(err(c).contains("not on the inside network"));
         let mut c = base();
-        c.outside.cidr = "192.168.122.200/24".parse().unwrap();
+        c.outside.cidr = Some("192.168.122.200/24".parse().unwrap());
         assert!(err(c).contains("overlap"));
         let mut c = base();
         c.dnat.push("tcp:843=192.168.122.5".parse().unwrap());
@@ -417,7 +447,7 @@ mod test {
         c.inside.netns = Some("/run/netns/does-not-exist-here".into());
         assert!(err(c).contains("does-not-exist-here does not exist"));
         let mut c = base();
-        c.inside.cidr = "192.168.122.255/24".parse().unwrap();
+        c.inside.cidr = Some("192.168.122.255/24".parse().unwrap());
         assert!(err(c).contains("broadcast"));
         let mut c = base();
         c.timeouts.udp = Duration::ZERO;

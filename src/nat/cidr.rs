@@ -46,6 +46,12 @@ impl<A: Address> Cidr<A> {
 }
 
 impl Cidr<Ipv4Addr> {
+    /// No network (0.0.0.0/32): what checks of a family a router does not have see.
+    pub const UNSET: Cidr<Ipv4Addr> = Cidr {
+        addr: Ipv4Addr::UNSPECIFIED,
+        prefix: 32,
+    };
+
     pub fn mask(&self) -> u32 {
         self.mask128() as u32
     }

@@ -44,7 +44,7 @@ options! {
         flag: "inside-netns", key: "inside.netns", value: "PATH",
         default: None, shown: "own namespace", restart
     }
-    /// The router's inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated. Once per family: add an IPv6 one (`fd00:122::100/64`) for a dual-stack router doing NAT66 (then `--outside-addr` needs one too).
+    /// The router's inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated. Once per family: add an IPv6 one (`fd00:122::100/64`) for a dual-stack router doing NAT66, or give only that for an IPv6-only router; `--outside-addr` must have the same families.
     inside_addr: Vec<String> = List {
         flag: "inside-addr", key: "inside.addr", value: "CIDR",
         default: None, shown: "required", restart
@@ -303,15 +303,15 @@ impl Settings {
                     }
                 }
             }
-            let cidr = v4.ok_or_else(|| {
-                anyhow!(
-                    "--{side}-addr with an IPv4 address is required (or 'addr' under [{side}] in the config file); an IPv6-only router is not supported yet"
-                )
-            })?;
+            if v4.is_none() && v6.is_none() {
+                bail!(
+                    "--{side}-addr is required: an IPv4 address, an IPv6 one, or both (or 'addr' under [{side}] in the config file)"
+                );
+            }
             Ok::<_, anyhow::Error>(PortConfig {
                 tun,
                 netns: netns.as_deref().map(netns::resolve),
-                cidr,
+                cidr: v4,
                 cidr6: v6,
             })
         };
@@ -706,7 +706,26 @@ udp = 30
         ]);
         assert!(e.contains("an IPv4 address was given already"), "{e}");
         let e = err(&["--inside-addr", "fd00:122::100/64"]);
-        assert!(e.contains("IPv6-only router is not supported yet"), "{e}");
+        assert!(
+            e.contains("--inside-addr has an IPv6 address and --outside-addr has none")
+                || e.contains("IPv4 address and"),
+            "{e}"
+        );
+        // IPv6 alone on both ports is a router too.
+        let c = flags(&[
+            "--inside-tun",
+            "a",
+            "--outside-tun",
+            "b",
+            "--inside-addr",
+            "fd00:122::100/64",
+            "--outside-addr",
+            "2001:db8:1::186/64",
+        ])
+        .resolve()
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.nat().is_none() && c.nat6().is_some());
         let e = err(&[
             "--inside-addr",
             "192.168.122.100/24",

@@ -63,7 +63,8 @@ type SnapshotVersion = (u64, usize);
 /// The sans-I/O router.
 pub struct Router {
     cfg: Config,
-    nat: Nat,
+    /// The IPv4 core (none on an IPv6-only router).
+    nat: Option<Nat>,
     /// The IPv6 core, on a dual-stack router (NAT66).
     nat6: Option<Nat<Ipv6Addr>>,
     locals: [LocalStack; 2],
@@ -117,7 +118,12 @@ impl Router {
             ),
         ];
         Router {
-            nat: Nat::new(NatConfig { seed, ..cfg.nat() }),
+            nat: cfg.nat().map(|c| {
+                Nat::new(NatConfig {
+                    seed,
+                    ..c
+                })
+            }),
             nat6: cfg.nat6().map(|c| {
                 Nat::new(NatConfig {
                     seed: seed.rotate_left(32),
@@ -137,8 +143,9 @@ impl Router {
         &self.cfg
     }
 
-    pub fn nat(&self) -> &Nat {
-        &self.nat
+    /// The IPv4 core, on a router with IPv4 addresses.
+    pub fn nat(&self) -> Option<&Nat> {
+        self.nat.as_ref()
     }
 
     /// A packet read from `port` at `now`, with what the TUN's offload header said of it.
@@ -167,12 +174,19 @@ impl Router {
                 return self.verdict(port, v, buf, off, now);
             }
         }
+        let Some(nat) = &mut self.nat else {
+            // IPv4 on an IPv6-only router.
+            if let Some(n6) = &mut self.nat6 {
+                n6.count_drop(DropReason::NotIpv6);
+            }
+            return None;
+        };
         let Ok(mut off) = offload else {
-            self.nat.count_drop(DropReason::BadOffload);
+            nat.count_drop(DropReason::BadOffload);
             log::debug!("{}: dropped (bad-offload)", port.name());
             return None;
         };
-        let v = self.nat.process_offload(port, buf, now, &mut off);
+        let v = nat.process_offload(port, buf, now, &mut off);
         self.verdict(port, v, buf, off, now)
     }
 
@@ -216,7 +230,7 @@ impl Router {
     /// errors, fragments), then what the local stacks answer. Runs a local stack when a
     /// packet or a timer of its is waiting; forwarded traffic alone costs it nothing.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        if let Some(t) = self.nat.poll_transmit() {
+        if let Some(t) = self.nat.as_mut().and_then(Nat::poll_transmit) {
             return Some(t);
         }
         if let Some(t) = self.nat6.as_mut().and_then(Nat::poll_transmit) {
@@ -227,7 +241,7 @@ impl Router {
                 while let Some(packet) = self.locals[i].dev.tx.pop_front() {
                     // The local stacks' port unreachables fall under the same rate limit
                     // as the core's own ICMP errors.
-                    if is_icmp_error(&packet) && !self.nat.allow_icmp_error(now) {
+                    if is_icmp_error(&packet) && !self.allow_icmp_error(now) {
                         continue;
                     }
                     return Some(Transmit { port, packet });
@@ -255,18 +269,17 @@ impl Router {
             .iter()
             .filter_map(|l| l.due)
             .map(|d| Instant::from_millis(d.total_millis().max(0) as u64));
+        let nat = self.nat.as_ref().and_then(Nat::poll_timeout);
         let nat6 = self.nat6.as_ref().and_then(Nat::poll_timeout);
-        self.nat
-            .poll_timeout()
-            .into_iter()
-            .chain(nat6)
-            .chain(locals)
-            .min()
+        nat.into_iter().chain(nat6).chain(locals).min()
     }
 
     /// Expires what is due at `now`; what that makes comes from [`Router::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.nat.handle_timeout(now, |k, s| {
+        let Some(nat) = &mut self.nat else {
+            return self.handle_timeout6(now);
+        };
+        nat.handle_timeout(now, |k, s| {
             log::debug!(
                 "expired {} {} -> {} via :{} idle {:?}",
                 k.protocol.name(),
@@ -276,6 +289,10 @@ impl Router {
                 now.since(s.last_seen)
             );
         });
+        self.handle_timeout6(now);
+    }
+
+    fn handle_timeout6(&mut self, now: Instant) {
         if let Some(n6) = &mut self.nat6 {
             n6.handle_timeout(now, |k, s| {
                 log::debug!(
@@ -410,6 +427,7 @@ impl Router {
     /// The state a restart needs to carry on (`--state-file`): the port forwards added at
     /// run time and every session, at `now`, `unix_ms` being the wall-clock time.
     pub fn save_state(&self, now: Instant, unix_ms: u64) -> RouterState {
+        let v4 = self.nat.as_ref().map(|n| n.save(now)).unwrap_or_default();
         let v6 = self.nat6.as_ref().map(|n| n.save(now)).unwrap_or_default();
         RouterState {
             saved_unix_ms: unix_ms,
@@ -418,7 +436,7 @@ impl Router {
             inside6: self.cfg.inside.cidr6,
             outside6: self.cfg.outside.cidr6,
             dnat: self.runtime_dnat.clone(),
-            nat: self.nat.save(now).merge(v6),
+            nat: v4.merge(v6),
         }
     }
 
@@ -434,9 +452,11 @@ impl Router {
             || st.inside6 != inside6
             || st.outside6 != outside6
         {
-            let show = |v4: Ipv4Cidr, v6: Option<Ipv6Cidr>| match v6 {
-                Some(v6) => format!("{v4} and {v6}"),
-                None => v4.to_string(),
+            let show = |v4: Option<Ipv4Cidr>, v6: Option<Ipv6Cidr>| {
+                let all: Vec<String> = (v4.map(|c| c.to_string()).into_iter())
+                    .chain(v6.map(|c| c.to_string()))
+                    .collect();
+                all.join(" and ")
             };
             return Err(anyhow!(
                 "it was saved by a router with inside {} and outside {}, this one has {} and {}; \
@@ -447,7 +467,7 @@ impl Router {
                 show(outside, outside6)
             ));
         }
-        if !self.nat.table().is_empty() {
+        if self.nat.as_ref().is_some_and(|n| !n.table().is_empty()) {
             return Err(anyhow!("the router has sessions already"));
         }
         let mut new = self.cfg.clone();
@@ -458,10 +478,16 @@ impl Router {
         }
         self.apply(new);
         let stopped = std::time::Duration::from_millis(unix_ms.saturating_sub(st.saved_unix_ms));
-        let mut r = self
-            .nat
-            .restore(st.nat.of_family(false), stopped, now)
-            .map_err(|e| anyhow!("{e}"))?;
+        let v4 = st.nat.of_family(false);
+        let mut r = match &mut self.nat {
+            Some(n) => n.restore(v4, stopped, now).map_err(|e| anyhow!("{e}"))?,
+            None if !v4.sessions.is_empty() => {
+                return Err(anyhow!(
+                    "it holds IPv4 sessions, and this router has no IPv4 addresses"
+                ))
+            }
+            None => Default::default(),
+        };
         let v6 = st.nat.of_family(true);
         match &mut self.nat6 {
             Some(n6) => {
@@ -488,7 +514,9 @@ impl Router {
     }
 
     fn apply(&mut self, new: Config) {
-        self.nat.reconfigure(new.nat());
+        if let (Some(n), Some(c)) = (&mut self.nat, new.nat()) {
+            n.reconfigure(c);
+        }
         if let (Some(n6), Some(c6)) = (&mut self.nat6, new.nat6()) {
             n6.reconfigure(c6);
         }
@@ -496,6 +524,16 @@ impl Router {
             l.set_policy(&new.policy, new.policy_idle);
         }
         self.cfg = new;
+    }
+
+    /// May the router send an ICMP error now? One rate limit for every error the router
+    /// sends, of either family.
+    fn allow_icmp_error(&mut self, now: Instant) -> bool {
+        match (&mut self.nat, &mut self.nat6) {
+            (Some(n), _) => n.allow_icmp_error(now),
+            (None, Some(n6)) => n6.allow_icmp_error(now),
+            (None, None) => true,
+        }
     }
 
     /// The driver could not read a port.
@@ -530,7 +568,7 @@ impl Router {
         let mut io = self.io;
         io.local_queue_overflows = self.locals.iter().map(|l| l.dev.overflows).sum();
         Counters {
-            nat: NatCounters::of(&self.nat),
+            nat: self.nat.as_ref().map(NatCounters::of).unwrap_or_default(),
             nat6: self.nat6.as_ref().map(NatCounters::of),
             io,
             control: self.control,
@@ -555,9 +593,8 @@ impl Router {
     pub fn table_rows(&self, now: Instant) -> Vec<Row> {
         let v4 = self
             .nat
-            .table()
-            .sessions()
-            .map(|(k, s)| row(&self.nat, k, s, now));
+            .iter()
+            .flat_map(|n| n.table().sessions().map(move |(k, s)| row(n, k, s, now)));
         let v6 = self
             .nat6
             .iter()
@@ -570,15 +607,22 @@ impl Router {
     /// hundred. Requests made while no session has come or gone share one snapshot, so
     /// 32 clients asking at once cost one copy of the keys, not 32.
     pub fn table_snapshot(&mut self) -> TableCursor {
-        let t = self.nat.table();
-        let (c6, n6) = self.nat6.as_ref().map_or((0, 0), |n| {
-            (n.table().stats.sessions_created, n.table().len())
+        let size = |created: u64, len: usize| (created, len);
+        let (c4, n4) = self.nat.as_ref().map_or((0, 0), |n| {
+            size(n.table().stats.sessions_created, n.table().len())
         });
-        let version = (t.stats.sessions_created + c6, t.len() + n6);
+        let (c6, n6) = self.nat6.as_ref().map_or((0, 0), |n| {
+            size(n.table().stats.sessions_created, n.table().len())
+        });
+        let version = (c4 + c6, n4 + n6);
         let keys = match &self.snapshot {
             Some((v, keys)) if *v == version => keys.clone(),
             _ => {
-                let v4: Rc<[SessionKey]> = t.sessions().map(|(k, _)| *k).collect();
+                let v4: Rc<[SessionKey]> = self
+                    .nat
+                    .iter()
+                    .flat_map(|n| n.table().sessions().map(|(k, _)| *k))
+                    .collect();
                 let v6: Rc<[SessionKey<Ipv6Addr>]> = self
                     .nat6
                     .iter()
@@ -606,9 +650,8 @@ impl Router {
             let r = match (v4.get(i), &self.nat6) {
                 (Some(k), _) => self
                     .nat
-                    .table()
-                    .peek_out(k)
-                    .map(|s| row(&self.nat, k, s, now)),
+                    .as_ref()
+                    .and_then(|n| n.table().peek_out(k).map(|s| row(n, k, s, now))),
                 (None, Some(n6)) => {
                     let k = &v6[i - v4.len()];
                     n6.table().peek_out(k).map(|s| row(n6, k, s, now))

@@ -668,6 +668,14 @@ impl Responder for ControlResponder<'_> {
     }
 }
 
+/// A port's addresses, as the banner says them.
+fn addrs(p: &crate::config::PortConfig) -> String {
+    let all: Vec<String> = (p.cidr.map(|c| c.to_string()).into_iter())
+        .chain(p.cidr6.map(|c| c.to_string()))
+        .collect();
+    all.join(" and ")
+}
+
 fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
     let ns = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
@@ -678,10 +686,10 @@ fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
         env!("CARGO_PKG_VERSION"),
         tuns[0].name(),
         ns(&cfg.inside.netns),
-        cfg.inside.cidr,
+        addrs(&cfg.inside),
         tuns[1].name(),
         ns(&cfg.outside.netns),
-        cfg.outside.cidr,
+        addrs(&cfg.outside),
         cfg.port_mtus(),
         if tuns[0].offloads() { "on" } else { "off" },
         match cfg.clamp_mss {

@@ -23,10 +23,10 @@ use crate::wire::transport::{Protocol, TcpFlags, Transport};
 
 /// What a local stack needs to know.
 pub struct LocalConfig<'a> {
-    /// This port's address, with its network.
-    pub own: Ipv4Cidr,
+    /// This port's IPv4 address, with its network (none on an IPv6-only router).
+    pub own: Option<Ipv4Cidr>,
     /// The other port's address (answered here too, as a /32).
-    pub other: Ipv4Cidr,
+    pub other: Option<Ipv4Cidr>,
     /// This port's and the other port's IPv6 addresses, on a dual-stack router.
     pub own6: Option<Ipv6Cidr>,
     pub other6: Option<Ipv6Cidr>,
@@ -57,10 +57,13 @@ impl LocalStack {
         let mut ic = IfaceConfig::new(HardwareAddress::Ip);
         ic.random_seed = c.seed;
         let mut iface = Interface::new(ic, &mut dev, now);
-        let (own, other) = (c.own, c.other);
         iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(own.addr), own.prefix));
-            let _ = a.push(IpCidr::new(IpAddress::Ipv4(other.addr), 32));
+            if let Some(own) = c.own {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(own.addr), own.prefix));
+            }
+            if let Some(other) = c.other {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(other.addr), 32));
+            }
             if let Some(o6) = c.own6 {
                 let _ = a.push(IpCidr::new(IpAddress::Ipv6(o6.addr), o6.prefix));
             }
@@ -70,8 +73,10 @@ impl LocalStack {
         });
         // Replies to any remote leave through this port: a default route. On an IP-medium
         // device the gateway is never resolved, so any address on the network will do.
-        let gw = std::net::Ipv4Addr::from((u32::from(own.addr) & own.mask()) | 1);
-        let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        if let Some(own) = c.own {
+            let gw = std::net::Ipv4Addr::from((u32::from(own.addr) & own.mask()) | 1);
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
         if let Some(o6) = c.own6 {
             let gw6 = std::net::Ipv6Addr::from(u128::from(o6.network()) | 1);
             let _ = iface.routes_mut().add_default_ipv6_route(gw6);

@@ -38,8 +38,11 @@ struct Header {
     format: String,
     version: u32,
     saved_unix_ms: u64,
-    inside: String,
-    outside: String,
+    /// The IPv4 addresses (none on an IPv6-only router).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inside: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outside: Option<String>,
     /// The IPv6 addresses, on a dual-stack router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     inside6: Option<String>,
@@ -63,8 +66,8 @@ pub struct RouterState {
     /// out from it how long the router was stopped.
     pub saved_unix_ms: u64,
     /// The router's addresses when saved: the sessions belong to them.
-    pub inside: Ipv4Cidr,
-    pub outside: Ipv4Cidr,
+    pub inside: Option<Ipv4Cidr>,
+    pub outside: Option<Ipv4Cidr>,
     pub inside6: Option<Ipv6Cidr>,
     pub outside6: Option<Ipv6Cidr>,
     /// Port forwards added at run time, of either family.
@@ -79,8 +82,8 @@ impl RouterState {
             format: FORMAT.into(),
             version: VERSION,
             saved_unix_ms: self.saved_unix_ms,
-            inside: self.inside.to_string(),
-            outside: self.outside.to_string(),
+            inside: self.inside.map(|c| c.to_string()),
+            outside: self.outside.map(|c| c.to_string()),
             inside6: self.inside6.map(|c| c.to_string()),
             outside6: self.outside6.map(|c| c.to_string()),
             dnat: self.dnat.iter().map(|r| r.to_string()).collect(),
@@ -145,8 +148,10 @@ impl RouterState {
         if head.held > 65536 * 3 {
             return Err(format!("line {n}: {} held ports cannot be", head.held));
         }
-        let cidr = |s: &str| -> Result<Ipv4Cidr, String> {
-            s.parse().map_err(|e| format!("line {n}: {e}"))
+        let cidr = |s: &Option<String>| -> Result<Option<Ipv4Cidr>, String> {
+            s.as_deref()
+                .map(|s| s.parse().map_err(|e| format!("line {n}: {e}")))
+                .transpose()
         };
         let cidr6 = |s: &Option<String>| -> Result<Option<Ipv6Cidr>, String> {
             s.as_deref()
@@ -213,8 +218,8 @@ mod test {
     fn sample() -> RouterState {
         RouterState {
             saved_unix_ms: 1_800_000_000_000,
-            inside: "192.168.122.100/24".parse().unwrap(),
-            outside: "172.16.1.186/24".parse().unwrap(),
+            inside: Some("192.168.122.100/24".parse().unwrap()),
+            outside: Some("172.16.1.186/24".parse().unwrap()),
             inside6: Some("fd00:122::100/64".parse().unwrap()),
             outside6: Some("2001:db8:1::186/64".parse().unwrap()),
             dnat: vec!["udp:5000-5010=192.168.122.73".parse().unwrap()],

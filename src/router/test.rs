@@ -467,7 +467,7 @@ fn reload_applies_at_once_and_refuses_what_needs_a_restart() {
         m.message
     );
     assert_eq!(
-        lab.router.nat().table().timeouts.udp,
+        lab.router.nat().unwrap().table().timeouts.udp,
         Duration::from_secs(30)
     );
     // The port forward is gone: 8888 is the router's own, and it resets.
@@ -485,7 +485,7 @@ fn reload_applies_at_once_and_refuses_what_needs_a_restart() {
     };
     assert!(e.contains("restart"), "{e}");
     assert_eq!(
-        lab.router.config().outside.cidr.addr,
+        lab.router.config().outside.cidr.unwrap().addr,
         ROUTER_OUT,
         "old config stays"
     );
@@ -622,11 +622,11 @@ fn an_idle_router_sleeps_and_expiry_is_exact() {
         t = next;
         lab.router.handle_timeout(t);
         lab.flush();
-        if lab.router.nat().table().is_empty() {
+        if lab.router.nat().unwrap().table().is_empty() {
             break;
         }
     }
-    assert!(lab.router.nat().table().is_empty());
+    assert!(lab.router.nat().unwrap().table().is_empty());
     assert_eq!(
         t,
         last_packet + Duration::from_secs(240),
