@@ -397,3 +397,21 @@ def test_an_ipv6_only_router(lab):
     stats = lab.stats()
     check(stats["nat6"]["drops"].get("not-ipv6", 0) >= 1, stats["nat6"]["drops"])
     eq(stats["nat"]["forwarded_out"], 0, "no IPv4 core")
+
+
+@dual
+def test_an_unknown_next_header_to_the_router_gets_parameter_problem(lab):
+    """RFC 8200 section 4: a node that does not know a packet's next header answers
+    ICMPv6 parameter problem, code 1, pointing at the field."""
+    with lab.ns("lan"):
+        r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        r.settimeout(2)
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 253)  # 253: for experiments (RFC 3692)
+    s.sendto(b"experiment", (ROUTER_IN6, 0))
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        msg, peer = r.recvfrom(2000)
+        if msg[0] == 4:
+            eq((msg[1], peer[0]), (1, ROUTER_IN6), "parameter problem: unrecognized next header, from the router")
+            return
+    raise AssertionError("no parameter problem came back")

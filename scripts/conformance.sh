@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-tests=(test_behave test_fragments test_dnat test_napt)
+tests=(test_behave test_fragments test_dnat test_napt test_ipv6)
 echo "== tunnat"
-python3 netns-tests/run.py "${tests[@]}" | grep -E '^(PASS|FAIL|N/A)|passed'
+python3 netns-tests/run.py "${tests[@]}" | grep -E '\] (PASS|FAIL|N/A) |passed'
 echo "== netfilter"
-python3 netns-tests/run.py --router netfilter "${tests[@]}" | grep -E '^(PASS|FAIL|N/A)|netfilter:'
+python3 netns-tests/run.py --router netfilter "${tests[@]}" | grep -E '\] (PASS|FAIL|N/A) |netfilter:'

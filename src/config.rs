@@ -162,6 +162,21 @@ impl Config {
                 }
             }
         }
+        if self.inside.cidr6.is_some() {
+            // RFC 8200 section 5: every IPv6 link carries at least 1280 bytes.
+            for (field, m) in [
+                ("mtu", Some(self.mtu)),
+                ("inside_mtu", self.inside_mtu),
+                ("outside_mtu", self.outside_mtu),
+            ] {
+                if let Some(m) = m.filter(|m| *m < 1280) {
+                    bail!(
+                        "{} {m}: IPv6 needs an MTU of at least 1280 (RFC 8200 section 5)",
+                        name(field)
+                    );
+                }
+            }
+        }
         let dnat = name("dnat");
         for (n, r) in self.dnat.iter().enumerate() {
             if !i.contains(r.target) {

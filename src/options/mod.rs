@@ -726,6 +726,27 @@ udp = 30
         .unwrap();
         c.validate().unwrap();
         assert!(c.nat().is_none() && c.nat6().is_some());
+        let e = flags(&[
+            "--inside-tun",
+            "a",
+            "--outside-tun",
+            "b",
+            "--inside-addr",
+            "fd00:122::100/64",
+            "--outside-addr",
+            "2001:db8:1::186/64",
+            "--outside-mtu",
+            "1000",
+        ])
+        .resolve()
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--outside-mtu 1000: IPv6 needs an MTU of at least 1280"),
+            "{e}"
+        );
         let e = err(&[
             "--inside-addr",
             "192.168.122.100/24",

@@ -118,12 +118,7 @@ impl Router {
             ),
         ];
         Router {
-            nat: cfg.nat().map(|c| {
-                Nat::new(NatConfig {
-                    seed,
-                    ..c
-                })
-            }),
+            nat: cfg.nat().map(|c| Nat::new(NatConfig { seed, ..c })),
             nat6: cfg.nat6().map(|c| {
                 Nat::new(NatConfig {
                     seed: seed.rotate_left(32),
