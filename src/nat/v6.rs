@@ -12,9 +12,9 @@
 //! * ICMPv6 (RFC 4443): echo identifiers mapped like ports, errors translated with their
 //!   quoted packet rewritten, a checksum that covers the addresses;
 //! * link-local and multicast traffic (router solicitations, neighbour discovery, MLD),
-//!   which a router never forwards between its ports: counted and dropped.
-//!
-//! Fragments are not reassembled yet: they are counted and dropped (`fragment-for-router`).
+//!   which a router never forwards between its ports: counted and dropped;
+//! * fragments, translated one by one by their first ([`super::frag6`]);
+//! * the other two modes of `--ipv6`: RFC 6296 prefix translation ([`npt`]) and routing.
 
 use std::net::Ipv6Addr;
 
