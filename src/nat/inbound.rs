@@ -61,20 +61,8 @@ impl Nat {
         );
         let len = ip.total_len();
         let Some(target) = self.inbound_target(protocol, t.dst_port, remote) else {
-            let Some(owner) = self.table.port_owner(protocol, t.dst_port) else {
-                return Ok(local); // nothing mapped: the router itself answers (RST, port unreachable)
-            };
-            if !t.tcp_flags_valid() {
-                return Err(DropReason::BadTcpFlags);
-            }
-            // A mapping whose filter refuses this remote. A SYN may be the remote's half of
-            // a simultaneous open: hold it (RFC 5382 REQ-4). Anything else is dropped.
-            if protocol == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK)
-            {
-                self.hold_syn(ip.as_bytes(), owner, remote, now);
-                return Err(DropReason::SynHeld);
-            }
-            return Err(DropReason::Filtered);
+            self.not_admitted(&t, remote, ip.as_bytes(), now)?;
+            return Ok(local); // nothing mapped: the router itself answers (RST, port unreachable)
         };
         if !t.tcp_flags_valid() {
             return Err(DropReason::BadTcpFlags);
@@ -119,6 +107,30 @@ impl<A: Address> Nat<A> {
         self.table
             .admits(protocol, port, remote)
             .map(Target::Mapped)
+    }
+
+    /// A packet (`packet`, as received) from `remote` that no session, port forward or
+    /// admitting filter takes. `Ok`: no mapping holds its port, so it is the router's
+    /// own. A mapping whose filter refuses the remote: a SYN may be the remote's half of a
+    /// simultaneous open and is held (RFC 5382 REQ-4); anything else is dropped.
+    pub(super) fn not_admitted(
+        &mut self,
+        t: &Transport,
+        remote: Endpoint<A>,
+        packet: &[u8],
+        now: Instant,
+    ) -> Step<()> {
+        let Some(owner) = self.table.port_owner(t.protocol, t.dst_port) else {
+            return Ok(());
+        };
+        if !t.tcp_flags_valid() {
+            return Err(DropReason::BadTcpFlags);
+        }
+        if t.protocol == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK) {
+            self.hold_syn(packet, owner, remote, now);
+            return Err(DropReason::SynHeld);
+        }
+        Err(DropReason::Filtered)
     }
 
     /// Is `seg`, if an RST, within the window of session `key` (RFC 5961 section 3)?

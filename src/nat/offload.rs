@@ -27,8 +27,26 @@ impl Nat {
         now: Instant,
         off: &mut Offload,
     ) -> Verdict {
+        self.with_offload(buf, off, partial_translatable, |n, buf| {
+            n.process(side, buf, now)
+        })
+    }
+}
+
+impl<A: Address> Nat<A> {
+    /// The offload handling both families share: a partial checksum the packet's
+    /// family cannot keep as it is (`translatable` says) is completed, or the packet
+    /// dropped if it is a super-packet; `process` runs with the offload state set; what
+    /// the kernel is told on the way out follows the verdict.
+    fn with_offload(
+        &mut self,
+        buf: &mut [u8],
+        off: &mut Offload,
+        translatable: fn(&[u8], offload::Partial, Option<Gso>) -> bool,
+        process: impl FnOnce(&mut Self, &mut [u8]) -> Verdict,
+    ) -> Verdict {
         if let Some(p) = off.csum {
-            if !partial_translatable(buf, p, off.gso) {
+            if !translatable(buf, p, off.gso) {
                 if off.gso.is_some() || !offload::complete(buf, p) {
                     *off = Offload::NONE;
                     self.stats.count(DropReason::BadOffload);
@@ -38,7 +56,7 @@ impl Nat {
             }
         }
         self.offload = *off;
-        let v = self.process(side, buf, now);
+        let v = process(self, buf);
         let state = std::mem::replace(&mut self.offload, Offload::NONE);
         *off = match v {
             Verdict::Forward { .. } | Verdict::Hairpin { .. } => state,
@@ -52,9 +70,7 @@ impl Nat {
         };
         v
     }
-}
 
-impl<A: Address> Nat<A> {
     /// What the transport checksum field of the packet being processed holds.
     pub(super) fn csum(&self) -> Csum {
         match self.offload.csum {
@@ -75,30 +91,9 @@ impl Nat<Ipv6Addr> {
         now: Instant,
         off: &mut Offload,
     ) -> Verdict {
-        if let Some(p) = off.csum {
-            if !partial_translatable6(buf, p, off.gso) {
-                if off.gso.is_some() || !offload::complete(buf, p) {
-                    *off = Offload::NONE;
-                    self.stats.count(DropReason::BadOffload);
-                    return Verdict::Drop(DropReason::BadOffload);
-                }
-                off.csum = None;
-            }
-        }
-        self.offload = *off;
-        let v = self.process(side, buf, now);
-        let state = std::mem::replace(&mut self.offload, Offload::NONE);
-        *off = match v {
-            Verdict::Forward { .. } | Verdict::Hairpin { .. } => state,
-            Verdict::Local { len } => {
-                if let Some(p) = state.csum {
-                    offload::complete(&mut buf[..len], p);
-                }
-                Offload::NONE
-            }
-            _ => Offload::NONE,
-        };
-        v
+        self.with_offload(buf, off, partial_translatable6, |n, buf| {
+            n.process(side, buf, now)
+        })
     }
 }
 

@@ -69,6 +69,16 @@ pub fn npt(addr: Ipv6Addr, from: Cidr<Ipv6Addr>, to: Cidr<Ipv6Addr>) -> Option<I
     Some(Ipv6Addr::from(w))
 }
 
+/// The packet quoted in ICMPv6 error `ip`, its protocol, and its transport ends.
+fn quote<'a>(ip: &'a Ipv6<&mut [u8]>) -> Step<(Ipv6<&'a [u8]>, Protocol, Transport)> {
+    let bad = |_| DropReason::BadQuotedPacket;
+    let q = ip.payload().get(8..).ok_or(DropReason::BadQuotedPacket)?;
+    let quoted = Ipv6::new_quoted(q).map_err(bad)?;
+    let p = protocol(quoted.protocol()).ok_or(DropReason::BadQuotedPacket)?;
+    let t = Transport::quoted(p, quoted.payload()).map_err(bad)?;
+    Ok((quoted, p, t))
+}
+
 /// A fragment's share of its datagram's translation: the address, and the hop limit.
 fn apply(ip: &mut Ipv6<&mut [u8]>, r: frag6::Rewrite) {
     ip.decrement_hop_limit();
@@ -367,17 +377,8 @@ impl Nat<Ipv6Addr> {
         let remote = Endpoint::new(src, if p == Protocol::Icmp { 0 } else { t.src_port });
         let len = ip.total_len();
         let Some(target) = self.inbound_target(p, t.dst_port, remote) else {
-            let Some(owner) = self.table.port_owner(p, t.dst_port) else {
-                return Ok(local); // nothing mapped: the router answers (RST, unreachable)
-            };
-            if !t.tcp_flags_valid() {
-                return Err(DropReason::BadTcpFlags);
-            }
-            if p == Protocol::Tcp && t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK) {
-                self.hold_syn(ip.as_bytes(), owner, remote, now);
-                return Err(DropReason::SynHeld);
-            }
-            return Err(DropReason::Filtered);
+            self.not_admitted(&t, remote, ip.as_bytes(), now)?;
+            return Ok(local); // nothing mapped: the router answers (RST, unreachable)
         };
         if !t.tcp_flags_valid() {
             return Err(DropReason::BadTcpFlags);
@@ -575,12 +576,7 @@ impl Nat<Ipv6Addr> {
     /// error's destination and the quoted source go back to the inside endpoint (RFC 5508
     /// section 3.2, RFC 4443 section 2.4). The session is not refreshed.
     fn inbound_error6(&mut self, mut ip: Ipv6<&mut [u8]>) -> Step<Verdict> {
-        let quoted = {
-            let q = ip.payload().get(8..).ok_or(DropReason::BadQuotedPacket)?;
-            Ipv6::new_quoted(q).map_err(|_| DropReason::BadQuotedPacket)?
-        };
-        let p = protocol(quoted.protocol()).ok_or(DropReason::BadQuotedPacket)?;
-        let qt = Transport::quoted(p, quoted.payload()).map_err(|_| DropReason::BadQuotedPacket)?;
+        let (quoted, p, qt) = quote(&ip)?;
         if quoted.src() != self.cfg.outside.addr {
             return Err(DropReason::IcmpErrorNoSession);
         }
@@ -593,42 +589,16 @@ impl Nat<Ipv6Addr> {
         if let Some(v) = self.forwarding_checks6(&ip, Side::Outside, Side::Inside) {
             return Ok(v);
         }
-        let len = ip.total_len();
-        let inside = key.inside;
-        // The quoted packet: its source back to the inside endpoint (its own transport
-        // checksum follows, where the quote holds it).
-        {
-            let buf = ip.payload_mut();
-            let q = &mut buf[8..];
-            if let Ok(mut quoted) = Ipv6::new_quoted(&mut *q) {
-                transport::rewrite_endpoint_v6(
-                    &mut quoted,
-                    p,
-                    End::Src,
-                    inside.addr,
-                    inside.port,
-                    Csum::Full,
-                );
-            }
-        }
-        ip.decrement_hop_limit();
-        ip.set_dst(inside.addr);
-        let (src, dst) = (ip.src(), ip.dst());
-        icmpv6::set_checksum(src, dst, ip.payload_mut());
-        self.stats.icmp_errors_translated += 1;
-        Ok(Verdict::Forward { len })
+        // The quoted packet's source goes back to the inside endpoint, and so does the
+        // error's destination.
+        Ok(self.rewrite_error6(&mut ip, p, End::Src, key.inside))
     }
 
     /// An ICMPv6 error from an inside host about a packet that came in through a session
     /// (a port unreachable from a server behind a port forward, say): the quoted packet's
     /// destination, and the error's source, become the outside address and port.
     fn outbound_error6(&mut self, mut ip: Ipv6<&mut [u8]>) -> Step<Verdict> {
-        let quoted = {
-            let q = ip.payload().get(8..).ok_or(DropReason::BadQuotedPacket)?;
-            Ipv6::new_quoted(q).map_err(|_| DropReason::BadQuotedPacket)?
-        };
-        let p = protocol(quoted.protocol()).ok_or(DropReason::BadQuotedPacket)?;
-        let qt = Transport::quoted(p, quoted.payload()).map_err(|_| DropReason::BadQuotedPacket)?;
+        let (quoted, p, qt) = quote(&ip)?;
         let key = SessionKey {
             protocol: p,
             inside: Endpoint::new(quoted.dst(), qt.dst_port),
@@ -642,20 +612,43 @@ impl Nat<Ipv6Addr> {
             .peek_out(&key)
             .map(|s| s.ext_port)
             .ok_or(DropReason::IcmpErrorNoSession)?;
+        let out = Endpoint::new(self.cfg.outside.addr, ext);
+        Ok(self.rewrite_error6(&mut ip, p, End::Dst, out))
+    }
+
+    /// Rewrites a translated ICMPv6 error: `quoted_end` of the quoted packet becomes `to`
+    /// (its own transport checksum follows, where the quote holds it), and so does the
+    /// error's other end (its destination for the quoted source, its source for the quoted
+    /// destination); the ICMPv6 checksum is done again.
+    fn rewrite_error6(
+        &mut self,
+        ip: &mut Ipv6<&mut [u8]>,
+        p: Protocol,
+        quoted_end: End,
+        to: Endpoint<Ipv6Addr>,
+    ) -> Verdict {
         let len = ip.total_len();
-        let out = self.cfg.outside.addr;
-        {
-            let q = &mut ip.payload_mut()[8..];
-            if let Ok(mut quoted) = Ipv6::new_quoted(&mut *q) {
-                transport::rewrite_endpoint_v6(&mut quoted, p, End::Dst, out, ext, Csum::Full);
+        if let Some(q) = ip.payload_mut().get_mut(8..) {
+            if let Ok(mut quoted) = Ipv6::new_quoted(q) {
+                transport::rewrite_endpoint_v6(
+                    &mut quoted,
+                    p,
+                    quoted_end,
+                    to.addr,
+                    to.port,
+                    Csum::Full,
+                );
             }
         }
         ip.decrement_hop_limit();
-        ip.set_src(out);
+        match quoted_end {
+            End::Src => ip.set_dst(to.addr),
+            End::Dst => ip.set_src(to.addr),
+        }
         let (src, dst) = (ip.src(), ip.dst());
         icmpv6::set_checksum(src, dst, ip.payload_mut());
         self.stats.icmp_errors_translated += 1;
-        Ok(Verdict::Forward { len })
+        Verdict::Forward { len }
     }
 }
 

@@ -271,34 +271,11 @@ impl Router {
 
     /// Expires what is due at `now`; what that makes comes from [`Router::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(nat) = &mut self.nat else {
-            return self.handle_timeout6(now);
-        };
-        nat.handle_timeout(now, |k, s| {
-            log::debug!(
-                "expired {} {} -> {} via :{} idle {:?}",
-                k.protocol.name(),
-                k.inside,
-                k.remote,
-                s.ext_port,
-                now.since(s.last_seen)
-            );
-        });
-        self.handle_timeout6(now);
-    }
-
-    fn handle_timeout6(&mut self, now: Instant) {
+        if let Some(nat) = &mut self.nat {
+            nat.handle_timeout(now, |k, s| log_expired(k, s, now));
+        }
         if let Some(n6) = &mut self.nat6 {
-            n6.handle_timeout(now, |k, s| {
-                log::debug!(
-                    "expired {} {} -> {} via :{} idle {:?}",
-                    k.protocol.name(),
-                    k.inside,
-                    k.remote,
-                    s.ext_port,
-                    now.since(s.last_seen)
-                );
-            });
+            n6.handle_timeout(now, |k, s| log_expired(k, s, now));
         }
     }
 
@@ -659,6 +636,21 @@ impl Router {
         cursor.rows += rows.len();
         rows
     }
+}
+
+/// The debug line for a session that timed out.
+fn log_expired<A: Address>(k: &SessionKey<A>, s: &Session, now: Instant)
+where
+    Endpoint<A>: std::fmt::Display,
+{
+    log::debug!(
+        "expired {} {} -> {} via :{} idle {:?}",
+        k.protocol.name(),
+        k.inside,
+        k.remote,
+        s.ext_port,
+        now.since(s.last_seen)
+    );
 }
 
 /// One session as `tunnat table` shows it.

@@ -78,35 +78,17 @@ fn addr(b: &[u8], at: usize) -> Ipv6Addr {
 impl<T: AsRef<[u8]>> Ipv6<T> {
     /// Validates `buf` as an IPv6 packet and walks its extension headers.
     pub fn new_checked(buf: T) -> Result<Self, WireError> {
-        let b = buf.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(WireError::Truncated);
-        }
-        if b[0] >> 4 != 6 {
-            return Err(WireError::NotIpv6);
-        }
-        let payload_len = usize::from(u16::from_be_bytes([b[4], b[5]]));
-        if payload_len == 0 && b.len() > HEADER_LEN {
-            return Err(WireError::Jumbogram);
-        }
-        let total_len = HEADER_LEN + payload_len;
-        if total_len > b.len() {
-            return Err(WireError::BadTotalLength);
-        }
-        let (protocol, l4_offset, fragment) = walk(&b[..total_len], b[6])?;
-        Ok(Ipv6 {
-            buf,
-            total_len,
-            protocol,
-            l4_offset,
-            fragment,
-        })
+        Self::new(buf, false)
     }
 
     /// Validates `buf` as the start of an IPv6 packet quoted in an ICMPv6 error: the
     /// payload length may exceed what is there (the error carries only the start), and
     /// the extension headers are walked within the bytes present.
     pub fn new_quoted(buf: T) -> Result<Self, WireError> {
+        Self::new(buf, true)
+    }
+
+    fn new(buf: T, quoted: bool) -> Result<Self, WireError> {
         let b = buf.as_ref();
         if b.len() < HEADER_LEN {
             return Err(WireError::Truncated);
@@ -115,7 +97,14 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
             return Err(WireError::NotIpv6);
         }
         let payload_len = usize::from(u16::from_be_bytes([b[4], b[5]]));
-        let total_len = (HEADER_LEN + payload_len).min(b.len());
+        let mut total_len = HEADER_LEN + payload_len;
+        if quoted {
+            total_len = total_len.min(b.len());
+        } else if payload_len == 0 && b.len() > HEADER_LEN {
+            return Err(WireError::Jumbogram);
+        } else if total_len > b.len() {
+            return Err(WireError::BadTotalLength);
+        }
         let (protocol, l4_offset, fragment) = walk(&b[..total_len], b[6])?;
         Ok(Ipv6 {
             buf,

@@ -309,20 +309,9 @@ pub fn rewrite_endpoint_csum<T: AsRef<[u8]> + AsMut<[u8]>>(
         End::Dst => ip.set_dst(addr),
     }
     let l4 = ip.payload_mut();
-    let port_off = match (protocol, end) {
-        (Protocol::Icmp, _) => 4,
-        (_, End::Src) => 0,
-        (_, End::Dst) => 2,
+    let Some((old_port, c_off)) = swap_port(l4, protocol, end, port) else {
+        return;
     };
-    if l4.len() < port_off + 2 {
-        return;
-    }
-    let old_port = u16::from_be_bytes([l4[port_off], l4[port_off + 1]]);
-    l4[port_off..port_off + 2].copy_from_slice(&port.to_be_bytes());
-    let c_off = protocol.checksum_offset();
-    if l4.len() < c_off + 2 {
-        return;
-    }
     let mut c = u16::from_be_bytes([l4[c_off], l4[c_off + 1]]);
     if csum == Csum::Partial {
         if protocol != Protocol::Icmp {
@@ -364,20 +353,9 @@ pub fn rewrite_endpoint_v6<T: AsRef<[u8]> + AsMut<[u8]>>(
         End::Dst => ip.set_dst(addr),
     }
     let l4 = ip.payload_mut();
-    let port_off = match (protocol, end) {
-        (Protocol::Icmp, _) => 4,
-        (_, End::Src) => 0,
-        (_, End::Dst) => 2,
+    let Some((old_port, c_off)) = swap_port(l4, protocol, end, port) else {
+        return;
     };
-    if l4.len() < port_off + 2 {
-        return;
-    }
-    let old_port = u16::from_be_bytes([l4[port_off], l4[port_off + 1]]);
-    l4[port_off..port_off + 2].copy_from_slice(&port.to_be_bytes());
-    let c_off = protocol.checksum_offset();
-    if l4.len() < c_off + 2 {
-        return;
-    }
     let mut c = u16::from_be_bytes([l4[c_off], l4[c_off + 1]]);
     if csum == Csum::Partial {
         // An uncomplemented pseudo-header sum: the address is in it, the port is not.
@@ -390,6 +368,22 @@ pub fn rewrite_endpoint_v6<T: AsRef<[u8]> + AsMut<[u8]>>(
         }
     }
     l4[c_off..c_off + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Writes `port` at one `end` of transport header `l4` (for ICMP, the query identifier):
+/// the old port and where the checksum field is, or `None` if the header (a quoted one,
+/// say) is too short for either, after writing what fits.
+fn swap_port(l4: &mut [u8], protocol: Protocol, end: End, port: u16) -> Option<(u16, usize)> {
+    let port_off = match (protocol, end) {
+        (Protocol::Icmp, _) => 4,
+        (_, End::Src) => 0,
+        (_, End::Dst) => 2,
+    };
+    let field = l4.get_mut(port_off..port_off + 2)?;
+    let old = u16::from_be_bytes([field[0], field[1]]);
+    field.copy_from_slice(&port.to_be_bytes());
+    let c_off = protocol.checksum_offset();
+    (l4.len() >= c_off + 2).then_some((old, c_off))
 }
 
 /// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), and
