@@ -258,30 +258,14 @@ class Lab:
         self.bg.append(p)
         return p
 
-    def connect6(self, side, addr, port, timeout=3):
-        with self.ns(side):
-            s = socket.socket(socket.AF_INET6)
-            s.settimeout(timeout)
-            s.connect((addr, port))
-            return s
-
-    def listen6(self, side, addr, port, kind=socket.SOCK_STREAM):
-        with self.ns(side):
-            s = socket.socket(socket.AF_INET6, kind)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((addr, port))
-            if kind == socket.SOCK_STREAM:
-                s.listen(64)
-            s.settimeout(3)
-            return s
-
     def sock(self, side, kind=socket.SOCK_STREAM, proto=0, family=socket.AF_INET):
         with self.ns(side):
             return socket.socket(family, kind, proto)
 
     def connect(self, side, addr, port, timeout=3, bind=None):
+        """A TCP connection from namespace `side` (IPv6 if `addr` is)."""
         with self.ns(side):
-            s = socket.socket()
+            s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
             s.settimeout(timeout)
             if bind:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -290,14 +274,19 @@ class Lab:
             return s
 
     def listen(self, side, addr, port, kind=socket.SOCK_STREAM):
+        """A listening TCP (or bound UDP) socket in namespace `side` (IPv6 if `addr` is)."""
         with self.ns(side):
-            s = socket.socket(socket.AF_INET, kind)
+            s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, kind)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((addr, port))
             if kind == socket.SOCK_STREAM:
                 s.listen(64)
             s.settimeout(3)
             return s
+
+    # The IPv6 tests' names for the same.
+    connect6 = connect
+    listen6 = listen
 
     def sniffer(self, side):
         """An AF_PACKET socket on the TUN of `side`: sees what tunnat writes and reads."""
