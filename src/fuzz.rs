@@ -207,21 +207,31 @@ fn translate6(
             assert_eq!(ip.src(), outside.addr, "hairpin source");
             assert!(inside.contains(ip.dst()), "hairpin destination");
         }
-        Verdict::Emit { .. } | Verdict::Held => panic!("IPv6 is never fragmented or held"),
+        Verdict::Emit { .. } => panic!("IPv6 is never fragmented by the router"),
         Verdict::Local { len } => assert!(len <= buf.len()),
-        Verdict::Reply(_) | Verdict::Drop(_) => {}
+        Verdict::Reply(_) | Verdict::Drop(_) | Verdict::Held => {}
     }
     while let Some(t) = nat.poll_transmit() {
-        assert!(
-            matches!(verdict, Verdict::Reply(_)),
-            "{verdict:?} queued a packet"
-        );
-        valid6(&t.packet, "an ICMPv6 error from the router");
-        assert!(
-            t.packet.len() <= crate::wire::icmpv6::MIN_MTU,
-            "errors fit 1280 bytes"
-        );
-        assert_eq!(t.port, side, "an error goes back where it came from");
+        match verdict {
+            Verdict::Reply(_) => {
+                valid6(&t.packet, "an ICMPv6 error from the router");
+                assert!(
+                    t.packet.len() <= crate::wire::icmpv6::MIN_MTU,
+                    "errors fit 1280 bytes"
+                );
+                assert_eq!(t.port, side, "an error goes back where it came from");
+            }
+            // Fragments held until their first one came, now translated like it.
+            Verdict::Forward { .. } => {
+                let ip = valid6(&t.packet, "a released fragment");
+                assert_eq!(t.port, side.other(), "released fragments go on");
+                match side {
+                    Side::Inside => assert_eq!(ip.src(), outside.addr, "fragment source"),
+                    Side::Outside => assert!(inside.contains(ip.dst()), "fragment destination"),
+                }
+            }
+            _ => panic!("{verdict:?} queued a packet"),
+        }
     }
     if timers {
         nat.handle_timeout(now, |_, _| {});
@@ -457,7 +467,24 @@ mod test {
         };
         let out = dgram("fd00:122::101", "2001:db8:1::1", 40000, 53);
         let back = dgram("2001:db8:1::1", "2001:db8:1::186", 53, 40000);
-        framed(&[(0x00, &out), (0x01 | 0x40, &back)])
+        // The same datagram cut in two, the second part first: it waits for the first.
+        let frag = |off_more: u16, part: &[u8]| {
+            let mut p = vec![0u8; 48 + part.len()];
+            let (s, d) = (a("fd00:122::101"), a("2001:db8:1::1"));
+            crate::wire::icmpv6::emit_header(&mut p, 8 + part.len() as u16, 44, 64, s, d);
+            p[40] = 17;
+            p[42..44].copy_from_slice(&off_more.to_be_bytes());
+            p[44..48].copy_from_slice(&9u32.to_be_bytes());
+            p[48..].copy_from_slice(part);
+            p
+        };
+        let (first, second) = (frag(1, &out[40..48]), frag(8, &out[48..]));
+        framed(&[
+            (0x00, &out),
+            (0x01 | 0x40, &back),
+            (0x00, &second),
+            (0x00, &first),
+        ])
     }
 
     #[test]
