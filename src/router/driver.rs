@@ -598,7 +598,7 @@ impl Driver {
 }
 
 /// Session table rows per piece of a streamed `table` answer.
-const TABLE_PIECE: usize = 128;
+const TABLE_PIECE: usize = 64;
 
 /// Answers control requests through the core, after checking who asks. The session
 /// table is streamed in pieces of [`TABLE_PIECE`] rows, so a large table costs a bounded
