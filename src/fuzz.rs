@@ -432,21 +432,27 @@ mod test {
         framed(&[(0x80, &out), (0x81 | 0x40, &back)])
     }
 
+    /// `seed` with `flips` bytes at or after `from` xor-ed with values of the xorshift32
+    /// sequence in `x` (the same mutations on every run).
+    fn mutated(seed: &[u8], x: &mut u32, flips: usize, from: usize) -> Vec<u8> {
+        let mut m = seed.to_vec();
+        for _ in 0..flips {
+            *x ^= *x << 13;
+            *x ^= *x >> 17;
+            *x ^= *x << 5;
+            let i = from + *x as usize % (m.len() - from);
+            m[i] ^= (*x >> 24) as u8;
+        }
+        m
+    }
+
     #[test]
     fn translate_on_a_seed_corpus_and_mutations() {
         let seed = udp_pair();
         translate(&seed);
         let mut x = 0x9e37_79b9u32;
         for _ in 0..5000 {
-            let mut m = seed.clone();
-            for _ in 0..3 {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                let i = x as usize % m.len();
-                m[i] ^= (x >> 24) as u8;
-            }
-            translate(&m);
+            translate(&mutated(&seed, &mut x, 3, 0));
         }
     }
 
@@ -493,15 +499,8 @@ mod test {
         translate(&seed);
         let mut x = 0x1234_5677u32;
         for _ in 0..5000 {
-            let mut m = seed.clone();
-            for _ in 0..3 {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                let i = 1 + x as usize % (m.len() - 1);
-                m[i] ^= (x >> 24) as u8;
-            }
-            translate(&m);
+            // The setup byte is kept: every mutation goes to the packets.
+            translate(&mutated(&seed, &mut x, 3, 1));
         }
     }
 
@@ -516,14 +515,7 @@ mod test {
         assert!(crate::wire::ipv6::Ipv6::new_checked(&p[..]).is_ok());
         let mut x = 0x2545_f491u32;
         for _ in 0..20000 {
-            let mut m = p.clone();
-            for _ in 0..2 {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                let i = x as usize % m.len();
-                m[i] ^= (x >> 24) as u8;
-            }
+            let mut m = mutated(&p, &mut x, 2, 0);
             m.truncate(m.len() - (x as usize >> 8) % 4);
             ipv6_view(&m);
         }
