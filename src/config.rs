@@ -38,6 +38,10 @@ pub struct Config {
     pub ipv6: crate::nat::Mode,
     /// Port forwards to IPv6 inside hosts (written with the target in brackets).
     pub dnat6: Vec<DnatRule<Ipv6Addr>>,
+    /// Stateful NAT64 through this prefix (`--nat64`).
+    pub nat64: Option<crate::nat::prefix64::Prefix64>,
+    /// Compute the checksum of an IPv4 UDP datagram without one for IPv6 (else drop it).
+    pub nat64_udp_zero_compute: bool,
     /// TCP port of the policy server; 0 turns it off.
     pub policy_port: u16,
     /// Policy XML sent to clients (without the NUL).
@@ -90,8 +94,35 @@ impl Config {
     /// Checks everything that can be checked without opening a device.
     pub fn validate(&self) -> Result<()> {
         let name = |field: &str| self.settings.named(field);
+        let nat64 = self.nat64.is_some();
+        if let Some(p) = self.nat64 {
+            if self.inside.cidr6.is_none() || self.outside.cidr.is_none() {
+                bail!(
+                    "{} {p}: NAT64 needs an IPv6 address on the inside port and an IPv4 one on the outside port",
+                    name("nat64")
+                );
+            }
+            for c in [self.inside.cidr6, self.outside.cidr6]
+                .into_iter()
+                .flatten()
+            {
+                let overlap = p.contains(c.addr) || (c.prefix <= p.len && c.contains(p.prefix));
+                if overlap {
+                    bail!("{} {p} overlaps the router's network {c}", name("nat64"));
+                }
+            }
+        }
         let (i, o) = match (self.inside.cidr, self.outside.cidr) {
             (Some(i), Some(o)) => (i, o),
+            (None, Some(o)) if nat64 => {
+                if let Some(r) = self.dnat.first() {
+                    bail!(
+                        "{} {r}: an IPv4 port forward needs an IPv4 address on the inside port",
+                        name("dnat")
+                    );
+                }
+                (Ipv4Cidr::UNSET, o)
+            }
             (None, None) => {
                 // An IPv6-only router: no IPv4 rule may be given.
                 if let Some(r) = self.dnat.first() {
@@ -122,7 +153,7 @@ impl Config {
         let v4 = self.inside.cidr.is_some();
         for (field, c) in [("inside_addr", i), ("outside_addr", o)]
             .into_iter()
-            .filter(|_| v4)
+            .filter(|(f, _)| v4 || (nat64 && *f == "outside_addr"))
         {
             let name = name(field);
             let a = c.addr;
@@ -268,6 +299,32 @@ impl Config {
                     bail!("{dnat} {r}: an IPv6 port forward needs IPv6 addresses on both ports (--inside-addr and --outside-addr, once per family)");
                 }
             }
+            (Some(i6), None) if nat64 => {
+                let a = i6.addr;
+                if a.is_unspecified() || a.is_multicast() || a.is_loopback() {
+                    bail!(
+                        "{} {i6}: {a} cannot be a router address",
+                        name("inside_addr")
+                    );
+                }
+                for (n, r) in self.dnat6.iter().enumerate() {
+                    if !i6.contains(r.target) || r.target == i6.addr {
+                        bail!(
+                            "{dnat} {r}: target {} is not a host of the inside network {i6}",
+                            r.target
+                        );
+                    }
+                    if let Some(other) = self.dnat6[..n].iter().find(|o| o.overlaps(r)) {
+                        bail!("{dnat} {r} overlaps {dnat} {other}");
+                    }
+                    if self.policy_port != 0 && r.contains(Protocol::Tcp, self.policy_port) {
+                        bail!(
+                            "{dnat} {r} covers the policy server's port {}",
+                            self.policy_port
+                        );
+                    }
+                }
+            }
             (i6, _) => bail!(
                 "{} has an IPv6 address and {} has none: give both ports one, or neither",
                 name(if i6.is_some() {
@@ -281,6 +338,19 @@ impl Config {
                     "inside_addr"
                 })
             ),
+        }
+        if nat64 {
+            // On the outside IPv4 address, a forward to an IPv6 host (static BIB entry)
+            // and one to an IPv4 host may not share a port.
+            for r in &self.dnat6 {
+                if let Some(r4) = self
+                    .dnat
+                    .iter()
+                    .find(|x| x.protocol == r.protocol && x.first <= r.last && r.first <= x.last)
+                {
+                    bail!("{dnat} {r} overlaps {dnat} {r4} on the outside IPv4 address (NAT64 serves IPv6 targets there too)");
+                }
+            }
         }
         let t = &self.timeouts;
         for (field, d) in [
@@ -364,8 +434,32 @@ impl Config {
 
     /// The part of the configuration the IPv4 core needs (none on an IPv6-only router).
     pub fn nat(&self) -> Option<NatConfig> {
-        let (i, o) = (self.inside.cidr?, self.outside.cidr?);
-        Some(self.core(i, o, self.dnat.clone(), crate::nat::Mode::Napt, 0))
+        let o = self.outside.cidr?;
+        let i = match self.inside.cidr {
+            Some(i) => i,
+            None if self.nat64.is_some() => Ipv4Cidr::UNSET,
+            None => return None,
+        };
+        let mut c = self.core(i, o, self.dnat.clone(), crate::nat::Mode::Napt, 0);
+        c.nat64 = self.nat64.is_some();
+        Some(c)
+    }
+
+    /// The NAT64 configuration, when `--nat64` is on (the static targets are the IPv6
+    /// port forwards').
+    pub fn nat64(&self) -> Option<crate::nat::nat64::Nat64Config> {
+        Some(crate::nat::nat64::Nat64Config {
+            prefix: self.nat64?,
+            inside6: self.inside.cidr6?,
+            inside4: self
+                .inside
+                .cidr
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED, |c| c.addr),
+            mtu: self.port_mtus(),
+            udp_zero_compute: self.nat64_udp_zero_compute,
+            max_bindings: self.limits.max_sessions,
+            static_hosts: self.dnat6.iter().map(|r| r.target).collect(),
+        })
     }
 
     /// The part of the configuration the IPv6 core needs, on a router with IPv6 addresses.
@@ -403,6 +497,7 @@ impl Config {
             seed: self.seed.unwrap_or(0) ^ salt,
             max_half_open: self.max_half_open,
             mode,
+            nat64: false,
         }
     }
 
@@ -467,6 +562,73 @@ mod test {
         let mut c = base();
         c.timeouts.udp = Duration::ZERO;
         assert!(err(c).contains("--udp-timeout"));
+    }
+
+    #[test]
+    fn nat64_shapes_and_mistakes() {
+        let nat64 = |inside: &[&str], outside: &[&str]| {
+            let mut c = base();
+            c.inside.cidr = inside
+                .iter()
+                .find(|a| !a.contains(':'))
+                .map(|a| a.parse().unwrap());
+            c.inside.cidr6 = inside
+                .iter()
+                .find(|a| a.contains(':'))
+                .map(|a| a.parse().unwrap());
+            c.outside.cidr = outside
+                .iter()
+                .find(|a| !a.contains(':'))
+                .map(|a| a.parse().unwrap());
+            c.outside.cidr6 = outside
+                .iter()
+                .find(|a| a.contains(':'))
+                .map(|a| a.parse().unwrap());
+            c.nat64 = Some("64:ff9b::/96".parse().unwrap());
+            if c.inside.cidr.is_none() {
+                c.dnat.clear();
+            }
+            c
+        };
+        // IPv6-only inside, IPv4-only outside: the classic NAT64 router.
+        let c = nat64(&["fd00:122::100/64"], &["172.16.1.186/24"]);
+        c.validate().unwrap();
+        assert!(c.nat().is_some_and(|n| n.nat64) && c.nat6().is_none() && c.nat64().is_some());
+        // Dual-stack inside, IPv4 outside; and dual-stack both.
+        nat64(
+            &["192.168.122.100/24", "fd00:122::100/64"],
+            &["172.16.1.186/24"],
+        )
+        .validate()
+        .unwrap();
+        nat64(
+            &["192.168.122.100/24", "fd00:122::100/64"],
+            &["172.16.1.186/24", "2001:db8:1::186/64"],
+        )
+        .validate()
+        .unwrap();
+        // What NAT64 needs, named.
+        let e = err(nat64(&["192.168.122.100/24"], &["172.16.1.186/24"]));
+        assert!(
+            e.contains("--nat64") && e.contains("IPv6 address on the inside"),
+            "{e}"
+        );
+        let e = err(nat64(&["fd00:122::100/64"], &["2001:db8:1::186/64"]));
+        assert!(e.contains("IPv4 one on the outside"), "{e}");
+        let mut c = nat64(&["fd00:122::100/64"], &["172.16.1.186/24"]);
+        c.nat64 = Some("fd00:122::/96".parse().unwrap());
+        assert!(err(c).contains("overlaps the router's network"));
+        // An IPv6 target and an IPv4 target on one outside IPv4 port.
+        let mut c = nat64(
+            &["192.168.122.100/24", "fd00:122::100/64"],
+            &["172.16.1.186/24"],
+        );
+        c.dnat6 = vec!["tcp:8888=[fd00:122::73]:9999".parse().unwrap()];
+        let e = err(c);
+        assert!(
+            e.contains("overlaps") && e.contains("outside IPv4 address"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn translate(data: &[u8]) {
             prefix: 64,
         }),
         dnat: "tcp:8888=[fd00:122::73]:9999".parse().into_iter().collect(),
+        nat64: false,
         mtu: cfg.mtu,
         clamp_mss: cfg.clamp_mss,
         timeouts: cfg.timeouts,

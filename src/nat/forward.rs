@@ -22,11 +22,10 @@ impl Nat {
             offload::complete(datagram, p);
         }
         let mtu = self.mtu(to);
-        if datagram.len() <= mtu {
-            self.queue.push_back(Transmit {
-                port: to,
-                packet: datagram.to_vec(),
-            });
+        // A datagram for an IPv6 host behind NAT64 goes whole: the translator cuts it
+        // for IPv6 (RFC 7915 section 4.1).
+        if datagram.len() <= mtu || self.is_for_stand_in(to, datagram) {
+            self.queue.push_back(Transmit::new(to, datagram.to_vec()));
         } else {
             let mut fragments = Vec::new();
             crate::wire::ipv4::fragment(datagram, mtu, &mut fragments);
@@ -34,7 +33,7 @@ impl Nat {
             self.queue.extend(
                 fragments
                     .into_iter()
-                    .map(|packet| Transmit { port: to, packet }),
+                    .map(|packet| Transmit::new(to, packet)),
             );
         }
         Verdict::Emit { to }
@@ -82,13 +81,22 @@ impl Nat {
         };
         let mut packet = Vec::with_capacity(icmp_err::MAX_ERROR_LEN);
         icmp_err::build_error(&mut packet, src, t, code, rest, ip);
-        self.queue.push_back(Transmit { port: from, packet });
+        self.queue.push_back(Transmit::new(from, packet));
         Verdict::Reply(why)
     }
 
     /// Is `src` impossible as the source of a packet from the inside network?
     pub(super) fn spoofed(&self, src: Ipv4Addr) -> bool {
+        if self.sent_by_stand_in(src) {
+            return false;
+        }
         !self.cfg.inside.contains(src) || src == self.cfg.inside.broadcast()
+    }
+
+    /// Is `src` the stand-in of an IPv6 host, on a packet the NAT64 translator handed in?
+    /// (From a wire, 0.0.0.0/8 is martian.)
+    fn sent_by_stand_in(&self, src: Ipv4Addr) -> bool {
+        self.via64 && super::nat64::is_stand_in(src)
     }
 
     /// What a router refuses from either port before anything else, as Linux does with
@@ -101,7 +109,7 @@ impl Nat {
         let src = ip.src();
         let o = src.octets();
         let (inside, outside) = (self.cfg.inside, self.cfg.outside);
-        let martian = o[0] == 0
+        let martian = (o[0] == 0 && !(side == Side::Inside && self.sent_by_stand_in(src)))
             || o[0] == 127
             || o[0] >= 224
             || src == inside.addr
@@ -120,6 +128,26 @@ impl Nat {
 
     pub(super) fn mtu(&self, side: Side) -> usize {
         self.cfg.mtu[side.index()]
+    }
+
+    /// Is `datagram`, leaving by `to`, for an IPv6 host behind NAT64 (a stand-in)?
+    pub(super) fn is_for_stand_in(&self, to: Side, datagram: &[u8]) -> bool {
+        self.cfg.nat64
+            && to == Side::Inside
+            && datagram
+                .get(16..20)
+                .is_some_and(|d| super::nat64::is_stand_in(Ipv4Addr::new(d[0], d[1], d[2], d[3])))
+    }
+
+    /// The MTU for a datagram to `dst` leaving by `egress`: an IPv6 host behind NAT64
+    /// gets 20 bytes less, for the larger IPv6 header (RFC 7915 section 4.1 and 4.2).
+    fn mtu_to(&self, egress: Side, dst: Ipv4Addr) -> usize {
+        let mtu = self.mtu(egress);
+        if self.cfg.nat64 && egress == Side::Inside && super::nat64::is_stand_in(dst) {
+            mtu - 20
+        } else {
+            mtu
+        }
     }
 
     /// MSS clamping of a translated SYN leaving through `egress`.
@@ -145,6 +173,18 @@ impl Nat {
         from: Side,
         egress: Side,
     ) -> Option<Verdict> {
+        self.forwarding_checks_to(ip, from, egress, ip.dst())
+    }
+
+    /// [`Nat::forwarding_checks`] for a packet that will be sent to `dst` (its
+    /// destination once translated).
+    pub(super) fn forwarding_checks_to<T: AsRef<[u8]>>(
+        &mut self,
+        ip: &Ipv4<T>,
+        from: Side,
+        egress: Side,
+        dst: Ipv4Addr,
+    ) -> Option<Verdict> {
         if ip.ttl() <= 1 {
             return Some(self.answer(
                 ip,
@@ -158,7 +198,7 @@ impl Nat {
         if let Some(gso) = self.offload.gso {
             // A super-packet: what counts is the size of the segments it will be cut into.
             let headers = ip.header_len() + gso_l4_header_len(ip.protocol(), ip.payload());
-            let mtu = self.mtu(egress);
+            let mtu = self.mtu_to(egress, dst);
             if headers + usize::from(gso.size) > mtu {
                 if ip.dont_fragment() || mtu <= headers {
                     return Some(self.answer(
@@ -178,8 +218,8 @@ impl Nat {
             return None;
         }
         // Without DF a datagram too large for the port is fragmented on the way out.
-        if ip.total_len() > self.mtu(egress) && ip.dont_fragment() {
-            let mtu = self.mtu(egress) as u32;
+        if ip.total_len() > self.mtu_to(egress, dst) && ip.dont_fragment() {
+            let mtu = self.mtu_to(egress, dst) as u32;
             return Some(self.answer(
                 ip,
                 from,

@@ -67,7 +67,10 @@ impl Nat {
         if !t.tcp_flags_valid() {
             return Err(DropReason::BadTcpFlags);
         }
-        if let Some(v) = self.forwarding_checks(&ip, Side::Outside, Side::Inside) {
+        let to = match target {
+            Target::Session(e) | Target::Dnat(e, _) | Target::Mapped(e) => e.addr,
+        };
+        if let Some(v) = self.forwarding_checks_to(&ip, Side::Outside, Side::Inside, to) {
             return Ok(v);
         }
         let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;

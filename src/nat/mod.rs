@@ -33,9 +33,11 @@ mod hairpin;
 mod icmp_error;
 pub mod icmp_limit;
 mod inbound;
+pub mod nat64;
 mod offload;
 mod outbound;
 pub mod ports;
+pub mod prefix64;
 pub mod reassembly;
 pub mod session;
 pub mod state;
@@ -46,6 +48,7 @@ pub mod tcp_state;
 pub mod time;
 pub mod timeouts;
 mod v6;
+pub mod xlat;
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -104,6 +107,10 @@ pub struct NatConfig<A = Ipv4Addr> {
     /// What the core does to a forwarded packet: NAPT always for IPv4; for IPv6 also
     /// prefix translation or plain routing (`--ipv6`).
     pub mode: Mode,
+    /// NAT64 is on (IPv4 core only): stand-in addresses of IPv6 hosts
+    /// ([`nat64::is_stand_in`]) count as inside hosts for packets the translator hands
+    /// in, and a datagram for one is sized for the IPv6 inside port.
+    pub nat64: bool,
 }
 
 /// How the IPv6 core forwards (`--ipv6`).
@@ -165,6 +172,7 @@ impl NatConfig {
             seed: 0x9e37_79b9,
             max_half_open: Limits::default().max_sessions / 4,
             mode: Mode::Napt,
+            nat64: false,
         }
     }
 }
@@ -246,6 +254,19 @@ pub enum Verdict {
 pub struct Transmit {
     pub port: Side,
     pub packet: Vec<u8>,
+    /// What to tell the kernel of it (TUN offloads): only a translated super-packet
+    /// (NAT64) carries any.
+    pub offload: Offload,
+}
+
+impl Transmit {
+    pub fn new(port: Side, packet: Vec<u8>) -> Transmit {
+        Transmit {
+            port,
+            packet,
+            offload: Offload::NONE,
+        }
+    }
 }
 
 /// The translator of one address family (IPv4 by default).
@@ -266,6 +287,9 @@ pub struct Nat<A: Address = Ipv4Addr> {
     /// The offload state of the packet being processed: a partial checksum, and its
     /// segmentation if it is a GSO super-packet (see [`Nat::process_offload`]).
     offload: Offload,
+    /// The packet being processed came from the NAT64 translator (its source may be a
+    /// stand-in address).
+    via64: bool,
 }
 
 type Step<T> = Result<T, DropReason>;
@@ -288,6 +312,7 @@ impl<A: Address> Nat<A> {
             frag6: frag6::Fragments::default(),
             clock: Instant::ZERO,
             offload: Offload::NONE,
+            via64: false,
         }
     }
 

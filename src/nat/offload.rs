@@ -31,6 +31,20 @@ impl Nat {
             n.process(side, buf, now)
         })
     }
+
+    /// [`Nat::process_offload`] for a packet the NAT64 translator made from an inside
+    /// IPv6 host's: its source is the host's stand-in ([`super::nat64`]).
+    pub fn process_translated(
+        &mut self,
+        buf: &mut [u8],
+        now: Instant,
+        off: &mut Offload,
+    ) -> Verdict {
+        self.via64 = true;
+        let v = self.process_offload(Side::Inside, buf, now, off);
+        self.via64 = false;
+        v
+    }
 }
 
 impl<A: Address> Nat<A> {

@@ -53,6 +53,9 @@ drop_reasons! {
     TableFull => "table-full",
     HostLimit => "host-limit",
     NoPort => "no-free-port",
+    Untranslatable => "nat64-untranslatable",
+    NoBinding => "nat64-no-binding",
+    NonGlobal => "nat64-refused-destination",
 }
 
 impl From<WireError> for DropReason {

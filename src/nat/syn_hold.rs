@@ -81,10 +81,7 @@ impl<A: Address> Nat<A> {
                 continue;
             }
             if let Some(packet) = answer(&h.quote, self.cfg.outside.addr) {
-                self.queue.push_back(Transmit {
-                    port: Side::Outside,
-                    packet,
-                });
+                self.queue.push_back(Transmit::new(Side::Outside, packet));
                 self.stats.icmp_errors_sent += 1;
             }
         }

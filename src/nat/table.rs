@@ -236,6 +236,11 @@ impl<A: Address> Table<A> {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
     }
+    /// Does inside host `a` hold a mapping?
+    pub fn host_has_mappings(&self, a: A) -> bool {
+        self.host_mappings.get(&a).is_some_and(|n| *n > 0)
+    }
+
     pub fn mapping_count(&self) -> usize {
         self.mappings.len()
     }

@@ -176,7 +176,7 @@ impl Nat<Ipv6Addr> {
         };
         let mut packet = Vec::with_capacity(icmpv6::MIN_MTU);
         icmpv6::build_error(&mut packet, src, t, code, rest, ip);
-        self.queue.push_back(super::Transmit { port: from, packet });
+        self.queue.push_back(super::Transmit::new(from, packet));
         Verdict::Reply(why)
     }
 
@@ -427,10 +427,8 @@ impl Nat<Ipv6Addr> {
                 for mut packet in self.frag6.learn(key, rewrite) {
                     if let Ok(mut later) = Ipv6::new_checked(&mut packet[..]) {
                         apply(&mut later, rewrite);
-                        self.queue.push_back(super::Transmit {
-                            port: side.other(),
-                            packet,
-                        });
+                        self.queue
+                            .push_back(super::Transmit::new(side.other(), packet));
                     }
                 }
                 Ok(Verdict::Forward { len })
@@ -685,6 +683,7 @@ mod test {
             seed: 1,
             max_half_open: v4.max_half_open,
             mode: crate::nat::Mode::Napt,
+            nat64: false,
         })
     }
 
@@ -1017,7 +1016,7 @@ mod test {
         last_hop[7] = 1;
         let v = n.process(Side::Inside, &mut last_hop, Instant::ZERO);
         assert_eq!(v, Verdict::Reply(DropReason::TtlExceeded));
-        let Some(Transmit { port, packet }) = n.poll_transmit() else {
+        let Some(Transmit { port, packet, .. }) = n.poll_transmit() else {
             panic!()
         };
         let e = Ipv6::new_checked(&packet[..]).unwrap();

@@ -69,6 +69,16 @@ options! {
         flag: "ipv6", key: "ipv6", value: "MODE",
         default: Some("nat".to_string()), shown: "", restart
     }
+    /// Stateful NAT64 (RFC 6146) through this prefix (RFC 6052: /32, /40, /48, /56, /64 or /96), e.g. `64:ff9b::/96`: inside IPv6 hosts reach IPv4 host A at PREFIX+A, leaving from the outside IPv4 address and sharing its ports with NAT44. Needs an IPv6 address on the inside port and an IPv4 one on the outside port. The well-known prefix 64:ff9b::/96 only stands for global IPv4 addresses (RFC 6052 section 3.1); a network-specific or local-use prefix (`64:ff9b:1::/96`, RFC 8215) for any. A port forward to an IPv6 target is then served on the outside IPv4 address too.
+    nat64: String = Value {
+        flag: "nat64", key: "nat64", value: "PREFIX",
+        default: None, shown: "off", restart
+    }
+    /// What NAT64 does with an IPv4 UDP datagram without a checksum, which IPv6 cannot carry (RFC 7915 section 4.5): `compute` one, or `drop` it (counted). A fragmented one is always dropped.
+    nat64_udp_zero_checksum: String = Value {
+        flag: "nat64-udp-zero-checksum", key: "nat64-udp-zero-checksum", value: "compute|drop",
+        default: Some("compute".to_string()), shown: "", restart
+    }
     /// Port forwarding PROTO:PORT[-PORT]=IP[:PORT], repeatable: `tcp:8888=192.168.122.73:9999`; `udp:5000-5010=192.168.122.73` keeps the ports; `tcp:8000-8010=192.168.122.73:9000` shifts them; an IPv6 target goes in brackets, `tcp:8888=[fd00:122::73]:9999`, and forwards the outside IPv6 address's port. The target must be on the inside network; rules of a family may not overlap. Flags replace the file's list.
     dnat: Vec<String> = List {
         flag: "dnat", key: "dnat", value: "RULE",
@@ -378,6 +388,21 @@ impl Settings {
                 .unwrap_or_default()
                 .parse()
                 .map_err(|e| anyhow!("{} {e}", self.named("ipv6")))?,
+            nat64: match self.nat64() {
+                Some(p) => Some(
+                    p.parse()
+                        .map_err(|e| anyhow!("{} {p}: {e}", self.named("nat64")))?,
+                ),
+                None => None,
+            },
+            nat64_udp_zero_compute: match self.nat64_udp_zero_checksum().as_deref() {
+                Some("compute") | None => true,
+                Some("drop") => false,
+                Some(x) => bail!(
+                    "{} {x}: is not compute or drop",
+                    self.named("nat64_udp_zero_checksum")
+                ),
+            },
             policy_port: self.policy_port().unwrap_or_default(),
             policy,
             policy_idle: Duration::from_secs_f64(idle),

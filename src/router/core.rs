@@ -9,6 +9,7 @@
 //! ([`super::local`]: ping, RST, port unreachable, the policy server behind the 843 gate)
 //! and the counters ([`super::Counters`]).
 
+use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::rc::Rc;
 
@@ -17,11 +18,14 @@ use crate::nat::{Ipv4Cidr, Ipv6Cidr};
 use anyhow::{anyhow, Result};
 use smoltcp::time::Instant as SmolInstant;
 
-use super::counters::{ControlCounters, Counters, IoCounters, NatCounters, PolicyCounters};
+use super::counters::{
+    ControlCounters, Counters, IoCounters, Nat64Counters, NatCounters, PolicyCounters,
+};
 use super::local::{LocalConfig, LocalStack};
 use super::state::RouterState;
 use crate::config::Config;
 use crate::control::proto::{Message, Request, Response, Row, Rules, Sessions};
+use crate::nat::nat64::{self, Nat64, Outbound};
 use crate::nat::{
     Address, AnyDnat, DropReason, Endpoint, Instant, Nat, NatConfig, Session, SessionKey, Side,
     Transmit, Verdict,
@@ -53,8 +57,18 @@ fn is_icmp_error(p: &[u8]) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InPlace {
     pub port: Side,
+    /// Where the packet starts in the buffer: 0, or further on for an IPv6 packet
+    /// translated to IPv4 in place (NAT64), whose header is shorter.
+    pub start: usize,
     pub len: usize,
     pub offload: Offload,
+}
+
+impl InPlace {
+    /// The packet's bytes in the buffer given to [`Router::handle`].
+    pub fn bytes<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start..self.start + self.len]
+    }
 }
 
 /// What a table snapshot was taken at: sessions created so far, sessions now.
@@ -75,6 +89,14 @@ pub struct Router {
     /// Port forwards added with `tunnat dnat add` (also in `cfg.dnat`): kept across a
     /// reload, and saved in the state file.
     runtime_dnat: Vec<AnyDnat>,
+    /// NAT64 (`--nat64`): the bindings of IPv6 hosts to stand-ins, and the translation
+    /// both ways around the IPv4 core.
+    nat64: Option<Nat64>,
+    /// Packets translated to IPv6 for the inside port, to be written before anything
+    /// else [`Router::poll_transmit`] has.
+    xlat_out: VecDeque<Transmit>,
+    /// Scratch for the packets one translation makes.
+    xlat_buf: Vec<(Vec<u8>, Offload)>,
 }
 
 impl Router {
@@ -82,13 +104,14 @@ impl Router {
     /// port when the inside one is taken, the local stacks' sequence numbers).
     pub fn new(cfg: Config, now: Instant, seed: u64) -> Router {
         let mtus = cfg.port_mtus();
-        let local = |own, other, own6, other6, mtu, salt: u64| {
+        let local = |own, other, own6, other6, nat64, mtu, salt: u64| {
             LocalStack::new(
                 &LocalConfig {
                     own,
                     other,
                     own6,
                     other6,
+                    nat64,
                     mtu,
                     policy_port: cfg.policy_port,
                     policy: &cfg.policy,
@@ -105,6 +128,7 @@ impl Router {
                 cfg.outside.cidr,
                 cfg.inside.cidr6,
                 cfg.outside.cidr6,
+                cfg.nat64.is_some(),
                 mtus[0],
                 0,
             ),
@@ -113,12 +137,17 @@ impl Router {
                 cfg.inside.cidr,
                 cfg.outside.cidr6,
                 cfg.inside.cidr6,
+                false,
                 mtus[1],
                 0x5bd1_e995,
             ),
         ];
+        let nat64 = cfg.nat64().map(Nat64::new);
         Router {
-            nat: cfg.nat().map(|c| Nat::new(NatConfig { seed, ..c })),
+            nat: nat44_config(&cfg, nat64.as_ref()).map(|c| Nat::new(NatConfig { seed, ..c })),
+            nat64,
+            xlat_out: VecDeque::new(),
+            xlat_buf: Vec::new(),
             nat6: cfg.nat6().map(|c| {
                 Nat::new(NatConfig {
                     seed: seed.rotate_left(32),
@@ -159,6 +188,14 @@ impl Router {
             Side::Outside => self.io.read_outside += 1,
         }
         if buf.first().is_some_and(|b| b >> 4 == 6) {
+            if port == Side::Inside
+                && self
+                    .nat64
+                    .as_ref()
+                    .is_some_and(|n| buf.len() >= 40 && n.is_for(ipv6_dst(buf)))
+            {
+                return self.handle64(buf, offload, now);
+            }
             if let Some(n6) = &mut self.nat6 {
                 let Ok(mut off) = offload else {
                     n6.count_drop(DropReason::BadOffload);
@@ -182,7 +219,122 @@ impl Router {
             return None;
         };
         let v = nat.process_offload(port, buf, now, &mut off);
-        self.verdict(port, v, buf, off, now)
+        let w = self.verdict(port, v, buf, off, now)?;
+        self.translate_if_for_stand_in(w, buf, now)
+    }
+
+    /// An IPv6 packet from inside to the NAT64 prefix: translated to IPv4 in place, then
+    /// through the IPv4 core as if from an inside IPv4 host (its stand-in).
+    fn handle64(
+        &mut self,
+        buf: &mut [u8],
+        offload: Result<Offload, Unsupported>,
+        now: Instant,
+    ) -> Option<InPlace> {
+        let n64 = self.nat64.as_mut()?;
+        let Ok(mut off) = offload else {
+            n64.count_drop(DropReason::BadOffload);
+            return None;
+        };
+        // A partial checksum is kept only on an unfragmented TCP or UDP datagram; any
+        // other is completed here, as a NIC would.
+        if let Some(p) = off.csum {
+            let keep = crate::wire::ipv6::Ipv6::new_checked(&buf[..]).is_ok_and(|ip| {
+                matches!(ip.protocol(), 6 | 17)
+                    && !ip.is_fragment()
+                    && usize::from(p.start) == ip.l4_offset()
+            });
+            if !keep {
+                if off.gso.is_some() || !crate::wire::offload::complete(buf, p) {
+                    n64.count_drop(DropReason::BadOffload);
+                    return None;
+                }
+                off.csum = None;
+            }
+        }
+        let range = match n64.outbound(buf, &mut off, now) {
+            Outbound::Translated(r) => r,
+            Outbound::Dropped(why) => {
+                log::debug!("inside: NAT64 dropped ({})", why.name());
+                return None;
+            }
+            Outbound::Refused(t, code, rest, why) => {
+                log::debug!("inside: NAT64 refused ({})", why.name());
+                self.refuse64(buf, t, code, rest, now);
+                return None;
+            }
+        };
+        let start = range.start;
+        let nat = self.nat.as_mut()?;
+        let pkt = &mut buf[range];
+        let v = nat.process_translated(pkt, now, &mut off);
+        let w = self.verdict(Side::Inside, v, pkt, off, now)?;
+        let w = InPlace {
+            start: start + w.start,
+            ..w
+        };
+        self.translate_if_for_stand_in(w, buf, now)
+    }
+
+    /// Sends ICMPv6 error `t`/`code` from the router's inside address about the packet in
+    /// `buf`, under the ICMP error rate limit.
+    fn refuse64(&mut self, buf: &[u8], t: u8, code: u8, rest: u32, now: Instant) {
+        let Some(src) = self.cfg.inside.cidr6.map(|c| c.addr) else {
+            return;
+        };
+        let Ok(ip) = crate::wire::ipv6::Ipv6::new_checked(buf) else {
+            return;
+        };
+        if !crate::wire::icmpv6::may_answer(&ip, t) || !self.allow_icmp_error(now) {
+            return;
+        }
+        let mut packet = Vec::new();
+        crate::wire::icmpv6::build_error(&mut packet, src, t, code, rest, &ip);
+        self.xlat_out.push_back(Transmit::new(Side::Inside, packet));
+    }
+
+    /// A packet about to be written in place: if it is IPv4 for a stand-in (an IPv6 host
+    /// behind NAT64), it is translated to IPv6 and queued instead.
+    fn translate_if_for_stand_in(
+        &mut self,
+        w: InPlace,
+        buf: &[u8],
+        now: Instant,
+    ) -> Option<InPlace> {
+        if w.port != Side::Inside || !self.for_stand_in(w.bytes(buf)) {
+            return Some(w);
+        }
+        self.translate_in(w.bytes(buf), w.offload, now);
+        None
+    }
+
+    /// Is `p` an IPv4 packet for a stand-in, on a router doing NAT64?
+    fn for_stand_in(&self, p: &[u8]) -> bool {
+        self.nat64.is_some()
+            && p.first().is_some_and(|b| b >> 4 == 4)
+            && p.get(16..20).is_some_and(|d| {
+                nat64::is_stand_in(std::net::Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+            })
+    }
+
+    /// Translates an IPv4 packet for a stand-in to IPv6 (cut into fragments if need be)
+    /// and queues it for the inside port.
+    fn translate_in(&mut self, p: &[u8], off: Offload, now: Instant) {
+        let Some(n64) = self.nat64.as_mut() else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.xlat_buf);
+        if let Err(why) = n64.inbound(p, off, now, &mut out) {
+            log::debug!("inside: NAT64 dropped ({})", why.name());
+        }
+        for (packet, offload) in out.drain(..) {
+            self.xlat_out.push_back(Transmit {
+                port: Side::Inside,
+                packet,
+                offload,
+            });
+        }
+        self.xlat_buf = out;
     }
 
     /// What to do with a packet the NAT core of either family decided on.
@@ -197,11 +349,13 @@ impl Router {
         match v {
             Verdict::Forward { len } => Some(InPlace {
                 port: port.other(),
+                start: 0,
                 len,
                 offload: off,
             }),
             Verdict::Hairpin { len } => Some(InPlace {
                 port,
+                start: 0,
                 len,
                 offload: off,
             }),
@@ -225,6 +379,21 @@ impl Router {
     /// errors, fragments), then what the local stacks answer. Runs a local stack when a
     /// packet or a timer of its is waiting; forwarded traffic alone costs it nothing.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        loop {
+            if let Some(t) = self.xlat_out.pop_front() {
+                return Some(t);
+            }
+            let t = self.poll_transmit_untranslated(now)?;
+            if t.port == Side::Inside && self.for_stand_in(&t.packet) {
+                self.translate_in(&t.packet, t.offload, now);
+                continue;
+            }
+            return Some(t);
+        }
+    }
+
+    /// [`Router::poll_transmit`] before NAT64 translates what is for its hosts.
+    fn poll_transmit_untranslated(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(t) = self.nat.as_mut().and_then(Nat::poll_transmit) {
             return Some(t);
         }
@@ -239,7 +408,7 @@ impl Router {
                     if is_icmp_error(&packet) && !self.allow_icmp_error(now) {
                         continue;
                     }
-                    return Some(Transmit { port, packet });
+                    return Some(Transmit::new(port, packet));
                 }
             }
             if round == 0 {
@@ -266,7 +435,8 @@ impl Router {
             .map(|d| Instant::from_millis(d.total_millis().max(0) as u64));
         let nat = self.nat.as_ref().and_then(Nat::poll_timeout);
         let nat6 = self.nat6.as_ref().and_then(Nat::poll_timeout);
-        nat.into_iter().chain(nat6).chain(locals).min()
+        let nat64 = self.nat64.as_ref().and_then(Nat64::poll_timeout);
+        nat.into_iter().chain(nat6).chain(nat64).chain(locals).min()
     }
 
     /// Expires what is due at `now`; what that makes comes from [`Router::poll_transmit`].
@@ -276,6 +446,9 @@ impl Router {
         }
         if let Some(n6) = &mut self.nat6 {
             n6.handle_timeout(now, |k, s| log_expired(k, s, now));
+        }
+        if let (Some(n64), Some(nat)) = (&mut self.nat64, &self.nat) {
+            n64.sweep(now, |a| nat.table().host_has_mappings(a));
         }
     }
 
@@ -486,7 +659,10 @@ impl Router {
     }
 
     fn apply(&mut self, new: Config) {
-        if let (Some(n), Some(c)) = (&mut self.nat, new.nat()) {
+        if let Some(n64) = &mut self.nat64 {
+            n64.set_static_hosts(new.dnat6.iter().map(|r| r.target).collect());
+        }
+        if let (Some(n), Some(c)) = (&mut self.nat, nat44_config(&new, self.nat64.as_ref())) {
             n.reconfigure(c);
         }
         if let (Some(n6), Some(c6)) = (&mut self.nat6, new.nat6()) {
@@ -542,6 +718,7 @@ impl Router {
         Counters {
             nat: self.nat.as_ref().map(NatCounters::of).unwrap_or_default(),
             nat6: self.nat6.as_ref().map(NatCounters::of),
+            nat64: self.nat64.as_ref().map(Nat64Counters::of),
             io,
             control: self.control,
             policy: SIDES
@@ -563,10 +740,11 @@ impl Router {
 
     /// The session table as rows, most recently used first (IPv4, then IPv6).
     pub fn table_rows(&self, now: Instant) -> Vec<Row> {
-        let v4 = self
-            .nat
-            .iter()
-            .flat_map(|n| n.table().sessions().map(move |(k, s)| row(n, k, s, now)));
+        let v4 = self.nat.iter().flat_map(|n| {
+            n.table()
+                .sessions()
+                .map(move |(k, s)| self.row64(row(n, k, s, now), k))
+        });
         let v6 = self
             .nat6
             .iter()
@@ -612,6 +790,14 @@ impl Router {
         }
     }
 
+    /// A row of the IPv4 table whose inside host is a stand-in shows the IPv6 host.
+    fn row64(&self, mut r: Row, k: &SessionKey) -> Row {
+        if let Some(h) = self.nat64.as_ref().and_then(|n| n.host_of(k.inside.addr)) {
+            r.inside = format!("[{h}]:{}", k.inside.port);
+        }
+        r
+    }
+
     /// The next (at most) `n` rows of a snapshot. A session gone since the snapshot is
     /// left out, as with `conntrack -L` on a live table.
     pub fn table_rows_at(&self, cursor: &mut TableCursor, n: usize, now: Instant) -> Vec<Row> {
@@ -620,10 +806,11 @@ impl Router {
         let mut rows = Vec::with_capacity(end - cursor.pos);
         for i in cursor.pos..end {
             let r = match (v4.get(i), &self.nat6) {
-                (Some(k), _) => self
-                    .nat
-                    .as_ref()
-                    .and_then(|n| n.table().peek_out(k).map(|s| row(n, k, s, now))),
+                (Some(k), _) => self.nat.as_ref().and_then(|n| {
+                    n.table()
+                        .peek_out(k)
+                        .map(|s| self.row64(row(n, k, s, now), k))
+                }),
                 (None, Some(n6)) => {
                     let k = &v6[i - v4.len()];
                     n6.table().peek_out(k).map(|s| row(n6, k, s, now))
@@ -636,6 +823,38 @@ impl Router {
         cursor.rows += rows.len();
         rows
     }
+}
+
+/// The IPv4 core's configuration: with NAT64, a port forward to an IPv6 host becomes one
+/// to its stand-in on the outside IPv4 address (a static BIB entry, RFC 6146 section
+/// 3.5.1), unless an IPv4 port forward has the port.
+fn nat44_config(cfg: &Config, nat64: Option<&Nat64>) -> Option<NatConfig> {
+    let mut c = cfg.nat()?;
+    if let Some(n64) = nat64 {
+        for r in &cfg.dnat6 {
+            let Some(stand_in) = n64.stand_in_of(r.target) else {
+                continue;
+            };
+            let r4 = crate::nat::DnatRule {
+                protocol: r.protocol,
+                first: r.first,
+                last: r.last,
+                target: stand_in,
+                target_port: r.target_port,
+            };
+            if !c.dnat.iter().any(|x| x.overlaps(&r4)) {
+                c.dnat.push(r4);
+            }
+        }
+    }
+    Some(c)
+}
+
+/// The destination of the IPv6 packet in `buf` (at least 40 bytes).
+fn ipv6_dst(buf: &[u8]) -> Ipv6Addr {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&buf[24..40]);
+    Ipv6Addr::from(a)
 }
 
 /// The debug line for a session that timed out.

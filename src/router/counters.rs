@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::nat::nat64::{Nat64, Nat64Stats};
 use crate::nat::table::TableStats;
 use crate::nat::{Address, Nat, Side, Stats};
 use crate::services::policy::PolicyStats;
@@ -17,6 +18,9 @@ pub struct Counters {
     /// The IPv6 core's, on a dual-stack router.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nat6: Option<NatCounters>,
+    /// NAT64's, when it is on (its sessions are the IPv4 core's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat64: Option<Nat64Counters>,
     pub io: IoCounters,
     pub control: ControlCounters,
     /// The policy server on each port, when it is on.
@@ -39,6 +43,34 @@ pub struct NatCounters {
     pub reassembly_pending: u64,
     pub reassembly_timed_out: u64,
     pub reassembly_evicted: u64,
+}
+
+/// NAT64's counters: packets translated each way, bindings, and what was not
+/// translated, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Nat64Counters {
+    #[serde(flatten)]
+    pub stats: Nat64Stats,
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl Nat64Counters {
+    pub fn of(n: &Nat64) -> Nat64Counters {
+        Nat64Counters {
+            stats: n.stats(),
+            drops: n
+                .drop_counts()
+                .map(|(r, n)| (r.name().to_string(), n))
+                .collect(),
+        }
+    }
+}
+
+impl std::ops::Deref for Nat64Counters {
+    type Target = Nat64Stats;
+    fn deref(&self) -> &Nat64Stats {
+        &self.stats
+    }
 }
 
 /// What the driver saw of the ports, and the router's own stacks' queues.
@@ -150,6 +182,20 @@ impl Counters {
             c.refused,
             c.clients_timed_out,
         ));
+        if let Some(x) = &self.nat64 {
+            lines.push(format!(
+                "NAT64: translated 6to4 {} 4to6 {}, fragmented {}, bindings {} (created {}, released {})",
+                x.translated_6to4,
+                x.translated_4to6,
+                x.fragmented,
+                x.bindings,
+                x.bindings_created,
+                x.bindings_released
+            ));
+            for (r, count) in &x.drops {
+                lines.push(format!("NAT64 dropped {r}: {count}"));
+            }
+        }
         for p in &self.policy {
             lines.push(format!(
                 "policy server ({}): served {}, refused {}, timed out {}, displaced {}, busy {}",

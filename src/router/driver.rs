@@ -514,7 +514,7 @@ impl Driver {
             }
             let now = self.now();
             if let Some(w) = self.core.handle(side, &mut self.buf[..n], off, now) {
-                if !self.ports.send(w.port, &self.buf[..w.len], &w.offload) {
+                if !self.ports.send(w.port, w.bytes(&self.buf), &w.offload) {
                     self.core.count_write_error();
                 }
             }
@@ -526,7 +526,7 @@ impl Driver {
     /// Writes everything the core has to send.
     fn flush(&mut self, now: Instant) {
         while let Some(t) = self.core.poll_transmit(now) {
-            if !self.ports.send(t.port, &t.packet, &Offload::NONE) {
+            if !self.ports.send(t.port, &t.packet, &t.offload) {
                 self.core.count_write_error();
             }
         }

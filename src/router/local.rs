@@ -30,6 +30,8 @@ pub struct LocalConfig<'a> {
     /// This port's and the other port's IPv6 addresses, on a dual-stack router.
     pub own6: Option<Ipv6Cidr>,
     pub other6: Option<Ipv6Cidr>,
+    /// NAT64 hosts are behind this port: IPv4 replies to their stand-ins leave by it.
+    pub nat64: bool,
     pub mtu: usize,
     /// The policy server's port, 0 for off.
     pub policy_port: u16,
@@ -75,6 +77,9 @@ impl LocalStack {
         // device the gateway is never resolved, so any address on the network will do.
         if let Some(own) = c.own {
             let gw = std::net::Ipv4Addr::from((u32::from(own.addr) & own.mask()) | 1);
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        } else if c.nat64 {
+            let gw = std::net::Ipv4Addr::new(0, 0, 0, 1);
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         if let Some(o6) = c.own6 {

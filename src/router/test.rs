@@ -34,6 +34,32 @@ struct Host {
 }
 
 impl Host {
+    /// A host with these addresses (any family) and default routes.
+    fn with(addrs: &[IpCidr], gw4: Option<Ipv4Addr>, gw6: Option<std::net::Ipv6Addr>) -> Host {
+        let mut dev = QueueDevice::with_limit(1500, 4096);
+        let mut iface = Interface::new(
+            IfaceConfig::new(HardwareAddress::Ip),
+            &mut dev,
+            SmolInstant::ZERO,
+        );
+        iface.update_ip_addrs(|a| {
+            for c in addrs {
+                a.push(*c).unwrap();
+            }
+        });
+        if let Some(g) = gw4 {
+            iface.routes_mut().add_default_ipv4_route(g).unwrap();
+        }
+        if let Some(g) = gw6 {
+            iface.routes_mut().add_default_ipv6_route(g).unwrap();
+        }
+        Host {
+            dev,
+            iface,
+            sockets: SocketSet::new(vec![]),
+        }
+    }
+
     fn new(addrs: &[Ipv4Addr], prefix: u8, gateway: Ipv4Addr) -> Host {
         // Room for a burst of hundreds of connections from one host.
         let mut dev = QueueDevice::with_limit(1500, 4096);
@@ -64,15 +90,18 @@ impl Host {
     }
 
     fn connect(&mut self, to: (Ipv4Addr, u16), from: (Ipv4Addr, u16)) -> SocketHandle {
+        self.connect_ip(
+            (IpAddress::Ipv4(to.0), to.1),
+            (IpAddress::Ipv4(from.0), from.1),
+        )
+    }
+
+    fn connect_ip(&mut self, to: (IpAddress, u16), from: (IpAddress, u16)) -> SocketHandle {
         let h = self.tcp();
         let cx = self.iface.context();
         self.sockets
             .get_mut::<tcp::Socket>(h)
-            .connect(
-                cx,
-                (IpAddress::Ipv4(to.0), to.1),
-                (IpAddress::Ipv4(from.0), from.1),
-            )
+            .connect(cx, to, from)
             .unwrap();
         h
     }
@@ -152,7 +181,7 @@ impl Lab {
                     let now = self.now;
                     if let Some(w) = self.router.handle(side, &mut p, Ok(Offload::NONE), now) {
                         assert_eq!(w.offload, Offload::NONE);
-                        self.deliver(w.port, p[..w.len].to_vec());
+                        self.deliver(w.port, w.bytes(&p).to_vec());
                     }
                     self.flush();
                 }
@@ -724,4 +753,327 @@ fn the_table_answered_in_pieces_holds_every_session_once() {
         lab.router.table_rows(Instant::ZERO),
         "the same rows as the whole table"
     );
+}
+
+mod nat64 {
+    //! NAT64 in memory: an IPv6-only inside host and an IPv4-only outside host.
+    use std::net::Ipv6Addr;
+
+    use super::*;
+    use crate::wire::icmpv6;
+
+    const CLIENT6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x122, 0, 0, 0, 0, 0, 0x101);
+    const SERVER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x122, 0, 0, 0, 0, 0, 0x73);
+    const ROUTER6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x122, 0, 0, 0, 0, 0, 0x100);
+
+    /// `prefix` + `v4`, for a /96 prefix.
+    fn at(prefix: &str, v4: Ipv4Addr) -> Ipv6Addr {
+        let p: Ipv6Addr = prefix.parse().unwrap();
+        Ipv6Addr::from(u128::from(p) | u128::from(u32::from(v4)))
+    }
+
+    fn config(prefix: &str) -> Config {
+        let mut c = Config::lab();
+        c.inside.cidr = None;
+        c.inside.cidr6 = Some("fd00:122::100/64".parse().unwrap());
+        c.dnat = vec![];
+        c.dnat6 = vec!["tcp:8888=[fd00:122::73]:9999".parse().unwrap()];
+        c.nat64 = Some(format!("{prefix}/96").parse().unwrap());
+        c.validate().unwrap();
+        c
+    }
+
+    fn lab(prefix: &str) -> Lab {
+        let c = config(prefix);
+        Lab {
+            router: Router::new(c, Instant::ZERO, 7),
+            inside: Host::with(
+                &[
+                    IpCidr::new(IpAddress::Ipv6(CLIENT6), 64),
+                    IpCidr::new(IpAddress::Ipv6(SERVER6), 64),
+                ],
+                None,
+                Some(ROUTER6),
+            ),
+            outside: Host::new(&[REMOTE], 24, ROUTER_OUT),
+            now: Instant::ZERO,
+            wire: Vec::new(),
+        }
+    }
+
+    fn echo6(src: Ipv6Addr, dst: Ipv6Addr, hop: u8, id: u16, len: usize) -> Vec<u8> {
+        let mut p = vec![0u8; 48 + len];
+        icmpv6::emit_header(&mut p, (8 + len) as u16, 58, hop, src, dst);
+        p[40] = 128;
+        p[44..46].copy_from_slice(&id.to_be_bytes());
+        p[46..48].copy_from_slice(&1u16.to_be_bytes());
+        for (i, b) in p[48..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        icmpv6::set_checksum(src, dst, &mut p[40..]);
+        p
+    }
+
+    fn v6_src_dst(p: &[u8]) -> (Ipv6Addr, Ipv6Addr) {
+        let a = |i: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&p[i..i + 16]).unwrap());
+        (a(8), a(24))
+    }
+
+    #[test]
+    fn an_ipv6_only_host_browses_an_ipv4_server_through_the_prefix() {
+        let mut lab = lab("64:ff9b:1::");
+        let server = lab.outside.listen(80);
+        let to = at("64:ff9b:1::", REMOTE);
+        let client = lab
+            .inside
+            .connect_ip((IpAddress::Ipv6(to), 80), (IpAddress::Ipv6(CLIENT6), 40000));
+        lab.run(5);
+        assert!(
+            lab.outside.sock(server).is_active(),
+            "the handshake went through"
+        );
+        // The IPv4 server sees the outside address, the port preserved.
+        assert_eq!(v4(lab.outside.remote(server)), (ROUTER_OUT, 40000));
+        lab.inside.send(client, b"GET / HTTP/1.0\r\n\r\n");
+        lab.run(3);
+        assert_eq!(lab.outside.received(server), b"GET / HTTP/1.0\r\n\r\n");
+        lab.outside.send(server, b"hello over NAT64");
+        lab.run(3);
+        assert_eq!(lab.inside.received(client), b"hello over NAT64");
+        // One session, in the IPv4 table, shown with the IPv6 host.
+        let rows = lab.router.table_rows(lab.now);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].inside.as_str(), rows[0].remote.as_str()),
+            ("[fd00:122::101]:40000", "172.16.1.1:80")
+        );
+        let c = lab.router.counters();
+        let n64 = c.nat64.expect("NAT64 counters");
+        assert!(
+            n64.translated_6to4 >= 3 && n64.translated_4to6 >= 3,
+            "{n64:?}"
+        );
+        assert_eq!(
+            n64.bindings, 2,
+            "the client, and the static forward's target"
+        );
+    }
+
+    #[test]
+    fn a_static_forward_reaches_the_ipv6_server_from_ipv4() {
+        let mut lab = lab("64:ff9b:1::");
+        let server = lab.inside.listen(9999);
+        let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+        lab.run(5);
+        let e = lab.inside.remote(server).expect("connected");
+        // The IPv6 server sees the IPv4 client at prefix + its address.
+        assert_eq!(
+            (e.addr, e.port),
+            (IpAddress::Ipv6(at("64:ff9b:1::", REMOTE)), 43088)
+        );
+        lab.outside.send(client, b"ping");
+        lab.run(3);
+        assert_eq!(lab.inside.received(server), b"ping");
+        lab.inside.send(server, b"pong");
+        lab.run(3);
+        assert_eq!(lab.outside.received(client), b"pong");
+        assert_eq!(v4(lab.outside.remote(client)), (ROUTER_OUT, 8888));
+    }
+
+    #[test]
+    fn ping_through_the_prefix_and_to_the_router() {
+        let mut lab = lab("64:ff9b:1::");
+        for dst in [REMOTE, ROUTER_OUT] {
+            let to = at("64:ff9b:1::", dst);
+            let mut p = echo6(CLIENT6, to, 64, 99, 56);
+            let now = lab.now;
+            if let Some(w) = lab
+                .router
+                .handle(Side::Inside, &mut p, Ok(Offload::NONE), now)
+            {
+                let bytes = w.bytes(&p).to_vec();
+                assert_eq!(w.port, Side::Outside);
+                // ICMPv4 echo with the identifier the mapping gave, a good checksum.
+                assert_eq!((bytes[9], bytes[20]), (1, 8));
+                assert_eq!(crate::wire::checksum::checksum(&bytes[20..]), 0);
+                lab.deliver(w.port, bytes);
+            }
+            lab.flush();
+            lab.run(2);
+            let reply = lab
+                .wire
+                .iter()
+                .rev()
+                .find(|(s, p)| *s == Side::Inside && p[0] >> 4 == 6 && p[40] == 129)
+                .expect("an ICMPv6 echo reply")
+                .1
+                .clone();
+            assert_eq!(v6_src_dst(&reply), (to, CLIENT6));
+            assert!(icmpv6::checksum_ok(to, CLIENT6, &reply[40..]));
+            assert_eq!(u16::from_be_bytes([reply[44], reply[45]]), 99);
+            assert_eq!(&reply[48..], &p_payload(56)[..]);
+            lab.wire.clear();
+        }
+    }
+
+    fn p_payload(len: usize) -> Vec<u8> {
+        (0..len).map(|i| i as u8).collect()
+    }
+
+    #[test]
+    fn the_well_known_prefix_refuses_private_ipv4_with_unreachable() {
+        let mut lab = lab("64:ff9b::");
+        let mut p = echo6(CLIENT6, at("64:ff9b::", REMOTE), 64, 5, 8);
+        let now = lab.now;
+        assert_eq!(
+            lab.router
+                .handle(Side::Inside, &mut p, Ok(Offload::NONE), now),
+            None
+        );
+        let t = lab.router.poll_transmit(now).expect("an ICMPv6 error");
+        assert_eq!(t.port, Side::Inside);
+        assert_eq!(v6_src_dst(&t.packet), (ROUTER6, CLIENT6));
+        assert_eq!((t.packet[40], t.packet[41]), (1, 0));
+        assert_eq!(&t.packet[48..88], &p[..40], "it quotes the packet");
+        let c = lab.router.counters().nat64.unwrap();
+        assert_eq!(c.drops.get("nat64-refused-destination"), Some(&1));
+        // A global address is translated.
+        let g = Ipv4Addr::new(8, 8, 8, 8);
+        let mut p = echo6(CLIENT6, at("64:ff9b::", g), 64, 6, 8);
+        let w = lab
+            .router
+            .handle(Side::Inside, &mut p, Ok(Offload::NONE), now)
+            .unwrap();
+        assert_eq!(&w.bytes(&p)[16..20], &g.octets());
+    }
+
+    #[test]
+    fn hop_limit_one_gets_time_exceeded_from_the_router() {
+        let mut lab = lab("64:ff9b:1::");
+        let mut p = echo6(CLIENT6, at("64:ff9b:1::", REMOTE), 1, 5, 8);
+        let now = lab.now;
+        assert_eq!(
+            lab.router
+                .handle(Side::Inside, &mut p, Ok(Offload::NONE), now),
+            None
+        );
+        let t = lab.router.poll_transmit(now).expect("time exceeded");
+        assert_eq!((t.packet[40], t.packet[41]), (3, 0));
+        assert_eq!(v6_src_dst(&t.packet), (ROUTER6, CLIENT6));
+        // Hop limit 2 leaves with TTL 1.
+        let mut p = echo6(CLIENT6, at("64:ff9b:1::", REMOTE), 2, 5, 8);
+        let w = lab
+            .router
+            .handle(Side::Inside, &mut p, Ok(Offload::NONE), now)
+            .unwrap();
+        assert_eq!(w.bytes(&p)[8], 1);
+    }
+
+    #[test]
+    fn a_port_unreachable_comes_back_as_icmpv6_quoting_the_ipv6_packet() {
+        let mut lab = lab("64:ff9b:1::");
+        let to = at("64:ff9b:1::", REMOTE);
+        let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 512]);
+        let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 512]);
+        let u = lab.inside.sockets.add(udp::Socket::new(rx, tx));
+        let s = lab.inside.sockets.get_mut::<udp::Socket>(u);
+        s.bind((IpAddress::Ipv6(CLIENT6), 40002)).unwrap();
+        s.send_slice(b"anyone?", (IpAddress::Ipv6(to), 9)).unwrap();
+        lab.run(3);
+        let err = lab
+            .wire
+            .iter()
+            .find(|(s, p)| *s == Side::Inside && p[0] >> 4 == 6 && p[40] == 1)
+            .expect("an ICMPv6 destination unreachable")
+            .1
+            .clone();
+        assert_eq!(err[41], 4, "port unreachable");
+        assert_eq!(v6_src_dst(&err), (to, CLIENT6));
+        assert!(icmpv6::checksum_ok(to, CLIENT6, &err[40..]));
+        // The quoted packet is the client's own, as it sent it.
+        let quoted = &err[48..];
+        assert_eq!(v6_src_dst(quoted), (CLIENT6, to));
+        assert_eq!(quoted[6], 17);
+        assert_eq!(u16::from_be_bytes([quoted[40], quoted[41]]), 40002);
+        let sent = lab
+            .wire
+            .iter()
+            .find(|(s, p)| *s == Side::Outside && p[9] == 17)
+            .unwrap()
+            .1
+            .clone();
+        // The quoted UDP checksum is the one the client computed (translated back).
+        let orig_csum = crate::wire::checksum::sum(&quoted[40..48], 0);
+        assert!(orig_csum != 0 && sent.len() > 28);
+    }
+
+    #[test]
+    fn a_narrow_outside_mtu_is_told_as_packet_too_big_plus_20() {
+        let mut c = config("64:ff9b:1::");
+        c.outside_mtu = Some(1400);
+        let mut router = Router::new(c, Instant::ZERO, 7);
+        let mut p = echo6(CLIENT6, at("64:ff9b:1::", REMOTE), 64, 5, 1452 - 48);
+        // Over 1260 bytes once IPv4: DF set, so too big for 1400 bytes.
+        assert_eq!(
+            router.handle(Side::Inside, &mut p, Ok(Offload::NONE), Instant::ZERO),
+            None
+        );
+        let t = router.poll_transmit(Instant::ZERO).expect("packet too big");
+        assert_eq!((t.packet[40], t.packet[41]), (2, 0));
+        assert_eq!(
+            u32::from_be_bytes(t.packet[44..48].try_into().unwrap()),
+            1420
+        );
+        let to = at("64:ff9b:1::", REMOTE);
+        // From the router's inside address (its IPv4 core sent it from its inside
+        // address), about the packet as the client sent it.
+        assert_eq!(v6_src_dst(&t.packet), (ROUTER6, CLIENT6));
+        assert!(icmpv6::checksum_ok(ROUTER6, CLIENT6, &t.packet[40..]));
+        assert_eq!(v6_src_dst(&t.packet[48..]), (CLIENT6, to));
+    }
+
+    #[test]
+    fn a_large_ipv4_datagram_without_df_reaches_the_ipv6_host_in_fragments() {
+        let mut lab = lab("64:ff9b:1::");
+        let to = at("64:ff9b:1::", REMOTE);
+        // The client's ping maps id 7; a 3000-byte echo reply without DF comes back.
+        let mut p = echo6(CLIENT6, to, 64, 7, 8);
+        let now = lab.now;
+        lab.router
+            .handle(Side::Inside, &mut p, Ok(Offload::NONE), now)
+            .unwrap();
+        let mut r = vec![0u8; 3000];
+        crate::wire::ipv4::emit_header(&mut r, 0, 3000, 0x4242, false, 64, 1, REMOTE, ROUTER_OUT);
+        r[20] = 0;
+        r[24..26].copy_from_slice(&7u16.to_be_bytes());
+        r[26..28].copy_from_slice(&1u16.to_be_bytes());
+        let c = crate::wire::checksum::checksum(&r[20..]);
+        r[22..24].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(
+            lab.router
+                .handle(Side::Outside, &mut r, Ok(Offload::NONE), now),
+            None
+        );
+        let mut frags = Vec::new();
+        while let Some(t) = lab.router.poll_transmit(now) {
+            assert_eq!(t.port, Side::Inside);
+            frags.push(t.packet);
+        }
+        assert_eq!(frags.len(), 3, "1232 + 1232 + 516 bytes of ICMPv6");
+        let mut whole = Vec::new();
+        for (i, f) in frags.iter().enumerate() {
+            assert!(f.len() <= 1280);
+            assert_eq!(f[6], 44, "a fragment header");
+            let word = u16::from_be_bytes([f[42], f[43]]);
+            assert_eq!(usize::from(word >> 3) * 8, whole.len());
+            assert_eq!(word & 1 == 1, i < 2);
+            assert_eq!(u32::from_be_bytes(f[44..48].try_into().unwrap()), 0x4242);
+            whole.extend_from_slice(&f[48..]);
+        }
+        assert_eq!(whole[0], 129);
+        assert!(
+            icmpv6::checksum_ok(to, CLIENT6, &whole),
+            "the reassembled checksum is good"
+        );
+    }
 }
