@@ -105,7 +105,7 @@ def run(cmd, timeout=20, check_rc=True, **kw):
 class Lab:
     counter = 0
 
-    def __init__(self, extra_args=(), start=True, outside_mtu=None, dual=False):
+    def __init__(self, extra_args=(), start=True, outside_mtu=None, dual=False, nat64=None):
         Lab.counter += 1
         self.prefix = f"tn{os.getpid() % 100000}x{Lab.counter}"
         self.lan = self.prefix + "lan"
@@ -117,6 +117,8 @@ class Lab:
         self.bg = []
         self.extra_args = tuple(extra_args)
         self.dual = dual
+        # NAT64 (a prefix): the inside has only IPv6, the outside only IPv4.
+        self.nat64 = nat64
         self._build(outside_mtu)
         if start:
             self.start(extra_args)
@@ -138,7 +140,12 @@ class Lab:
 
     def wire(self, side):
         """Gives the TUN of `side` (which must exist) the lab's addresses and routes."""
-        if side == "lan":
+        if side == "lan" and self.nat64:
+            for a in (CLIENT6, SERVER_IN6):
+                self._ip(self.lan, "addr", "add", a + "/64", "dev", "nat-in", "nodad")
+            self._ip(self.lan, "link", "set", "nat-in", "up")
+            self._ip(self.lan, "-6", "route", "add", "default", "dev", "nat-in")
+        elif side == "lan":
             for a in (CLIENT, SERVER_IN):
                 self._ip(self.lan, "addr", "add", a + "/24", "dev", "nat-in")
             if self.dual:
@@ -159,6 +166,16 @@ class Lab:
 
     def args(self, extra=()):
         v4 = getattr(self, "v4", True)  # False: an IPv6-only router
+        if self.nat64:
+            return [
+                TUNNAT,
+                "--inside-tun", "nat-in", "--inside-netns", self.lan,
+                "--inside-addr", ROUTER_IN6 + "/64",
+                "--outside-tun", "nat-out", "--outside-netns", self.wan,
+                "--outside-addr", ROUTER_OUT + "/24",
+                "--nat64", self.nat64,
+                *(self.control_path if a == CONTROL else a for a in extra),
+            ]
         return [
             TUNNAT,
             "--inside-tun", "nat-in", "--inside-netns", self.lan,

@@ -70,8 +70,12 @@ def main():
             params = inspect.signature(fn).parameters
             if "lab" in params:
                 extra = getattr(fn, "tunnat_args", ())
-                lab = lab_class(extra_args=extra, outside_mtu=getattr(fn, "outside_mtu", None),
-                                **({"dual": True} if getattr(fn, "dual", False) else {}))
+                kw = {}
+                if getattr(fn, "dual", False):
+                    kw["dual"] = True
+                if getattr(fn, "nat64", None):
+                    kw["nat64"] = fn.nat64
+                lab = lab_class(extra_args=extra, outside_mtu=getattr(fn, "outside_mtu", None), **kw)
                 fn(lab)
             else:
                 fn()

@@ -32,6 +32,7 @@ dmesg              util-linux           test
 ps                 procps               test
 systemd-analyze    systemd              test
 conntrack          conntrack            flood
+unbound            unbound              test
 "
 
 # Debian keeps ip, iptables and friends in /usr/sbin, which an ordinary user's PATH lacks.

@@ -24,8 +24,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::prefix64::{self, Prefix64};
+use super::reassembly::{Fragment, Reassembler};
 use super::xlat::{self, Ctx, Ident};
 use super::{DropReason, HashMap, Instant, Ipv6Cidr};
+use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::offload::Offload;
 
 /// How long a binding stays after its host's last mapping is gone.
@@ -82,6 +84,11 @@ pub struct Nat64Stats {
 pub enum Outbound {
     /// Translated: the IPv4 packet lies in this range of the buffer.
     Translated(std::ops::Range<usize>),
+    /// The last fragment of a ping that came in fragments: the whole datagram,
+    /// translated.
+    Reassembled(Vec<u8>),
+    /// A fragment of a ping, held until the rest come.
+    Held,
     /// Refused with this ICMPv6 error (type, code, the 32-bit field), for the router to
     /// send from its inside address.
     Refused(u8, u8, u32, DropReason),
@@ -97,6 +104,8 @@ pub struct Nat64 {
     /// The next stand-in to try.
     cursor: u32,
     ident: Ident,
+    /// Pings that came in fragments, reassembled (as IPv4) to finish their checksum.
+    reasm: Reassembler,
     next_sweep: Option<Instant>,
     /// The time of the last packet or sweep.
     clock: Instant,
@@ -116,6 +125,7 @@ impl Nat64 {
             by_stand_in: HashMap::default(),
             cursor: FIRST,
             ident: Ident::default(),
+            reasm: Reassembler::default(),
             next_sweep: None,
             clock: Instant::ZERO,
             stats: Nat64Stats::default(),
@@ -230,13 +240,17 @@ impl Nat64 {
 
     /// When [`Nat64::sweep`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_sweep
+        [self.next_sweep, self.reasm.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Releases the bindings idle for [`BINDING_GRACE`] whose host has no mapping left
     /// in the IPv4 table (`has_mappings` says).
     pub fn sweep(&mut self, now: Instant, has_mappings: impl Fn(Ipv4Addr) -> bool) {
         self.clock = self.clock.max(now);
+        self.reasm.expire(now);
         if self.next_sweep.is_none_or(|t| t > now) {
             return;
         }
@@ -303,10 +317,22 @@ impl Nat64 {
                 .extract(a)
                 .or_else(|| by_host.get(&a).map(|i| Ipv4Addr::from(*i)))
         };
-        match xlat::to_v4(buf, off, &ctx, &mut self.ident, &mut map) {
-            Ok(r) => {
-                self.stats.translated_6to4 += 1;
-                Outbound::Translated(r)
+        let r = match xlat::to_v4(buf, off, &ctx, &mut self.ident, &mut map) {
+            Ok(r) => r,
+            Err(e) => return Outbound::Dropped(self.drop(e)),
+        };
+        self.stats.translated_6to4 += 1;
+        let Ok(ip) = Ipv4::new_checked(&mut buf[r.clone()], Check::Full) else {
+            return Outbound::Translated(r);
+        };
+        if ip.protocol() != 1 || !ip.is_fragment() {
+            return Outbound::Translated(r);
+        }
+        match self.reasm.add(&ip, now) {
+            Ok(Fragment::Held) => Outbound::Held,
+            Ok(Fragment::Complete(mut d)) => {
+                xlat::finish_echo_fragments(&mut d);
+                Outbound::Reassembled(d)
             }
             Err(e) => Outbound::Dropped(self.drop(e)),
         }

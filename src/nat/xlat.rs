@@ -8,8 +8,9 @@
 //!
 //! Choices within the RFC, as Jool makes them:
 //! * IPv6 to IPv4: DF is set when the IPv4 packet is over 1260 bytes (section 5.1); a
-//!   fragment header becomes IPv4 fragment fields; a ping cut in fragments is not
-//!   translated (its ICMPv6 checksum covers a length the first fragment does not carry).
+//!   fragment header becomes IPv4 fragment fields; a ping cut in fragments is
+//!   reassembled before its checksum is finished (it covers the datagram's length, which
+//!   the first fragment does not carry).
 //! * IPv4 to IPv6: a fragment header is added to a fragment, and to a datagram without DF
 //!   that would be over 1280 bytes ("lowest-ipv6-mtu"), which is then cut at 1280
 //!   (section 4.1); an IPv4 UDP datagram with a zero checksum gets one computed, or is
@@ -229,7 +230,7 @@ pub fn to_v4(
     }
     let first = frag.is_none_or(|f| f.offset == 0);
     let fragmented = frag.is_some_and(|f| !f.is_atomic());
-    if next == 58 {
+    if next == 58 && first {
         let t = *buf.get(l4).ok_or(DropReason::Truncated)?;
         if icmpv6::kind::is_error(t) {
             if fragmented {
@@ -245,7 +246,7 @@ pub fn to_v4(
             };
             return icmp_error_to_v4(buf, l4, total, outer, ctx, ident, map);
         }
-        if fragmented || echo_64(t).is_none() {
+        if echo_64(t).is_none() {
             return Err(DropReason::Untranslatable);
         }
     }
@@ -267,7 +268,10 @@ pub fn to_v4(
     if first {
         let seg = &mut buf[l4..total];
         if protocol == 1 {
-            echo_to_v4(seg, src6, dst6, l4_len).ok_or(DropReason::Untranslatable)?;
+            // A ping in fragments: its length is known once reassembled, and taken out
+            // of the checksum then ([`finish_echo_fragments`]).
+            let len = if fragmented { 0 } else { l4_len };
+            echo_to_v4(seg, src6, dst6, len).ok_or(DropReason::Untranslatable)?;
         } else {
             retarget(
                 seg,
@@ -300,6 +304,22 @@ pub fn to_v4(
         }
     }
     Ok(start..total)
+}
+
+/// Finishes the translation of a ping that came in IPv6 fragments, once its IPv4
+/// fragments are reassembled (`datagram`): the ICMPv6 pseudo-header's length, unknown
+/// while the fragments were translated one by one, is taken out of the checksum.
+pub fn finish_echo_fragments(datagram: &mut [u8]) {
+    let Ok(ip) = Ipv4::new_checked(&datagram[..], Check::Full) else {
+        return;
+    };
+    let (hl, len) = (ip.header_len(), ip.total_len() - ip.header_len());
+    if ip.protocol() != 1 || len < 4 {
+        return;
+    }
+    let m = &mut datagram[hl..];
+    let c = swap_sum(u16::from_be_bytes([m[2], m[3]]), false, len as u32, 0);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
 }
 
 /// RFC 7915 Figure 6: an ICMPv6 parameter problem pointer as an ICMPv4 one.

@@ -206,6 +206,16 @@ impl Router {
                 return self.verdict(port, v, buf, off, now);
             }
         }
+        if let (true, None, Some(n64)) = (
+            buf.first().is_some_and(|b| b >> 4 == 6),
+            &self.nat6,
+            &mut self.nat64,
+        ) {
+            // IPv6 not for the NAT64 prefix, on a router without NAT66.
+            n64.count_drop(DropReason::NotRouted);
+            log::debug!("{}: dropped (not-routed)", port.name());
+            return None;
+        }
         let Some(nat) = &mut self.nat else {
             // IPv4 on an IPv6-only router.
             if let Some(n6) = &mut self.nat6 {
@@ -254,6 +264,18 @@ impl Router {
         }
         let range = match n64.outbound(buf, &mut off, now) {
             Outbound::Translated(r) => r,
+            Outbound::Held => return None,
+            Outbound::Reassembled(mut d) => {
+                let nat = self.nat.as_mut()?;
+                let mut off = Offload::NONE;
+                let v = nat.process_translated(&mut d, now, &mut off);
+                let w = self.verdict(Side::Inside, v, &d, off, now)?;
+                if let Some(w) = self.translate_if_for_stand_in(w, &d, now) {
+                    let packet = w.bytes(&d).to_vec();
+                    self.xlat_out.push_back(Transmit::new(w.port, packet));
+                }
+                return None;
+            }
             Outbound::Dropped(why) => {
                 log::debug!("inside: NAT64 dropped ({})", why.name());
                 return None;

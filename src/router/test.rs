@@ -1033,6 +1033,51 @@ mod nat64 {
     }
 
     #[test]
+    fn a_ping_in_ipv6_fragments_leaves_as_one_good_icmpv4_echo() {
+        let mut c = config("64:ff9b:1::");
+        c.outside_mtu = Some(9000);
+        let mut router = Router::new(c, Instant::ZERO, 7);
+        let to = at("64:ff9b:1::", REMOTE);
+        let whole = echo6(CLIENT6, to, 64, 31, 2000);
+        // Cut into two fragments: 1232 bytes of ICMPv6, then the rest.
+        let frag = |from: usize, to_: usize, more: bool| {
+            let body = &whole[40 + from..40 + to_];
+            let mut f = whole[..40].to_vec();
+            f[4..6].copy_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+            f[6] = 44;
+            let word = ((from / 8) as u16) << 3 | u16::from(more);
+            f.extend_from_slice(&[58, 0]);
+            f.extend_from_slice(&word.to_be_bytes());
+            f.extend_from_slice(&0xabcd_u32.to_be_bytes());
+            f.extend_from_slice(body);
+            f
+        };
+        let n = whole.len() - 40;
+        let (mut a, mut b) = (frag(0, 1232, true), frag(1232, n, false));
+        // Out of order: the last first.
+        assert_eq!(
+            router.handle(Side::Inside, &mut b, Ok(Offload::NONE), Instant::ZERO),
+            None
+        );
+        assert_eq!(
+            router.handle(Side::Inside, &mut a, Ok(Offload::NONE), Instant::ZERO),
+            None
+        );
+        let t = router
+            .poll_transmit(Instant::ZERO)
+            .expect("the echo, whole");
+        assert_eq!(t.port, Side::Outside);
+        let p = &t.packet;
+        assert_eq!((p.len(), p[9], p[20]), (20 + n, 1, 8));
+        assert_eq!(
+            crate::wire::checksum::checksum(&p[20..]),
+            0,
+            "the ICMPv4 checksum is good"
+        );
+        assert_eq!(&p[28..], &whole[48..]);
+    }
+
+    #[test]
     fn a_large_ipv4_datagram_without_df_reaches_the_ipv6_host_in_fragments() {
         let mut lab = lab("64:ff9b:1::");
         let to = at("64:ff9b:1::", REMOTE);
