@@ -119,6 +119,7 @@ class Lab:
         self.dual = dual
         # NAT64 (a prefix): the inside has only IPv6, the outside only IPv4.
         self.nat64 = nat64
+        self.p64 = nat64.split("/")[0] if nat64 else None  # the prefix, to write addresses
         self._build(outside_mtu)
         if start:
             self.start(extra_args)
