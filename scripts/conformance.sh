@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-tests=(test_behave test_fragments test_dnat test_napt test_ipv6)
+tests=(test_behave test_fragments test_dnat test_napt test_ipv6 test_nat64::)
 echo "== tunnat"
 python3 netns-tests/run.py "${tests[@]}" | grep -E '\] (PASS|FAIL|N/A) |passed'
 echo "== netfilter"
 python3 netns-tests/run.py --router netfilter "${tests[@]}" | grep -E '\] (PASS|FAIL|N/A) |netfilter:'
+echo "== NAT64's ICMP translations beside Tayga's, byte for byte (README: NAT64 beside Tayga)"
+python3 netns-tests/test_nat64_compare.py

@@ -33,6 +33,7 @@ ps                 procps               test
 systemd-analyze    systemd              test
 conntrack          conntrack            flood
 unbound            unbound              test
+tayga              tayga                test bench
 "
 
 # Debian keeps ip, iptables and friends in /usr/sbin, which an ordinary user's PATH lacks.
