@@ -243,3 +243,82 @@ def test_iperf3_tcp_and_udp_over_nat64(lab):
     out = lab.sh("lan", ["iperf3", "-6", "-u", "-b", "50M", "-c", at(lab, REMOTE), "-t", "2", "-J"], timeout=30).stdout
     s = json.loads(out)["end"]["sum"]
     check(s["lost_percent"] < 5 and s["packets"] > 1000, f"iperf3 -6 -u over NAT64: {s}")
+
+
+@nat64(PREFIX + "/96")
+@tunnat_args("--control", CONTROL, "--dnat", "udp:8888=[%s]:7777" % SERVER_IN6)
+def test_hostile_packets_through_the_prefix_are_counted_and_dropped(lab):
+    from test_ipv6 import corpus6, icmp6, ip6, tcp6, udp6
+    from test_hostile import icmp, ipv4, udp
+    rounds = 10
+    dst = at(lab, REMOTE)
+    # The IPv6 corpus, aimed through the prefix. Where NAT64 counts it: a header too short
+    # to name a destination is "not routed" (it cannot be NAT64's); a link-local source is
+    # not of the inside network; TCP flags are the IPv4 core's check.
+    # The corpus's bad fragment starts with a zero UDP checksum, which is looked at first.
+    reasons = {"truncated": "not-routed", "link-local": "spoofed-source", "bad-fragment": "udp-zero-checksum"}
+    inside = [(n, p, reasons.get(r, r)) for n, p, r in corpus6(CLIENT6, dst, 9)]
+    for v4 in ("0.1.2.3", "127.0.0.1", "224.0.0.1", "255.255.255.255"):
+        d = at(lab, v4)
+        inside.append((f"to {d}", ip6(CLIENT6, d, 17, udp6(CLIENT6, d, 1, 9, b"")), "nat64-refused-destination"))
+    inside += [
+        ("hop limit 1", ip6(CLIENT6, dst, 17, udp6(CLIENT6, dst, 1, 9, b""), hop=1), "ttl-exceeded"),
+        ("segment routing header with a segment left", ip6(CLIENT6, dst, 43, bytes([17, 2, 4, 1, 0, 0, 0, 0])
+                                                           + bytes(16) + udp6(CLIENT6, dst, 1, 9, b"")),
+         "bad-extension-header"),
+        ("neighbour solicitation through the prefix", ip6(CLIENT6, dst, 58, icmp6(CLIENT6, dst, 135, bytes(20))),
+         "nat64-untranslatable"),
+        ("ICMPv6 error quoting garbage", ip6(CLIENT6, dst, 58, icmp6(CLIENT6, dst, 1, bytes(4) + b"\x60garbage")),
+         "bad-quoted-packet"),
+        ("GRE", ip6(CLIENT6, dst, 47, bytes(8)), "unsupported-protocol"),
+        ("spoofed source", ip6("fd00:999::1", dst, 17, udp6("fd00:999::1", dst, 1, 9, b"")), "spoofed-source"),
+        ("IPv4 on the IPv6-only inside", ipv4("192.168.122.101", REMOTE, 17, udp("192.168.122.101", REMOTE, 1, 9, b"")),
+         "not-ipv6"),
+    ]
+    outside = [
+        # A stand-in address (0.0.0.0/8) from outside is a martian, never an inside host.
+        ("a stand-in as source", ipv4("0.0.0.1", ROUTER_OUT, 17, udp("0.0.0.1", ROUTER_OUT, 1, 8888, b"")),
+         "martian-source"),
+        ("to a stand-in", ipv4(REMOTE, "0.0.0.1", 17, udp(REMOTE, "0.0.0.1", 1, 9, b"")), "not-routed"),
+        ("ICMP error for no session", ipv4(REMOTE, ROUTER_OUT, 1, icmp(3, 3, 0, ipv4(
+            ROUTER_OUT, REMOTE, 17, udp(ROUTER_OUT, REMOTE, 45678, 53, b""))[:28])), "icmp-error-no-session"),
+    ]
+
+    def drops():
+        s = lab.stats()
+        d = dict(s["nat"]["drops"])
+        for r, n in s["nat64"]["drops"].items():
+            d[r] = d.get(r, 0) + n
+        return d
+
+    u = lab.listen("wan", REMOTE, 7000, kind=socket.SOCK_DGRAM)
+    with lab.ns("lan"):
+        c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        c.settimeout(2)
+    drops0 = drops()
+    senders = []
+    for side, dev, items in (("lan", "nat-in", inside), ("wan", "nat-out", outside)):
+        lab.sh(side, ["ip", "link", "set", dev, "txqueuelen", "10000"])
+        with lab.ns(side):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
+        senders.append((s, dev, items))
+    for _ in range(rounds):
+        for s, dev, items in senders:
+            for _, pkt, _ in items:
+                s.sendto(pkt, (dev, 0x86DD if pkt[0] >> 4 == 6 else 0x0800))
+        c.sendto(b"during", (dst, 7000))
+        data, peer = u.recvfrom(100)
+        eq((data, peer[0]), (b"during", ROUTER_OUT), "UDP through NAT64 during the corpus")
+    time.sleep(0.3)
+    got = drops()
+    want = {}
+    for items in (inside, outside):
+        for _, _, reason in items:
+            want[reason] = want.get(reason, 0) + rounds
+    for reason, n in sorted(want.items()):
+        delta = got.get(reason, 0) - drops0.get(reason, 0)
+        if reason in ("not-routed", "spoofed-source"):  # the lan kernel's own IPv6 (ND, MLD) adds some
+            check(delta >= n, f"{reason}: {delta} counted, {n} sent")
+        else:
+            eq(delta, n, f"drops counted as {reason} (all: {dict((r, got[r] - drops0.get(r, 0)) for r in got)})")
+    check(lab.proc.poll() is None, "tunnat still running")

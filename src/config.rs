@@ -504,7 +504,7 @@ impl Config {
     /// The README lab's router: the seed scenarios' addresses, `--dnat
     /// tcp:8888=192.168.122.73:9999`, the defaults (for tests), resolved from settings as
     /// the command line's would be.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn lab() -> Config {
         Settings::lab().resolve().unwrap()
     }

@@ -7,13 +7,18 @@
 //!   with a moving clock and timer sweeps, with or without TUN offload headers. Whatever comes out must be valid IPv4 with a good
 //!   header checksum, leave with the right addresses, fit the port's MTU, and keep a
 //!   transport checksum that was right on the way in right on the way out (RFC 1624).
+//! * [`nat64`]: a sequence of packets through a NAT64 router ([`crate::router::Router`]
+//!   with an IPv6-only inside and an IPv4-only outside): whatever it writes inside is
+//!   valid IPv6 for the inside network, whatever it writes outside valid IPv4 from the
+//!   outside address, each within its port's MTU, and a translated packet whose checksum
+//!   was right on the way in has a right one on the way out (RFC 7915 sections 4.5, 5.5).
 //! * [`policy_session`]: a client sends the bytes, in chunks, to the policy server over a
 //!   smoltcp loopback. It gets the policy and a FIN if and only if its bytes begin with
 //!   `<policy-file-request/>` and a NUL; otherwise nothing.
 
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)] // assertions are the point
 
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use smoltcp::iface::{Config, Interface, SocketSet};
@@ -396,6 +401,157 @@ pub fn policy_session(data: &[u8]) {
     }
 }
 
+/// Feeds packets framed as in [`translate`] to a NAT64 router: control bit 0 is the port,
+/// bit 7 repairs the checksums first (IPv4 header; the transport checksum of TCP, UDP and
+/// ICMP(v6)), bit 6 runs the timers, bits 1-5 advance the clock.
+pub fn nat64(data: &[u8]) {
+    let Some((&setup, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut cfg = crate::config::Config::lab();
+    cfg.inside.cidr = None;
+    cfg.inside.cidr6 = "fd00:122::100/64".parse().ok();
+    cfg.dnat = vec![];
+    cfg.dnat6 = "tcp:8888=[fd00:122::73]:9999".parse().into_iter().collect();
+    cfg.nat64 = if setup & 1 != 0 {
+        "64:ff9b::/96"
+    } else {
+        "64:ff9b:1::/96"
+    }
+    .parse()
+    .ok();
+    cfg.outside_mtu = Some(if setup & 2 != 0 { 1280 } else { 1500 });
+    cfg.nat64_udp_zero_compute = setup & 4 == 0;
+    let mtus = cfg.port_mtus();
+    let outside = Ipv4Addr::new(172, 16, 1, 186);
+    let inside6: crate::nat::Ipv6Cidr = "fd00:122::100/64".parse().unwrap();
+    let mut router = crate::router::Router::new(cfg, Instant::ZERO, 7);
+    let mut now = Instant::ZERO;
+    while rest.len() >= 3 {
+        let ctl = rest[0];
+        let len = usize::from(u16::from_be_bytes([rest[1], rest[2]])).min(rest.len() - 3);
+        let mut buf = rest[3..3 + len].to_vec();
+        rest = &rest[3 + len..];
+        now = now + Duration::from_millis(u64::from(ctl >> 1 & 0x1f) * 997);
+        if ctl & 0x80 != 0 {
+            repair_checksums(&mut buf);
+        }
+        let side = if ctl & 1 == 0 {
+            Side::Inside
+        } else {
+            Side::Outside
+        };
+        let was_ok = l4_checksum_ok_any(&buf);
+        let mut out = Vec::new();
+        if let Some(w) = router.handle(side, &mut buf, Ok(Offload::NONE), now) {
+            assert_eq!(w.offload, Offload::NONE);
+            out.push((w.port, w.bytes(&buf).to_vec(), true));
+        }
+        if ctl & 0x40 != 0 {
+            router.handle_timeout(now);
+        }
+        while let Some(t) = router.poll_transmit(now) {
+            out.push((t.port, t.packet, false));
+        }
+        for (port, p, in_place) in out {
+            assert!(
+                p.len() <= mtus[port.index()],
+                "within the {port:?} MTU: {p:02x?}"
+            );
+            match port {
+                Side::Inside => {
+                    let ip = valid6(&p, "a packet written inside");
+                    assert!(inside6.contains(ip.dst()), "for the inside network");
+                }
+                Side::Outside => {
+                    let ip = valid(&p, "a packet written outside");
+                    assert_eq!(ip.src(), outside, "from the outside address");
+                }
+            }
+            // A packet translated in place (6 to 4) keeps a good checksum good.
+            if in_place && was_ok && side == Side::Inside && port == Side::Outside {
+                assert!(
+                    l4_checksum_ok_any(&p),
+                    "a good checksum stays good: {p:02x?}"
+                );
+            }
+        }
+    }
+}
+
+/// Makes the checksums of `p` right, so that a fuzzer's packet gets past validation.
+fn repair_checksums(p: &mut [u8]) {
+    match p.first().map(|b| b >> 4) {
+        Some(4) if p.len() >= 20 => {
+            let ihl = usize::from(p[0] & 15) * 4;
+            if ihl >= 20 && ihl <= p.len() {
+                ipv4::recompute_header_checksum(&mut p[..ihl]);
+                if let Ok(ip) = Ipv4::new_checked(&p[..], Check::Full) {
+                    let (s, d, proto, tl) = (ip.src(), ip.dst(), ip.protocol(), ip.total_len());
+                    if !ip.is_fragment() {
+                        fix_l4(&mut p[ihl..tl], proto, |l4| {
+                            if proto == 1 {
+                                0
+                            } else {
+                                checksum::pseudo_header_sum(s, d, proto, l4.len() as u16)
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        Some(6) => {
+            if let Ok(ip) = Ipv6::new_checked(&p[..]) {
+                let (s, d, proto, at, tl) = (
+                    ip.src(),
+                    ip.dst(),
+                    ip.protocol(),
+                    ip.l4_offset(),
+                    ip.total_len(),
+                );
+                if !ip.is_fragment() {
+                    fix_l4(&mut p[at..tl], proto, |l4| {
+                        checksum::pseudo_header_sum_v6(s, d, proto, l4.len() as u32)
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn fix_l4(l4: &mut [u8], proto: u8, pseudo: impl Fn(&[u8]) -> u32) {
+    let at = match proto {
+        6 => 16,
+        17 => 6,
+        1 | 58 => 2,
+        _ => return,
+    };
+    if l4.len() < at + 2 {
+        return;
+    }
+    l4[at..at + 2].fill(0);
+    let c = !checksum::fold(checksum::sum(l4, pseudo(l4)));
+    let c = if c == 0 && proto == 17 { 0xffff } else { c };
+    l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Does the transport checksum of an unfragmented IPv4 or IPv6 packet verify?
+fn l4_checksum_ok_any(p: &[u8]) -> bool {
+    match p.first().map(|b| b >> 4) {
+        Some(4) => match Ipv4::new_checked(p, Check::Full) {
+            Ok(ip) if !ip.is_fragment() => match ip.protocol() {
+                1 => checksum::checksum(ip.payload()) == 0,
+                6 | 17 => l4_checksum_ok(p),
+                _ => false,
+            },
+            _ => false,
+        },
+        Some(6) => l4_checksum_ok6(p),
+        _ => false,
+    }
+}
+
 fn drain(s: &mut tcp::Socket, into: &mut Vec<u8>) {
     let mut buf = [0u8; 1024];
     while s.can_recv() {
@@ -502,6 +658,81 @@ mod test {
         for _ in 0..5000 {
             // The setup byte is kept: every mutation goes to the packets.
             translate(&mutated(&seed, &mut x, 3, 1));
+        }
+    }
+
+    /// Through a NAT64 router: a UDP datagram out through the prefix and its reply, a
+    /// ping and its reply, an ICMPv4 port unreachable about the datagram, and a SYN to
+    /// the static forward; all with their checksums repaired (bit 7).
+    fn nat64_seed() -> Vec<u8> {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let mut udp6 = vec![0u8; 52];
+        crate::wire::icmpv6::emit_header(
+            &mut udp6,
+            12,
+            17,
+            64,
+            a("fd00:122::101"),
+            a("64:ff9b:1::ac10:101"),
+        );
+        udp6[40..46].copy_from_slice(&[0x9c, 0x40, 0, 53, 0, 12]);
+        udp6[48..52].copy_from_slice(b"data");
+        let mut back = vec![
+            0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0, 172, 16, 1, 1, 172, 16, 1, 186, 0, 53,
+            0x9c, 0x40, 0, 12, 0, 0,
+        ];
+        back.extend_from_slice(b"data");
+        let mut ping6 = vec![0u8; 56];
+        crate::wire::icmpv6::emit_header(
+            &mut ping6,
+            16,
+            58,
+            64,
+            a("fd00:122::101"),
+            a("64:ff9b:1::ac10:101"),
+        );
+        ping6[40..48].copy_from_slice(&[128, 0, 0, 0, 0, 7, 0, 1]);
+        let mut pong = vec![
+            0x45, 0, 0, 36, 0, 2, 0, 0, 64, 1, 0, 0, 172, 16, 1, 1, 172, 16, 1, 186, 0, 0, 0, 0, 0,
+            7, 0, 1,
+        ];
+        pong.extend_from_slice(&[0; 8]);
+        let mut unreach = vec![
+            0x45, 0, 0, 56, 0, 3, 0, 0, 64, 1, 0, 0, 172, 16, 1, 1, 172, 16, 1, 186, 3, 3, 0, 0, 0,
+            0, 0, 0,
+        ];
+        let mut quoted = back.clone();
+        quoted[12..16].copy_from_slice(&[172, 16, 1, 186]);
+        quoted[16..20].copy_from_slice(&[172, 16, 1, 1]);
+        quoted[20..24].copy_from_slice(&[0x9c, 0x40, 0, 53]);
+        ipv4::recompute_header_checksum(&mut quoted[..20]);
+        unreach.extend_from_slice(&quoted[..28]);
+        let syn = [
+            0x45, 0, 0, 40, 0, 4, 0x40, 0, 64, 6, 0, 0, 172, 16, 1, 1, 172, 16, 1, 186, 0xa8, 0x20,
+            0x22, 0xb8, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0,
+        ];
+        framed(&[
+            (0x80, &udp6),
+            (0x81, &back),
+            (0x80, &ping6),
+            (0x81, &pong),
+            (0x81, &unreach),
+            (0x81 | 0x40, &syn),
+        ])
+    }
+
+    #[test]
+    fn nat64_on_a_seed_and_mutations() {
+        let seed = nat64_seed();
+        nat64(&seed);
+        let mut x = 0x0bad_cafeu32;
+        for _ in 0..3000 {
+            let m = mutated(&seed, &mut x, 3, 1);
+            nat64(&m);
+            // And with the setup byte's variants: the well-known prefix, a 1280 outside.
+            let mut m2 = m.clone();
+            m2[0] = (x >> 8) as u8;
+            nat64(&m2);
         }
     }
 

@@ -249,6 +249,15 @@ pub fn to_v4(
         if echo_64(t).is_none() {
             return Err(DropReason::Untranslatable);
         }
+        // As the IPv6 core does: a ping whose checksum is wrong goes no further (one in
+        // fragments is checked by the IPv4 host, its checksum translated as it is).
+        if !fragmented && !icmpv6::checksum_ok(src6, dst6, &buf[l4..total]) {
+            return Err(DropReason::BadIcmpChecksum);
+        }
+    }
+    // RFC 8200 section 8.1: IPv6 has no UDP without a checksum.
+    if protocol == 17 && first && off.csum.is_none() && buf.get(l4 + 6..l4 + 8) == Some(&[0, 0]) {
+        return Err(DropReason::UdpZeroChecksum);
     }
     let (id, flags_offset) = match frag {
         Some(f) => v4_fragment_fields(f),

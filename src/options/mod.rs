@@ -243,7 +243,7 @@ options! {
 
 impl Settings {
     /// The README lab's flags (for tests).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzz"))]
     pub fn lab() -> Settings {
         Settings {
             inside_tun: Some("nat-in".into()),

@@ -216,6 +216,13 @@ impl Router {
             log::debug!("{}: dropped (not-routed)", port.name());
             return None;
         }
+        if port == Side::Inside && self.cfg.inside.cidr.is_none() {
+            // IPv4 from an inside network that has only IPv6 (NAT64).
+            if let Some(n64) = &mut self.nat64 {
+                n64.count_drop(DropReason::NotIpv6);
+                return None;
+            }
+        }
         let Some(nat) = &mut self.nat else {
             // IPv4 on an IPv6-only router.
             if let Some(n6) = &mut self.nat6 {
