@@ -193,6 +193,12 @@ impl Nat64 {
         self.by_host.get(&h).map(|i| Ipv4Addr::from(*i))
     }
 
+    /// Binds `host` for a session coming back from the state file.
+    pub fn bind_restored(&mut self, host: Ipv6Addr, now: Instant) -> Option<Ipv4Addr> {
+        self.clock = self.clock.max(now);
+        self.bind(host, now, false)
+    }
+
     /// Binds `host` (or refreshes its binding); `None` when every stand-in is taken.
     fn bind(&mut self, host: Ipv6Addr, now: Instant, fixed: bool) -> Option<Ipv4Addr> {
         if let Some(i) = self.by_host.get(&host) {

@@ -61,6 +61,9 @@ pub struct SavedHold {
     pub owner: SocketAddr,
     /// Milliseconds of the hold left, when saved.
     pub left_ms: u64,
+    /// The owner is an IPv6 host behind NAT64: the port is the IPv4 core's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nat64: bool,
 }
 
 /// The whole translation state.
@@ -99,17 +102,29 @@ fn socket<A: Address>(e: Endpoint<A>) -> SocketAddr {
 }
 
 impl NatState {
-    /// The sessions and holds of one family (the inside endpoint's).
+    /// The sessions and holds of one family's core (both ends of that family).
     pub fn of_family(&self, v6: bool) -> NatState {
         NatState {
             sessions: (self.sessions.iter())
-                .filter(|s| s.inside.is_ipv6() == v6)
+                .filter(|s| s.inside.is_ipv6() == v6 && s.remote.is_ipv6() == v6)
                 .cloned()
                 .collect(),
             held: (self.held.iter())
-                .filter(|h| h.owner.is_ipv6() == v6)
+                .filter(|h| h.owner.is_ipv6() == v6 && !h.nat64)
                 .cloned()
                 .collect(),
+        }
+    }
+
+    /// The NAT64 sessions (an IPv6 host inside, an IPv4 remote) and their held ports,
+    /// which live in the IPv4 core under the hosts' stand-ins.
+    pub fn of_nat64(&self) -> NatState {
+        NatState {
+            sessions: (self.sessions.iter())
+                .filter(|s| s.inside.is_ipv6() && s.remote.is_ipv4())
+                .cloned()
+                .collect(),
+            held: self.held.iter().filter(|h| h.nat64).cloned().collect(),
         }
     }
 
@@ -150,6 +165,7 @@ impl<A: Address> Nat<A> {
                 port,
                 owner: socket(owner.inside),
                 left_ms: until.since(now).as_millis() as u64,
+                nat64: false,
             })
             .collect();
         NatState { sessions, held }
@@ -191,7 +207,9 @@ impl<A: Address> Nat<A> {
             let left = Duration::from_millis(h.left_ms);
             let inside =
                 endpoint::<A>(h.owner).map_err(|e| format!("held port {}: {e}", h.port))?;
-            if left <= stopped || !self.cfg.inside.contains(inside.addr) {
+            if left <= stopped
+                || !(self.cfg.inside.contains(inside.addr) || self.is_stand_in(inside.addr))
+            {
                 continue;
             }
             let owner = MapKey {
@@ -204,6 +222,12 @@ impl<A: Address> Nat<A> {
             done.held += 1;
         }
         Ok(done)
+    }
+
+    /// Is `a` an IPv6 host's stand-in, on an IPv4 core doing NAT64?
+    fn is_stand_in(&self, a: A) -> bool {
+        let b = a.to_bits128();
+        self.cfg.nat64 && A::BITS == 32 && b >> 24 == 0 && b != 0
     }
 
     /// One session; false if it timed out while the router was stopped.
@@ -220,7 +244,7 @@ impl<A: Address> Nat<A> {
             remote: endpoint(saved.remote)?,
         };
         let inside = self.cfg.inside;
-        if !inside.is_other_host(key.inside.addr) {
+        if !inside.is_other_host(key.inside.addr) && !self.is_stand_in(key.inside.addr) {
             return Err(format!(
                 "{} is not a host of the inside network {inside}",
                 key.inside.addr

@@ -601,7 +601,32 @@ impl Router {
     /// The state a restart needs to carry on (`--state-file`): the port forwards added at
     /// run time and every session, at `now`, `unix_ms` being the wall-clock time.
     pub fn save_state(&self, now: Instant, unix_ms: u64) -> RouterState {
-        let v4 = self.nat.as_ref().map(|n| n.save(now)).unwrap_or_default();
+        let mut v4 = self.nat.as_ref().map(|n| n.save(now)).unwrap_or_default();
+        if let Some(n64) = &self.nat64 {
+            // A NAT64 session is saved with its IPv6 host, not the stand-in, which a
+            // restart hands out afresh.
+            let host = |a: std::net::SocketAddr| match a.ip() {
+                std::net::IpAddr::V4(v4) if nat64::is_stand_in(v4) => n64
+                    .host_of(v4)
+                    .map(|h| std::net::SocketAddr::new(h.into(), a.port())),
+                _ => Some(a),
+            };
+            v4.sessions.retain_mut(|s| match host(s.inside) {
+                Some(a) => {
+                    s.inside = a;
+                    true
+                }
+                None => false,
+            });
+            v4.held.retain_mut(|h| match host(h.owner) {
+                Some(a) => {
+                    h.nat64 = a != h.owner;
+                    h.owner = a;
+                    true
+                }
+                None => false,
+            });
+        }
         let v6 = self.nat6.as_ref().map(|n| n.save(now)).unwrap_or_default();
         RouterState {
             saved_unix_ms: unix_ms,
@@ -652,7 +677,35 @@ impl Router {
         }
         self.apply(new);
         let stopped = std::time::Duration::from_millis(unix_ms.saturating_sub(st.saved_unix_ms));
-        let v4 = st.nat.of_family(false);
+        let mut v4 = st.nat.of_family(false);
+        let n64 = st.nat.of_nat64();
+        if !n64.sessions.is_empty() || !n64.held.is_empty() {
+            let Some(x) = &mut self.nat64 else {
+                return Err(anyhow!(
+                    "it holds NAT64 sessions, and this router has no --nat64"
+                ));
+            };
+            // Each IPv6 host gets a stand-in again; its sessions go back to the IPv4
+            // core under it.
+            let mut stand_in = |a: std::net::SocketAddr| -> Result<std::net::SocketAddr> {
+                let std::net::IpAddr::V6(h) = a.ip() else {
+                    return Err(anyhow!("{a} is not an IPv6 host"));
+                };
+                let s = x
+                    .bind_restored(h, now)
+                    .ok_or_else(|| anyhow!("{h}: {}", "no stand-in address left for it"))?;
+                Ok(std::net::SocketAddr::new(s.into(), a.port()))
+            };
+            for mut s in n64.sessions {
+                s.inside = stand_in(s.inside)?;
+                v4.sessions.push(s);
+            }
+            for mut h in n64.held {
+                h.owner = stand_in(h.owner)?;
+                h.nat64 = false;
+                v4.held.push(h);
+            }
+        }
         let mut r = match &mut self.nat {
             Some(n) => n.restore(v4, stopped, now).map_err(|e| anyhow!("{e}"))?,
             None if !v4.sessions.is_empty() => {

@@ -255,6 +255,7 @@ mod test {
                     port: 5353,
                     owner: ep("192.168.122.101:5353").unwrap(),
                     left_ms: 1000,
+                    nat64: false,
                 }],
             },
         }

@@ -1033,6 +1033,59 @@ mod nat64 {
     }
 
     #[test]
+    fn nat64_connections_carry_on_through_a_restart_with_the_saved_state() {
+        let mut lab = lab("64:ff9b:1::");
+        let web = lab.outside.listen(80);
+        let to = at("64:ff9b:1::", REMOTE);
+        let browser = lab
+            .inside
+            .connect_ip((IpAddress::Ipv6(to), 80), (IpAddress::Ipv6(CLIENT6), 40000));
+        let server = lab.inside.listen(9999);
+        let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+        lab.run(5);
+        let saved_at = 1_800_000_000_000;
+        let bytes = lab.router.save_state(lab.now, saved_at).encode();
+        // The file names the IPv6 hosts, never a stand-in.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains("\"inside\":\"[fd00:122::101]:40000\""),
+            "{text}"
+        );
+        assert!(!text.contains("\"0.0.0."), "{text}");
+        let state = state::RouterState::decode(&bytes, 65536).unwrap();
+        let start = Instant::from_secs(2_000_000);
+        let mut router = Router::new(config("64:ff9b:1::"), start, 99);
+        let msg = router.restore_state(state, start, saved_at + 1500).unwrap();
+        assert!(msg.starts_with("2 session(s) restored"), "{msg}");
+        lab.router = router;
+        lab.now = start;
+        lab.inside.send(browser, b"GET /");
+        lab.outside.send(client, b"ping");
+        lab.run(3);
+        assert_eq!(lab.outside.received(web), b"GET /");
+        assert_eq!(lab.inside.received(server), b"ping");
+        lab.outside.send(web, b"page");
+        lab.inside.send(server, b"pong");
+        lab.run(3);
+        assert_eq!(lab.inside.received(browser), b"page");
+        assert_eq!(lab.outside.received(client), b"pong");
+        // A dual-stack router with the same addresses but no --nat64 refuses the file.
+        let mut c = config("64:ff9b:1::");
+        c.nat64 = None;
+        c.dnat6.clear();
+        c.outside.cidr6 = Some("2001:db8:1::186/64".parse().unwrap());
+        c.inside.cidr = Some("192.168.122.100/24".parse().unwrap());
+        c.validate().unwrap();
+        let mut plain = Router::new(c, start, 1);
+        let mut state = state::RouterState::decode(&bytes, 65536).unwrap();
+        state.outside6 = plain.config().outside.cidr6;
+        state.inside = plain.config().inside.cidr;
+        state.dnat.clear();
+        let e = plain.restore_state(state, start, saved_at).unwrap_err();
+        assert!(e.to_string().contains("NAT64"), "{e}");
+    }
+
+    #[test]
     fn a_ping_in_ipv6_fragments_leaves_as_one_good_icmpv4_echo() {
         let mut c = config("64:ff9b:1::");
         c.outside_mtu = Some(9000);
