@@ -122,7 +122,7 @@ class KernelLab(harness.Lab):
         maps = []
         for i, (proto, ports, target) in enumerate(dnat):
             host, port = target[1:].split("]:")
-            v4 = f"192.168.255.{200 + i}"
+            v4 = f"192.168.253.{1 + i}"  # outside the dynamic pool, as Tayga wants
             maps.append(f"map {v4} {host}\n")
             run(ex + ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", ROUTER_OUT, "-p", proto, "--dport", ports,
                       "-j", "DNAT", "--to-destination", f"{v4}:{port}"])
@@ -133,6 +133,7 @@ class KernelLab(harness.Lab):
         run(ex + ["ip", "link", "set", "nat64", "up"])
         run(ex + ["ip", "addr", "add", "192.168.254.1/32", "dev", "nat64"])
         run(ex + ["ip", "route", "add", "192.168.255.0/24", "dev", "nat64"])
+        run(ex + ["ip", "route", "add", "192.168.253.0/24", "dev", "nat64"])
         run(ex + ["ip", "-6", "route", "add", prefix, "dev", "nat64"])
         run(ex + ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
         p = subprocess.Popen(ex + ["tayga", "-c", conf, "--nodetach"], stdout=subprocess.DEVNULL,
