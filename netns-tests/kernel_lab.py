@@ -121,11 +121,12 @@ class KernelLab(harness.Lab):
         conf = os.path.join(self.tayga_dir, "tayga.conf")
         maps = []
         for i, (proto, ports, target) in enumerate(dnat):
-            host, port = target[1:].split("]:")
+            host, _, port = target[1:].partition("]:")
+            host = host.rstrip("]")
             v4 = f"192.168.253.{1 + i}"  # outside the dynamic pool, as Tayga wants
             maps.append(f"map {v4} {host}\n")
             run(ex + ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", ROUTER_OUT, "-p", proto, "--dport", ports,
-                      "-j", "DNAT", "--to-destination", f"{v4}:{port}"])
+                      "-j", "DNAT", "--to-destination", f"{v4}:{port}" if port else v4])
         with open(conf, "w") as f:
             f.write(f"tun-device nat64\nipv4-addr 192.168.255.1\nipv6-addr fd00:64::1\nprefix {prefix}\n"
                     f"dynamic-pool 192.168.255.0/24\ndata-dir {self.tayga_dir}\n" + "".join(maps))

@@ -9,14 +9,18 @@ loop likewise with and without offloads, and netfilter. Figures per router: iper
 inside->outside (NAPT) and outside->inside (DNAT) at MTU 1500 and 9000, UDP 64-byte
 datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT;
 and at MTU 1500 the same TCP and UDP cells over IPv6 (NAT66 and an IPv6 port forward; the
-copy loop routes IPv6 as it is), with each router's IPv6/IPv4 ratios.
+copy loop routes IPv6 as it is), with each router's IPv6/IPv4 ratios. NAT64 beside Tayga:
+tunnat with and without offloads and Tayga with the kernel's NAT44 behind it
+(kernel_lab.py), both on prefix fd64:ff9b:1::/96 with an IPv6-only inside and an
+IPv4-only outside: TCP IPv6 to IPv4 and back through a static forward, UDP 64-byte
+datagrams, ping RTT.
 Ratios: tunnat / copy loop with equal offload settings, and tunnat / netfilter. Each
 router is measured three times (rounds interleaved) and each cell is the median; --quick
 measures once, 2 s each. A run in which any iperf3 fails is not reported. Needs root,
 iperf3, iptables, python3.
 
 `--only K1,K2` measures only those routers (tunnat, copy, tunnat-plain, copy-plain,
-netfilter, baseline, baseline-plain), `--rounds N` sets the rounds; the order of the
+netfilter, baseline, baseline-plain, tunnat64, tunnat64-plain, tayga), `--rounds N` sets the rounds; the order of the
 routers alternates between rounds, so none always runs first.
 
 `--baseline BIN` adds another tunnat binary (say, a build of the previous commit), with
@@ -174,6 +178,34 @@ def conns_per_s(r):
     return n / (time.time() - t0)
 
 
+P64 = "fd64:ff9b:1::"
+
+
+def nat64_router(kind):
+    """An IPv6-only inside and an IPv4-only outside, with tunnat or Tayga + NAT44 between."""
+    dnat = ["--dnat", "tcp:5201=[fd00:122::73]"]
+    if kind == "tayga":
+        return kernel_lab.KernelLab(dnat, nat64=P64 + "/96")
+    r = harness.Lab(extra_args=dnat, start=False, nat64=P64 + "/96")
+    r.start(dnat + (["--no-offload"] if kind.endswith("-plain") else []), env={"RUST_LOG": "warn"})
+    return r
+
+
+def measure64(kind):
+    r = nat64_router(kind)
+    try:
+        to = P64 + REMOTE
+        out = {"tcp64_out": iperf(r, "wan", REMOTE, "lan", to)["end"]["sum_received"]["bits_per_second"] / 1e9,
+               "tcp64_in": iperf(r, "lan", SERVER_IN6, "wan", ROUTER_OUT)["end"]["sum_received"]["bits_per_second"] / 1e9}
+        s = iperf(r, "wan", REMOTE, "lan", to, ["-u", "-l", "64", "-b", "0"])["end"]["sum"]
+        out["udp64_64_pps"] = (s["packets"] - s["lost_packets"]) / s["seconds"]
+        p = r.sh("lan", ["ping", "-6", "-c", "50" if QUICK else "200", "-i", "0.01", "-q", to]).stdout
+        out["ping64_ms"] = float(p.strip().splitlines()[-1].split("=")[1].split("/")[1])
+        return out
+    finally:
+        r.close()
+
+
 def measure(kind, mtu):
     r = kernel_router(mtu) if kind == "netfilter" else TunRouter(kind, mtu)
     try:
@@ -195,13 +227,19 @@ def main():
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ())
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
-    runs = {k: {} for k in measured}
+    kinds64 = ("tunnat64", "tunnat64-plain", "tayga")
+    measured64 = tuple(k for k in kinds64 if not ONLY or k in ONLY.split(","))
+    runs = {k: {} for k in measured + measured64}
     for rnd in range(ROUNDS):
         for mtu in (1500, 9000):
             for k in (measured if rnd % 2 == 0 else measured[::-1]):
                 print(f"bench: round {rnd + 1}/{ROUNDS}: {k} at MTU {mtu} ...", file=sys.stderr, flush=True)
                 for key, x in measure(k, mtu).items():
                     runs[k].setdefault(key, []).append(x)
+        for k in (measured64 if rnd % 2 == 0 else measured64[::-1]):
+            print(f"bench: round {rnd + 1}/{ROUNDS}: {k} (NAT64) ...", file=sys.stderr, flush=True)
+            for key, x in measure64(k).items():
+                runs[k].setdefault(key, []).append(x)
     res = {k: {key: sorted(xs)[len(xs) // 2] for key, xs in v.items()} for k, v in runs.items()}
     rows = [
         ("TCP inside->outside, MTU 1500 (Gbit/s)", "tcp_out_1500", True),
@@ -218,11 +256,26 @@ def main():
     if not ONLY:
         print_main_table(res, kinds, rows)
         print_family_table(runs, kinds)
+    if measured64 == kinds64:
+        print_nat64_table(res)
     if BASELINE:
         print_baseline_table(res, rows, measured)
     print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
     print("raw figures: " + json.dumps({k: {m: [round(x, 4) for x in xs] for m, xs in v.items()}
                                         for k, v in runs.items()}))
+
+
+def print_nat64_table(res):
+    rows = [("NAT64: TCP IPv6->IPv4, MTU 1500 (Gbit/s)", "tcp64_out", True),
+            ("NAT64: TCP IPv4->IPv6 static forward", "tcp64_in", True),
+            ("NAT64: UDP 64-byte datagrams (kpps)", "udp64_64_pps", True),
+            ("NAT64: ping RTT (ms, lower is better)", "ping64_ms", False)]
+    print(f"\n{'':44} {'tunnat':>9} {'tunnat':>9} {'Tayga +':>9}   {'tunnat vs Tayga':>16}")
+    print(f"{'':44} {'offloads':>9} {'plain':>9} {'NAT44':>9}   {'offl':>7} {'plain':>7}")
+    for name, key, _ in rows:
+        scale = 1e-3 if key.endswith("pps") else 1
+        t, tp, k = (res[x][key] * scale for x in ("tunnat64", "tunnat64-plain", "tayga"))
+        print(f"{name:44} {t:>9.2f} {tp:>9.2f} {k:>9.2f}   {t / k:>7.0%} {tp / k:>7.0%}")
 
 
 def print_main_table(res, kinds, rows):

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh --check bench || exit 1
 cargo build --release --quiet --bin tunnat --example tun_copy --example table_scale
 echo "== correctness first: a run in which these fail is not reported"
-python3 netns-tests/run.py test_napt test_dnat test_offload test_router > /tmp/tunnat-bench-tests.log 2>&1 || {
+python3 netns-tests/run.py test_napt test_dnat test_offload test_router test_nat64:: > /tmp/tunnat-bench-tests.log 2>&1 || {
   tail -20 /tmp/tunnat-bench-tests.log >&2
   echo "bench: the netns tests failed (log: /tmp/tunnat-bench-tests.log); not reporting" >&2
   exit 1
