@@ -25,7 +25,7 @@ def run_lab(env, user=None, clean=False):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=e, cwd="/tmp")
     out = p.stdout + p.stderr
     check(p.returncode == 0, f"lab.sh failed ({p.returncode}):\n{out[-3000:]}")
-    for scenario in ("scenario 1", "scenario 2", "scenario 3", "scenario 4"):
+    for scenario in ("scenario 1", "scenario 2", "scenario 3", "scenario 4", "scenario 5"):
         check(scenario in out, f"{scenario} ran")
     check("FAILED" not in out, out[-3000:])
     return out

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The tunnat demo lab: two network namespaces joined by tunnat, and the two seed scenarios.
+# The tunnat demo lab: two network namespaces joined by tunnat, and the two seed scenarios
+# (plus the policy server, IPv6 and NAT64).
 #
 #   scripts/lab.sh            build, set up, run the scenarios, tear down
 #   scripts/lab.sh --keep     ... and keep the lab up for exploring until Enter
@@ -119,6 +120,7 @@ CMD=("$TUNNAT" --inside-tun nat-in --inside-netns "$LAN" --inside-addr 192.168.1
      --outside-tun nat-out --outside-netns "$WAN" --outside-addr 172.16.1.186/24
      --outside-addr 2001:db8:1::186/64
      --dnat tcp:8888=192.168.122.73:9999 --dnat 'tcp:8888=[fd00:122::73]:9999'
+     --nat64 64:ff9b:1::/96
      --control "$WORK/tunnat.sock" --pcap-dir "$WORK/pcap" --trace-filter tcp:8888 --trace-filter tcp:9999)
 show "${CMD[*]}"
 "${CMD[@]}" 2>"$WORK/tunnat.log" >"$WORK/trace.log" &
@@ -229,6 +231,16 @@ show "ip netns exec $LAN traceroute -6 -n -q 1 2001:db8:1::1"
 OUT=$(in_lan traceroute -6 -n -q 1 -w 1 2001:db8:1::1 2>&1 || true); echo "$OUT" | sed 's/^/   /'
 expect "traceroute6 shows the router as hop 1" " 1  fd00:122::100" "$OUT"
 
+say "scenario 5: NAT64, an IPv6 host reaching the IPv4 server at 64:ff9b:1::172.16.1.1"
+show "ip netns exec $LAN curl -6 --interface fd00:122::101 'http://[64:ff9b:1::172.16.1.1]/'"
+OUT=$(in_lan curl -sS -6 --interface fd00:122::101 --max-time 5 'http://[64:ff9b:1::172.16.1.1]/' 2>&1 || true); echo "   $OUT"
+expect "page fetched from the IPv4 server over IPv6" "hello from the outside web server" "$OUT"
+LOG=$(cat "$WORK/http.log"); echo "   web server log: $(tail -n1 <<<"$LOG")"
+expect "the IPv4 web server saw the router's outside IPv4 address" "^172.16.1.186 " "$(tail -n1 <<<"$LOG")"
+show "$TUNNAT table --control $WORK/tunnat.sock | grep fd00:122::101"
+OUT=$("$TUNNAT" table --control "$WORK/tunnat.sock" 2>&1 | grep 'fd00:122::101' | grep '172.16.1.1' || true); echo "$OUT" | sed 's/^/   /' | head -n 2
+expect "the NAT64 session is in the one table, with its IPv6 host" "\[fd00:122::101\]" "$OUT"
+
 if [ "$KEEP" = 1 ]; then
   if [ "${LAB_USERNS:-0}" = 1 ]; then
     # Another shell reaches these namespaces through this script's user and mount
@@ -244,6 +256,7 @@ if [ "$KEEP" = 1 ]; then
   pre ip netns exec "$WAN" nc 172.16.1.186 8888
   pre ip netns exec "$LAN" traceroute -n 172.16.1.1
   pre ip netns exec "$LAN" curl -6 "http://[2001:db8:1::1]/"
+  pre ip netns exec "$LAN" ping -6 64:ff9b:1::172.16.1.1      # NAT64
   pre "$TUNNAT" table --control "$WORK/tunnat.sock"
   pre "$TUNNAT" stats --control "$WORK/tunnat.sock"
   echo "   tail -f $WORK/trace.log           # tcp/8888 and tcp/9999 in LOG format"

@@ -339,19 +339,6 @@ impl Config {
                 })
             ),
         }
-        if nat64 {
-            // On the outside IPv4 address, a forward to an IPv6 host (static BIB entry)
-            // and one to an IPv4 host may not share a port.
-            for r in &self.dnat6 {
-                if let Some(r4) = self
-                    .dnat
-                    .iter()
-                    .find(|x| x.protocol == r.protocol && x.first <= r.last && r.first <= x.last)
-                {
-                    bail!("{dnat} {r} overlaps {dnat} {r4} on the outside IPv4 address (NAT64 serves IPv6 targets there too)");
-                }
-            }
-        }
         let t = &self.timeouts;
         for (field, d) in [
             ("udp_timeout", t.udp),
@@ -420,6 +407,20 @@ impl Config {
             ),
             ("ICMP", t.icmp, RFC_MIN_ICMP, "RFC 5508 REQ-2"),
         ];
+        if self.nat64.is_some() {
+            // On the outside IPv4 address, a forward to an IPv4 host takes the ports of
+            // one to an IPv6 host that overlaps it.
+            for r in &self.dnat6 {
+                let over = |x: &&DnatRule| {
+                    x.protocol == r.protocol && x.first <= r.last && r.first <= x.last
+                };
+                if let Some(r4) = self.dnat.iter().find(over) {
+                    w.push(format!(
+                        "NAT64: on the outside IPv4 address, --dnat {r4} takes the ports of --dnat {r}, which serves the outside IPv6 address only"
+                    ));
+                }
+            }
+        }
         for (what, d, min, rfc) in mins {
             if d < min {
                 w.push(format!(
@@ -618,16 +619,18 @@ mod test {
         let mut c = nat64(&["fd00:122::100/64"], &["172.16.1.186/24"]);
         c.nat64 = Some("fd00:122::/96".parse().unwrap());
         assert!(err(c).contains("overlaps the router's network"));
-        // An IPv6 target and an IPv4 target on one outside IPv4 port.
+        // An IPv6 target and an IPv4 target on one outside IPv4 port: the IPv4 one has
+        // it there, and the start says so.
         let mut c = nat64(
             &["192.168.122.100/24", "fd00:122::100/64"],
             &["172.16.1.186/24"],
         );
         c.dnat6 = vec!["tcp:8888=[fd00:122::73]:9999".parse().unwrap()];
-        let e = err(c);
+        c.validate().unwrap();
+        let w = c.warnings().join("\n");
         assert!(
-            e.contains("overlaps") && e.contains("outside IPv4 address"),
-            "{e}"
+            w.contains("takes the ports of --dnat tcp:8888=[fd00:122::73]:9999"),
+            "{w}"
         );
     }
 

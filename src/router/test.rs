@@ -1086,6 +1086,37 @@ mod nat64 {
     }
 
     #[test]
+    fn a_forward_to_an_ipv6_host_added_at_run_time_serves_ipv4_clients() {
+        let mut lab = lab("64:ff9b:1::");
+        let server = lab.inside.listen(22);
+        assert_eq!(
+            lab.control(Request::DnatAdd {
+                rule: "tcp:2222=[fd00:122::101]:22".into()
+            }),
+            Response::Done
+        );
+        let client = lab.outside.connect((ROUTER_OUT, 2222), (REMOTE, 43000));
+        lab.run(5);
+        assert!(
+            lab.inside.sock(server).is_active(),
+            "through the new forward"
+        );
+        lab.outside.send(client, b"ssh?");
+        lab.run(3);
+        assert_eq!(lab.inside.received(server), b"ssh?");
+        // Deleted: the next connection finds the port closed (the router's RST).
+        assert_eq!(
+            lab.control(Request::DnatDel {
+                rule: "tcp:2222=[fd00:122::101]:22".into()
+            }),
+            Response::Done
+        );
+        let late = lab.outside.connect((ROUTER_OUT, 2222), (REMOTE, 43001));
+        lab.run(3);
+        assert_eq!(lab.outside.sock(late).state(), tcp::State::Closed);
+    }
+
+    #[test]
     fn a_ping_in_ipv6_fragments_leaves_as_one_good_icmpv4_echo() {
         let mut c = config("64:ff9b:1::");
         c.outside_mtu = Some(9000);
