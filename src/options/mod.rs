@@ -44,7 +44,7 @@ options! {
         flag: "inside-netns", key: "inside.netns", value: "PATH",
         default: None, shown: "own namespace", restart
     }
-    /// The router's inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated. Once per family: add an IPv6 one (`fd00:122::100/64`) for a dual-stack router doing NAT66, or give only that for an IPv6-only router; `--outside-addr` must have the same families.
+    /// The router's inside address and the inside network, e.g. 192.168.122.100/24; only sources in this network are translated. Once per family: add an IPv6 one (`fd00:122::100/64`) for a dual-stack router doing NAT66, or give only that for an IPv6-only router; `--outside-addr` must have the same families, except with `--nat64` (IPv6 inside, IPv4 outside).
     inside_addr: Vec<String> = List {
         flag: "inside-addr", key: "inside.addr", value: "CIDR",
         default: None, shown: "required", restart
