@@ -276,23 +276,7 @@ impl Config {
                         name("outside_addr")
                     );
                 }
-                for (n, r) in self.dnat6.iter().enumerate() {
-                    if !i6.contains(r.target) || r.target == i6.addr {
-                        bail!(
-                            "{dnat} {r}: target {} is not a host of the inside network {i6}",
-                            r.target
-                        );
-                    }
-                    if let Some(other) = self.dnat6[..n].iter().find(|o| o.overlaps(r)) {
-                        bail!("{dnat} {r} overlaps {dnat} {other}");
-                    }
-                    if self.policy_port != 0 && r.contains(Protocol::Tcp, self.policy_port) {
-                        bail!(
-                            "{dnat} {r} covers the policy server's port {}",
-                            self.policy_port
-                        );
-                    }
-                }
+                self.check_dnat6(i6)?;
             }
             (None, None) => {
                 if let Some(r) = self.dnat6.first() {
@@ -307,23 +291,7 @@ impl Config {
                         name("inside_addr")
                     );
                 }
-                for (n, r) in self.dnat6.iter().enumerate() {
-                    if !i6.contains(r.target) || r.target == i6.addr {
-                        bail!(
-                            "{dnat} {r}: target {} is not a host of the inside network {i6}",
-                            r.target
-                        );
-                    }
-                    if let Some(other) = self.dnat6[..n].iter().find(|o| o.overlaps(r)) {
-                        bail!("{dnat} {r} overlaps {dnat} {other}");
-                    }
-                    if self.policy_port != 0 && r.contains(Protocol::Tcp, self.policy_port) {
-                        bail!(
-                            "{dnat} {r} covers the policy server's port {}",
-                            self.policy_port
-                        );
-                    }
-                }
+                self.check_dnat6(i6)?;
             }
             (i6, _) => bail!(
                 "{} has an IPv6 address and {} has none: give both ports one, or neither",
@@ -381,6 +349,30 @@ impl Config {
                         ns.display()
                     );
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The port forwards to IPv6 hosts: each target a host of the inside network `i6`, no
+    /// two overlapping, none on the policy server's port.
+    fn check_dnat6(&self, i6: Ipv6Cidr) -> Result<()> {
+        let dnat = self.settings.named("dnat");
+        for (n, r) in self.dnat6.iter().enumerate() {
+            if !i6.contains(r.target) || r.target == i6.addr {
+                bail!(
+                    "{dnat} {r}: target {} is not a host of the inside network {i6}",
+                    r.target
+                );
+            }
+            if let Some(other) = self.dnat6[..n].iter().find(|o| o.overlaps(r)) {
+                bail!("{dnat} {r} overlaps {dnat} {other}");
+            }
+            if self.policy_port != 0 && r.contains(Protocol::Tcp, self.policy_port) {
+                bail!(
+                    "{dnat} {r} covers the policy server's port {}",
+                    self.policy_port
+                );
             }
         }
         Ok(())
