@@ -3,9 +3,10 @@ with tunnat's own tests (`run.py --router netfilter ...`).
 
     lan: nat-in (veth) 192.168.122.101/24, 192.168.122.73/24, default via 192.168.122.100
     wan: nat-out (veth) 172.16.1.1/24, 172.16.1.2/24
-    rtr: 192.168.122.100/24, 172.16.1.186/24, ip_forward=1,
-         iptables -t nat -A POSTROUTING -o vout -j MASQUERADE
-         iptables -t nat -A PREROUTING -d 172.16.1.186 -p PROTO --dport P -j DNAT ... (per --dnat)
+    rtr: 192.168.122.100/24, 172.16.1.186/24, ip_forward=1, and the rules tunnat itself
+         exports for the same options (`tunnat ... export nft --inside-if vin
+         --outside-if vout`: masquerade, DNAT for each --dnat, hairpinning), so the
+         export is checked against the kernel by every test run here
 
 Options of tunnat that have no kernel equivalent make a test "not applicable", and so does
 a test that reads tunnat's log.
@@ -26,10 +27,12 @@ class NotApplicable(Exception):
 class KernelLab(harness.Lab):
     counter = 0
 
-    def __init__(self, extra_args=(), start=True, outside_mtu=None, inside_mtu=None, dual=False, nat64=None):
+    def __init__(self, extra_args=(), start=True, outside_mtu=None, inside_mtu=None, dual=False, nat64=None,
+                 export=None):
         KernelLab.counter += 1
         self.dual = dual
         self.nat64 = nat64
+        self.export = export  # force `tunnat export`'s format (else nft, iptables for npt)
         self.ipv6 = "nat"
         self.prefix = f"kn{os.getpid() % 100000}x{KernelLab.counter}"
         self.lan, self.wan, self.rtr = self.prefix + "lan", self.prefix + "wan", self.prefix + "rtr"
@@ -61,18 +64,29 @@ class KernelLab(harness.Lab):
         run(["ip", "-n", self.lan, "route", "add", "default", "via", ROUTER_IN])
         ex = ["ip", "netns", "exec", self.rtr]
         run(ex + ["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        run(ex + ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
-        for proto, ports, target in dnat:
-            if target.startswith("["):
-                continue
-            run(ex + ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", ROUTER_OUT, "-p", proto, "--dport", ports,
-                      "-j", "DNAT", "--to-destination", target])
         if dual:
-            self._dual(ex, [d for d in dnat if d[2].startswith("[")])
+            self._dual(ex)
+        # The rules are tunnat's own export of this router: what `tunnat export` prints is
+        # checked against the kernel by every test run here.
+        self.ruleset = self._export(list(extra_args))
+        if self.ruleset.startswith("#!/bin/sh"):
+            run(ex + ["sh", "-c", self.ruleset])
+        else:
+            run(ex + ["nft", "-f", "-"], input=self.ruleset)
 
-    def _dual(self, ex, dnat6):
-        """The IPv6 half: the same addresses as tunnat's dual lab, and ip6tables doing what
-        `--ipv6` asks (MASQUERADE and DNAT; SNPT and DNPT; nothing)."""
+    def _export(self, extra):
+        """`tunnat export` of the tunnat this lab stands for, on its veth interfaces: nft,
+        or iptables for --ipv6 npt (nft has no NPTv6)."""
+        a = [harness.TUNNAT, "--inside-tun", "nat-in", "--inside-addr", ROUTER_IN + "/24",
+             "--outside-tun", "nat-out", "--outside-addr", ROUTER_OUT + "/24"]
+        if self.dual:
+            a += ["--inside-addr", ROUTER_IN6 + "/64", "--outside-addr", ROUTER_OUT6 + "/64"]
+        fmt = self.export or ("iptables" if self.ipv6 == "npt" else "nft")
+        return run(a + extra + ["export", fmt, "--inside-if", "vin", "--outside-if", "vout"]).stdout
+
+    def _dual(self, ex):
+        """The IPv6 half: the same addresses as tunnat's dual lab (its rules come with the
+        export: MASQUERADE and DNAT; SNPT and DNPT; nothing, as `--ipv6` asks)."""
         for a in (CLIENT6, SERVER_IN6):
             run(["ip", "-n", self.lan, "addr", "add", a + "/64", "dev", "nat-in", "nodad"])
         for a in (REMOTE6, REMOTE26):
@@ -81,16 +95,6 @@ class KernelLab(harness.Lab):
         run(["ip", "-n", self.rtr, "addr", "add", ROUTER_OUT6 + "/64", "dev", "vout", "nodad"])
         run(["ip", "-n", self.lan, "-6", "route", "add", "default", "via", ROUTER_IN6])
         run(ex + ["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
-        if self.ipv6 == "nat":
-            run(ex + ["ip6tables", "-t", "nat", "-A", "POSTROUTING", "-o", "vout", "-j", "MASQUERADE"])
-        elif self.ipv6 == "npt":
-            run(ex + ["ip6tables", "-t", "mangle", "-A", "POSTROUTING", "-o", "vout", "-s", "fd00:122::/64",
-                      "-j", "SNPT", "--src-pfx", "fd00:122::/64", "--dst-pfx", "2001:db8:1::/64"])
-            run(ex + ["ip6tables", "-t", "mangle", "-A", "PREROUTING", "-i", "vout", "-d", "2001:db8:1::/64",
-                      "-j", "DNPT", "--src-pfx", "2001:db8:1::/64", "--dst-pfx", "fd00:122::/64"])
-        for proto, ports, target in dnat6:
-            run(ex + ["ip6tables", "-t", "nat", "-A", "PREROUTING", "-d", ROUTER_OUT6, "-p", proto, "--dport",
-                      ports, "-j", "DNAT", "--to-destination", target])
 
     # Tayga 0.9.2 refuses 64:ff9b:1::/96 as reserved (later versions take it): it gets a
     # ULA prefix of the same shape instead; the tests address hosts through `lab.p64`.

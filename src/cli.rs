@@ -44,6 +44,30 @@ pub enum Command {
     },
     /// Re-read the config file (as SIGHUP does).
     Reload(ClientArgs),
+    /// Print the router as the kernel's equivalent ruleset (nft or iptables), with a comment
+    /// for each thing the kernel cannot express. Of the router options given before the
+    /// subcommand (or `--config FILE`), or of a running router with `--control`.
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// nft (a script for `nft -f`) or iptables (a shell script of iptables commands)
+    #[arg(value_parser = ["nft", "iptables"])]
+    pub format: String,
+    /// The kernel's interface on the inside (default: the inside TUN's name)
+    #[arg(long, value_name = "NAME")]
+    pub inside_if: Option<String>,
+    /// The kernel's interface on the outside (default: the outside TUN's name)
+    #[arg(long, value_name = "NAME")]
+    pub outside_if: Option<String>,
+    /// Add a flowtable: the kernel's fast path for established flows (nft only)
+    #[arg(long)]
+    pub flowtable: bool,
+    /// Export the running router (its port forwards added at run time too) through this
+    /// control socket
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

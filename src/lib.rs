@@ -23,6 +23,7 @@
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod export;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
 pub mod nat;

@@ -35,6 +35,29 @@ fn control_socket(own: Option<PathBuf>, run: &RunArgs) -> Result<PathBuf> {
     Ok(PathBuf::from(DEFAULT_SOCKET))
 }
 
+/// `tunnat export`: of a running router (`--control`), or of the options given.
+fn export(a: tunnat::cli::ExportArgs, run: RunArgs) -> Result<()> {
+    let o = tunnat::export::Options {
+        format: a.format.parse().map_err(anyhow::Error::msg)?,
+        inside_if: a.inside_if,
+        outside_if: a.outside_if,
+        flowtable: a.flowtable,
+    };
+    if let Some(socket) = a.control {
+        let m: tunnat::control::proto::Message =
+            tunnat::control::client::call(&socket, &Request::Export(o))?;
+        print!("{}", m.message);
+        return Ok(());
+    }
+    let sources = Sources {
+        file: run.config,
+        command_line: run.settings,
+    };
+    let config = sources.load()?;
+    print!("{}", tunnat::export::render(&config, &o));
+    Ok(())
+}
+
 fn client(cmd: Command, run: &RunArgs) -> Result<()> {
     // As Unix tools do: when the reader of our output goes away (`tunnat table | head`),
     // end quietly on SIGPIPE instead of failing on the write. Only the client does this;
@@ -52,6 +75,7 @@ fn client(cmd: Command, run: &RunArgs) -> Result<()> {
             DnatAction::Add { rule, client } => (client, Request::DnatAdd { rule }),
             DnatAction::Del { rule, client } => (client, Request::DnatDel { rule }),
         },
+        Command::Export(_) => anyhow::bail!("tunnat export is not a client request"),
     };
     use tunnat::control::client::{call, call_raw, format_stats, format_table};
     use tunnat::control::proto::{Done, Message, Rules, Sessions};
@@ -84,6 +108,7 @@ fn client(cmd: Command, run: &RunArgs) -> Result<()> {
             call::<Done>(socket, &req)?;
             println!("ok");
         }
+        Request::Export(_) => {}
     }
     Ok(())
 }
@@ -94,6 +119,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Some(Command::Export(a)) => export(a, cli.run),
         Some(cmd) => client(cmd, &cli.run),
         None => {
             let sources = Sources {

@@ -19,6 +19,9 @@ _tunnat() {
             tunnat,dnat)
                 cmd="tunnat__subcmd__dnat"
                 ;;
+            tunnat,export)
+                cmd="tunnat__subcmd__export"
+                ;;
             tunnat,help)
                 cmd="tunnat__subcmd__help"
                 ;;
@@ -58,6 +61,9 @@ _tunnat() {
             tunnat__subcmd__help,dnat)
                 cmd="tunnat__subcmd__help__subcmd__dnat"
                 ;;
+            tunnat__subcmd__help,export)
+                cmd="tunnat__subcmd__help__subcmd__export"
+                ;;
             tunnat__subcmd__help,help)
                 cmd="tunnat__subcmd__help__subcmd__help"
                 ;;
@@ -86,7 +92,7 @@ _tunnat() {
 
     case "${cmd}" in
         tunnat)
-            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --control --control-group --help --version table stats dnat reload help"
+            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --control --control-group --help --version table stats dnat reload export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,8 +395,34 @@ _tunnat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tunnat__subcmd__export)
+            opts="-h --inside-if --outside-if --flowtable --control --help nft iptables"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inside-if)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outside-if)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tunnat__subcmd__help)
-            opts="table stats dnat reload help"
+            opts="table stats dnat reload export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -448,6 +480,20 @@ _tunnat() {
         tunnat__subcmd__help__subcmd__dnat__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tunnat__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

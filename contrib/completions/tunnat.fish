@@ -72,6 +72,7 @@ complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "table" -d 'Show the s
 complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "stats" -d 'Show the counters: packets, drops by reason, sessions created and expired'
 complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "dnat" -d 'List, add or remove port forwarding rules at run time'
 complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "reload" -d 'Re-read the config file (as SIGHUP does)'
+complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "export" -d 'Print the router as the kernel\'s equivalent ruleset (nft or iptables), with a comment for each thing the kernel cannot express. Of the router options given before the subcommand (or `--config FILE`), or of a running router with `--control`'
 complete -c tunnat -n "__fish_tunnat_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tunnat -n "__fish_tunnat_using_subcommand table" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
 complete -c tunnat -n "__fish_tunnat_using_subcommand table" -l json -d 'Print the JSON answer instead of a table'
@@ -100,11 +101,17 @@ complete -c tunnat -n "__fish_tunnat_using_subcommand dnat; and __fish_seen_subc
 complete -c tunnat -n "__fish_tunnat_using_subcommand reload" -l control -d 'The router\'s control socket; may also come before the subcommand, or from the `control` key of `--config FILE`. Default: /run/tunnat.sock' -r -F
 complete -c tunnat -n "__fish_tunnat_using_subcommand reload" -l json -d 'Print the JSON answer instead of a table'
 complete -c tunnat -n "__fish_tunnat_using_subcommand reload" -s h -l help -d 'Print help'
-complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "table" -d 'Show the session table (like conntrack -L)'
-complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "stats" -d 'Show the counters: packets, drops by reason, sessions created and expired'
-complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "dnat" -d 'List, add or remove port forwarding rules at run time'
-complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "reload" -d 'Re-read the config file (as SIGHUP does)'
-complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand export" -l inside-if -d 'The kernel\'s interface on the inside (default: the inside TUN\'s name)' -r
+complete -c tunnat -n "__fish_tunnat_using_subcommand export" -l outside-if -d 'The kernel\'s interface on the outside (default: the outside TUN\'s name)' -r
+complete -c tunnat -n "__fish_tunnat_using_subcommand export" -l control -d 'Export the running router (its port forwards added at run time too) through this control socket' -r -F
+complete -c tunnat -n "__fish_tunnat_using_subcommand export" -l flowtable -d 'Add a flowtable: the kernel\'s fast path for established flows (nft only)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand export" -s h -l help -d 'Print help'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload export help" -f -a "table" -d 'Show the session table (like conntrack -L)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload export help" -f -a "stats" -d 'Show the counters: packets, drops by reason, sessions created and expired'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload export help" -f -a "dnat" -d 'List, add or remove port forwarding rules at run time'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload export help" -f -a "reload" -d 'Re-read the config file (as SIGHUP does)'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload export help" -f -a "export" -d 'Print the router as the kernel\'s equivalent ruleset (nft or iptables), with a comment for each thing the kernel cannot express. Of the router options given before the subcommand (or `--config FILE`), or of a running router with `--control`'
+complete -c tunnat -n "__fish_tunnat_using_subcommand help; and not __fish_seen_subcommand_from table stats dnat reload export help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c tunnat -n "__fish_tunnat_using_subcommand help; and __fish_seen_subcommand_from dnat" -f -a "list" -d 'List the rules (those added at run time are marked)'
 complete -c tunnat -n "__fish_tunnat_using_subcommand help; and __fish_seen_subcommand_from dnat" -f -a "add" -d 'Add a rule; it is kept across reloads, and in the state file'
 complete -c tunnat -n "__fish_tunnat_using_subcommand help; and __fish_seen_subcommand_from dnat" -f -a "del" -d 'Remove a rule; its open sessions run on until they expire'

@@ -4,7 +4,7 @@
 //!
 //! Requests: `{"cmd":"table"}`, `{"cmd":"stats"}`, `{"cmd":"dnat-list"}`,
 //! `{"cmd":"dnat-add","rule":"tcp:8888=192.168.122.73:9999"}`, `{"cmd":"dnat-del","rule":...}`,
-//! `{"cmd":"reload"}`, optionally with `"v":1`, the protocol version ([`VERSION`]; a
+//! `{"cmd":"reload"}`, `{"cmd":"export","format":"nft"}`, optionally with `"v":1`, the protocol version ([`VERSION`]; a
 //! request without it is version 1). Answers: `{"ok":true,"v":1,...}` with the fields of
 //! the request's answer type, or `{"ok":false,"v":1,"error":"..."}`.
 
@@ -24,9 +24,15 @@ pub enum Request {
     Table,
     Stats,
     DnatList,
-    DnatAdd { rule: String },
-    DnatDel { rule: String },
+    DnatAdd {
+        rule: String,
+    },
+    DnatDel {
+        rule: String,
+    },
     Reload,
+    /// The running router as the kernel's ruleset (`tunnat export`).
+    Export(crate::export::Options),
 }
 
 impl Request {

@@ -503,6 +503,9 @@ impl Router {
             })),
             Request::DnatAdd { rule } => self.dnat_add(&rule).map(|()| Response::Done),
             Request::DnatDel { rule } => self.dnat_del(&rule).map(|()| Response::Done),
+            Request::Export(o) => Ok(Response::Message(Message {
+                message: crate::export::render(&self.cfg, &o),
+            })),
             Request::Reload => load()
                 .and_then(|cfg| self.reload(cfg))
                 .map(|message| Response::Message(Message { message }))
