@@ -137,6 +137,44 @@ def test_pcap_files_read_by_tcpdump(lab):
     os.rmdir(d)
 
 
+def _comments(path):
+    """(frame number, comment) of each packet of a pcapng file, as tshark reads them."""
+    out = run(["tshark", "-n", "-r", path, "-T", "fields", "-e", "frame.number", "-e", "frame.comment"]).stdout
+    return [tuple(l.split("\t", 1)) for l in out.splitlines() if l.strip()]
+
+
+def test_paired_captures_tie_both_sides_of_each_translation(lab):
+    d = tempfile.mkdtemp(prefix="tunnat-pair-")
+    os.chmod(d, 0o755)
+    lab.stop()
+    lab.start(["--pcap-pair", d, "--dnat", "tcp:8888=192.168.122.73:9999"])
+    srv = lab.listen("wan", REMOTE, 8080)
+    serve_tcp(srv, lambda c, p: c.sendall(b"hi"))
+    c = lab.connect("lan", REMOTE, 8080, bind=(CLIENT, 40555))
+    eq(recv_all(c), b"hi", "the page")
+    lab.sh("lan", ["ping", "-c", "1", "-W", "1", ROUTER_IN])
+    lab.stop()
+    inside = dict(_comments(os.path.join(d, "inside.pcapng")))
+    outside = dict(_comments(os.path.join(d, "outside.pcapng")))
+    session = f"session tcp {CLIENT}:40555 <-> {REMOTE}:8080 via {ROUTER_OUT}:40555"
+    # The SYN: its inside frame names its outside frame, which names it back, with what
+    # was rewritten and the session, as Wireshark shows in frame.comment.
+    syn_in = next(n for n, c in inside.items() if c.startswith("-> outside #") and session in c)
+    out_n = re.match(r"-> outside #(\d+): src ", inside[syn_in]).group(1)
+    check(f"src {CLIENT}:40555 -> {ROUTER_OUT}:40555" in inside[syn_in], inside[syn_in])
+    eq(outside[out_n].split(":", 1)[0], f"<- inside #{syn_in}", "the outside frame points back")
+    check(session in outside[out_n], outside[out_n])
+    # Replies from outside, translated the other way, belong to the same session.
+    replies = [c for c in outside.values() if c.startswith("-> inside #")]
+    check(replies and all(session in c and f"dst {ROUTER_OUT}:40555 -> {CLIENT}:40555" in c for c in replies),
+          replies)
+    # The ping to the router: answered by the router itself.
+    check(any("the router's own answer" in c for c in inside.values()), inside)
+    for f in ("inside.pcapng", "outside.pcapng"):
+        os.unlink(os.path.join(d, f))
+    os.rmdir(d)
+
+
 def test_control_socket_table_stats_and_dnat(lab):
     lab.stop()
     lab.start(["--control", lab.control_path])

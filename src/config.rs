@@ -78,6 +78,8 @@ pub struct Config {
     pub trace_filters: Vec<TraceFilter>,
     /// Write inside.pcap and outside.pcap here.
     pub pcap_dir: Option<PathBuf>,
+    /// Write inside.pcapng and outside.pcapng here, each packet commented with its pair.
+    pub pcap_pair: Option<PathBuf>,
     /// Unix socket for `tunnat table`, `stats`, `dnat`, `reload`.
     pub control: Option<PathBuf>,
     /// The group given the control socket, whose members may change the router.

@@ -92,7 +92,7 @@ _tunnat() {
 
     case "${cmd}" in
         tunnat)
-            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --control --control-group --help --version table stats dnat reload export help"
+            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --pcap-pair --control --control-group --help --version table stats dnat reload export help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +239,10 @@ _tunnat() {
                     return 0
                     ;;
                 --pcap-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pcap-pair)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -229,6 +229,11 @@ options! {
         flag: "pcap-dir", key: "pcap-dir", value: "DIR",
         default: None, shown: "off", restart
     }
+    /// Paired captures for teaching: DIR/inside.pcapng and DIR/outside.pcapng, each packet with a comment (Wireshark's `frame.comment`) naming the packet it became or came from on the other side, what was rewritten, and the session: `-> outside #3: src 192.168.122.101:40000 -> 172.16.1.186:40000; session tcp ...`. A packet not forwarded is marked so.
+    pcap_pair: PathBuf = Value {
+        flag: "pcap-pair", key: "pcap-pair", value: "DIR",
+        default: None, shown: "off", restart
+    }
     /// Listen on this Unix socket for `tunnat table`, `stats`, `dnat` and `reload`. It is created mode 0660; only a stale socket already at PATH is replaced. Requests that change the router (`dnat add`, `dnat del`, `reload`) are taken from root and tunnat's own user only; read-only ones from its group too.
     control: PathBuf = Value {
         flag: "control", key: "control", value: "PATH",
@@ -440,6 +445,7 @@ impl Settings {
             trace: self.trace().unwrap_or_default() || !trace_filters.is_empty(),
             trace_filters,
             pcap_dir: self.pcap_dir(),
+            pcap_pair: self.pcap_pair(),
             control: self.control(),
             control_group: match self.control_group() {
                 Some(g) => {

@@ -9,6 +9,7 @@
 pub mod bridge;
 pub mod netns;
 pub mod pcap;
+pub mod pcap_pair;
 pub mod tracer;
 
 use std::io;
@@ -35,6 +36,8 @@ pub enum Crossing {
 pub trait Observer {
     /// `port` is the TUN's name, `side` which port it is.
     fn packet(&mut self, crossing: Crossing, side: Side, port: &str, pkt: &[u8]);
+    /// Everything written because of the packet last read has been written.
+    fn end_of_packet(&mut self) {}
 }
 
 /// `TUNSETOFFLOAD`, `_IOW('T', 208, unsigned int)`, and its flags (linux/if_tun.h).

@@ -27,30 +27,9 @@ impl PcapCapture {
     /// would make tunnat write through it, a directory, a device) is refused. The files
     /// are opened with `O_EXCL | O_NOFOLLOW`, so nothing swapped in meanwhile is followed.
     pub fn create(dir: &Path) -> Result<PcapCapture> {
-        std::fs::create_dir_all(dir).with_context(|| format!("--pcap-dir {}", dir.display()))?;
         let open = |name: &str| -> Result<PcapWriter<File>> {
+            let f = create_capture_file(dir, name, "--pcap-dir")?;
             let path = dir.join(name);
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if m.file_type().is_symlink() => bail!(
-                    "--pcap-dir: {} is a symbolic link; refusing to write through it",
-                    path.display()
-                ),
-                Ok(m) if !m.is_file() => bail!(
-                    "--pcap-dir: {} exists and is not a regular file",
-                    path.display()
-                ),
-                Ok(_) => std::fs::remove_file(&path)
-                    .with_context(|| format!("replacing {}", path.display()))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
-            }
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
             let header = PcapHeader {
                 datalink: DataLink::RAW,
                 snaplen: 65535,
@@ -63,6 +42,38 @@ impl PcapCapture {
             writers: [open("inside.pcap")?, open("outside.pcap")?],
         })
     }
+}
+
+/// Creates capture file `DIR/name`, mode 0600 (`DIR` made if need be). A capture left by
+/// an earlier run is replaced; anything else at that name (a symbolic link, which would
+/// make tunnat write through it, a directory, a device) is refused. The file is opened
+/// with `O_EXCL | O_NOFOLLOW`, so nothing swapped in meanwhile is followed. `flag` names
+/// the option in messages.
+pub fn create_capture_file(dir: &Path, name: &str, flag: &str) -> Result<File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{flag} {}", dir.display()))?;
+    let path = dir.join(name);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_symlink() => bail!(
+            "{flag}: {} is a symbolic link; refusing to write through it",
+            path.display()
+        ),
+        Ok(m) if !m.is_file() => bail!(
+            "{flag}: {} exists and is not a regular file",
+            path.display()
+        ),
+        Ok(_) => {
+            std::fs::remove_file(&path).with_context(|| format!("replacing {}", path.display()))?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))
 }
 
 impl Observer for PcapCapture {

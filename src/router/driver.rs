@@ -135,6 +135,9 @@ pub fn run(cfg: Config, sources: Sources) -> Result<()> {
     if let Some(dir) = &cfg.pcap_dir {
         observers.push(Box::new(PcapCapture::create(dir)?));
     }
+    if let Some(dir) = &cfg.pcap_pair {
+        observers.push(Box::new(crate::port::pcap_pair::PcapPair::create(dir)?));
+    }
     if cfg.trace {
         observers.push(Box::new(stdout_tracer(cfg.trace_filters.clone())));
     }
@@ -519,6 +522,9 @@ impl Driver {
                 }
             }
             self.flush(now);
+            for o in self.ports.observers.iter_mut() {
+                o.end_of_packet();
+            }
         }
         true
     }
