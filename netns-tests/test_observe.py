@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import (refused, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, check, eq, recv_all,
+from harness import (refused, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, TUNNAT, check, eq, recv_all,
                      run, serve_tcp, tunnat_args, wait_for, CONTROL)
 
 COMPARED = ("SRC", "DST", "LEN", "TOS", "PREC", "TTL", "DF", "PROTO", "SPT", "DPT", "WINDOW", "RES", "SYN",
@@ -171,6 +171,43 @@ def test_paired_captures_tie_both_sides_of_each_translation(lab):
     # The ping to the router: answered by the router itself.
     check(any("the router's own answer" in c for c in inside.values()), inside)
     for f in ("inside.pcapng", "outside.pcapng"):
+        os.unlink(os.path.join(d, f))
+    os.rmdir(d)
+
+
+@tunnat_args("--control", CONTROL)
+def test_explain_says_what_the_data_path_then_does(lab):
+    import json as _json
+    srv = lab.listen("wan", REMOTE, 7000, kind=socket.SOCK_DGRAM)
+    # The server takes port 41000 first, so the client's mapping cannot keep it.
+    for host in (SERVER_IN, CLIENT):
+        with lab.ns("lan"):
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind((host, 41000))
+        if host == SERVER_IN:
+            u.sendto(b"first", (REMOTE, 7000))
+            srv.recvfrom(100)
+            continue
+        # Explained before it is sent: a new mapping on another port, and which.
+        e = lab.ctl("explain", "inside", "udp", f"{CLIENT}:41000", f"{REMOTE}:7000").stdout
+        m = re.search(r"via 172\.16\.1\.186:(\d+): a new mapping; port 41000 was taken", e)
+        check(m is not None, f"explain must say the port was taken and name the new one:\n{e}")
+        table0 = _json.loads(lab.ctl("table", "--json").stdout)["sessions"]
+        check(not any(r["inside"] == f"{CLIENT}:41000" for r in table0), "explain changed nothing")
+        u.sendto(b"second", (REMOTE, 7000))
+        _, peer = srv.recvfrom(100)
+        eq(peer, (ROUTER_OUT, int(m.group(1))), "the port explain named is the one the data path took")
+    # Offline, from the options alone, over a capture: each packet in turn.
+    d = tempfile.mkdtemp(prefix="tunnat-explain-")
+    os.chmod(d, 0o755)
+    lab.stop()
+    lab.start(["--pcap-dir", d])
+    lab.sh("lan", ["ping", "-c", "2", "-i", "0.2", "-W", "1", REMOTE])
+    lab.stop()
+    out = run([TUNNAT, *lab.args()[1:], "explain", "inside", "--pcap", os.path.join(d, "inside.pcap")]).stdout
+    check(out.count("ping (echo request) from the inside port") == 2, out)
+    check("a new session icmp" in out and "it belongs to the session icmp" in out, out)
+    for f in ("inside.pcap", "outside.pcap"):
         os.unlink(os.path.join(d, f))
     os.rmdir(d)
 

@@ -48,6 +48,38 @@ pub enum Command {
     /// for each thing the kernel cannot express. Of the router options given before the
     /// subcommand (or `--config FILE`), or of a running router with `--control`.
     Export(ExportArgs),
+    /// Say, step by step, what the router does with a packet: the rule or mapping, the
+    /// port chosen and why, filtering, the rewritten fields, the timeout, where netfilter
+    /// differs. Of a running router with `--control` (changing nothing), else of the
+    /// router options given before the subcommand. E.g. `tunnat explain inside tcp
+    /// 192.168.122.101:5000 172.16.1.1:80 syn`.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The port the packet comes in by: inside or outside
+    #[arg(value_parser = ["inside", "outside"])]
+    pub side: String,
+    /// tcp, udp or icmp (an echo request whose identifier is the source port)
+    #[arg(required_unless_present = "pcap")]
+    pub proto: Option<String>,
+    /// Source ADDR:PORT ([ADDR]:PORT for IPv6)
+    #[arg(required_unless_present = "pcap")]
+    pub src: Option<std::net::SocketAddr>,
+    /// Destination ADDR:PORT
+    #[arg(required_unless_present = "pcap")]
+    pub dst: Option<std::net::SocketAddr>,
+    /// TCP flags, comma-separated: syn (the default), ack, fin, rst, psh, synack
+    #[arg(default_value = "")]
+    pub flags: String,
+    /// Explain each packet of this capture (pcap, raw IP as tunnat's --pcap-dir and
+    /// tcpdump on a TUN write it) in turn, as read from SIDE, offline
+    #[arg(long, value_name = "FILE", conflicts_with = "control")]
+    pub pcap: Option<PathBuf>,
+    /// Ask the running router with this control socket
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -58,6 +58,81 @@ fn export(a: tunnat::cli::ExportArgs, run: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// `tunnat explain`: a packet (or a capture's) through a running router (`--control`) or
+/// through one made of the options given.
+fn explain(a: tunnat::cli::ExplainArgs, run: RunArgs) -> Result<()> {
+    use tunnat::nat::{Instant, Side};
+    use tunnat::router::explain;
+    let side = if a.side == "inside" {
+        Side::Inside
+    } else {
+        Side::Outside
+    };
+    let packets: Vec<(Vec<u8>, u64)> = match &a.pcap {
+        Some(path) => {
+            let f = std::fs::File::open(path)
+                .map_err(|e| anyhow::anyhow!("--pcap {}: {e}", path.display()))?;
+            let mut r = pcap_file::pcap::PcapReader::new(f)
+                .map_err(|e| anyhow::anyhow!("--pcap {}: {e}", path.display()))?;
+            let link = r.header().datalink;
+            if !matches!(
+                link,
+                pcap_file::DataLink::RAW | pcap_file::DataLink::IPV4 | pcap_file::DataLink::IPV6
+            ) {
+                anyhow::bail!(
+                    "--pcap {}: link type {link:?}; raw IP captures only (tunnat --pcap-dir, tcpdump -i on a TUN)",
+                    path.display()
+                );
+            }
+            let mut v = Vec::new();
+            while let Some(p) = r.next_packet() {
+                let p = p.map_err(|e| anyhow::anyhow!("--pcap {}: {e}", path.display()))?;
+                v.push((p.data.to_vec(), p.timestamp.as_millis() as u64));
+            }
+            v
+        }
+        None => {
+            let (Some(proto), Some(src), Some(dst)) = (&a.proto, a.src, a.dst) else {
+                anyhow::bail!("give PROTO SRC DST, or --pcap FILE");
+            };
+            vec![(
+                explain::build(proto, src, dst, &a.flags).map_err(anyhow::Error::msg)?,
+                0,
+            )]
+        }
+    };
+    if let Some(socket) = &a.control {
+        let (p, _) = &packets[0];
+        let req = Request::Explain {
+            side: a.side.clone(),
+            packet: explain::hex(p),
+        };
+        let m: tunnat::control::proto::Message = tunnat::control::client::call(socket, &req)?;
+        print!("{}", m.message);
+        return Ok(());
+    }
+    let sources = Sources {
+        file: run.config,
+        command_line: run.settings,
+    };
+    let config = sources.load()?;
+    let start = Instant::from_secs(30 * 86400);
+    let mut router = tunnat::router::Router::new(config, start, 1);
+    let t0 = packets.first().map_or(0, |p| p.1);
+    for (n, (p, ms)) in packets.iter().enumerate() {
+        let now = start + std::time::Duration::from_millis(ms.saturating_sub(t0));
+        if packets.len() > 1 {
+            println!(
+                "== packet {} (+{:.3} s)",
+                n + 1,
+                ms.saturating_sub(t0) as f64 / 1000.0
+            );
+        }
+        print!("{}", router.explain_here(side, p, now));
+    }
+    Ok(())
+}
+
 fn client(cmd: Command, run: &RunArgs) -> Result<()> {
     // As Unix tools do: when the reader of our output goes away (`tunnat table | head`),
     // end quietly on SIGPIPE instead of failing on the write. Only the client does this;
@@ -75,7 +150,9 @@ fn client(cmd: Command, run: &RunArgs) -> Result<()> {
             DnatAction::Add { rule, client } => (client, Request::DnatAdd { rule }),
             DnatAction::Del { rule, client } => (client, Request::DnatDel { rule }),
         },
-        Command::Export(_) => anyhow::bail!("tunnat export is not a client request"),
+        Command::Export(_) | Command::Explain(_) => {
+            anyhow::bail!("not a client request")
+        }
     };
     use tunnat::control::client::{call, call_raw, format_stats, format_table};
     use tunnat::control::proto::{Done, Message, Rules, Sessions};
@@ -108,7 +185,7 @@ fn client(cmd: Command, run: &RunArgs) -> Result<()> {
             call::<Done>(socket, &req)?;
             println!("ok");
         }
-        Request::Export(_) => {}
+        Request::Export(_) | Request::Explain { .. } => {}
     }
     Ok(())
 }
@@ -120,6 +197,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Export(a)) => export(a, cli.run),
+        Some(Command::Explain(a)) => explain(a, cli.run),
         Some(cmd) => client(cmd, &cli.run),
         None => {
             let sources = Sources {

@@ -19,6 +19,9 @@ _tunnat() {
             tunnat,dnat)
                 cmd="tunnat__subcmd__dnat"
                 ;;
+            tunnat,explain)
+                cmd="tunnat__subcmd__explain"
+                ;;
             tunnat,export)
                 cmd="tunnat__subcmd__export"
                 ;;
@@ -61,6 +64,9 @@ _tunnat() {
             tunnat__subcmd__help,dnat)
                 cmd="tunnat__subcmd__help__subcmd__dnat"
                 ;;
+            tunnat__subcmd__help,explain)
+                cmd="tunnat__subcmd__help__subcmd__explain"
+                ;;
             tunnat__subcmd__help,export)
                 cmd="tunnat__subcmd__help__subcmd__export"
                 ;;
@@ -92,7 +98,7 @@ _tunnat() {
 
     case "${cmd}" in
         tunnat)
-            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --pcap-pair --control --control-group --help --version table stats dnat reload export help"
+            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --pcap-pair --control --control-group --help --version table stats dnat reload export explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -399,6 +405,28 @@ _tunnat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tunnat__subcmd__explain)
+            opts="-h --pcap --control --help inside outside"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --pcap)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tunnat__subcmd__export)
             opts="-h --inside-if --outside-if --flowtable --control --help nft iptables"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -426,7 +454,7 @@ _tunnat() {
             return 0
             ;;
         tunnat__subcmd__help)
-            opts="table stats dnat reload export help"
+            opts="table stats dnat reload export explain help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -484,6 +512,20 @@ _tunnat() {
         tunnat__subcmd__help__subcmd__dnat__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tunnat__subcmd__help__subcmd__explain)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

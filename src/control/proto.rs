@@ -4,7 +4,8 @@
 //!
 //! Requests: `{"cmd":"table"}`, `{"cmd":"stats"}`, `{"cmd":"dnat-list"}`,
 //! `{"cmd":"dnat-add","rule":"tcp:8888=192.168.122.73:9999"}`, `{"cmd":"dnat-del","rule":...}`,
-//! `{"cmd":"reload"}`, `{"cmd":"export","format":"nft"}`, optionally with `"v":1`, the protocol version ([`VERSION`]; a
+//! `{"cmd":"reload"}`, `{"cmd":"export","format":"nft"}`,
+//! `{"cmd":"explain","side":"inside","packet":"4500..."}`, optionally with `"v":1`, the protocol version ([`VERSION`]; a
 //! request without it is version 1). Answers: `{"ok":true,"v":1,...}` with the fields of
 //! the request's answer type, or `{"ok":false,"v":1,"error":"..."}`.
 
@@ -33,6 +34,12 @@ pub enum Request {
     Reload,
     /// The running router as the kernel's ruleset (`tunnat export`).
     Export(crate::export::Options),
+    /// What the router would do with this packet (hex), read from `side` (`tunnat
+    /// explain`); nothing is changed.
+    Explain {
+        side: String,
+        packet: String,
+    },
 }
 
 impl Request {

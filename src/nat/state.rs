@@ -139,9 +139,19 @@ impl NatState {
 impl<A: Address> Nat<A> {
     /// The state at `now`: sessions from the longest idle to the most recent.
     pub fn save(&self, now: Instant) -> NatState {
+        self.save_where(now, |_, _| true)
+    }
+
+    /// [`Nat::save`] of the sessions `keep` picks (and every held port).
+    pub fn save_where(
+        &self,
+        now: Instant,
+        keep: impl Fn(&SessionKey<A>, &Session) -> bool,
+    ) -> NatState {
         let table = self.table();
         let mut sessions: Vec<SavedSession> = table
             .sessions()
+            .filter(|(k, s)| keep(k, s))
             .map(|(k, s)| SavedSession {
                 proto: k.protocol.name().to_string(),
                 inside: socket(k.inside),

@@ -97,6 +97,8 @@ pub struct Router {
     xlat_out: VecDeque<Transmit>,
     /// Scratch for the packets one translation makes.
     xlat_buf: Vec<(Vec<u8>, Offload)>,
+    /// The seed of the random choices (`tunnat explain` runs a copy with the same).
+    pub(super) seed: u64,
 }
 
 impl Router {
@@ -148,6 +150,7 @@ impl Router {
             nat64,
             xlat_out: VecDeque::new(),
             xlat_buf: Vec::new(),
+            seed,
             nat6: cfg.nat6().map(|c| {
                 Nat::new(NatConfig {
                     seed: seed.rotate_left(32),
@@ -506,6 +509,20 @@ impl Router {
             Request::Export(o) => Ok(Response::Message(Message {
                 message: crate::export::render(&self.cfg, &o),
             })),
+            Request::Explain { side, packet } => {
+                let side = match side.as_str() {
+                    "inside" => Ok(Side::Inside),
+                    "outside" => Ok(Side::Outside),
+                    s => Err(anyhow!("'{s}' is not inside or outside")),
+                };
+                side.and_then(|side| {
+                    let bytes = crate::router::explain::unhex(&packet)
+                        .ok_or_else(|| anyhow!("the packet is not hex"))?;
+                    Ok(Response::Message(Message {
+                        message: self.explain(side, &bytes, now),
+                    }))
+                })
+            }
             Request::Reload => load()
                 .and_then(|cfg| self.reload(cfg))
                 .map(|message| Response::Message(Message { message }))
@@ -604,7 +621,26 @@ impl Router {
     /// The state a restart needs to carry on (`--state-file`): the port forwards added at
     /// run time and every session, at `now`, `unix_ms` being the wall-clock time.
     pub fn save_state(&self, now: Instant, unix_ms: u64) -> RouterState {
-        let mut v4 = self.nat.as_ref().map(|n| n.save(now)).unwrap_or_default();
+        self.save_state_where(now, unix_ms, &|_, _| true)
+    }
+
+    /// [`Router::save_state`] of the sessions `keep` picks by their inside and remote
+    /// addresses and external port (every held port is kept).
+    pub fn save_state_where(
+        &self,
+        now: Instant,
+        unix_ms: u64,
+        keep: &dyn Fn(&[std::net::IpAddr; 2], u16) -> bool,
+    ) -> RouterState {
+        let mut v4 = self
+            .nat
+            .as_ref()
+            .map(|n| {
+                n.save_where(now, |k, s| {
+                    keep(&[k.inside.addr.into(), k.remote.addr.into()], s.ext_port)
+                })
+            })
+            .unwrap_or_default();
         if let Some(n64) = &self.nat64 {
             // A NAT64 session is saved with its IPv6 host, not the stand-in, which a
             // restart hands out afresh.
@@ -630,7 +666,15 @@ impl Router {
                 None => false,
             });
         }
-        let v6 = self.nat6.as_ref().map(|n| n.save(now)).unwrap_or_default();
+        let v6 = self
+            .nat6
+            .as_ref()
+            .map(|n| {
+                n.save_where(now, |k, s| {
+                    keep(&[k.inside.addr.into(), k.remote.addr.into()], s.ext_port)
+                })
+            })
+            .unwrap_or_default();
         RouterState {
             saved_unix_ms: unix_ms,
             inside: self.cfg.inside.cidr,
