@@ -34,6 +34,7 @@ systemd-analyze    systemd              test
 conntrack          conntrack            flood
 unbound            unbound              test
 tayga              tayga                test bench
+chromium           chromium             test
 "
 
 # Debian keeps ip, iptables and friends in /usr/sbin, which an ordinary user's PATH lacks.

@@ -54,6 +54,26 @@ pub enum Command {
     /// router options given before the subcommand. E.g. `tunnat explain inside tcp
     /// 192.168.122.101:5000 172.16.1.1:80 syn`.
     Explain(ExplainArgs),
+    /// Serve the live web view of a router: sessions, counters, port forwards, and a
+    /// ladder diagram of a session's packets (start the router with `--event-ring N` for
+    /// those). A separate process on the control socket; read-only unless
+    /// `--allow-changes`.
+    #[cfg(feature = "web")]
+    Web(WebArgs),
+}
+
+#[cfg(feature = "web")]
+#[derive(Args, Debug)]
+pub struct WebArgs {
+    /// Address and port to serve on
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// The router's control socket (default as for the other subcommands)
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Let the page add and remove port forwards
+    #[arg(long)]
+    pub allow_changes: bool,
 }
 
 #[derive(Args, Debug)]

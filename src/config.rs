@@ -80,6 +80,8 @@ pub struct Config {
     pub pcap_dir: Option<PathBuf>,
     /// Write inside.pcapng and outside.pcapng here, each packet commented with its pair.
     pub pcap_pair: Option<PathBuf>,
+    /// Keep the last this many packets' headers for `tunnat web` (0: off).
+    pub event_ring: usize,
     /// Unix socket for `tunnat table`, `stats`, `dnat`, `reload`.
     pub control: Option<PathBuf>,
     /// The group given the control socket, whose members may change the router.

@@ -31,4 +31,6 @@ pub mod options;
 pub mod port;
 pub mod router;
 pub mod services;
+#[cfg(feature = "web")]
+pub mod web;
 pub mod wire;

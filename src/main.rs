@@ -150,6 +150,8 @@ fn client(cmd: Command, run: &RunArgs) -> Result<()> {
             DnatAction::Add { rule, client } => (client, Request::DnatAdd { rule }),
             DnatAction::Del { rule, client } => (client, Request::DnatDel { rule }),
         },
+        #[cfg(feature = "web")]
+        Command::Web(_) => anyhow::bail!("not a client request"),
         Command::Export(_) | Command::Explain(_) => {
             anyhow::bail!("not a client request")
         }
@@ -185,7 +187,7 @@ fn client(cmd: Command, run: &RunArgs) -> Result<()> {
             call::<Done>(socket, &req)?;
             println!("ok");
         }
-        Request::Export(_) | Request::Explain { .. } => {}
+        Request::Export(_) | Request::Explain { .. } | Request::Events { .. } => {}
     }
     Ok(())
 }
@@ -198,6 +200,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Export(a)) => export(a, cli.run),
         Some(Command::Explain(a)) => explain(a, cli.run),
+        #[cfg(feature = "web")]
+        Some(Command::Web(a)) => control_socket(a.control, &cli.run).and_then(|control| {
+            tunnat::web::serve(&tunnat::web::WebConfig {
+                listen: a.listen,
+                control,
+                allow_changes: a.allow_changes,
+            })
+        }),
         Some(cmd) => client(cmd, &cli.run),
         None => {
             let sources = Sources {

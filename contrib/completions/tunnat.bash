@@ -37,6 +37,9 @@ _tunnat() {
             tunnat,table)
                 cmd="tunnat__subcmd__table"
                 ;;
+            tunnat,web)
+                cmd="tunnat__subcmd__web"
+                ;;
             tunnat__subcmd__dnat,add)
                 cmd="tunnat__subcmd__dnat__subcmd__add"
                 ;;
@@ -82,6 +85,9 @@ _tunnat() {
             tunnat__subcmd__help,table)
                 cmd="tunnat__subcmd__help__subcmd__table"
                 ;;
+            tunnat__subcmd__help,web)
+                cmd="tunnat__subcmd__help__subcmd__web"
+                ;;
             tunnat__subcmd__help__subcmd__dnat,add)
                 cmd="tunnat__subcmd__help__subcmd__dnat__subcmd__add"
                 ;;
@@ -98,7 +104,7 @@ _tunnat() {
 
     case "${cmd}" in
         tunnat)
-            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --pcap-pair --control --control-group --help --version table stats dnat reload export explain help"
+            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --persist --state-file --trace --trace-filter --pcap-dir --pcap-pair --event-ring --control --control-group --help --version table stats dnat reload export explain web help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -249,6 +255,10 @@ _tunnat() {
                     return 0
                     ;;
                 --pcap-pair)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --event-ring)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -454,7 +464,7 @@ _tunnat() {
             return 0
             ;;
         tunnat__subcmd__help)
-            opts="table stats dnat reload export explain help"
+            opts="table stats dnat reload export explain web help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -607,6 +617,20 @@ _tunnat() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        tunnat__subcmd__help__subcmd__web)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         tunnat__subcmd__reload)
             opts="-h --control --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -650,6 +674,28 @@ _tunnat() {
                 return 0
             fi
             case "${prev}" in
+                --control)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        tunnat__subcmd__web)
+            opts="-h --listen --control --allow-changes --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --control)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -40,6 +40,10 @@ pub enum Request {
         side: String,
         packet: String,
     },
+    /// The packets in the event ring after `since` (`--event-ring`, `tunnat web`).
+    Events {
+        since: u64,
+    },
 }
 
 impl Request {
@@ -130,6 +134,7 @@ pub enum Response {
     Counters(Box<Counters>),
     Rules(Rules),
     Message(Message),
+    Events(crate::router::events::Events),
     Done,
     Error(String),
 }
@@ -163,6 +168,7 @@ impl Response {
             Response::Counters(c) => ok(c),
             Response::Rules(r) => ok(r),
             Response::Message(m) => ok(m),
+            Response::Events(e) => ok(e),
             Response::Done => ok(&Done {}),
             Response::Error(e) => serde_json::to_string(&Envelope {
                 ok: false,

@@ -234,6 +234,11 @@ options! {
         flag: "pcap-pair", key: "pcap-pair", value: "DIR",
         default: None, shown: "off", restart
     }
+    /// Keep the headers of the last N packets that crossed the ports (each read, each write, tied to the packet that caused it), for the ladder diagrams of `tunnat web`; 0 turns it off, and the data path then pays nothing for it.
+    event_ring: usize = Value {
+        flag: "event-ring", key: "event-ring", value: "N",
+        default: Some(0), shown: "", restart
+    }
     /// Listen on this Unix socket for `tunnat table`, `stats`, `dnat` and `reload`. It is created mode 0660; only a stale socket already at PATH is replaced. Requests that change the router (`dnat add`, `dnat del`, `reload`) are taken from root and tunnat's own user only; read-only ones from its group too.
     control: PathBuf = Value {
         flag: "control", key: "control", value: "PATH",
@@ -446,6 +451,7 @@ impl Settings {
             trace_filters,
             pcap_dir: self.pcap_dir(),
             pcap_pair: self.pcap_pair(),
+            event_ring: self.event_ring().unwrap_or_default(),
             control: self.control(),
             control_group: match self.control_group() {
                 Some(g) => {

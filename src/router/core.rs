@@ -99,6 +99,8 @@ pub struct Router {
     xlat_buf: Vec<(Vec<u8>, Offload)>,
     /// The seed of the random choices (`tunnat explain` runs a copy with the same).
     pub(super) seed: u64,
+    /// The last packets that crossed the ports (`--event-ring`).
+    events: super::events::Ring,
 }
 
 impl Router {
@@ -151,6 +153,7 @@ impl Router {
             xlat_out: VecDeque::new(),
             xlat_buf: Vec::new(),
             seed,
+            events: super::events::Ring::new(cfg.event_ring),
             nat6: cfg.nat6().map(|c| {
                 Nat::new(NatConfig {
                     seed: seed.rotate_left(32),
@@ -180,6 +183,22 @@ impl Router {
     /// forwarding path copies nothing); everything else the router now has to send comes
     /// from [`Router::poll_transmit`].
     pub fn handle(
+        &mut self,
+        port: Side,
+        buf: &mut [u8],
+        offload: Result<Offload, Unsupported>,
+        now: Instant,
+    ) -> Option<InPlace> {
+        if !self.events.is_on() {
+            return self.handle_packet(port, buf, offload, now);
+        }
+        self.events.read(port, buf, now);
+        let w = self.handle_packet(port, buf, offload, now)?;
+        self.events.written(w.port, w.bytes(buf), now);
+        Some(w)
+    }
+
+    fn handle_packet(
         &mut self,
         port: Side,
         buf: &mut [u8],
@@ -411,6 +430,12 @@ impl Router {
     /// errors, fragments), then what the local stacks answer. Runs a local stack when a
     /// packet or a timer of its is waiting; forwarded traffic alone costs it nothing.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let t = self.poll_transmit_translated(now)?;
+        self.events.written(t.port, &t.packet, now);
+        Some(t)
+    }
+
+    fn poll_transmit_translated(&mut self, now: Instant) -> Option<Transmit> {
         loop {
             if let Some(t) = self.xlat_out.pop_front() {
                 return Some(t);
@@ -473,6 +498,7 @@ impl Router {
 
     /// Expires what is due at `now`; what that makes comes from [`Router::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.events.timer();
         if let Some(nat) = &mut self.nat {
             nat.handle_timeout(now, |k, s| log_expired(k, s, now));
         }
@@ -509,6 +535,7 @@ impl Router {
             Request::Export(o) => Ok(Response::Message(Message {
                 message: crate::export::render(&self.cfg, &o),
             })),
+            Request::Events { since } => Ok(Response::Events(self.events.since(since))),
             Request::Explain { side, packet } => {
                 let side = match side.as_str() {
                     "inside" => Ok(Side::Inside),

@@ -86,6 +86,30 @@ fn seen(p: &[u8]) -> Option<Seen> {
     })
 }
 
+/// A packet's protocol, source, destination and what it is (TCP flags, the ICMP
+/// message), as the event ring records them.
+pub fn endpoints(p: &[u8]) -> (String, String, String, String) {
+    match seen(p) {
+        Some(s) => {
+            let proto = match s.proto {
+                6 => "tcp",
+                17 => "udp",
+                1 | 58 => "icmp",
+                _ => "ip",
+            };
+            let ep = |a: SocketAddr| {
+                if s.proto == 6 || s.proto == 17 || a.port() != 0 {
+                    a.to_string()
+                } else {
+                    a.ip().to_string()
+                }
+            };
+            (proto.into(), ep(s.src), ep(s.dst), s.what)
+        }
+        None => ("?".into(), String::new(), String::new(), "not IP".into()),
+    }
+}
+
 /// Builds the packet `tunnat explain SIDE PROTO SRC DST [FLAGS]` describes: TCP (flags
 /// `syn`, `ack`, `fin`, `rst`, `psh`, `synack` joined with commas), UDP, or ICMP echo
 /// (`icmp`; the source port is the identifier), with good checksums and TTL 64.

@@ -5,6 +5,7 @@
 pub mod core;
 pub mod counters;
 pub mod driver;
+pub mod events;
 pub mod explain;
 pub mod local;
 pub mod state;
