@@ -44,18 +44,26 @@ fn export(a: tunnat::cli::ExportArgs, run: RunArgs) -> Result<()> {
         flowtable: a.flowtable,
     };
     if let Some(socket) = a.control {
-        let m: tunnat::control::proto::Message =
-            tunnat::control::client::call(&socket, &Request::Export(o))?;
-        print!("{}", m.message);
-        return Ok(());
+        return print_message(&socket, &Request::Export(o));
     }
-    let sources = Sources {
+    print!("{}", tunnat::export::render(&load(run)?, &o));
+    Ok(())
+}
+
+/// Asks a running router, and prints the message it answers.
+fn print_message(socket: &std::path::Path, req: &Request) -> Result<()> {
+    let m: tunnat::control::proto::Message = tunnat::control::client::call(socket, req)?;
+    print!("{}", m.message);
+    Ok(())
+}
+
+/// The configuration the router options given (and `--config`) make.
+fn load(run: RunArgs) -> Result<tunnat::config::Config> {
+    Sources {
         file: run.config,
         command_line: run.settings,
-    };
-    let config = sources.load()?;
-    print!("{}", tunnat::export::render(&config, &o));
-    Ok(())
+    }
+    .load()
 }
 
 /// `tunnat explain`: a packet (or a capture's) through a running router (`--control`) or
@@ -107,15 +115,9 @@ fn explain(a: tunnat::cli::ExplainArgs, run: RunArgs) -> Result<()> {
             side: a.side.clone(),
             packet: explain::hex(p),
         };
-        let m: tunnat::control::proto::Message = tunnat::control::client::call(socket, &req)?;
-        print!("{}", m.message);
-        return Ok(());
+        return print_message(socket, &req);
     }
-    let sources = Sources {
-        file: run.config,
-        command_line: run.settings,
-    };
-    let config = sources.load()?;
+    let config = load(run)?;
     let start = Instant::from_secs(30 * 86400);
     let mut router = tunnat::router::Router::new(config, start, 1);
     let t0 = packets.first().map_or(0, |p| p.1);

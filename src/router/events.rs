@@ -114,7 +114,9 @@ mod test {
     use super::*;
 
     fn udp(sp: u8) -> Vec<u8> {
-        let mut p = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut p = vec![
+            0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         p.extend_from_slice(&[0, sp, 0, 53, 0, 8, 0, 0]);
         p
     }
@@ -130,9 +132,18 @@ mod test {
         r.read(Side::Outside, &udp(4), t);
         let e = r.since(0).events;
         assert_eq!(e.len(), 3, "bounded");
-        assert_eq!((e[0].seq, e[0].cause, e[0].dir.as_str()), (2, Some(1), "written"));
-        assert_eq!(e[1].cause, None, "a timer's write is no packet's consequence");
-        assert_eq!((e[2].src.as_str(), e[2].info.as_str()), ("10.0.0.1:4", "UDP"));
+        assert_eq!(
+            (e[0].seq, e[0].cause, e[0].dir.as_str()),
+            (2, Some(1), "written")
+        );
+        assert_eq!(
+            e[1].cause, None,
+            "a timer's write is no packet's consequence"
+        );
+        assert_eq!(
+            (e[2].src.as_str(), e[2].info.as_str()),
+            ("10.0.0.1:4", "UDP")
+        );
         assert_eq!(r.since(3).events.len(), 1);
         let mut off = Ring::new(0);
         off.read(Side::Inside, &udp(1), t);
