@@ -10,7 +10,7 @@
 # before anything starts. cargo is not a Debian package here: install Rust with rustup.
 set -euo pipefail
 
-# command          Debian package       needed by
+# command          Debian package       needed by   (py:M is the system Python's module M)
 DEPS="
 ip                 iproute2             lab test bench flood
 python3            python3              lab test bench flood
@@ -35,6 +35,7 @@ conntrack          conntrack            flood
 unbound            unbound              test
 tayga              tayga                test bench
 chromium           chromium             test
+py:pyftpdlib       python3-pyftpdlib    test
 "
 
 # Debian keeps ip, iptables and friends in /usr/sbin, which an ordinary user's PATH lacks.
@@ -44,8 +45,14 @@ rows() { # rows WHAT: "command package" for each dependency of WHAT (all if empt
   awk -v what="$1" 'NF >= 3 { for (i = 3; i <= NF; i++) if (what == "" || $i == what) { print $1, $2; break } }' <<<"$DEPS"
 }
 
-missing() { # missing WHAT: "command package" for each absent one
-  rows "$1" | while read -r cmd pkg; do command -v "$cmd" >/dev/null 2>&1 || echo "$cmd $pkg"; done
+missing() { # missing WHAT: "command package" for each absent one ("py:M": the system
+  # Python's module M)
+  rows "$1" | while read -r cmd pkg; do
+    case "$cmd" in
+      py:*) /usr/bin/python3 -c "import ${cmd#py:}" >/dev/null 2>&1 || echo "$cmd $pkg" ;;
+      *) command -v "$cmd" >/dev/null 2>&1 || echo "$cmd $pkg" ;;
+    esac
+  done
 }
 
 case "${1:-}" in
