@@ -18,7 +18,7 @@ hold what runs, one line each:
     ~ REGEX         the last command's output must match
     ! REGEX         ... and must not match
 
-In the commands, `$CONTROL` is the lab's control socket.
+In the commands, `$CONTROL` is the lab's control socket and `$REPO` this repository.
 """
 
 import os
@@ -66,7 +66,7 @@ def run_lesson(path, check=False, out=print):
                 time.sleep(float(step.split()[1]))
                 continue
             where, _, cmd = step.partition("$ ")
-            cmd = cmd.replace("$CONTROL", lab.control_path)
+            cmd = cmd.replace("$CONTROL", lab.control_path).replace("$REPO", os.path.dirname(HERE))
             out(f"{where}$ {cmd}")
             env = dict(os.environ, PATH=f"{os.path.dirname(harness.TUNNAT)}:{os.environ['PATH']}")
             if where == "host":

@@ -36,6 +36,7 @@ unbound            unbound              test
 tayga              tayga                test bench
 chromium           chromium             test
 py:pyftpdlib       python3-pyftpdlib    test
+turnutils_natdiscovery coturn           test
 "
 
 # Debian keeps ip, iptables and friends in /usr/sbin, which an ordinary user's PATH lacks.
