@@ -484,6 +484,9 @@ impl Router {
                 t,
                 ": a new mapping; port {inside_port} was taken (by another host's mapping, a port forward or a port held after release, RFC 6888), so port {ext} of the same range was chosen"
             );
+            if self.config().port_parity {
+                let _ = write!(t, ", of the same parity (--port-parity, RFC 4787 REQ-4)");
+            }
         }
         t
     }
