@@ -91,51 +91,73 @@ pub fn host_allowed(host: &str, port: u16) -> bool {
 
 const JSON: &str = "application/json";
 
-fn answer(c: &WebConfig, req: &HttpRequest) -> (u16, String, &'static str) {
+/// An answer: status, body, content type.
+type Answer = (u16, String, &'static str);
+
+/// A JSON refusal with `status`.
+fn refuse(status: u16, why: &str) -> Answer {
+    (
+        status,
+        serde_json::json!({"ok": false, "error": why}).to_string(),
+        JSON,
+    )
+}
+
+/// A control request's answer, as the router gave it.
+fn forward(c: &WebConfig, r: &Request) -> Answer {
+    match call_raw(&c.control, r) {
+        Ok(j) => (200, j, JSON),
+        Err(e) => refuse(502, &format!("{e:#}")),
+    }
+}
+
+/// Serves one request: the Host checked first, then the page, the read-only API, or a
+/// change.
+pub fn handle(c: &WebConfig, mut req: HttpRequest) {
     let host = req
         .headers()
         .iter()
         .find(|h| h.field.equiv("Host"))
         .map(|h| h.value.as_str().to_string())
         .unwrap_or_default();
-    if !host_allowed(&host, c.listen.port()) {
-        return (421, "unknown host\n".into(), "text/plain");
-    }
+    let (status, body, kind) = if !host_allowed(&host, c.listen.port()) {
+        (421, "unknown host\n".into(), "text/plain")
+    } else if *req.method() == Method::Post && req.url() == "/api/dnat" {
+        if c.allow_changes {
+            change(c, &mut req)
+        } else {
+            refuse(403, "read-only: start tunnat web with --allow-changes")
+        }
+    } else {
+        answer(c, &req)
+    };
+    let _ = req.respond(reply(status, body, kind));
+}
+
+/// The page and the read-only API.
+fn answer(c: &WebConfig, req: &HttpRequest) -> Answer {
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-    let ctl = |r: &Request| match call_raw(&c.control, r) {
-        Ok(j) => (200, j, JSON),
-        Err(e) => (
-            502,
-            format!("{{\"ok\":false,\"error\":{:?}}}", format!("{e:#}")),
-            JSON,
-        ),
-    };
     match (req.method(), path) {
         (Method::Get, "/") => (200, INDEX.to_string(), "text/html; charset=utf-8"),
-        (Method::Get, "/api/table") => ctl(&Request::Table),
-        (Method::Get, "/api/stats") => ctl(&Request::Stats),
-        (Method::Get, "/api/dnat") => ctl(&Request::DnatList),
+        (Method::Get, "/api/table") => forward(c, &Request::Table),
+        (Method::Get, "/api/stats") => forward(c, &Request::Stats),
+        (Method::Get, "/api/dnat") => forward(c, &Request::DnatList),
         (Method::Get, "/api/events") => {
             let since = query
                 .split('&')
                 .find_map(|kv| kv.strip_prefix("since="))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            ctl(&Request::Events { since })
+            forward(c, &Request::Events { since })
         }
         (Method::Get, "/api/info") => (
             200,
-            format!(
-                "{{\"allow_changes\":{},\"version\":{:?}}}",
-                c.allow_changes,
-                env!("CARGO_PKG_VERSION")
-            ),
-            JSON,
-        ),
-        (Method::Post, "/api/dnat") => (
-            403,
-            "{\"ok\":false,\"error\":\"read-only: start tunnat web with --allow-changes\"}".into(),
+            serde_json::json!({
+                "allow_changes": c.allow_changes,
+                "version": env!("CARGO_PKG_VERSION"),
+            })
+            .to_string(),
             JSON,
         ),
         _ => (404, "not found\n".into(), "text/plain"),
@@ -144,17 +166,13 @@ fn answer(c: &WebConfig, req: &HttpRequest) -> (u16, String, &'static str) {
 
 /// A change, when allowed: `{"action":"add"|"del","rule":"..."}` with the `X-Tunnat:
 /// change` header.
-fn change(c: &WebConfig, req: &mut HttpRequest) -> (u16, String, &'static str) {
+fn change(c: &WebConfig, req: &mut HttpRequest) -> Answer {
     let marked = req
         .headers()
         .iter()
         .any(|h| h.field.equiv("X-Tunnat") && h.value.as_str() == "change");
     if !marked {
-        return (
-            403,
-            "{\"ok\":false,\"error\":\"a change needs the X-Tunnat: change header\"}".into(),
-            JSON,
-        );
+        return refuse(403, "a change needs the X-Tunnat: change header");
     }
     let mut body = String::new();
     if req
@@ -163,11 +181,7 @@ fn change(c: &WebConfig, req: &mut HttpRequest) -> (u16, String, &'static str) {
         .read_to_string(&mut body)
         .is_err()
     {
-        return (
-            400,
-            "{\"ok\":false,\"error\":\"unreadable body\"}".into(),
-            JSON,
-        );
+        return refuse(400, "unreadable body");
     }
     #[derive(serde::Deserialize)]
     struct Change {
@@ -175,47 +189,14 @@ fn change(c: &WebConfig, req: &mut HttpRequest) -> (u16, String, &'static str) {
         rule: String,
     }
     let Ok(ch) = serde_json::from_str::<Change>(&body) else {
-        return (400, "{\"ok\":false,\"error\":\"want {\\\"action\\\":\\\"add\\\"|\\\"del\\\",\\\"rule\\\":...}\"}".into(), JSON);
+        return refuse(400, r#"want {"action":"add"|"del","rule":...}"#);
     };
     let r = match ch.action.as_str() {
         "add" => Request::DnatAdd { rule: ch.rule },
         "del" => Request::DnatDel { rule: ch.rule },
-        _ => {
-            return (
-                400,
-                "{\"ok\":false,\"error\":\"action is add or del\"}".into(),
-                JSON,
-            )
-        }
+        _ => return refuse(400, "action is add or del"),
     };
-    match call_raw(&c.control, &r) {
-        Ok(j) => (200, j, JSON),
-        Err(e) => (
-            502,
-            format!("{{\"ok\":false,\"error\":{:?}}}", format!("{e:#}")),
-            JSON,
-        ),
-    }
-}
-
-/// Serves one request: changes go to [`change`] when allowed.
-pub fn handle(c: &WebConfig, mut req: HttpRequest) {
-    let (status, body, kind) = if c.allow_changes
-        && *req.method() == Method::Post
-        && req.url() == "/api/dnat"
-        && host_allowed(
-            &req.headers()
-                .iter()
-                .find(|h| h.field.equiv("Host"))
-                .map(|h| h.value.as_str().to_string())
-                .unwrap_or_default(),
-            c.listen.port(),
-        ) {
-        change(c, &mut req)
-    } else {
-        answer(c, &req)
-    };
-    let _ = req.respond(reply(status, body, kind));
+    forward(c, &r)
 }
 
 #[cfg(test)]
