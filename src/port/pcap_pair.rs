@@ -15,7 +15,6 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +29,7 @@ use pcap_file::DataLink;
 use super::pcap::create_capture_file;
 use super::{Crossing, Observer};
 use crate::nat::Side;
+use crate::wire::summary::summary;
 
 /// The endpoints of a packet, as far as a comment needs them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,52 +39,18 @@ struct Ends {
     dst: String,
 }
 
-/// Reads the protocol and endpoints of an IPv4 or IPv6 packet (TCP and UDP with ports,
-/// ICMP with the echo identifier); `None` for anything else.
+/// The protocol (`icmp-error` for an ICMP message that is not an echo) and endpoints of
+/// an IPv4 or IPv6 packet; `None` for anything else.
 fn ends(p: &[u8]) -> Option<Ends> {
-    let (proto, src, dst, l4): (u8, IpAddr, IpAddr, &[u8]) = match p.first()? >> 4 {
-        4 if p.len() >= 20 => {
-            let ihl = usize::from(p[0] & 15) * 4;
-            let a = |i: usize| IpAddr::V4(Ipv4Addr::new(p[i], p[i + 1], p[i + 2], p[i + 3]));
-            (p[9], a(12), a(16), p.get(ihl..)?)
-        }
-        6 if p.len() >= 40 => {
-            let a = |i: usize| {
-                let mut o = [0u8; 16];
-                o.copy_from_slice(&p[i..i + 16]);
-                IpAddr::V6(Ipv6Addr::from(o))
-            };
-            (p[6], a(8), a(24), &p[40..])
-        }
-        _ => return None,
-    };
-    let port = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let ep = |a: IpAddr, port: Option<u16>| match (a, port) {
-        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
-        (a, Some(p)) => format!("{a}:{p}"),
-        (a, None) => a.to_string(),
-    };
-    Some(match proto {
-        6 | 17 => Ends {
-            proto: if proto == 6 { "tcp" } else { "udp" },
-            src: ep(src, port(0)),
-            dst: ep(dst, port(2)),
+    let s = summary(p)?;
+    Some(Ends {
+        proto: if s.icmp_error {
+            "icmp-error"
+        } else {
+            s.proto_name()
         },
-        1 | 58 => {
-            let t = *l4.first()?;
-            let echo = matches!(t, 0 | 8 | 128 | 129);
-            let id = if echo { port(4) } else { None };
-            Ends {
-                proto: if echo { "icmp" } else { "icmp-error" },
-                src: ep(src, id),
-                dst: ep(dst, id),
-            }
-        }
-        _ => Ends {
-            proto: "ip",
-            src: src.to_string(),
-            dst: dst.to_string(),
-        },
+        src: s.endpoint(s.src),
+        dst: s.endpoint(s.dst),
     })
 }
 

@@ -58,7 +58,7 @@ impl Ring {
 
     fn push(&mut self, dir: &str, side: Side, p: &[u8], now: Instant, cause: Option<u64>) -> u64 {
         self.seq += 1;
-        let (proto, src, dst, info) = super::explain::endpoints(p);
+        let (proto, src, dst, info) = crate::wire::summary::endpoints(p);
         if self.events.len() == self.cap {
             self.events.pop_front();
         }

@@ -18,97 +18,7 @@ use crate::control::proto::Row;
 use crate::nat::{Filtering, Instant, Side};
 use crate::wire::checksum;
 use crate::wire::offload::Offload;
-
-/// A packet's protocol, endpoints and flags, as the explanation writes them.
-struct Seen {
-    proto: u8,
-    src: SocketAddr,
-    dst: SocketAddr,
-    ttl: u8,
-    what: String,
-}
-
-fn seen(p: &[u8]) -> Option<Seen> {
-    let (proto, src, dst, ttl, l4): (u8, IpAddr, IpAddr, u8, &[u8]) = match p.first()? >> 4 {
-        4 if p.len() >= 20 => {
-            let ihl = usize::from(p[0] & 15) * 4;
-            let a = |i: usize| IpAddr::from([p[i], p[i + 1], p[i + 2], p[i + 3]]);
-            (p[9], a(12), a(16), p[8], p.get(ihl..)?)
-        }
-        6 if p.len() >= 40 => {
-            let a = |i: usize| IpAddr::from(<[u8; 16]>::try_from(&p[i..i + 16]).unwrap_or([0; 16]));
-            (p[6], a(8), a(24), p[7], &p[40..])
-        }
-        _ => return None,
-    };
-    let port = |i: usize| {
-        l4.get(i..i + 2)
-            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
-    };
-    let (sp, dp, what) = match proto {
-        6 => {
-            let f = l4.get(13).copied().unwrap_or(0);
-            let names: Vec<&str> = [(2, "SYN"), (16, "ACK"), (1, "FIN"), (4, "RST"), (8, "PSH")]
-                .iter()
-                .filter(|(b, _)| f & b != 0)
-                .map(|(_, n)| *n)
-                .collect();
-            (port(0), port(2), format!("TCP [{}]", names.join(" ")))
-        }
-        17 => (port(0), port(2), "UDP".to_string()),
-        1 | 58 => {
-            let (t, c) = (
-                l4.first().copied().unwrap_or(0),
-                l4.get(1).copied().unwrap_or(0),
-            );
-            let what = match (proto, t, c) {
-                (1, 8, _) | (58, 128, _) => "ping (echo request)".to_string(),
-                (1, 0, _) | (58, 129, _) => "echo reply".to_string(),
-                (1, 3, 3) | (58, 1, 4) => "ICMP port unreachable".to_string(),
-                (1, 3, 4) => "ICMP fragmentation needed".to_string(),
-                (58, 2, _) => "ICMPv6 packet too big".to_string(),
-                (1, 3, 13) | (58, 1, 1) => "ICMP administratively prohibited".to_string(),
-                (1, 11, _) | (58, 3, _) => "ICMP time exceeded".to_string(),
-                _ => format!("ICMP type {t} code {c}"),
-            };
-            let echo = matches!((proto, t), (1, 0 | 8) | (58, 128 | 129));
-            let id = if echo { port(4) } else { 0 };
-            (id, id, what)
-        }
-        n => (0, 0, format!("protocol {n}")),
-    };
-    Some(Seen {
-        proto,
-        src: SocketAddr::new(src, sp),
-        dst: SocketAddr::new(dst, dp),
-        ttl,
-        what,
-    })
-}
-
-/// A packet's protocol, source, destination and what it is (TCP flags, the ICMP
-/// message), as the event ring records them.
-pub fn endpoints(p: &[u8]) -> (String, String, String, String) {
-    match seen(p) {
-        Some(s) => {
-            let proto = match s.proto {
-                6 => "tcp",
-                17 => "udp",
-                1 | 58 => "icmp",
-                _ => "ip",
-            };
-            let ep = |a: SocketAddr| {
-                if s.proto == 6 || s.proto == 17 || a.port() != 0 {
-                    a.to_string()
-                } else {
-                    a.ip().to_string()
-                }
-            };
-            (proto.into(), ep(s.src), ep(s.dst), s.what)
-        }
-        None => ("?".into(), String::new(), String::new(), "not IP".into()),
-    }
-}
+use crate::wire::summary::{summary, Summary};
 
 /// Builds the packet `tunnat explain SIDE PROTO SRC DST [FLAGS]` describes: TCP (flags
 /// `syn`, `ack`, `fin`, `rst`, `psh`, `synack` joined with commas), UDP, or ICMP echo
@@ -240,7 +150,7 @@ impl Router {
     /// addresses and ports does the work.
     pub fn explain(&self, side: Side, pkt: &[u8], now: Instant) -> String {
         let mut scratch = Router::new(self.config().clone(), now, self.seed);
-        if let Some(s) = seen(pkt) {
+        if let Some(s) = summary(pkt) {
             let addrs = [s.src.ip(), s.dst.ip()];
             let ports = [s.src.port(), s.dst.port()];
             let st = self.save_state_where(now, 0, &|a, ext| {
@@ -257,7 +167,7 @@ impl Router {
     /// --pcap` feeds a capture this way, packet after packet).
     pub fn explain_here(&mut self, side: Side, pkt: &[u8], now: Instant) -> String {
         let mut out = String::new();
-        let Some(s) = seen(pkt) else {
+        let Some(s) = summary(pkt) else {
             return "not an IPv4 or IPv6 packet: dropped, and counted as such\n".into();
         };
         let _ = writeln!(
@@ -313,7 +223,7 @@ impl Router {
         }
         match &written {
             Some((port, p)) => {
-                let t = seen(p);
+                let t = summary(p);
                 let mut changes = Vec::new();
                 if let Some(t) = &t {
                     if t.src != s.src {
@@ -363,7 +273,7 @@ impl Router {
             );
         }
         for t in &made {
-            if let Some(m) = seen(&t.packet) {
+            if let Some(m) = summary(&t.packet) {
                 let own = written.is_none() && m.dst.ip() == s.src.ip();
                 let ep = |a: SocketAddr| {
                     if a.port() == 0 {
@@ -442,7 +352,7 @@ impl Router {
     }
 
     /// Why a new session looks as it does: the rule or mapping behind it, the port.
-    fn new_session(&self, side: Side, s: &Seen, r: &Row, before: &[Row]) -> String {
+    fn new_session(&self, side: Side, s: &Summary, r: &Row, before: &[Row]) -> String {
         let ext = r.outside.rsplit(':').next().unwrap_or("");
         let inside_port = r.inside.rsplit(':').next().unwrap_or("");
         let mut t = format!(

@@ -11,6 +11,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod offload;
+pub mod summary;
 pub mod transport;
 
 use std::fmt;
