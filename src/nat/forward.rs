@@ -132,11 +132,7 @@ impl Nat {
 
     /// Is `datagram`, leaving by `to`, for an IPv6 host behind NAT64 (a stand-in)?
     pub(super) fn is_for_stand_in(&self, to: Side, datagram: &[u8]) -> bool {
-        self.cfg.nat64
-            && to == Side::Inside
-            && datagram
-                .get(16..20)
-                .is_some_and(|d| super::nat64::is_stand_in(Ipv4Addr::new(d[0], d[1], d[2], d[3])))
+        self.cfg.nat64 && to == Side::Inside && super::nat64::is_for_stand_in(datagram)
     }
 
     /// The MTU for a datagram to `dst` leaving by `egress`: an IPv6 host behind NAT64

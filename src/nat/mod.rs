@@ -70,6 +70,7 @@ pub use time::Instant;
 pub use timeouts::Timeouts;
 
 use offload::gso_l4_header_len;
+pub use offload::partial_translatable6;
 
 /// The core's hash maps use foldhash: several times cheaper per lookup than std's SipHash
 /// on these small keys, and still seeded at random per process, so remotes cannot

@@ -38,6 +38,13 @@ pub fn is_stand_in(a: Ipv4Addr) -> bool {
     a.octets()[0] == 0 && !a.is_unspecified()
 }
 
+/// Is `p` an IPv4 packet for a stand-in (to be translated to IPv6 before it is written)?
+pub fn is_for_stand_in(p: &[u8]) -> bool {
+    p.first().is_some_and(|b| b >> 4 == 4)
+        && p.get(16..20)
+            .is_some_and(|d| is_stand_in(Ipv4Addr::new(d[0], d[1], d[2], d[3])))
+}
+
 /// What NAT64 is configured with.
 #[derive(Debug, Clone)]
 pub struct Nat64Config {

@@ -113,7 +113,7 @@ impl Nat<Ipv6Addr> {
 
 /// [`partial_translatable`] for an IPv6 packet: the transport header is found after the
 /// extension headers.
-fn partial_translatable6(buf: &[u8], p: offload::Partial, gso: Option<Gso>) -> bool {
+pub fn partial_translatable6(buf: &[u8], p: offload::Partial, gso: Option<Gso>) -> bool {
     let Ok(ip) = Ipv6::new_checked(buf) else {
         return false;
     };

@@ -275,15 +275,11 @@ impl Router {
             n64.count_drop(DropReason::BadOffload);
             return None;
         };
-        // A partial checksum is kept only on an unfragmented TCP or UDP datagram; any
-        // other is completed here, as a NIC would.
+        // A partial checksum is kept only where the IPv6 core would keep it (an
+        // unfragmented TCP or UDP datagram, the field where the kernel says); any other is
+        // completed here, as a NIC would.
         if let Some(p) = off.csum {
-            let keep = crate::wire::ipv6::Ipv6::new_checked(&buf[..]).is_ok_and(|ip| {
-                matches!(ip.protocol(), 6 | 17)
-                    && !ip.is_fragment()
-                    && usize::from(p.start) == ip.l4_offset()
-            });
-            if !keep {
+            if !crate::nat::partial_translatable6(buf, p, off.gso) {
                 if off.gso.is_some() || !crate::wire::offload::complete(buf, p) {
                     n64.count_drop(DropReason::BadOffload);
                     return None;
@@ -361,11 +357,7 @@ impl Router {
 
     /// Is `p` an IPv4 packet for a stand-in, on a router doing NAT64?
     fn for_stand_in(&self, p: &[u8]) -> bool {
-        self.nat64.is_some()
-            && p.first().is_some_and(|b| b >> 4 == 4)
-            && p.get(16..20).is_some_and(|d| {
-                nat64::is_stand_in(std::net::Ipv4Addr::new(d[0], d[1], d[2], d[3]))
-            })
+        self.nat64.is_some() && nat64::is_for_stand_in(p)
     }
 
     /// Translates an IPv4 packet for a stand-in to IPv6 (cut into fragments if need be)
