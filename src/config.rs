@@ -482,6 +482,7 @@ impl Config {
             timeouts: self.timeouts,
             filtering: self.filtering,
             dnat,
+            port_maps: Vec::new(),
             local_tcp_ports: if self.policy_port == 0 {
                 vec![]
             } else {

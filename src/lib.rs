@@ -29,6 +29,7 @@ pub mod fuzz;
 pub mod nat;
 pub mod options;
 pub mod port;
+pub mod portmap;
 pub mod router;
 pub mod services;
 #[cfg(feature = "web")]

@@ -12,7 +12,7 @@ impl<A: Address> Nat<A> {
     /// host (RFC 4787 REQ-9 hairpinning) rather than the router itself?
     pub(super) fn hairpin_target_exists(&self, protocol: Protocol, port: u16) -> bool {
         protocol != Protocol::Icmp
-            && (self.cfg.dnat.iter().any(|r| r.contains(protocol, port))
+            && (self.forward_rule(protocol, port).is_some()
                 || self.table.port_in_use(protocol, port))
     }
 }

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 
 use super::tcp_state::TcpSeg;
 use super::{
-    Address, Direction, DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, Verdict,
+    Address, Direction, DnatRule, DropReason, Endpoint, Instant, MapKey, Nat, SessionKey, Side,
+    Step, Verdict,
 };
 use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::transport::{self, End, Protocol, TcpFlags, Transport};
@@ -101,7 +102,7 @@ impl<A: Address> Nat<A> {
         if let Some(key) = self.table.peek_in(protocol, port, remote) {
             return Some(Target::Session(key.inside));
         }
-        if let Some(rule) = self.cfg.dnat.iter().find(|r| r.contains(protocol, port)) {
+        if let Some(rule) = self.forward_rule(protocol, port) {
             return Some(Target::Dnat(
                 Endpoint::new(rule.target, rule.target_port_for(port)),
                 rule.first,
@@ -110,6 +111,57 @@ impl<A: Address> Nat<A> {
         self.table
             .admits(protocol, port, remote)
             .map(Target::Mapped)
+    }
+
+    /// The port forward (static, or a host's own port mapping) for external `port`.
+    pub(super) fn forward_rule(&self, protocol: Protocol, port: u16) -> Option<&DnatRule<A>> {
+        (self.cfg.dnat.iter())
+            .chain(&self.cfg.port_maps)
+            .find(|r| r.contains(protocol, port))
+    }
+
+    /// May a port mapping of inside endpoint `inside` take external `port`? Not if a
+    /// port forward, a local service or another host's port mapping has it, nor while
+    /// another endpoint's mapping has it or it is held for one (RFC 6888 REQ-8).
+    pub fn port_free_for(
+        &self,
+        protocol: Protocol,
+        port: u16,
+        inside: Endpoint<A>,
+        now: Instant,
+    ) -> bool {
+        let me = MapKey { protocol, inside };
+        let own_map = self.cfg.port_maps.iter().any(|r| {
+            r.contains(protocol, port) && Endpoint::new(r.target, r.target_port_for(port)) == inside
+        });
+        (own_map || !self.table.ports.is_reserved(protocol, port))
+            && self.table.ports.free_or_own(protocol, port, &me, now)
+    }
+
+    /// PCP's PEER (RFC 6887 section 12): the outbound session of `inside` with `remote`,
+    /// made (with its mapping) if new, its idle time restarted. Returns the external port
+    /// and the session's idle timeout.
+    pub fn peer_session(
+        &mut self,
+        protocol: Protocol,
+        inside: Endpoint<A>,
+        remote: Endpoint<A>,
+        now: Instant,
+    ) -> Result<(u16, std::time::Duration), super::TableError> {
+        let key = SessionKey {
+            protocol,
+            inside,
+            remote,
+        };
+        if self.table.peek_out(&key).is_none() {
+            self.table.create_out(key, now)?;
+        }
+        self.table.refresh(&key, now).ok_or(super::TableError::Full)
+    }
+
+    /// The external port of inside endpoint `inside`'s mapping, if it has one.
+    pub fn mapping_port(&self, protocol: Protocol, inside: Endpoint<A>) -> Option<u16> {
+        self.table.mapping_port(&MapKey { protocol, inside })
     }
 
     /// A packet (`packet`, as received) from `remote` that no session, port forward or

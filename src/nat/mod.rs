@@ -92,6 +92,10 @@ pub struct NatConfig<A = Ipv4Addr> {
     pub timeouts: Timeouts,
     pub filtering: Filtering,
     pub dnat: Vec<DnatRule<A>>,
+    /// Port mappings made by the hosts themselves (PCP, NAT-PMP, UPnP IGD): one port
+    /// each, forwarded like `dnat`, and the port its target's own outbound traffic leaves
+    /// by too (RFC 6887 section 11.1: one mapping both ways).
+    pub port_maps: Vec<DnatRule<A>>,
     /// TCP ports served by the router itself on its outside address (never allocated).
     pub local_tcp_ports: Vec<u16>,
     pub limits: Limits,
@@ -165,6 +169,7 @@ impl NatConfig {
             timeouts: Timeouts::default(),
             filtering: Filtering::default(),
             dnat: Vec::new(),
+            port_maps: Vec::new(),
             local_tcp_ports: vec![843],
             limits: Limits::default(),
             port_hold: ports::PORT_HOLD,
@@ -325,6 +330,19 @@ impl<A: Address> Nat<A> {
         for p in &cfg.local_tcp_ports {
             table.ports.reserve(Protocol::Tcp, *p, *p);
         }
+        for r in &cfg.port_maps {
+            table.ports.reserve(r.protocol, r.first, r.first);
+        }
+        table.ports.set_preferred(cfg.port_maps.iter().map(|r| {
+            let inside = Endpoint::new(r.target, r.target_port_for(r.first));
+            (
+                MapKey {
+                    protocol: r.protocol,
+                    inside,
+                },
+                r.first,
+            )
+        }));
     }
 
     /// Applies new DNAT rules, timeouts, filtering and table size; existing sessions are
@@ -471,4 +489,4 @@ impl Nat {
 }
 
 #[cfg(test)]
-mod test;
+pub(crate) mod test;

@@ -32,6 +32,9 @@ pub struct Ports<A: Address> {
     held: VecDeque<(Protocol, u16, Instant)>,
     /// Never allocated dynamically: DNAT ranges and local services.
     reserved: Vec<(Protocol, u16, u16)>,
+    /// Reserved ports that one mapping takes all the same: a host's own port mapping
+    /// (PCP, NAT-PMP, UPnP), which its outbound traffic leaves by.
+    preferred: HashMap<MapKey<A>, u16>,
     /// How long a released port is kept from other hosts (default [`PORT_HOLD`]).
     pub hold: Duration,
     /// Keep the parity of the inside port when another port must be chosen.
@@ -45,6 +48,7 @@ impl<A: Address> Default for Ports<A> {
             slots: HashMap::default(),
             held: VecDeque::new(),
             reserved: Vec::new(),
+            preferred: HashMap::default(),
             hold: PORT_HOLD,
             parity: false,
             rng: 0x9e37_79b9,
@@ -69,7 +73,25 @@ impl<A: Address> Ports<A> {
         self.reserved.clear();
     }
 
-    fn is_reserved(&self, protocol: Protocol, port: u16) -> bool {
+    /// The reserved port each of these mappings takes when it is made (replacing the set).
+    pub fn set_preferred(&mut self, ports: impl Iterator<Item = (MapKey<A>, u16)>) {
+        self.preferred.clear();
+        for (mk, port) in ports {
+            self.preferred.entry(mk).or_insert(port);
+        }
+    }
+
+    /// Is `port` neither in use by, nor held for, another mapping than `me`'s
+    /// (reservations aside)?
+    pub fn free_or_own(&self, protocol: Protocol, port: u16, me: &MapKey<A>, now: Instant) -> bool {
+        match self.slots.get(&(protocol, port)) {
+            None => true,
+            Some(PortSlot::InUse(owner)) => owner == me,
+            Some(PortSlot::Held { until, owner }) => *until <= now || owner == me,
+        }
+    }
+
+    pub fn is_reserved(&self, protocol: Protocol, port: u16) -> bool {
         self.reserved
             .iter()
             .any(|&(p, a, b)| p == protocol && (a..=b).contains(&port))
@@ -99,6 +121,12 @@ impl<A: Address> Ports<A> {
     /// Takes an external port for mapping `me`: its own port if free, else one from the
     /// same range (and parity, if asked).
     pub fn allocate(&mut self, me: &MapKey<A>, now: Instant) -> Option<u16> {
+        if let Some(&p) = self.preferred.get(me) {
+            if self.free_or_own(me.protocol, p, me, now) {
+                self.slots.insert((me.protocol, p), PortSlot::InUse(*me));
+                return Some(p);
+            }
+        }
         let want = me.inside.port;
         let (lo, hi) = match me.protocol {
             Protocol::Icmp => (0u16, 65535u16),

@@ -441,6 +441,20 @@ impl<A: Address> Table<A> {
         Ok(self.insert(key, ext_port, true, now))
     }
 
+    /// Restarts the idle time of session `key` without a packet (PCP's PEER); returns
+    /// its external port and idle timeout.
+    pub fn refresh(&mut self, key: &SessionKey<A>, now: Instant) -> Option<(u16, Duration)> {
+        let s = self.sessions.peek_mut(key)?;
+        s.last_seen = now;
+        let (port, s) = (s.ext_port, self.sessions.peek(key)?);
+        Some((port, self.timeout_of(key.protocol, s)))
+    }
+
+    /// The external port of mapping `mk`, if it exists.
+    pub fn mapping_port(&self, mk: &MapKey<A>) -> Option<u16> {
+        self.mappings.get(mk).map(|m| m.ext_port)
+    }
+
     /// The inside endpoint whose mapping holds external `port`.
     pub fn port_owner(&self, protocol: Protocol, port: u16) -> Option<Endpoint<A>> {
         self.ports.owner(protocol, port).map(|mk| mk.inside)

@@ -16,7 +16,7 @@ const REMOTE: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 1);
 const REMOTE2: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 2);
 
 /// IPv4 header (TTL 64, DF) + `l4`, with the transport checksum computed.
-fn ip(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, l4: &[u8]) -> Vec<u8> {
+pub(crate) fn ip(proto: u8, src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, l4: &[u8]) -> Vec<u8> {
     let len = 20 + l4.len();
     let mut p = vec![0u8; len];
     crate::wire::ipv4::emit_header(&mut p, 0, len as u16, 0x4242, true, ttl, proto, src, dst);
@@ -53,7 +53,7 @@ fn reply(n: &mut Nat) -> Vec<u8> {
     sent(n).pop().expect("a reply was queued").packet
 }
 
-fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
+pub(crate) fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     let mut l4 = vec![0u8; 8 + 4];
     l4[0..2].copy_from_slice(&sport.to_be_bytes());
     l4[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -62,7 +62,7 @@ fn udp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) -> Vec<u8> {
     ip(17, src, dst, 64, &l4)
 }
 
-fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
+pub(crate) fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Vec<u8> {
     let mut l4 = vec![0u8; 20];
     l4[0..2].copy_from_slice(&sport.to_be_bytes());
     l4[2..4].copy_from_slice(&dport.to_be_bytes());
