@@ -49,6 +49,17 @@ pub struct Config {
     pub policy_idle: Duration,
     /// The policy server's pool grows to at most this many connections per port.
     pub policy_max_clients: usize,
+    /// Port control for the inside hosts: PCP, NAT-PMP, UPnP IGD, and the ports they
+    /// may map.
+    pub pcp: bool,
+    pub nat_pmp: bool,
+    pub upnp: bool,
+    pub upnp_port: u16,
+    pub portmap_rules: Vec<crate::portmap::policy::Rule>,
+    pub portmap_max_per_host: usize,
+    pub portmap_max_lifetime: Duration,
+    /// The FTP helper (`--alg ftp`).
+    pub alg_ftp: bool,
     pub mtu: usize,
     /// Per-port MTUs overriding `mtu`.
     pub inside_mtu: Option<usize>,
@@ -95,6 +106,11 @@ pub struct Config {
 pub const MIN_MTU: usize = 576;
 
 impl Config {
+    /// Is any port control protocol on?
+    pub fn port_control(&self) -> bool {
+        self.pcp || self.nat_pmp || self.upnp
+    }
+
     /// Checks everything that can be checked without opening a device.
     pub fn validate(&self) -> Result<()> {
         let name = |field: &str| self.settings.named(field);
@@ -336,6 +352,38 @@ impl Config {
         if self.policy_max_clients == 0 {
             bail!("{} must be at least 1", name("policy_max_clients"));
         }
+        if self.port_control() {
+            let which = [
+                ("pcp", self.pcp),
+                ("nat_pmp", self.nat_pmp),
+                ("upnp", self.upnp),
+            ]
+            .iter()
+            .find(|w| w.1)
+            .map_or("pcp", |w| w.0);
+            if self.inside.cidr.is_none() || self.outside.cidr.is_none() {
+                bail!("{} needs an IPv4 address on both ports", name(which));
+            }
+            if self.portmap_max_per_host == 0 {
+                bail!("{} must be at least 1", name("portmap_max_per_host"));
+            }
+            if self.portmap_max_lifetime.as_secs() < 120 {
+                bail!(
+                    "{} must be at least 120 seconds",
+                    name("portmap_max_lifetime")
+                );
+            }
+        }
+        if self.upnp && (self.upnp_port == 0 || self.upnp_port == self.policy_port) {
+            bail!(
+                "{} {} is not free on the inside address (0, or the policy server's port)",
+                name("upnp_port"),
+                self.upnp_port
+            );
+        }
+        if self.alg_ftp && (self.inside.cidr.is_none() || self.outside.cidr.is_none()) {
+            bail!("{} ftp needs an IPv4 address on both ports", name("alg"));
+        }
         if self.icmp_limit.burst == 0 {
             bail!("{} must be at least 1", name("icmp_burst"));
         }
@@ -483,6 +531,7 @@ impl Config {
             filtering: self.filtering,
             dnat,
             port_maps: Vec::new(),
+            ssdp: false,
             local_tcp_ports: if self.policy_port == 0 {
                 vec![]
             } else {

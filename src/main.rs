@@ -183,6 +183,22 @@ fn client(cmd: Command, run: &RunArgs) -> Result<()> {
                     println!("{rule}");
                 }
             }
+            for m in r.mapped {
+                let left = m
+                    .remaining
+                    .map_or("until deleted".to_string(), |s| format!("{s} s left"));
+                println!(
+                    "{}  ({} by {}, {left}{})",
+                    m.rule,
+                    m.source,
+                    m.owner,
+                    if m.description.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", \"{}\"", m.description.escape_default())
+                    }
+                );
+            }
         }
         Request::Reload => println!("{}", call::<Message>(socket, &req)?.message),
         Request::DnatAdd { .. } | Request::DnatDel { .. } => {

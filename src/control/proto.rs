@@ -109,6 +109,22 @@ pub struct Rules {
     /// Those of `rules` added with `dnat-add` (kept across a reload).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtime: Vec<String>,
+    /// The port mappings the inside hosts made (PCP, NAT-PMP, UPnP): each as a rule,
+    /// with who made it and how long it has left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mapped: Vec<MappedRule>,
+}
+
+/// A port mapping made by an inside host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappedRule {
+    pub rule: String,
+    /// pcp, nat-pmp or upnp.
+    pub source: String,
+    pub owner: String,
+    pub description: String,
+    /// Seconds left; none: until deleted.
+    pub remaining: Option<u32>,
 }
 
 /// The answer to `reload`.
@@ -216,6 +232,7 @@ mod test {
         let rules = Response::Rules(Rules {
             rules: vec!["tcp:8888=192.168.122.73:9999".into()],
             runtime: vec![],
+            mapped: vec![],
         });
         assert_eq!(
             rules.to_json(),

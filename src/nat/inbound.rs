@@ -120,6 +120,12 @@ impl<A: Address> Nat<A> {
             .find(|r| r.contains(protocol, port))
     }
 
+    /// Is external `port` a static port forward's or a local service's?
+    pub fn is_static_port(&self, protocol: Protocol, port: u16) -> bool {
+        self.cfg.dnat.iter().any(|r| r.contains(protocol, port))
+            || (protocol == Protocol::Tcp && self.cfg.local_tcp_ports.contains(&port))
+    }
+
     /// May a port mapping of inside endpoint `inside` take external `port`? Not if a
     /// port forward, a local service or another host's port mapping has it, nor while
     /// another endpoint's mapping has it or it is held for one (RFC 6888 REQ-8).
@@ -131,10 +137,11 @@ impl<A: Address> Nat<A> {
         now: Instant,
     ) -> bool {
         let me = MapKey { protocol, inside };
-        let own_map = self.cfg.port_maps.iter().any(|r| {
-            r.contains(protocol, port) && Endpoint::new(r.target, r.target_port_for(port)) == inside
+        let others_map = self.cfg.port_maps.iter().any(|r| {
+            r.contains(protocol, port) && Endpoint::new(r.target, r.target_port_for(port)) != inside
         });
-        (own_map || !self.table.ports.is_reserved(protocol, port))
+        !self.is_static_port(protocol, port)
+            && !others_map
             && self.table.ports.free_or_own(protocol, port, &me, now)
     }
 

@@ -96,6 +96,9 @@ pub struct NatConfig<A = Ipv4Addr> {
     /// each, forwarded like `dnat`, and the port its target's own outbound traffic leaves
     /// by too (RFC 6887 section 11.1: one mapping both ways).
     pub port_maps: Vec<DnatRule<A>>,
+    /// SSDP searches from inside (UDP to 239.255.255.250:1900) are the router's own
+    /// (UPnP IGD discovery): delivered to its inside address.
+    pub ssdp: bool,
     /// TCP ports served by the router itself on its outside address (never allocated).
     pub local_tcp_ports: Vec<u16>,
     pub limits: Limits,
@@ -170,6 +173,7 @@ impl NatConfig {
             filtering: Filtering::default(),
             dnat: Vec::new(),
             port_maps: Vec::new(),
+            ssdp: false,
             local_tcp_ports: vec![843],
             limits: Limits::default(),
             port_hold: ports::PORT_HOLD,

@@ -46,6 +46,28 @@ impl Nat {
         if self.spoofed(src) {
             return Err(DropReason::SpoofedSource);
         }
+        if self.cfg.ssdp
+            && dst == crate::portmap::upnp::ssdp::GROUP
+            && !ip.is_fragment()
+            && ip.protocol() == 17
+        {
+            // An SSDP search: delivered to the router's inside address, as a host's
+            // stack delivers a datagram of a group it joined.
+            let t = Transport::new_checked(Protocol::Udp, ip.payload())?;
+            if t.dst_port == crate::portmap::upnp::ssdp::PORT && self.cfg.inside.contains(src) {
+                let csum = self.csum();
+                let own = self.cfg.inside.addr;
+                transport::rewrite_endpoint_csum(
+                    &mut ip,
+                    Protocol::Udp,
+                    End::Dst,
+                    own,
+                    t.dst_port,
+                    csum,
+                );
+                return Ok(local);
+            }
+        }
         if self.cfg.inside.contains(dst)
             || dst.is_broadcast()
             || dst.is_multicast()

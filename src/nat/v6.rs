@@ -672,6 +672,7 @@ mod test {
             outside: "2001:db8:1::186/64".parse().unwrap(),
             dnat: vec!["tcp:8888=[fd00:122::73]:9999".parse().unwrap()],
             port_maps: Vec::new(),
+            ssdp: false,
             mtu: v4.mtu,
             clamp_mss: None,
             timeouts: v4.timeouts,

@@ -104,6 +104,46 @@ options! {
         flag: "policy-max-clients", key: "policy-max-clients", value: "N",
         default: Some(DEFAULT_MAX_CLIENTS), shown: "", restart
     }
+    /// Serve PCP (RFC 6887: MAP, PEER, ANNOUNCE) on UDP 5351 of the inside IPv4 address: inside hosts open their own port forwards, within `--portmap-rule`.
+    pcp: bool = Switch {
+        flag: "pcp", key: "pcp", value: "",
+        default: Some(false), shown: "", restart
+    }
+    /// Serve NAT-PMP (RFC 6886) on UDP 5351 of the inside IPv4 address, beside PCP if both are on; the outside address is announced to 224.0.0.1:5350 at start.
+    nat_pmp: bool = Switch {
+        flag: "nat-pmp", key: "nat-pmp", value: "",
+        default: Some(false), shown: "", restart
+    }
+    /// Serve UPnP IGD (v2, and v1 clients in v1's terms) to the inside network: SSDP answers to searches on 239.255.255.250:1900, the description and SOAP control over HTTP on the inside IPv4 address (`--upnp-port`).
+    upnp: bool = Switch {
+        flag: "upnp", key: "upnp", value: "",
+        default: Some(false), shown: "", restart
+    }
+    /// TCP port of the UPnP HTTP server on the inside address.
+    upnp_port: u16 = Value {
+        flag: "upnp-port", key: "upnp-port", value: "PORT",
+        default: Some(crate::portmap::upnp::DEFAULT_PORT), shown: "", restart
+    }
+    /// Who may map which ports with PCP, NAT-PMP or UPnP, in miniupnpd's form, repeatable and in order: `allow 1024-65535 192.168.122.0/24 1024-65535` (external ports, inside hosts, inside ports) or `deny ...`; the first that matches decides, and a request none matches is refused. Without rules: the inside network may map ports 1024-65535 to its ports 1024-65535. A host may only map to itself, never over a port forward or another host's mapping.
+    portmap_rule: Vec<String> = List {
+        flag: "portmap-rule", key: "portmap-rules", value: "RULE",
+        default: None, shown: "inside network, ports 1024-65535", restart
+    }
+    /// Most port mappings (PCP, NAT-PMP, UPnP together) one inside host may hold.
+    portmap_max_per_host: usize = Value {
+        flag: "portmap-max-per-host", key: "portmap-max-per-host", value: "N",
+        default: Some(crate::portmap::DEFAULT_PER_HOST), shown: "", restart
+    }
+    /// Longest lifetime granted to a port mapping, in seconds (a UPnP IGD v1 mapping with lease 0 is kept until deleted).
+    portmap_max_lifetime: u64 = Value {
+        flag: "portmap-max-lifetime", key: "portmap-max-lifetime", value: "SECS",
+        default: Some(crate::portmap::DEFAULT_MAX_LIFETIME.as_secs()), shown: "", restart
+    }
+    /// Application-level gateways, repeatable: `ftp` rewrites the addresses in FTP's PORT/EPRT commands from inside clients and in 227/229 replies of servers behind a port forward (TCP port 21), opens the data connection for exactly that peer, and adjusts TCP sequence numbers when a line changes length (as the kernel's nf_nat_ftp).
+    alg: Vec<String> = List {
+        flag: "alg", key: "alg", value: "NAME",
+        default: None, shown: "none", restart
+    }
     /// Largest packet forwarded; a larger packet with DF set gets ICMP "fragmentation needed" with this MTU.
     mtu: usize = Value {
         flag: "mtu", key: "mtu", value: "N",
@@ -417,6 +457,30 @@ impl Settings {
             policy,
             policy_idle: Duration::from_secs_f64(idle),
             policy_max_clients: self.policy_max_clients().unwrap_or_default(),
+            pcp: self.pcp().unwrap_or_default(),
+            nat_pmp: self.nat_pmp().unwrap_or_default(),
+            upnp: self.upnp().unwrap_or_default(),
+            upnp_port: self.upnp_port().unwrap_or_default(),
+            portmap_rules: (self.portmap_rule().unwrap_or_default().iter())
+                .map(|r| {
+                    r.parse()
+                        .map_err(|e| anyhow!("{} {e}", self.named("portmap_rule")))
+                })
+                .collect::<Result<_>>()?,
+            portmap_max_per_host: self.portmap_max_per_host().unwrap_or_default(),
+            portmap_max_lifetime: Duration::from_secs(
+                self.portmap_max_lifetime().unwrap_or_default(),
+            ),
+            alg_ftp: {
+                let mut ftp = false;
+                for a in self.alg().unwrap_or_default() {
+                    match a.as_str() {
+                        "ftp" => ftp = true,
+                        x => bail!("{} {x}: unknown (known: ftp)", self.named("alg")),
+                    }
+                }
+                ftp
+            },
             mtu: self.mtu().unwrap_or_default(),
             inside_mtu: self.inside_mtu(),
             outside_mtu: self.outside_mtu(),

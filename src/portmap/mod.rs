@@ -451,17 +451,12 @@ impl PortMaps {
         }
     }
 
-    /// Drops every mapping whose external port the NAT core no longer lets it have (a
-    /// port forward added over it); returns them.
-    pub fn drop_conflicting(&mut self, nat: &dyn PortSpace, now: Instant) -> Vec<PortMap> {
+    /// Drops every mapping whose external port is now a port forward's (`taken`);
+    /// returns them.
+    pub fn drop_conflicting(&mut self, taken: impl Fn(Protocol, u16) -> bool) -> Vec<PortMap> {
         let mut gone = Vec::new();
         self.maps.retain(|m| {
-            let ok = nat.free_for(
-                m.protocol,
-                m.external,
-                Endpoint::new(m.client, m.internal),
-                now,
-            );
+            let ok = !taken(m.protocol, m.external);
             if !ok {
                 log::warn!("port mapping {m} dropped: its port is now a port forward's");
                 gone.push(m.clone());

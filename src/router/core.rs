@@ -21,7 +21,8 @@ use smoltcp::time::Instant as SmolInstant;
 use super::counters::{
     ControlCounters, Counters, IoCounters, Nat64Counters, NatCounters, PolicyCounters,
 };
-use super::local::{LocalConfig, LocalStack};
+use super::local::{LocalConfig, LocalStack, NoServices};
+use super::portctl::{PortControl, Svc};
 use super::state::RouterState;
 use crate::config::Config;
 use crate::control::proto::{Message, Request, Response, Row, Rules, Sessions};
@@ -101,6 +102,8 @@ pub struct Router {
     pub(super) seed: u64,
     /// The last packets that crossed the ports (`--event-ring`).
     events: super::events::Ring,
+    /// Port control (PCP, NAT-PMP, UPnP IGD), when on.
+    portctl: Option<PortControl>,
 }
 
 impl Router {
@@ -108,7 +111,10 @@ impl Router {
     /// port when the inside one is taken, the local stacks' sequence numbers).
     pub fn new(cfg: Config, now: Instant, seed: u64) -> Router {
         let mtus = cfg.port_mtus();
+        let udp_inside = PortControl::udp_ports(&cfg);
+        let http_inside = if cfg.upnp { cfg.upnp_port } else { 0 };
         let local = |own, other, own6, other6, nat64, mtu, salt: u64| {
+            let inside = salt == 0;
             LocalStack::new(
                 &LocalConfig {
                     own,
@@ -122,6 +128,12 @@ impl Router {
                     policy_idle: cfg.policy_idle,
                     policy_max_clients: cfg.policy_max_clients,
                     seed: seed ^ salt,
+                    udp_ports: if inside {
+                        udp_inside.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    http_port: if inside { http_inside } else { 0 },
                 },
                 smol(now),
             )
@@ -147,8 +159,11 @@ impl Router {
             ),
         ];
         let nat64 = cfg.nat64().map(Nat64::new);
+        let portctl = PortControl::new(&cfg, now, seed.rotate_left(16));
         Router {
-            nat: nat44_config(&cfg, nat64.as_ref()).map(|c| Nat::new(NatConfig { seed, ..c })),
+            nat: nat44_config(&cfg, nat64.as_ref(), portctl.as_ref())
+                .map(|c| Nat::new(NatConfig { seed, ..c })),
+            portctl,
             nat64,
             xlat_out: VecDeque::new(),
             xlat_buf: Vec::new(),
@@ -462,9 +477,23 @@ impl Router {
             }
             if round == 0 {
                 let mut ran = false;
+                let packets = (self.io.read_inside, self.io.read_outside);
+                let mut svc = match (&mut self.portctl, &mut self.nat) {
+                    (Some(pc), Some(nat)) => Some(Svc {
+                        pc,
+                        nat,
+                        now,
+                        packets,
+                    }),
+                    _ => None,
+                };
                 for l in &mut self.locals {
-                    ran |= l.poll_if_needed(smol(now));
+                    ran |= match &mut svc {
+                        Some(s) => l.poll_if_needed(smol(now), s),
+                        None => l.poll_if_needed(smol(now), &mut NoServices),
+                    };
                 }
+                self.sync_port_maps();
                 if !ran {
                     return None;
                 }
@@ -485,7 +514,13 @@ impl Router {
         let nat = self.nat.as_ref().and_then(Nat::poll_timeout);
         let nat6 = self.nat6.as_ref().and_then(Nat::poll_timeout);
         let nat64 = self.nat64.as_ref().and_then(Nat64::poll_timeout);
-        nat.into_iter().chain(nat6).chain(nat64).chain(locals).min()
+        let pc = self.portctl.as_ref().and_then(PortControl::poll_timeout);
+        nat.into_iter()
+            .chain(nat6)
+            .chain(nat64)
+            .chain(pc)
+            .chain(locals)
+            .min()
     }
 
     /// Expires what is due at `now`; what that makes comes from [`Router::poll_transmit`].
@@ -500,6 +535,16 @@ impl Router {
         if let (Some(n64), Some(nat)) = (&mut self.nat64, &self.nat) {
             n64.sweep(now, |a| nat.table().host_has_mappings(a));
         }
+        if let (Some(pc), Some(out)) = (&mut self.portctl, self.cfg.outside.cidr) {
+            for a in pc.handle_timeout(now, out.addr) {
+                let to = (
+                    std::net::Ipv4Addr::new(224, 0, 0, 1),
+                    crate::portmap::natpmp::CLIENT_PORT,
+                );
+                self.locals[0].send_udp(crate::portmap::natpmp::SERVER_PORT, to, &a);
+            }
+        }
+        self.sync_port_maps();
     }
 
     /// Answers a control request. `load` reads the configuration again for `reload` (the
@@ -521,6 +566,16 @@ impl Router {
                     .chain(self.cfg.dnat6.iter().map(|r| r.to_string()))
                     .collect(),
                 runtime: self.runtime_dnat.iter().map(|r| r.to_string()).collect(),
+                mapped: (self.portctl.iter())
+                    .flat_map(|pc| pc.maps.iter())
+                    .map(|m| crate::control::proto::MappedRule {
+                        rule: m.rule().to_string(),
+                        source: m.source.name().to_string(),
+                        owner: m.client.to_string(),
+                        description: m.description.clone(),
+                        remaining: m.remaining(now),
+                    })
+                    .collect(),
             })),
             Request::DnatAdd { rule } => self.dnat_add(&rule).map(|()| Response::Done),
             Request::DnatDel { rule } => self.dnat_del(&rule).map(|()| Response::Done),
@@ -810,9 +865,18 @@ impl Router {
         if let Some(n64) = &mut self.nat64 {
             n64.set_static_hosts(new.dnat6.iter().map(|r| r.target).collect());
         }
-        if let (Some(n), Some(c)) = (&mut self.nat, nat44_config(&new, self.nat64.as_ref())) {
+        if let (Some(n), Some(c)) = (
+            &mut self.nat,
+            nat44_config(&new, self.nat64.as_ref(), self.portctl.as_ref()),
+        ) {
             n.reconfigure(c);
         }
+        if let (Some(pc), Some(n)) = (&mut self.portctl, &self.nat) {
+            // A port forward now over a host's port mapping takes its port.
+            pc.maps
+                .drop_conflicting(|p, port| n.is_static_port(p, port));
+        }
+        self.sync_port_maps();
         if let (Some(n6), Some(c6)) = (&mut self.nat6, new.nat6()) {
             n6.reconfigure(c6);
         }
@@ -820,6 +884,17 @@ impl Router {
             l.set_policy(&new.policy, new.policy_idle);
         }
         self.cfg = new;
+    }
+
+    /// Hands the port mappings to the NAT core if they changed.
+    fn sync_port_maps(&mut self) {
+        if let (Some(pc), Some(n)) = (&mut self.portctl, &mut self.nat) {
+            if pc.maps.take_changed() {
+                let mut c = n.config().clone();
+                c.port_maps = pc.maps.rules();
+                n.reconfigure(c);
+            }
+        }
     }
 
     /// May the router send an ICMP error now? One rate limit for every error the router
@@ -878,6 +953,7 @@ impl Router {
                         .map(|p| PolicyCounters::of(*side, &p.stats))
                 })
                 .collect(),
+            portmap: self.portctl.as_ref().map(PortControl::counters),
         }
     }
 
@@ -976,8 +1052,16 @@ impl Router {
 /// The IPv4 core's configuration: with NAT64, a port forward to an IPv6 host becomes one
 /// to its stand-in on the outside IPv4 address (a static BIB entry, RFC 6146 section
 /// 3.5.1), unless an IPv4 port forward has the port.
-fn nat44_config(cfg: &Config, nat64: Option<&Nat64>) -> Option<NatConfig> {
+fn nat44_config(
+    cfg: &Config,
+    nat64: Option<&Nat64>,
+    portctl: Option<&PortControl>,
+) -> Option<NatConfig> {
     let mut c = cfg.nat()?;
+    if let Some(pc) = portctl {
+        c.port_maps = pc.maps.rules();
+        c.ssdp = pc.upnp();
+    }
     if let Some(n64) = nat64 {
         for r in &cfg.dnat6 {
             let Some(stand_in) = n64.stand_in_of(r.target) else {

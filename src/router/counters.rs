@@ -25,6 +25,9 @@ pub struct Counters {
     pub control: ControlCounters,
     /// The policy server on each port, when it is on.
     pub policy: Vec<PolicyCounters>,
+    /// Port control (PCP, NAT-PMP, UPnP), when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portmap: Option<super::portctl::PortControlCounters>,
 }
 
 /// The NAT core's counters and table sizes: the core's own counter structs, flattened.

@@ -16,10 +16,14 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use crate::nat::{Ipv4Cidr, Ipv6Cidr};
 use crate::port::bridge::QueueDevice;
+pub use crate::portmap::upnp::http::Request as HttpRequest;
+use crate::portmap::upnp::http::Server as HttpServer;
 use crate::services::policy::PolicyServer;
 use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::ipv6::Ipv6;
 use crate::wire::transport::{Protocol, TcpFlags, Transport};
+use smoltcp::iface::SocketHandle;
+use smoltcp::socket::udp;
 
 /// What a local stack needs to know.
 pub struct LocalConfig<'a> {
@@ -41,13 +45,50 @@ pub struct LocalConfig<'a> {
     pub policy_max_clients: usize,
     /// Seeds smoltcp's initial sequence numbers and ports.
     pub seed: u64,
+    /// UDP ports served on this port's own IPv4 address (PCP and NAT-PMP's 5351, SSDP's
+    /// 1900), by [`Services::datagram`].
+    pub udp_ports: Vec<u16>,
+    /// TCP port of the UPnP HTTP server on this port's own IPv4 address, 0 for none.
+    pub http_port: u16,
 }
+
+/// The services the router answers on its own address, outside the local stack: the
+/// local stack reads their requests off its sockets and sends what these return.
+pub trait Services {
+    /// A datagram from `from` to UDP port `port`: the datagrams to send back to it.
+    fn datagram(
+        &mut self,
+        port: u16,
+        from: (std::net::Ipv4Addr, u16),
+        payload: &[u8],
+    ) -> Vec<Vec<u8>>;
+    /// An HTTP request from `from`: status, content type, body.
+    fn http(&mut self, from: std::net::Ipv4Addr, req: &HttpRequest) -> (u16, &'static str, String);
+}
+
+/// No services (a router without port control).
+pub struct NoServices;
+
+impl Services for NoServices {
+    fn datagram(&mut self, _: u16, _: (std::net::Ipv4Addr, u16), _: &[u8]) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+    fn http(&mut self, _: std::net::Ipv4Addr, _: &HttpRequest) -> (u16, &'static str, String) {
+        (404, "text/plain", String::new())
+    }
+}
+
+/// Largest datagram a UDP service reads (PCP's maximum, and SSDP's searches).
+const UDP_MAX: usize = 1500;
 
 pub struct LocalStack {
     pub(super) dev: QueueDevice,
     iface: Interface,
     sockets: SocketSet<'static>,
     pub(super) policy: Option<PolicyServer>,
+    /// The UDP services' sockets, by port.
+    udp: Vec<(u16, SocketHandle)>,
+    http: Option<HttpServer>,
     /// When the stack next needs polling without a packet for it (a TCP timer, a policy
     /// timeout), as of its last poll; `None`: only when a packet comes.
     pub(super) due: Option<SmolInstant>,
@@ -96,11 +137,37 @@ impl LocalStack {
                 c.policy_max_clients,
             )
         });
+        let mut udp = Vec::new();
+        let mut http = None;
+        if let Some(own) = c.own {
+            for &port in &c.udp_ports {
+                let mut s = udp::Socket::new(
+                    udp::PacketBuffer::new(
+                        vec![udp::PacketMetadata::EMPTY; 16],
+                        vec![0; 16 * UDP_MAX],
+                    ),
+                    udp::PacketBuffer::new(
+                        vec![udp::PacketMetadata::EMPTY; 32],
+                        vec![0; 16 * UDP_MAX],
+                    ),
+                );
+                let _ = s.bind(smoltcp::wire::IpListenEndpoint {
+                    addr: Some(IpAddress::Ipv4(own.addr)),
+                    port,
+                });
+                udp.push((port, sockets.add(s)));
+            }
+            if c.http_port != 0 {
+                http = Some(HttpServer::new(&mut sockets, own.addr, c.http_port));
+            }
+        }
         LocalStack {
             dev,
             iface,
             sockets,
             policy,
+            udp,
+            http,
             due: Some(now),
         }
     }
@@ -122,22 +189,56 @@ impl LocalStack {
 
     /// Runs the stack if a packet is waiting for it or a timer of its is due; forwarded
     /// traffic alone costs it nothing. Returns whether it ran.
-    pub fn poll_if_needed(&mut self, now: SmolInstant) -> bool {
+    pub fn poll_if_needed(&mut self, now: SmolInstant, services: &mut dyn Services) -> bool {
         if self.dev.rx.is_empty() && self.due.is_none_or(|d| d > now) {
             return false;
         }
         for _ in 0..4 {
             self.iface.poll(now, &mut self.dev, &mut self.sockets);
-            let changed = match &mut self.policy {
+            let mut changed = match &mut self.policy {
                 Some(p) => p.service(&mut self.sockets, now),
                 None => false,
             };
+            changed |= self.serve(now, services);
             if !changed {
                 break;
             }
         }
         self.due = self.next_deadline(now).map(|d| now + d.into());
         true
+    }
+
+    /// Answers what came to the UDP services and the HTTP server.
+    fn serve(&mut self, now: SmolInstant, services: &mut dyn Services) -> bool {
+        let mut changed = false;
+        let mut buf = [0u8; UDP_MAX];
+        for &(port, h) in &self.udp {
+            let s = self.sockets.get_mut::<udp::Socket>(h);
+            while let Ok((n, meta)) = s.recv_slice(&mut buf) {
+                changed = true;
+                let IpAddress::Ipv4(from) = meta.endpoint.addr else {
+                    continue;
+                };
+                for a in services.datagram(port, (from, meta.endpoint.port), &buf[..n]) {
+                    let _ = s.send_slice(&a, meta.endpoint);
+                }
+            }
+        }
+        if let Some(h) = &mut self.http {
+            changed |= h.service(&mut self.sockets, now, &mut |from, req| {
+                services.http(from, req)
+            });
+        }
+        changed
+    }
+
+    /// Sends `payload` from UDP service port `port` to `to` (announcements); polls soon.
+    pub fn send_udp(&mut self, port: u16, to: (std::net::Ipv4Addr, u16), payload: &[u8]) {
+        if let Some(&(_, h)) = self.udp.iter().find(|u| u.0 == port) {
+            let s = self.sockets.get_mut::<udp::Socket>(h);
+            let _ = s.send_slice(payload, (IpAddress::Ipv4(to.0), to.1));
+            self.due = Some(SmolInstant::ZERO);
+        }
     }
 
     fn next_deadline(&mut self, now: SmolInstant) -> Option<Duration> {
@@ -156,10 +257,16 @@ impl LocalStack {
                     Duration::ZERO
                 }
             });
-        match (d, p) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let h = (self.http.as_ref())
+            .and_then(|h| h.next_deadline())
+            .map(|t| {
+                if t > now {
+                    Duration::from(t - now)
+                } else {
+                    Duration::ZERO
+                }
+            });
+        [d, p, h].into_iter().flatten().min()
     }
 
     /// New policy text and idle timeout; poll soon, as the timeouts changed.

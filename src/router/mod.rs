@@ -8,6 +8,7 @@ pub mod driver;
 pub mod events;
 pub mod explain;
 pub mod local;
+pub mod portctl;
 pub mod state;
 mod statefile;
 

@@ -1206,3 +1206,129 @@ mod nat64 {
         );
     }
 }
+
+fn udp_socket(host: &mut Host, port: u16) -> SocketHandle {
+    let rx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 8192]);
+    let tx = udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 8192]);
+    let u = host.sockets.add(udp::Socket::new(rx, tx));
+    host.sockets.get_mut::<udp::Socket>(u).bind(port).unwrap();
+    u
+}
+
+fn udp_received(host: &mut Host, u: SocketHandle) -> Vec<(Vec<u8>, IpEndpoint)> {
+    let s = host.sockets.get_mut::<udp::Socket>(u);
+    std::iter::from_fn(|| s.recv().ok().map(|(d, m)| (d.to_vec(), m.endpoint))).collect()
+}
+
+fn port_control_lab() -> Lab {
+    let mut cfg = Config::lab();
+    cfg.pcp = true;
+    cfg.nat_pmp = true;
+    cfg.upnp = true;
+    cfg.validate().unwrap();
+    Lab::new(cfg)
+}
+
+#[test]
+fn nat_pmp_maps_a_port_the_outside_then_reaches_and_it_expires() {
+    let mut lab = port_control_lab();
+    let u = udp_socket(&mut lab.inside, 40100);
+    let mut req = vec![0, 2, 0, 0];
+    req.extend_from_slice(&9999u16.to_be_bytes());
+    req.extend_from_slice(&7000u16.to_be_bytes());
+    req.extend_from_slice(&120u32.to_be_bytes());
+    let s = lab.inside.sockets.get_mut::<udp::Socket>(u);
+    s.send_slice(&req, (IpAddress::Ipv4(ROUTER_IN), 5351))
+        .unwrap();
+    lab.run(3);
+    let got = udp_received(&mut lab.inside, u);
+    let (a, from) = got.iter().find(|(d, _)| d.len() == 16).expect("an answer");
+    assert_eq!(v4(Some(*from)), (ROUTER_IN, 5351));
+    assert_eq!(&a[..4], [0, 130, 0, 0]);
+    assert_eq!(u16::from_be_bytes([a[10], a[11]]), 7000);
+    // The outside host reaches the inside server (CLIENT, as the request came from the
+    // host's first address) on 7000.
+    let l = lab.inside.listen(9999);
+    let c = lab.outside.connect((ROUTER_OUT, 7000), (REMOTE, 40200));
+    lab.run(5);
+    assert_eq!(lab.outside.sock(c).state(), tcp::State::Established);
+    assert_eq!(lab.inside.sock(l).state(), tcp::State::Established);
+    let Response::Rules(r) = lab.control(Request::DnatList) else {
+        panic!()
+    };
+    assert_eq!(r.mapped.len(), 1);
+    assert_eq!(r.mapped[0].source, "nat-pmp");
+    // Expired after its lifetime: a new connection is refused.
+    lab.step(Duration::from_secs(121));
+    lab.run(2);
+    let Response::Rules(r) = lab.control(Request::DnatList) else {
+        panic!()
+    };
+    assert!(r.mapped.is_empty());
+    let c2 = lab.outside.connect((ROUTER_OUT, 7000), (REMOTE, 40201));
+    lab.run(5);
+    assert_ne!(lab.outside.sock(c2).state(), tcp::State::Established);
+    let counters = lab.router.counters();
+    let pm = counters.portmap.unwrap();
+    assert_eq!(
+        (pm.nat_pmp_requests, pm.table.created, pm.table.expired),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn port_control_is_not_served_on_the_outside() {
+    let mut lab = port_control_lab();
+    let u = udp_socket(&mut lab.outside, 40100);
+    let s = lab.outside.sockets.get_mut::<udp::Socket>(u);
+    s.send_slice(&[0, 0], (IpAddress::Ipv4(ROUTER_OUT), 5351))
+        .unwrap();
+    s.send_slice(&[0, 0], (IpAddress::Ipv4(ROUTER_IN), 5351))
+        .unwrap();
+    s.send_slice(
+        b"M-SEARCH * HTTP/1.1\r\nMAN: \"ssdp:discover\"\r\nST: ssdp:all\r\n\r\n",
+        (IpAddress::Ipv4(ROUTER_OUT), 1900),
+    )
+    .unwrap();
+    lab.run(3);
+    assert!(udp_received(&mut lab.outside, u).is_empty());
+    let c = lab.outside.connect((ROUTER_OUT, 5000), (REMOTE, 40300));
+    lab.run(3);
+    assert_ne!(lab.outside.sock(c).state(), tcp::State::Established);
+}
+
+#[test]
+fn ssdp_search_is_answered_with_the_description_url_and_upnp_maps() {
+    let mut lab = port_control_lab();
+    let u = udp_socket(&mut lab.inside, 40100);
+    let search = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 1\r\nST: urn:schemas-upnp-org:device:InternetGatewayDevice:1\r\n\r\n";
+    let s = lab.inside.sockets.get_mut::<udp::Socket>(u);
+    s.send_slice(
+        search,
+        (IpAddress::Ipv4(crate::portmap::upnp::ssdp::GROUP), 1900),
+    )
+    .unwrap();
+    lab.run(3);
+    let got = udp_received(&mut lab.inside, u);
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8(got[0].0.clone()).unwrap();
+    assert!(
+        text.contains("LOCATION: http://192.168.122.100:5000/rootDesc.xml"),
+        "{text}"
+    );
+    assert_eq!(v4(Some(got[0].1)), (ROUTER_IN, 1900));
+    // AddPortMapping over HTTP.
+    let body = "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><u:AddPortMapping xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:2\"><NewRemoteHost></NewRemoteHost><NewExternalPort>7001</NewExternalPort><NewProtocol>TCP</NewProtocol><NewInternalPort>9999</NewInternalPort><NewInternalClient>192.168.122.101</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>test</NewPortMappingDescription><NewLeaseDuration>600</NewLeaseDuration></u:AddPortMapping></s:Body></s:Envelope>";
+    let req = format!("POST /ctl/IPConn HTTP/1.1\r\nHost: 192.168.122.100:5000\r\nContent-Type: text/xml\r\nSOAPAction: \"urn:schemas-upnp-org:service:WANIPConnection:2#AddPortMapping\"\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let h = lab.inside.connect((ROUTER_IN, 5000), (CLIENT, 40400));
+    lab.run(3);
+    lab.inside.send(h, req.as_bytes());
+    lab.run(5);
+    let answer = String::from_utf8(lab.inside.received(h)).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("AddPortMappingResponse"));
+    let Response::Rules(r) = lab.control(Request::DnatList) else {
+        panic!()
+    };
+    assert_eq!(r.mapped[0].rule, "tcp:7001=192.168.122.101:9999");
+}
