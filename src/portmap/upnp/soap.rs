@@ -79,7 +79,12 @@ pub fn parse(soap_action: &str, body: &[u8]) -> Result<Call, Fault> {
             b == base && v.parse::<u32>().is_ok_and(|v| (1..=ours).contains(&v))
         })
     });
-    if !known {
+    let actions = if service.contains(":service:WANIPConnection:") {
+        super::IP_CONN_ACTIONS
+    } else {
+        super::COMMON_ACTIONS
+    };
+    if !known || !actions.iter().any(|(name, _)| *name == action) {
         return Err(INVALID_ACTION);
     }
     let text = std::str::from_utf8(body).map_err(|_| INVALID_ARGS)?;
