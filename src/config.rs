@@ -487,6 +487,7 @@ impl Config {
         };
         let mut c = self.core(i, o, self.dnat.clone(), crate::nat::Mode::Napt, 0);
         c.nat64 = self.nat64.is_some();
+        c.alg_ftp = self.alg_ftp;
         Some(c)
     }
 
@@ -532,6 +533,7 @@ impl Config {
             dnat,
             port_maps: Vec::new(),
             ssdp: false,
+            alg_ftp: false,
             local_tcp_ports: if self.policy_port == 0 {
                 vec![]
             } else {

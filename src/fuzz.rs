@@ -73,6 +73,7 @@ pub fn translate(data: &[u8]) {
         dnat: "tcp:8888=[fd00:122::73]:9999".parse().into_iter().collect(),
         port_maps: Vec::new(),
         ssdp: false,
+        alg_ftp: false,
         nat64: false,
         mtu: cfg.mtu,
         clamp_mss: cfg.clamp_mss,

@@ -61,7 +61,15 @@ impl Nat {
             },
         );
         let len = ip.total_len();
-        let Some(target) = self.inbound_target(protocol, t.dst_port, remote) else {
+        let expected = (self.cfg.alg_ftp && protocol == Protocol::Tcp && t.has_flag(TcpFlags::SYN))
+            .then(|| self.ftp_expected(t.dst_port, src))
+            .flatten()
+            .filter(|_| self.table.peek_in(protocol, t.dst_port, remote).is_none());
+        let target = match expected {
+            Some(mk) => Some(Target::Mapped(mk.inside)),
+            None => self.inbound_target(protocol, t.dst_port, remote),
+        };
+        let Some(target) = target else {
             self.not_admitted(&t, remote, ip.as_bytes(), now)?;
             return Ok(local); // nothing mapped: the router itself answers (RST, port unreachable)
         };
@@ -75,8 +83,24 @@ impl Nat {
             return Ok(v);
         }
         let inside = self.inbound_session(target, protocol, t.dst_port, remote, &t, len, now)?;
+        if let Some(mk) = expected {
+            self.ftp_fulfilled(mk);
+        }
         ip.decrement_ttl();
         self.to_inside(&mut ip, &t, inside);
+        if self.cfg.alg_ftp
+            && protocol == Protocol::Tcp
+            && (inside.port == super::ftp::PORT || remote.port == super::ftp::PORT)
+        {
+            let ihl = ip.header_len();
+            let full = self.offload.csum.is_none();
+            let key = SessionKey {
+                protocol,
+                inside,
+                remote,
+            };
+            self.ftp_inbound(ip.as_bytes_mut(), ihl, key, full);
+        }
         Ok(Verdict::Forward { len })
     }
 

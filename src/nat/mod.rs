@@ -29,6 +29,7 @@ pub mod endpoint;
 pub mod filtering;
 mod forward;
 pub mod frag6;
+pub mod ftp;
 mod hairpin;
 mod icmp_error;
 pub mod icmp_limit;
@@ -99,6 +100,8 @@ pub struct NatConfig<A = Ipv4Addr> {
     /// SSDP searches from inside (UDP to 239.255.255.250:1900) are the router's own
     /// (UPnP IGD discovery): delivered to its inside address.
     pub ssdp: bool,
+    /// The FTP helper (`--alg ftp`, IPv4 only).
+    pub alg_ftp: bool,
     /// TCP ports served by the router itself on its outside address (never allocated).
     pub local_tcp_ports: Vec<u16>,
     pub limits: Limits,
@@ -174,6 +177,7 @@ impl NatConfig {
             dnat: Vec::new(),
             port_maps: Vec::new(),
             ssdp: false,
+            alg_ftp: false,
             local_tcp_ports: vec![843],
             limits: Limits::default(),
             port_hold: ports::PORT_HOLD,
@@ -294,6 +298,8 @@ pub struct Nat<A: Address = Ipv4Addr> {
     icmp_bucket: TokenBucket,
     /// The time of the packet or timeout being handled.
     clock: Instant,
+    /// The FTP helper's control connections and expectations.
+    ftp: ftp::Ftp,
     /// The offload state of the packet being processed: a partial checksum, and its
     /// segmentation if it is a GSO super-packet (see [`Nat::process_offload`]).
     offload: Offload,
@@ -323,6 +329,7 @@ impl<A: Address> Nat<A> {
             clock: Instant::ZERO,
             offload: Offload::NONE,
             via64: false,
+            ftp: ftp::Ftp::default(),
         }
     }
 
@@ -408,6 +415,7 @@ impl<A: Address> Nat<A> {
             self.reasm.next_deadline(),
             self.next_held_syn_deadline(),
             self.frag6.next_deadline(),
+            self.ftp.expects.values().map(|e| e.until).min(),
         ]
         .into_iter()
         .flatten()

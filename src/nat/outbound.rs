@@ -121,7 +121,37 @@ impl Nat {
             csum,
         );
         self.clamp_mss(&mut ip, &t, Side::Outside);
+        if self.cfg.alg_ftp
+            && protocol == Protocol::Tcp
+            && (key.remote.port == super::ftp::PORT || key.inside.port == super::ftp::PORT)
+            && !self.via64
+            && self.offload.gso.is_none()
+        {
+            return Ok(self.ftp_forward(ip.as_bytes_mut(), key, len, now));
+        }
         Ok(Verdict::Forward { len })
+    }
+
+    /// A segment of an FTP control connection leaving by the outside port, translated:
+    /// through the FTP helper, which may send another segment in its place.
+    fn ftp_forward(
+        &mut self,
+        buf: &mut [u8],
+        key: SessionKey,
+        len: usize,
+        now: Instant,
+    ) -> Verdict {
+        let ihl = ((buf[0] & 0x0f) as usize) * 4;
+        let full = self.offload.csum.is_none();
+        match self.ftp_outbound(&mut buf[..len], ihl, key, now, full) {
+            super::ftp::Out::AsIs => Verdict::Forward { len },
+            super::ftp::Out::Held => Verdict::Held,
+            super::ftp::Out::Replace(seg) => {
+                self.queue
+                    .push_back(super::Transmit::new(Side::Outside, seg));
+                Verdict::Emit { to: Side::Outside }
+            }
+        }
     }
 
     /// The external port of the outbound session `key`, creating the session (and its

@@ -35,6 +35,8 @@ pub struct Ports<A: Address> {
     /// Reserved ports that one mapping takes all the same: a host's own port mapping
     /// (PCP, NAT-PMP, UPnP), which its outbound traffic leaves by.
     preferred: HashMap<MapKey<A>, u16>,
+    /// Ports claimed for a connection the FTP helper expects, by the mapping to be made.
+    expected: HashMap<MapKey<A>, u16>,
     /// How long a released port is kept from other hosts (default [`PORT_HOLD`]).
     pub hold: Duration,
     /// Keep the parity of the inside port when another port must be chosen.
@@ -49,6 +51,7 @@ impl<A: Address> Default for Ports<A> {
             held: VecDeque::new(),
             reserved: Vec::new(),
             preferred: HashMap::default(),
+            expected: HashMap::default(),
             hold: PORT_HOLD,
             parity: false,
             rng: 0x9e37_79b9,
@@ -91,6 +94,15 @@ impl<A: Address> Ports<A> {
         }
     }
 
+    /// The mapping `mk` takes `port` (claimed for it) when it is made.
+    pub fn expect(&mut self, mk: MapKey<A>, port: u16) {
+        self.expected.insert(mk, port);
+    }
+
+    pub fn unexpect(&mut self, mk: &MapKey<A>) {
+        self.expected.remove(mk);
+    }
+
     pub fn is_reserved(&self, protocol: Protocol, port: u16) -> bool {
         self.reserved
             .iter()
@@ -121,7 +133,7 @@ impl<A: Address> Ports<A> {
     /// Takes an external port for mapping `me`: its own port if free, else one from the
     /// same range (and parity, if asked).
     pub fn allocate(&mut self, me: &MapKey<A>, now: Instant) -> Option<u16> {
-        if let Some(&p) = self.preferred.get(me) {
+        if let Some(&p) = self.expected.get(me).or_else(|| self.preferred.get(me)) {
             if self.free_or_own(me.protocol, p, me, now) {
                 self.slots.insert((me.protocol, p), PortSlot::InUse(*me));
                 return Some(p);

@@ -673,6 +673,7 @@ mod test {
             dnat: vec!["tcp:8888=[fd00:122::73]:9999".parse().unwrap()],
             port_maps: Vec::new(),
             ssdp: false,
+            alg_ftp: false,
             mtu: v4.mtu,
             clamp_mss: None,
             timeouts: v4.timeouts,

@@ -528,6 +528,7 @@ impl Router {
         self.events.timer();
         if let Some(nat) = &mut self.nat {
             nat.handle_timeout(now, |k, s| log_expired(k, s, now));
+            nat.expire_ftp(now);
         }
         if let Some(n6) = &mut self.nat6 {
             n6.handle_timeout(now, |k, s| log_expired(k, s, now));
@@ -954,6 +955,9 @@ impl Router {
                 })
                 .collect(),
             portmap: self.portctl.as_ref().map(PortControl::counters),
+            ftp: (self.nat.as_ref())
+                .filter(|_| self.cfg.alg_ftp)
+                .map(Nat::ftp_stats),
         }
     }
 

@@ -25,6 +25,9 @@ pub struct Counters {
     pub control: ControlCounters,
     /// The policy server on each port, when it is on.
     pub policy: Vec<PolicyCounters>,
+    /// The FTP helper, when it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<crate::nat::ftp::FtpStats>,
     /// Port control (PCP, NAT-PMP, UPnP), when it is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub portmap: Option<super::portctl::PortControlCounters>,

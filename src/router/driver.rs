@@ -725,4 +725,25 @@ fn log_banner(cfg: &Config, tuns: &[Tun; 2]) {
             cfg.policy.len()
         ),
     }
+    if let (true, Some(inside)) = (cfg.port_control(), cfg.inside.cidr) {
+        let mut on = Vec::new();
+        if cfg.pcp {
+            on.push("PCP".to_string());
+        }
+        if cfg.nat_pmp {
+            on.push("NAT-PMP".to_string());
+        }
+        if cfg.upnp {
+            on.push(format!("UPnP IGD (http port {})", cfg.upnp_port));
+        }
+        log::info!(
+            "port control on {}: {}; {} mappings per host at most",
+            inside.addr,
+            on.join(", "),
+            cfg.portmap_max_per_host
+        );
+    }
+    if cfg.alg_ftp {
+        log::info!("FTP helper on (tcp/21)");
+    }
 }

@@ -172,6 +172,12 @@ pub const OPT_LSRR: u8 = 131;
 pub const OPT_SSRR: u8 = 137;
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4<T> {
+    /// The datagram's bytes, to change what the view does not reach (a TCP payload).
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        let n = self.total_len;
+        &mut self.buf.as_mut()[..n]
+    }
+
     fn header_checksum(&self) -> u16 {
         let b = self.buf.as_ref();
         u16::from_be_bytes([b[10], b[11]])
