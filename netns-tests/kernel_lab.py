@@ -82,7 +82,14 @@ class KernelLab(harness.Lab):
         if self.dual:
             a += ["--inside-addr", ROUTER_IN6 + "/64", "--outside-addr", ROUTER_OUT6 + "/64"]
         fmt = self.export or ("iptables" if self.ipv6 == "npt" else "nft")
-        return run(a + extra + ["export", fmt, "--inside-if", "vin", "--outside-if", "vout"]).stdout
+        kept = []
+        while extra:
+            x = extra.pop(0)
+            if x == "--control":
+                extra.pop(0)  # the export is of the options, not of a running router
+            else:
+                kept.append(x)
+        return run(a + kept + ["export", fmt, "--inside-if", "vin", "--outside-if", "vout"]).stdout
 
     def _dual(self, ex):
         """The IPv6 half: the same addresses as tunnat's dual lab (its rules come with the
@@ -160,6 +167,10 @@ class KernelLab(harness.Lab):
                     tp = int(tp)
                     target = f"{ip}:{tp}-{tp + int(last) - int(first)}/{first}"
                 dnat.append((proto, ports.replace("-", ":"), target))
+            elif a == "--alg" and args:
+                args.pop(0)  # `tunnat export` turns it into the kernel's helper
+            elif a == "--control" and args:
+                args.pop(0)  # tunnat's own socket: the kernel has none
             elif a == "--outside-mtu" and args:
                 self.outside_mtu_arg = int(args.pop(0))
             elif a == "--ipv6" and args:
@@ -172,6 +183,12 @@ class KernelLab(harness.Lab):
 
     def stderr(self):
         raise NotApplicable("the test reads tunnat's log")
+
+    def ctl(self, *args, check_rc=True):
+        raise NotApplicable("the test asks tunnat's control socket")
+
+    def stats(self):
+        return {}  # the kernel has no tunnat counters; tests read them only if present
 
     def start(self, extra=(), env=None):
         raise NotApplicable("the test restarts tunnat")

@@ -80,6 +80,9 @@ pub fn unexpressed(cfg: &Config) -> Vec<String> {
             cfg.policy_port
         ));
     }
+    if cfg.port_control() {
+        v.push("no PCP, NAT-PMP or UPnP IGD for the inside hosts: run miniupnpd (Debian's miniupnpd-nftables) with the same allow/deny rules".into());
+    }
     if let Some(p) = cfg.nat64 {
         v.push(format!(
             "no NAT64 through {p}: the kernel has none; run Tayga (a dynamic pool masqueraded by this ruleset) or Jool"
@@ -365,6 +368,14 @@ fn nft(s: &mut String, cfg: &Config, (inif, outif): &(String, String), flowtable
         }
         s.push_str("\t}\n");
     }
+    if cfg.alg_ftp {
+        // The kernel's FTP helper (nf_conntrack_ftp, nf_nat_ftp) on control connections
+        // to port 21, after DNAT (so a forward to an inside server's 21 gets it too).
+        s.push_str(
+            "\tct helper ftp_standard {\n\t\ttype \"ftp\" protocol tcp\n\t\tl3proto ip\n\t}\n",
+        );
+        s.push_str("\tchain helpers {\n\t\ttype filter hook prerouting priority filter; policy accept;\n\t\tmeta nfproto ipv4 tcp dport 21 ct helper set \"ftp_standard\"\n\t}\n");
+    }
     s.push_str("}\n");
 }
 
@@ -421,6 +432,26 @@ fn iptables(s: &mut String, cfg: &Config, (inif, outif): &(String, String), flow
             "iptables -t nat -A POSTROUTING -o {outif} -s {} -j MASQUERADE",
             net4(i)
         );
+        if cfg.alg_ftp {
+            // The raw table sees the port before DNAT: 21, and each forward to a 21.
+            let mut ports = vec![21u16];
+            ports.extend(
+                cfg.dnat
+                    .iter()
+                    .filter(|r| {
+                        r.protocol == Protocol::Tcp
+                            && r.contains(Protocol::Tcp, r.first)
+                            && r.target_port_for(r.first) == 21
+                    })
+                    .map(|r| r.first),
+            );
+            let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let _ = writeln!(
+                s,
+                "iptables -t raw -A PREROUTING -p tcp -m multiport --dports {} -j CT --helper ftp",
+                list.join(",")
+            );
+        }
         let _ = writeln!(
             s,
             "iptables -t nat -A POSTROUTING -o {inif} -s {} -m conntrack --ctstate DNAT -j SNAT --to-source {}",
