@@ -213,6 +213,11 @@ class Lab:
         import json
         return json.loads(self.ctl("stats", "--json").stdout)
 
+    def port_maps(self):
+        """The port mappings the inside hosts made (PCP, NAT-PMP, UPnP), as rules."""
+        out = self.ctl("dnat", "list").stdout
+        return sorted(line.split()[0] for line in out.splitlines() if " by " in line)
+
     def drops(self):
         """The drop counters by reason."""
         return self.stats()["nat"]["drops"]

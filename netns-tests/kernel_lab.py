@@ -39,6 +39,7 @@ class KernelLab(harness.Lab):
         self.bg = []
         self.proc = None
         self.outside_mtu_arg = None
+        self.miniupnpd = None  # {"pcp": bool, ...} when the test asks for port control
         dnat = self._translate(list(extra_args))
         outside_mtu = outside_mtu or self.outside_mtu_arg
         for n in (self.lan, self.wan, self.rtr):
@@ -73,6 +74,73 @@ class KernelLab(harness.Lab):
             run(ex + ["sh", "-c", self.ruleset])
         else:
             run(ex + ["nft", "-f", "-"], input=self.ruleset)
+        if self.miniupnpd is not None:
+            self._start_miniupnpd(ex)
+
+    # miniupnpd (Debian's miniupnpd-nftables) in its own table, hooked before the
+    # export's: its DNAT rules and a forward chain that accepts everything else.
+    MINIUPNPD_NFT = """table inet miniupnpd {
+  chain forward { type filter hook forward priority -1; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -101; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 99; policy accept; jump postrouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+"""
+
+    def _start_miniupnpd(self, ex):
+        """The reference for --pcp, --nat-pmp and --upnp: miniupnpd 2.3 with the same
+        allow/deny rules, secure mode (a host maps only to itself), lifetimes 120 s to a
+        day. Its WAN address (172.16.1.186) is private, so it learns a "public" one by
+        STUN from a responder on 172.16.1.2, as the lab notes say."""
+        import tempfile
+        run(ex + ["nft", "-f", "-"], input=self.MINIUPNPD_NFT)
+        m = self.miniupnpd
+        self.mu_dir = tempfile.mkdtemp(prefix="miniupnpd-")
+        rules = m["rules"] or ["allow 1024-65535 192.168.122.0/24 1024-65535"]
+        conf = "\n".join([
+            "ext_ifname=vout", "listening_ip=vin", "http_port=5000",
+            f"enable_natpmp={'yes' if (m['pcp'] or m['nat_pmp']) else 'no'}",
+            f"enable_upnp={'yes' if m['upnp'] else 'no'}",
+            "secure_mode=yes", "system_uptime=no",
+            "ext_perform_stun=yes", "ext_stun_host=172.16.1.2", "ext_stun_port=3478",
+            "uuid=d531940e-1eb5-40ae-9fb7-ab5430719483",
+            "upnp_table_name=miniupnpd", "upnp_nat_table_name=miniupnpd",
+            "upnp_forward_chain=miniupnpd", "upnp_nat_chain=prerouting_miniupnpd",
+            "upnp_nat_postrouting_chain=postrouting_miniupnpd",
+            "min_lifetime=120", "max_lifetime=86400",
+            *rules, "deny 0-65535 0.0.0.0/0 0-65535", "",
+        ])
+        path = os.path.join(self.mu_dir, "miniupnpd.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.bg.append(subprocess.Popen(["ip", "netns", "exec", self.wan, "python3",
+                                         os.path.join(here, "stun5780.py"), REMOTE2, REMOTE],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        import time
+        time.sleep(0.3)
+        self.bg.append(subprocess.Popen(ex + ["miniupnpd", "-f", path, "-d"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            p = subprocess.run(ex + ["ss", "-ltn", "sport = :5000"], capture_output=True, text=True)
+            if ":5000" in p.stdout:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("miniupnpd did not start")
+
+    def port_maps(self):
+        """miniupnpd's mappings, as tunnat writes rules (`tcp:7000=192.168.122.101:9999`)."""
+        import re
+        out = run(["ip", "netns", "exec", self.rtr, "nft", "list", "chain", "inet", "miniupnpd",
+                   "prerouting_miniupnpd"]).stdout
+        maps = []
+        for m in re.finditer(r"@nh,72,8 0x(\w+) th dport (\d+) dnat ip to ([\d.]+):(\d+)", out):
+            proto = {"6": "tcp", "11": "udp"}.get(m.group(1), m.group(1))
+            maps.append(f"{proto}:{m.group(2)}={m.group(3)}:{m.group(4)}")
+        return sorted(maps)
 
     def _export(self, extra):
         """`tunnat export` of the tunnat this lab stands for, on its veth interfaces: nft,
@@ -167,6 +235,13 @@ class KernelLab(harness.Lab):
                     tp = int(tp)
                     target = f"{ip}:{tp}-{tp + int(last) - int(first)}/{first}"
                 dnat.append((proto, ports.replace("-", ":"), target))
+            elif a in ("--pcp", "--nat-pmp", "--upnp"):
+                if self.miniupnpd is None:
+                    self.miniupnpd = {"pcp": False, "nat_pmp": False, "upnp": False, "rules": []}
+                self.miniupnpd[a[2:].replace("-", "_")] = True
+            elif a == "--portmap-rule" and args:
+                self.miniupnpd = self.miniupnpd or {"pcp": False, "nat_pmp": False, "upnp": False, "rules": []}
+                self.miniupnpd["rules"].append(args.pop(0))
             elif a == "--alg" and args:
                 args.pop(0)  # `tunnat export` turns it into the kernel's helper
             elif a == "--control" and args:
@@ -200,6 +275,8 @@ class KernelLab(harness.Lab):
         for p in self.bg:
             p.kill()
             p.wait()
+        if getattr(self, "mu_dir", None):
+            subprocess.run(["rm", "-rf", self.mu_dir])
         if getattr(self, "tayga_dir", None):
             subprocess.run(["rm", "-rf", self.tayga_dir])
         for n in (self.lan, self.wan, self.rtr):

@@ -34,7 +34,12 @@ def serve(lab, addr, port, reply=b"mapped"):
 
 
 def mapped(lab):
-    return [l for l in lab.ctl("dnat", "list").stdout.splitlines() if " by " in l]
+    """The mappings, as rules: tunnat's `dnat list`, or miniupnpd's nft rules on the kernel lab."""
+    return lab.port_maps()
+
+
+def is_tunnat(lab):
+    return not hasattr(lab, "rtr")
 
 
 @tunnat_args(*ALL)
@@ -45,10 +50,12 @@ def test_natpmpc_maps_a_port_the_outside_reaches_then_deletes_it(lab):
     check("Mapped public port 7000 protocol TCP to local port 9999 liftime 3600" in out, out)
     serve(lab, CLIENT, 9999)
     check(reaches(lab, 7000), "the outside client reaches the inside host through the mapping")
-    m = mapped(lab)
-    eq(len(m), 1, "one mapping listed")
-    check(m[0].startswith("tcp:7000=192.168.122.101:9999  (nat-pmp by 192.168.122.101, 3") and m[0].endswith(' s left, "NAT-PMP")'),
-          f"dnat list shows the rule, owner, protocol and time left: {m}")
+    eq(mapped(lab), ["tcp:7000=192.168.122.101:9999"], "the mapping is listed")
+    if is_tunnat(lab):
+        m = [l for l in lab.ctl("dnat", "list").stdout.splitlines() if " by " in l]
+        check(m[0].startswith("tcp:7000=192.168.122.101:9999  (nat-pmp by 192.168.122.101, 3")
+              and m[0].endswith(' s left, "NAT-PMP 7000 tcp")'),
+              f"dnat list shows the rule, owner, protocol, time left and description: {m}")
     out = natpmpc(lab, "-a", "7000", "9999", "tcp", "0")
     eq(mapped(lab), [], "lifetime 0 deletes the mapping")
     refused(lambda: lab.connect("wan", ROUTER_OUT, 7000, timeout=2), "connected after the mapping was deleted")
@@ -64,7 +71,8 @@ def test_natpmp_mapping_expires_on_time(lab):
     c.sendto(b"early", (ROUTER_OUT, 7100))
     eq(srv.recvfrom(100)[0], b"early", "datagram forwarded while the mapping lives")
     wait_for(lambda: not mapped(lab), 5, "the mapping to expire")
-    eq(lab.stats()["portmap"]["expired"], 1, "the expiry is counted")
+    if is_tunnat(lab):
+        eq(lab.stats()["portmap"]["expired"], 1, "the expiry is counted")
     # A new flow finds no mapping (the one already open runs until idle, as in conntrack).
     c2 = lab.sock("wan", socket.SOCK_DGRAM)
     c2.sendto(b"late", (ROUTER_OUT, 7100))
@@ -89,9 +97,10 @@ def test_upnpc_add_list_delete_and_the_outside_reaches_it(lab):
              "--portmap-rule", "deny 7050-7059 192.168.122.0/24 0-65535",
              "--portmap-rule", "allow 1024-65535 192.168.122.0/24 1024-65535")
 def test_refusals_policy_third_party_static_forward_low_port(lab):
-    # Another host as the target (v2 service: 606), a port forward's port (718), a
-    # denied range and a port below 1024 (606).
-    for args, code in ((("-a", SERVER_IN, "9999", "7002", "TCP"), "606"),
+    # Another host as the target (718, miniupnpd's secure mode), a port forward's port
+    # (718), a denied range and a port below 1024 (606). (miniupnpd maps over the
+    # kernel's port forward on 8888, and does not answer NAT-PMP's refused request.)
+    for args, code in ((("-a", SERVER_IN, "9999", "7002", "TCP"), "718"),
                        (("-a", CLIENT, "9999", "8888", "TCP"), "718"),
                        (("-a", CLIENT, "9999", "7055", "TCP"), "606"),
                        (("-a", CLIENT, "80", "80", "TCP"), "606")):
@@ -209,7 +218,10 @@ def test_hostile_soap_and_http_get_errors_not_crashes(lab):
         (b"GET /../../etc/passwd HTTP/1.1\r\n\r\n", b"HTTP/1.1 404"),
         (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", b"HTTP/1.1 400"),
     ):
-        got = http(raw)
+        try:
+            got = http(raw)
+        except (socket.timeout, ConnectionResetError) as e:
+            got = repr(e).encode()
         check(want in got, f"{raw[:50]!r}: {want!r} expected, got {got[:200]!r}")
     out = upnpc(lab, "-l")
     check("ExternalIPAddress = 172.16.1.186" in out, "still serving after hostile requests")

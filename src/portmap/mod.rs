@@ -343,6 +343,11 @@ impl PortMaps {
                 }
             }
         };
+        let description = match w.source {
+            // miniupnpd's names, so that both list alike.
+            Source::NatPmp => format!("NAT-PMP {external} {}", w.protocol.name()),
+            _ => w.description.clone(),
+        };
         let m = PortMap {
             protocol: w.protocol,
             external,
@@ -351,7 +356,7 @@ impl PortMaps {
             source: w.source,
             expires,
             nonce: w.nonce,
-            description: w.description.clone(),
+            description,
         };
         log::info!("port mapping {m} made");
         self.maps.push(m.clone());

@@ -135,7 +135,7 @@ pub fn answer(
                 lifetime: Some(Duration::from_secs(lifetime.into())),
                 source: Source::NatPmp,
                 nonce: [0; 12],
-                description: String::from("NAT-PMP"),
+                description: String::new(), // named by the table, as miniupnpd does
             };
             Some(match maps.add(&want, nat, now) {
                 Ok(m) => map_answer(

@@ -7,8 +7,9 @@
 //! than [`MAX_DEPTH`] or a value over [`MAX_VALUE`] bytes, is answered with a SOAP fault
 //! (401 Invalid Action or 402 Invalid Args), never a panic.
 //!
-//! Errors follow the IGD specifications and miniupnpd: 402 for arguments that do not
-//! parse, 606 (v2) or 718 (v1) for a mapping to another host or refused by the policy,
+//! Errors follow the IGD specifications and miniupnpd 2.3 (checked side by side): 402 for
+//! arguments that do not parse, 718 for a mapping to another host (miniupnpd's secure
+//! mode), 606 for ports the policy refuses,
 //! 713/714 for entries that do not exist, 716 for a wildcard external port, 718 for a port
 //! another host has, 726 for a remote host other than the wildcard, 728 when no port is
 //! left, 730 when a range holds none of the host's mappings.
@@ -257,7 +258,6 @@ fn wildcard_remote(s: Option<&str>) -> Result<(), Fault> {
 /// Runs `call`: the output arguments, or the UPnP error.
 pub fn run(call: &Call, ctx: &mut Ctx) -> Result<Vec<(&'static str, String)>, Fault> {
     let v1 = call.v1();
-    let refused = if v1 { CONFLICT } else { NOT_AUTHORIZED };
     let external = ctx.nat.config().outside.addr;
     let ip_conn = call.service.contains(":service:WANIPConnection:");
     match (ip_conn, call.action.as_str()) {
@@ -301,7 +301,7 @@ pub fn run(call: &Call, ctx: &mut Ctx) -> Result<Vec<(&'static str, String)>, Fa
                     "upnp: {} asked for a mapping to {client}: refused",
                     ctx.client
                 );
-                return Err(refused);
+                return Err(CONFLICT);
             }
             let lifetime = match (v1, lease) {
                 (true, 0) => None,
@@ -328,7 +328,7 @@ pub fn run(call: &Call, ctx: &mut Ctx) -> Result<Vec<(&'static str, String)>, Fa
                 Ok(m) if any => Ok(vec![("NewReservedPort", m.external.to_string())]),
                 Ok(_) => Ok(vec![]),
                 Err(Refusal::PortTaken) | Err(Refusal::NotOwner) => Err(CONFLICT),
-                Err(Refusal::NotAuthorized) => Err(refused),
+                Err(Refusal::NotAuthorized) => Err(NOT_AUTHORIZED),
                 Err(Refusal::NoResources) | Err(Refusal::NoPort) => Err(NO_PORT_MAPS),
             }
         }

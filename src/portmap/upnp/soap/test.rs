@@ -133,13 +133,13 @@ fn errors_v1_and_v2() {
     let mut m = maps(Instant::ZERO);
     let mut code =
         |v, args: &[(&str, String)]| error_code(&call(v, "AddPortMapping", args, &mut m, &nat).1);
-    // Another host as the target: 718 in v1, 606 in v2.
+    // Another host as the target: 718, as miniupnpd's secure mode.
     assert_eq!(code(1, &add("7000", "5000", "192.168.122.74", "0")), 718);
-    assert_eq!(code(2, &add("7000", "5000", "192.168.122.74", "0")), 606);
+    assert_eq!(code(2, &add("7000", "5000", "192.168.122.74", "0")), 718);
     // A static port forward's port.
     assert_eq!(code(2, &add("8888", "5000", "192.168.122.73", "0")), 718);
-    // Below 1024, by the policy.
-    assert_eq!(code(1, &add("80", "80", "192.168.122.73", "0")), 718);
+    // Below 1024, by the policy: 606, as miniupnpd.
+    assert_eq!(code(1, &add("80", "80", "192.168.122.73", "0")), 606);
     assert_eq!(code(2, &add("80", "80", "192.168.122.73", "0")), 606);
     // Wildcard external port; remote host; bad arguments.
     assert_eq!(code(2, &add("0", "5000", "192.168.122.73", "0")), 716);
