@@ -12,6 +12,9 @@
 //!   valid IPv6 for the inside network, whatever it writes outside valid IPv4 from the
 //!   outside address, each within its port's MTU, and a translated packet whose checksum
 //!   was right on the way in has a right one on the way out (RFC 7915 sections 4.5, 5.5).
+//! * [`port_control`]: NAT-PMP, PCP, SSDP and UPnP requests from inside hosts, with time
+//!   passing: mappings only ever for the host that asked, on ports the policy allows.
+//! * [`ftp`]: an FTP control connection through the helper, both ways, with gaps.
 //! * [`policy_session`]: a client sends the bytes, in chunks, to the policy server over a
 //!   smoltcp loopback. It gets the policy and a FIN if and only if its bytes begin with
 //!   `<policy-file-request/>` and a NUL; otherwise nothing.
@@ -565,6 +568,253 @@ fn drain(s: &mut tcp::Socket, into: &mut Vec<u8>) {
     }
 }
 
+/// Requests to port control, framed as `[kind, length (2 bytes), bytes...]*`: kind bits
+/// 0-1 pick the service (0: a datagram to UDP 5351, NAT-PMP or PCP by its version; 1: an
+/// SSDP search; 2: an HTTP request to UPnP, SOAP if it is a POST; 3: time passes and
+/// mappings expire), bits 2-3 the inside host that sends it. What must hold: no panic;
+/// answers no larger than PCP's 1100 bytes and the request plus PCP's 24-byte header;
+/// every mapping targets the host that asked, on an external port the policy allows
+/// (never below 1024 by default, never the port forward's 8888), at most the per-host
+/// limit per host, and none outlives its expiry; every SOAP answer is well-formed XML.
+pub fn port_control(data: &[u8]) {
+    use crate::portmap::upnp::{http, soap, ssdp};
+    use crate::portmap::{natpmp, pcp, policy::Policy, Limits, PortMaps};
+    let mut cfg = NatConfig::lab();
+    if let Ok(r) = "tcp:8888=192.168.122.73:9999".parse() {
+        cfg.dnat.push(r);
+    }
+    let inside = cfg.inside;
+    let mut nat = Nat::new(cfg);
+    let limits = Limits {
+        per_host: 4,
+        total: 64,
+        max_lifetime: Duration::from_secs(3600),
+    };
+    let mut maps = PortMaps::new(Policy::new(vec![], inside), limits, Instant::ZERO, 1);
+    let mut now = Instant::ZERO;
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let kind = rest[0];
+        let len = (usize::from(u16::from_be_bytes([rest[1], rest[2]]))).min(rest.len() - 3);
+        let (req, tail) = rest[3..].split_at(len);
+        rest = tail;
+        let host = Ipv4Addr::new(192, 168, 122, 100 + (kind >> 2 & 3));
+        match kind & 3 {
+            0 => {
+                let a = if req.first() == Some(&0) {
+                    natpmp::answer(req, host, &mut maps, &nat, now)
+                } else {
+                    pcp::answer(req, host, &mut maps, &mut nat, now)
+                };
+                if let Some(a) = a {
+                    assert!(
+                        a.len() <= pcp::MAX_LEN
+                            && a.len() <= req.len().max(pcp::HEADER) + pcp::HEADER,
+                        "answer of {} bytes to {} bytes",
+                        a.len(),
+                        req.len()
+                    );
+                }
+            }
+            1 => {
+                if let Some(st) = ssdp::search_target(req) {
+                    assert!(ssdp::matches(st, "u").len() <= ssdp::MAX_ANSWERS);
+                }
+            }
+            2 => {
+                if let http::Read::Complete(r) = http::read(req) {
+                    let mut ctx = soap::Ctx {
+                        maps: &mut maps,
+                        nat: &nat,
+                        client: host,
+                        now,
+                        packets: (0, 0),
+                    };
+                    let (_, body) =
+                        soap::serve(r.soap_action.as_deref().unwrap_or(""), &r.body, &mut ctx);
+                    let mut x = quick_xml::Reader::from_str(&body);
+                    loop {
+                        match x.read_event() {
+                            Ok(quick_xml::events::Event::Eof) => break,
+                            Ok(_) => {}
+                            Err(e) => panic!("a SOAP answer that is not XML ({e}): {body}"),
+                        }
+                    }
+                }
+            }
+            _ => {
+                now = now + Duration::from_secs(u64::from(len as u16 % 4000));
+                maps.expire(now);
+                for m in maps.iter() {
+                    assert!(m.expires.is_none_or(|e| e > now), "{m} outlived its expiry");
+                }
+            }
+        }
+        if maps.take_changed() {
+            let mut c = nat.config().clone();
+            c.port_maps = maps.rules();
+            nat.reconfigure(c);
+        }
+        for m in maps.iter() {
+            assert!(
+                m.external >= 1024 && m.external != 8888,
+                "{m}: a port the policy or a forward keeps"
+            );
+            assert!(
+                m.client.octets()[..3] == [192, 168, 122],
+                "{m}: not an inside host"
+            );
+            assert!(
+                maps.iter().filter(|x| x.client == m.client).count() <= 4,
+                "over the per-host limit"
+            );
+            assert_eq!(
+                maps.iter()
+                    .filter(|x| x.protocol == m.protocol && x.external == m.external)
+                    .count(),
+                1,
+                "{m}: a port mapped twice"
+            );
+        }
+    }
+}
+
+/// An FTP control connection through the helper: segments framed as `[control, length
+/// (2 bytes), payload...]*`; control bit 0 picks the direction (client to server or back),
+/// bit 1 whether the client is inside (else the server is, behind a port forward),
+/// bits 2-7 a gap in the sequence numbers (a lost segment). What must hold: no panic;
+/// whatever leaves is valid IPv4 with a good TCP checksum and the router's addresses;
+/// an expectation per control connection at most.
+pub fn ftp(data: &[u8]) {
+    let Some((&setup, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut cfg = NatConfig::lab();
+    cfg.alg_ftp = true;
+    if let Ok(r) = "tcp:2121=192.168.122.73:21".parse() {
+        cfg.dnat.push(r);
+    }
+    let mut nat = Nat::new(cfg);
+    let client_inside = setup & 1 == 0;
+    let (inside, remote, ext) = if client_inside {
+        (
+            (Ipv4Addr::new(192, 168, 122, 101), 40000),
+            (Ipv4Addr::new(172, 16, 1, 1), 21),
+            40000,
+        )
+    } else {
+        (
+            (Ipv4Addr::new(192, 168, 122, 73), 21),
+            (Ipv4Addr::new(172, 16, 1, 1), 50000),
+            2121,
+        )
+    };
+    let out = Ipv4Addr::new(172, 16, 1, 186);
+    let seg =
+        |src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8, seq: u32, ack: u32, data: &[u8]| {
+            let mut l4 = vec![0u8; 20];
+            l4[0..2].copy_from_slice(&src.1.to_be_bytes());
+            l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
+            l4[4..8].copy_from_slice(&seq.to_be_bytes());
+            l4[8..12].copy_from_slice(&ack.to_be_bytes());
+            l4[12] = 0x50;
+            l4[13] = flags;
+            l4[14..16].copy_from_slice(&64000u16.to_be_bytes());
+            l4.extend_from_slice(data);
+            let len = 20 + l4.len();
+            let mut p = vec![0u8; len];
+            ipv4::emit_header(&mut p, 0, len as u16, 1, true, 64, 6, src.0, dst.0);
+            p[20..].copy_from_slice(&l4);
+            let sum = checksum::pseudo_header_sum(src.0, dst.0, 6, l4.len() as u16);
+            let c = !checksum::fold(checksum::sum(&p[20..], sum));
+            p[36..38].copy_from_slice(&c.to_be_bytes());
+            p
+        };
+    // The handshake, inside end first or outside end first.
+    let (mut in_seq, mut out_seq) = (1000u32, 5000u32);
+    let run = |nat: &mut Nat, side: Side, mut p: Vec<u8>| {
+        let v = nat.process(side, &mut p, Instant::ZERO);
+        let mut sent: Vec<Vec<u8>> =
+            std::iter::from_fn(|| nat.poll_transmit().map(|t| t.packet)).collect();
+        if let Verdict::Forward { len } = v {
+            sent.push(p[..len].to_vec());
+        }
+        for p in sent {
+            let ip = Ipv4::new_checked(&p[..], Check::Full).expect("valid IPv4 out");
+            if ip.protocol() == 6 {
+                assert!(
+                    verify_l4_checksum(Protocol::Tcp, ip.src(), ip.dst(), ip.payload()),
+                    "TCP checksum"
+                );
+                assert!(
+                    ip.src() == out
+                        || ip.dst() == inside.0
+                        || ip.dst() == Ipv4Addr::new(192, 168, 122, 101),
+                    "addresses"
+                );
+            }
+        }
+    };
+    let to_out = (out, ext);
+    if client_inside {
+        run(
+            &mut nat,
+            Side::Inside,
+            seg(inside, remote, 0x02, in_seq, 0, b""),
+        );
+        in_seq += 1;
+        run(
+            &mut nat,
+            Side::Outside,
+            seg(remote, to_out, 0x12, out_seq, in_seq, b""),
+        );
+        out_seq += 1;
+    } else {
+        run(
+            &mut nat,
+            Side::Outside,
+            seg(remote, to_out, 0x02, out_seq, 0, b""),
+        );
+        out_seq += 1;
+        run(
+            &mut nat,
+            Side::Inside,
+            seg(inside, remote, 0x12, in_seq, out_seq, b""),
+        );
+        in_seq += 1;
+    }
+    while rest.len() >= 3 {
+        let ctl = rest[0];
+        let len = usize::from(u16::from_be_bytes([rest[1], rest[2]]))
+            .min(rest.len() - 3)
+            .min(1400);
+        let (payload, tail) = rest[3..].split_at(len);
+        rest = tail;
+        let gap = u32::from(ctl >> 2);
+        if ctl & 1 == 0 {
+            in_seq = in_seq.wrapping_add(gap);
+            run(
+                &mut nat,
+                Side::Inside,
+                seg(inside, remote, 0x18, in_seq, out_seq, payload),
+            );
+            in_seq = in_seq.wrapping_add(payload.len() as u32);
+        } else {
+            out_seq = out_seq.wrapping_add(gap);
+            run(
+                &mut nat,
+                Side::Outside,
+                seg(remote, to_out, 0x18, out_seq, in_seq, payload),
+            );
+            out_seq = out_seq.wrapping_add(payload.len() as u32);
+        }
+        assert!(
+            nat.ftp_expectations() <= 1,
+            "one expectation per control connection"
+        );
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -736,6 +986,87 @@ mod test {
             let mut m2 = m.clone();
             m2[0] = (x >> 8) as u8;
             nat64(&m2);
+        }
+    }
+
+    fn frame(kind: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut v = vec![kind];
+        v.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        v.extend_from_slice(bytes);
+        v
+    }
+
+    fn port_control_seed() -> Vec<u8> {
+        let mut natpmp = vec![0, 2, 0, 0, 0x13, 0x88, 0x1b, 0x58];
+        natpmp.extend_from_slice(&3600u32.to_be_bytes());
+        let mut pcp = vec![2, 1, 0, 0, 0, 0, 0x0e, 0x10];
+        pcp.extend_from_slice(
+            &std::net::Ipv4Addr::new(192, 168, 122, 101)
+                .to_ipv6_mapped()
+                .octets(),
+        );
+        pcp.extend_from_slice(b"nonce-nonce!");
+        pcp.extend_from_slice(&[17, 0, 0, 0, 0x13, 0x89, 0x1b, 0x59]);
+        pcp.extend_from_slice(&[0; 16]);
+        let body = "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"><s:Body><u:AddPortMapping xmlns:u=\"urn:schemas-upnp-org:service:WANIPConnection:2\"><NewRemoteHost></NewRemoteHost><NewExternalPort>7001</NewExternalPort><NewProtocol>TCP</NewProtocol><NewInternalPort>9999</NewInternalPort><NewInternalClient>192.168.122.101</NewInternalClient><NewEnabled>1</NewEnabled><NewPortMappingDescription>x &amp; y</NewPortMappingDescription><NewLeaseDuration>600</NewLeaseDuration></u:AddPortMapping></s:Body></s:Envelope>";
+        let http = format!("POST /ctl/IPConn HTTP/1.1\r\nSOAPAction: \"urn:schemas-upnp-org:service:WANIPConnection:2#AddPortMapping\"\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let ssdp = b"M-SEARCH * HTTP/1.1\r\nMAN: \"ssdp:discover\"\r\nST: ssdp:all\r\n\r\n";
+        // Hosts .101 (kind bits 2-3 = 1) and .102.
+        [
+            frame(4, &natpmp),
+            frame(4, &pcp),
+            frame(8, &pcp),
+            frame(5, ssdp),
+            frame(6, http.as_bytes()),
+            frame(3, &[0; 700]),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn port_control_on_a_seed_and_mutations() {
+        let seed = port_control_seed();
+        port_control(&seed);
+        let mut x = 0x1234_5677u32;
+        for _ in 0..3000 {
+            port_control(&mutated(&seed, &mut x, 4, 0));
+        }
+    }
+
+    fn ftp_seed(setup: u8) -> Vec<u8> {
+        let mut v = vec![setup];
+        if setup & 1 == 0 {
+            v.extend(frame(1, b"220 hello\r\n"));
+            v.extend(frame(0, b"USER anonymous\r\n"));
+            v.extend(frame(0, b"PORT 192,168"));
+            v.extend(frame(0, b",122,101,19,137\r\n"));
+            v.extend(frame(1, b"200 ok\r\n"));
+            v.extend(frame(0, b"EPRT |1|192.168.122.101|5002|\r\nLIST\r\n"));
+        } else {
+            v.extend(frame(0, b"220 hello\r\n"));
+            v.extend(frame(1, b"PASV\r\n"));
+            v.extend(frame(
+                0,
+                b"227 Entering Passive Mode (192,168,122,73,23,113).\r\n",
+            ));
+            v.extend(frame(1, b"EPSV\r\n"));
+            v.extend(frame(
+                0,
+                b"229 Entering Extended Passive Mode (|||6002|)\r\n",
+            ));
+        }
+        v
+    }
+
+    #[test]
+    fn ftp_on_seeds_and_mutations() {
+        for setup in [0, 1] {
+            let seed = ftp_seed(setup);
+            ftp(&seed);
+            let mut x = 0x5eed_0f7bu32 ^ u32::from(setup);
+            for _ in 0..3000 {
+                ftp(&mutated(&seed, &mut x, 3, 1));
+            }
         }
     }
 

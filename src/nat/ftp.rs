@@ -572,6 +572,11 @@ impl Nat {
         self.ftp.controls.retain(|k, _| table.peek_out(k).is_some());
     }
 
+    /// The data connections expected now.
+    pub fn ftp_expectations(&self) -> usize {
+        self.ftp.expects.len()
+    }
+
     pub fn ftp_stats(&self) -> FtpStats {
         self.ftp.stats
     }
