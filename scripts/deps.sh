@@ -37,6 +37,10 @@ tayga              tayga                test bench
 chromium           chromium             test
 py:pyftpdlib       python3-pyftpdlib    test
 turnutils_natdiscovery coturn           test
+natpmpc            natpmpc              test
+upnpc              miniupnpc            test
+miniupnpd          miniupnpd-nftables   test
+nft                nftables             test
 "
 
 # Debian keeps ip, iptables and friends in /usr/sbin, which an ordinary user's PATH lacks.

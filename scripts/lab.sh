@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The tunnat demo lab: two network namespaces joined by tunnat, and the two seed scenarios
-# (plus the policy server, IPv6 and NAT64).
+# (plus the policy server, IPv6, NAT64, and a host opening its own port with NAT-PMP).
 #
 #   scripts/lab.sh            build, set up, run the scenarios, tear down
 #   scripts/lab.sh --keep     ... and keep the lab up for exploring until Enter
@@ -120,7 +120,7 @@ CMD=("$TUNNAT" --inside-tun nat-in --inside-netns "$LAN" --inside-addr 192.168.1
      --outside-tun nat-out --outside-netns "$WAN" --outside-addr 172.16.1.186/24
      --outside-addr 2001:db8:1::186/64
      --dnat tcp:8888=192.168.122.73:9999 --dnat 'tcp:8888=[fd00:122::73]:9999'
-     --nat64 64:ff9b:1::/96
+     --nat64 64:ff9b:1::/96 --nat-pmp --pcp --upnp --alg ftp
      --control "$WORK/tunnat.sock" --pcap-dir "$WORK/pcap" --trace-filter tcp:8888 --trace-filter tcp:9999)
 show "${CMD[*]}"
 "${CMD[@]}" 2>"$WORK/tunnat.log" >"$WORK/trace.log" &
@@ -241,6 +241,24 @@ show "$TUNNAT table --control $WORK/tunnat.sock | grep fd00:122::101"
 OUT=$("$TUNNAT" table --control "$WORK/tunnat.sock" 2>&1 | grep 'fd00:122::101' | grep '172.16.1.1' || true); echo "$OUT" | sed 's/^/   /' | head -n 2
 expect "the NAT64 session is in the one table, with its IPv6 host" "\[fd00:122::101\]" "$OUT"
 
+say "scenario 6: the inside host opens its own port forward with NAT-PMP (RFC 6886)"
+show "ip netns exec $LAN (NAT-PMP: map TCP 9999 of 192.168.122.73 for 600 s; as natpmpc -g 192.168.122.100 -a 7000 9999 tcp 600)"
+OUT=$(in_lan python3 -c '
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("192.168.122.73", 0)); s.settimeout(3)
+s.sendto(struct.pack("!BBHHHI", 0, 2, 0, 9999, 7000, 600), ("192.168.122.100", 5351))
+v, op, result, epoch, internal, external, life = struct.unpack("!BBHIHHI", s.recv(16))
+print("result %d: public port %d -> 192.168.122.73:%d for %d s" % (result, external, internal, life))' 2>&1 || true); echo "   $OUT"
+expect "the router mapped the port" "result 0: public port 7000 -> 192.168.122.73:9999" "$OUT"
+show "ip netns exec $WAN (connect to 172.16.1.186:7000)"
+OUT=$(in_wan python3 -c '
+import socket; s = socket.create_connection(("172.16.1.186", 7000), 5)
+print(s.recv(200).decode().strip())' 2>&1 || true); echo "   $OUT"
+expect "the outside reached the inside server through the host's own mapping" "you are 172.16.1.1 port" "$OUT"
+show "$TUNNAT dnat list --control $WORK/tunnat.sock"
+OUT=$("$TUNNAT" dnat list --control "$WORK/tunnat.sock" 2>&1 || true); echo "$OUT" | sed 's/^/   /'
+expect "the mapping is listed with its owner and lifetime" "tcp:7000=192.168.122.73:9999  (nat-pmp by 192.168.122.73, " "$OUT"
+
 if [ "$KEEP" = 1 ]; then
   if [ "${LAB_USERNS:-0}" = 1 ]; then
     # Another shell reaches these namespaces through this script's user and mount
@@ -257,6 +275,8 @@ if [ "$KEEP" = 1 ]; then
   pre ip netns exec "$LAN" traceroute -n 172.16.1.1
   pre ip netns exec "$LAN" curl -6 "http://[2001:db8:1::1]/"
   pre ip netns exec "$LAN" ping -6 64:ff9b:1::172.16.1.1      # NAT64
+  pre ip netns exec "$LAN" natpmpc -g 192.168.122.100 -a 7001 9999 tcp 600   # NAT-PMP (Debian natpmpc)
+  pre ip netns exec "$LAN" upnpc -i -l                             # UPnP IGD (Debian miniupnpc)
   pre "$TUNNAT" table --control "$WORK/tunnat.sock"
   pre "$TUNNAT" stats --control "$WORK/tunnat.sock"
   echo "   tail -f $WORK/trace.log           # tcp/8888 and tcp/9999 in LOG format"

@@ -208,6 +208,19 @@ impl Counters {
                 p.side, p.served, p.refused, p.timed_out, p.displaced, p.busy
             ));
         }
+        if let Some(m) = &self.portmap {
+            lines.push(format!(
+                "port control: {} mapping(s) (created {}, refreshed {}, deleted {}, expired {}, refused {}); requests PCP {}, NAT-PMP {}, SSDP {}, UPnP {}, ignored {}",
+                m.mappings, m.table.created, m.table.refreshed, m.table.deleted, m.table.expired, m.table.refused,
+                m.pcp_requests, m.nat_pmp_requests, m.ssdp_searches, m.upnp_requests, m.ignored
+            ));
+        }
+        if let Some(f) = &self.ftp {
+            lines.push(format!(
+                "FTP helper: lines rewritten {}, expected {}, data connections {}, expired {}, split lines held {}, third-party lines {}",
+                f.rewritten, f.expected, f.data_connections, f.expired, f.held_split, f.third_party
+            ));
+        }
         lines
     }
 }
