@@ -4,6 +4,7 @@ mappings renew, expire and are deleted; the policy and the owner rule refuse wit
 protocol's own error; nothing is answered from outside."""
 
 import os
+import re
 import socket
 import struct
 import time
@@ -56,6 +57,9 @@ def test_natpmpc_maps_a_port_the_outside_reaches_then_deletes_it(lab):
         check(m[0].startswith("tcp:7000=192.168.122.101:9999  (nat-pmp by 192.168.122.101, 3")
               and m[0].endswith(' s left, "NAT-PMP 7000 tcp")'),
               f"dnat list shows the rule, owner, protocol, time left and description: {m}")
+        t = lab.ctl("table").stdout
+        check(re.search(r"tcp +MAPPED +192\.168\.122\.101:9999 +172\.16\.1\.186:7000 +\* .* \[nat-pmp\]", t)
+              and "1 port mapping(s) made by the hosts" in t, f"tunnat table shows the mapping: {t}")
     out = natpmpc(lab, "-a", "7000", "9999", "tcp", "0")
     eq(mapped(lab), [], "lifetime 0 deletes the mapping")
     refused(lambda: lab.connect("wan", ROUTER_OUT, 7000, timeout=2), "connected after the mapping was deleted")

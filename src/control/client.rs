@@ -84,10 +84,19 @@ pub fn format_table(rows: &[Row]) -> String {
             r.timeout_s,
             format!("{}/{}", r.packets_out, r.packets_in),
             format!("{}/{}", r.bytes_out, r.bytes_in),
-            if r.dnat { " [dnat]" } else { "" }
+            match (&r.mapped_by, r.dnat) {
+                (Some(by), _) => format!(" [{by}]"),
+                (None, true) => " [dnat]".to_string(),
+                (None, false) => String::new(),
+            }
         ));
     }
-    out.push_str(&format!("{} session(s)\n", rows.len()));
+    let maps = rows.iter().filter(|r| r.mapped_by.is_some()).count();
+    out.push_str(&format!("{} session(s)", rows.len() - maps));
+    if maps > 0 {
+        out.push_str(&format!(", {maps} port mapping(s) made by the hosts"));
+    }
+    out.push('\n');
     out
 }
 

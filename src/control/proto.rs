@@ -94,6 +94,10 @@ pub struct Row {
     pub packets_in: u64,
     pub bytes_out: u64,
     pub bytes_in: u64,
+    /// A port mapping an inside host made (not a session): the protocol that made it
+    /// (pcp, nat-pmp, upnp). Its remote is `*`, its timeout the lifetime left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_by: Option<String>,
 }
 
 /// The answer to `table`.

@@ -967,7 +967,32 @@ impl Router {
     }
 
     /// The session table as rows, most recently used first (IPv4, then IPv6).
+    /// The port mappings the inside hosts made, as table rows (before the sessions).
+    fn port_map_rows(&self, now: Instant) -> Vec<Row> {
+        let (Some(pc), Some(out)) = (&self.portctl, self.cfg.outside.cidr) else {
+            return Vec::new();
+        };
+        (pc.maps.iter())
+            .map(|m| Row {
+                proto: m.protocol.name().to_string(),
+                state: "MAPPED".to_string(),
+                inside: format!("{}:{}", m.client, m.internal),
+                outside: format!("{}:{}", out.addr, m.external),
+                remote: "*".to_string(),
+                dnat: true,
+                idle_s: 0,
+                timeout_s: m.remaining(now).map_or(0, u64::from),
+                packets_out: 0,
+                packets_in: 0,
+                bytes_out: 0,
+                bytes_in: 0,
+                mapped_by: Some(m.source.name().to_string()),
+            })
+            .collect()
+    }
+
     pub fn table_rows(&self, now: Instant) -> Vec<Row> {
+        let maps = self.port_map_rows(now);
         let v4 = self.nat.iter().flat_map(|n| {
             n.table()
                 .sessions()
@@ -977,7 +1002,7 @@ impl Router {
             .nat6
             .iter()
             .flat_map(|n| n.table().sessions().map(move |(k, s)| row(n, k, s, now)));
-        v4.chain(v6).collect()
+        maps.into_iter().chain(v4).chain(v6).collect()
     }
 
     /// The session table's keys as of now, for a table answered in pieces
@@ -1032,6 +1057,9 @@ impl Router {
         let (v4, v6) = (&cursor.keys.0, &cursor.keys.1);
         let end = (cursor.pos + n).min(v4.len() + v6.len());
         let mut rows = Vec::with_capacity(end - cursor.pos);
+        if cursor.pos == 0 && cursor.rows == 0 {
+            rows = self.port_map_rows(now);
+        }
         for i in cursor.pos..end {
             let r = match (v4.get(i), &self.nat6) {
                 (Some(k), _) => self.nat.as_ref().and_then(|n| {
@@ -1131,6 +1159,7 @@ where
         packets_in: s.packets[1],
         bytes_out: s.bytes[0],
         bytes_in: s.bytes[1],
+        mapped_by: None,
     }
 }
 
