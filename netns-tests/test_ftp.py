@@ -1,5 +1,5 @@
 """The FTP helper (--alg ftp) with real clients and servers: pyftpdlib outside with
-Python's ftplib inside, in active and passive mode; pyftpdlib inside behind a port
+Python's ftplib and `curl --ftp-port -` inside, in active and passive mode; pyftpdlib inside behind a port
 forward with ftplib and curl outside; a PORT command cut across two segments; the same
 tests on the kernel with nf_conntrack_ftp (`run.py --router netfilter test_ftp`)."""
 
@@ -48,6 +48,8 @@ def test_active_ftp_from_inside_to_outside(lab):
     ftp_server(lab, "wan", REMOTE)
     eq(fetch(lab, "lan", REMOTE, 21, passive=False), FILE, "active mode: the server's data connection came in")
     eq(fetch(lab, "lan", REMOTE, 21, passive=True), FILE, "passive mode works too")
+    out = lab.sh("lan", ["curl", "-sS", "--max-time", "10", "--ftp-port", "-", f"ftp://{REMOTE}/file"]).stdout
+    eq(out.encode(), FILE, "curl --ftp-port - (active, EPRT or PORT)")
     ftp = lab.stats().get("ftp")
     if ftp is not None:  # tunnat (the kernel lab has no such counters)
         check(ftp["rewritten"] >= 1 and ftp["data_connections"] >= 1, f"the helper rewrote PORT and admitted the data: {ftp}")
@@ -61,6 +63,8 @@ def test_active_ftp_fails_without_the_helper(lab):
         check(False, "active FTP worked without a helper")
     except (ftplib.Error, OSError) as e:
         check("501" in str(e) or "425" in str(e) or isinstance(e, OSError), f"refused: {e}")
+    p = lab.sh("lan", ["curl", "-sS", "--max-time", "10", "--ftp-port", "-", f"ftp://{REMOTE}/file"], check_rc=False)
+    check(p.returncode != 0, "curl --ftp-port - worked without a helper")
 
 
 @tunnat_args("--alg", "ftp", "--dnat", "tcp:2121=192.168.122.73:21", "--control", CONTROL)
