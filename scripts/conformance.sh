@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-tests=(test_behave test_fragments test_dnat test_napt test_ipv6 test_nat64::)
+tests=(test_behave test_fragments test_dnat test_napt test_ipv6 test_nat64:: test_portmap test_ftp)
 echo "== tunnat"
 python3 netns-tests/run.py "${tests[@]}" | grep -E '\] (PASS|FAIL|N/A) |passed'
 echo "== netfilter"
