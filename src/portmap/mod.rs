@@ -214,6 +214,12 @@ impl PortMaps {
         self.maps.is_empty()
     }
 
+    /// Takes `other`'s mappings (and nothing else) in place of these.
+    pub fn copy_from(&mut self, other: &PortMaps) {
+        self.maps = other.maps.clone();
+        self.changed = true;
+    }
+
     /// The rules for the NAT core, if they changed since last asked.
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)

@@ -103,7 +103,7 @@ pub struct Router {
     /// The last packets that crossed the ports (`--event-ring`).
     events: super::events::Ring,
     /// Port control (PCP, NAT-PMP, UPnP IGD), when on.
-    portctl: Option<PortControl>,
+    pub(super) portctl: Option<PortControl>,
 }
 
 impl Router {
@@ -885,6 +885,14 @@ impl Router {
             l.set_policy(&new.policy, new.policy_idle);
         }
         self.cfg = new;
+    }
+
+    /// The hosts' port mappings of `other` (a scratch router for `explain`).
+    pub(super) fn copy_port_maps(&mut self, other: &Router) {
+        if let (Some(to), Some(from)) = (&mut self.portctl, &other.portctl) {
+            to.maps.copy_from(&from.maps);
+        }
+        self.sync_port_maps();
     }
 
     /// Hands the port mappings to the NAT core if they changed.

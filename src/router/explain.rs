@@ -160,6 +160,7 @@ impl Router {
                 return format!("explain: the sessions could not be copied: {e:#}\n");
             }
         }
+        scratch.copy_port_maps(self);
         scratch.explain_here(side, pkt, now)
     }
 
@@ -359,6 +360,19 @@ impl Router {
             "a new session {} {} <-> {} via {}",
             r.proto, r.inside, r.remote, r.outside
         );
+        let mapped = (self.portctl.iter())
+            .flat_map(|pc| pc.maps.iter())
+            .find(|m| m.protocol.name() == r.proto && m.external == s.dst.port());
+        if let (true, Some(m)) = (r.dnat, mapped) {
+            let _ = write!(
+                t,
+                ", made by the port mapping {} that {} asked for with {}",
+                m.rule(),
+                m.client,
+                m.source.name()
+            );
+            return t;
+        }
         if r.dnat {
             let rule = (self.config().dnat.iter().map(|x| x.to_string()))
                 .chain(self.config().dnat6.iter().map(|x| x.to_string()))

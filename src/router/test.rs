@@ -1332,3 +1332,23 @@ fn ssdp_search_is_answered_with_the_description_url_and_upnp_maps() {
     };
     assert_eq!(r.mapped[0].rule, "tcp:7001=192.168.122.101:9999");
 }
+
+#[test]
+fn explain_names_the_hosts_port_mapping() {
+    let mut lab = port_control_lab();
+    let u = udp_socket(&mut lab.inside, 40100);
+    let mut req = vec![0, 2, 0, 0];
+    req.extend_from_slice(&9999u16.to_be_bytes());
+    req.extend_from_slice(&7000u16.to_be_bytes());
+    req.extend_from_slice(&600u32.to_be_bytes());
+    let s = lab.inside.sockets.get_mut::<udp::Socket>(u);
+    s.send_slice(&req, (IpAddress::Ipv4(ROUTER_IN), 5351))
+        .unwrap();
+    lab.run(3);
+    let syn = crate::nat::test::tcp(REMOTE, 40000, ROUTER_OUT, 7000, 0x02);
+    let text = lab.router.explain(Side::Outside, &syn, lab.now);
+    assert!(
+        text.contains("made by the port mapping tcp:7000=192.168.122.101:9999 that 192.168.122.101 asked for with nat-pmp"),
+        "{text}"
+    );
+}
