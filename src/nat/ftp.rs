@@ -206,16 +206,18 @@ impl SeqAdj {
         };
         ack.wrapping_sub(off as u32)
     }
-    /// A line at original `seq` grew by `delta`.
+    /// A segment at original `seq` grew by `delta`. A retransmission of the segment of
+    /// the last change (at `pos` or before) changes nothing: its offset is already counted
+    /// (nf_nat_seqadj_set's rule).
     pub fn record(&mut self, seq: u32, delta: i32) {
         if delta == 0 {
             return;
         }
-        if self.is_zero() || seq_after(seq, self.pos) {
-            self.before = self.after;
+        if self.before == self.after || seq_after(seq, self.pos) {
             self.pos = seq;
+            self.before = self.after;
+            self.after = self.after.wrapping_add(delta);
         }
-        self.after = self.after.wrapping_add(delta);
     }
 }
 
@@ -484,6 +486,13 @@ impl Nat {
             protocol: Protocol::Tcp,
             inside: Endpoint::new(addr, port),
         };
+        // The same line again (a retransmission): the same port, so the same rewrite.
+        if self.ftp.controls.get(&key).and_then(|c| c.expect) == Some(mk) {
+            if let Some(e) = self.ftp.expects.get_mut(&mk) {
+                e.until = now + EXPECT_TIMEOUT;
+                return Some((self.cfg.outside.addr, e.port));
+            }
+        }
         // One expectation per control connection: a newer line replaces the older.
         if let Some(old) = self
             .ftp

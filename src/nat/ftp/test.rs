@@ -221,6 +221,32 @@ fn active_ftp_from_inside_port_rewritten_data_connection_admitted_acks_fixed() {
 }
 
 #[test]
+fn a_retransmitted_port_line_is_rewritten_alike_and_counted_once() {
+    let mut n = nat();
+    let c = (CLIENT, 40004);
+    let s = (SERVER, 21);
+    through(&mut n, Side::Inside, seg(c, s, 0x02, 100, 0, b"")).unwrap();
+    let line = b"PORT 192,168,122,101,19,137\r\n";
+    let first = through(&mut n, Side::Inside, seg(c, s, 0x18, 101, 0, line)).unwrap();
+    let again = through(&mut n, Side::Inside, seg(c, s, 0x18, 101, 0, line)).unwrap();
+    assert_eq!(payload(&first), payload(&again));
+    assert_eq!(seq_of(&again), 101);
+    let next = through(
+        &mut n,
+        Side::Inside,
+        seg(c, s, 0x18, 101 + line.len() as u32, 0, b"LIST\r\n"),
+    )
+    .unwrap();
+    let delta = line.len() as u32 - payload(&first).len() as u32;
+    assert_eq!(
+        seq_of(&next),
+        101 + line.len() as u32 - delta,
+        "the difference counted once"
+    );
+    assert_eq!(n.ftp_expectations(), 1);
+}
+
+#[test]
 fn a_port_command_split_across_segments_is_sent_whole() {
     let mut n = nat();
     let c = (CLIENT, 40001);
