@@ -679,6 +679,36 @@ pub fn port_control(data: &[u8]) {
     }
 }
 
+/// An IPv4 TCP segment (TTL 64, DF) from `src` to `dst` with these flags, sequence and
+/// acknowledgement numbers and payload, its checksums computed (for the fuzz properties
+/// and the FTP helper's tests).
+pub fn tcp_segment(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut l4 = vec![0u8; 20];
+    l4[0..2].copy_from_slice(&src.1.to_be_bytes());
+    l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    l4[4..8].copy_from_slice(&seq.to_be_bytes());
+    l4[8..12].copy_from_slice(&ack.to_be_bytes());
+    l4[12] = 0x50;
+    l4[13] = flags;
+    l4[14..16].copy_from_slice(&64000u16.to_be_bytes());
+    l4.extend_from_slice(data);
+    let len = 20 + l4.len();
+    let mut p = vec![0u8; len];
+    ipv4::emit_header(&mut p, 0, len as u16, 1, true, 64, 6, src.0, dst.0);
+    p[20..].copy_from_slice(&l4);
+    let sum = checksum::pseudo_header_sum(src.0, dst.0, 6, l4.len() as u16);
+    let c = !checksum::fold(checksum::sum(&p[20..], sum));
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
 /// An FTP control connection through the helper: segments framed as `[control, length
 /// (2 bytes), payload...]*`; control bit 0 picks the direction (client to server or back),
 /// bit 1 whether the client is inside (else the server is, behind a port forward),
@@ -710,28 +740,7 @@ pub fn ftp(data: &[u8]) {
         )
     };
     let out = Ipv4Addr::new(172, 16, 1, 186);
-    let seg =
-        |src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8, seq: u32, ack: u32, data: &[u8]| {
-            let mut l4 = vec![0u8; 20];
-            l4[0..2].copy_from_slice(&src.1.to_be_bytes());
-            l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
-            l4[4..8].copy_from_slice(&seq.to_be_bytes());
-            l4[8..12].copy_from_slice(&ack.to_be_bytes());
-            l4[12] = 0x50;
-            l4[13] = flags;
-            l4[14..16].copy_from_slice(&64000u16.to_be_bytes());
-            l4.extend_from_slice(data);
-            let len = 20 + l4.len();
-            let mut p = vec![0u8; len];
-            ipv4::emit_header(&mut p, 0, len as u16, 1, true, 64, 6, src.0, dst.0);
-            p[20..].copy_from_slice(&l4);
-            let sum = checksum::pseudo_header_sum(src.0, dst.0, 6, l4.len() as u16);
-            let c = !checksum::fold(checksum::sum(&p[20..], sum));
-            p[36..38].copy_from_slice(&c.to_be_bytes());
-            p
-        };
-    // The handshake, inside end first or outside end first.
-    let (mut in_seq, mut out_seq) = (1000u32, 5000u32);
+    let seg = tcp_segment;
     let run = |nat: &mut Nat, side: Side, mut p: Vec<u8>| {
         let v = nat.process(side, &mut p, Instant::ZERO);
         let mut sent: Vec<Vec<u8>> =
@@ -756,33 +765,32 @@ pub fn ftp(data: &[u8]) {
         }
     };
     let to_out = (out, ext);
-    if client_inside {
-        run(
-            &mut nat,
-            Side::Inside,
-            seg(inside, remote, 0x02, in_seq, 0, b""),
-        );
-        in_seq += 1;
-        run(
-            &mut nat,
-            Side::Outside,
-            seg(remote, to_out, 0x12, out_seq, in_seq, b""),
-        );
-        out_seq += 1;
+    // Next sequence numbers, [inside end, outside end].
+    let mut seq = [1000u32, 5000u32];
+    // One segment from `side`'s end, acknowledging all the other end sent (none for a SYN).
+    let send = |nat: &mut Nat, side: Side, flags: u8, payload: &[u8], seq: &mut [u32; 2]| {
+        let (me, other) = (side.index(), side.other().index());
+        let ack = if flags == 0x02 { 0 } else { seq[other] };
+        let p = match side {
+            Side::Inside => seg(inside, remote, flags, seq[me], ack, payload),
+            Side::Outside => seg(remote, to_out, flags, seq[me], ack, payload),
+        };
+        run(nat, side, p);
+        let used = if flags & 0x02 != 0 {
+            1
+        } else {
+            payload.len() as u32
+        };
+        seq[me] = seq[me].wrapping_add(used);
+    };
+    // The handshake: the client's SYN, the server's SYN-ACK.
+    let client = if client_inside {
+        Side::Inside
     } else {
-        run(
-            &mut nat,
-            Side::Outside,
-            seg(remote, to_out, 0x02, out_seq, 0, b""),
-        );
-        out_seq += 1;
-        run(
-            &mut nat,
-            Side::Inside,
-            seg(inside, remote, 0x12, in_seq, out_seq, b""),
-        );
-        in_seq += 1;
-    }
+        Side::Outside
+    };
+    send(&mut nat, client, 0x02, b"", &mut seq);
+    send(&mut nat, client.other(), 0x12, b"", &mut seq);
     while rest.len() >= 3 {
         let ctl = rest[0];
         let len = usize::from(u16::from_be_bytes([rest[1], rest[2]]))
@@ -790,24 +798,13 @@ pub fn ftp(data: &[u8]) {
             .min(1400);
         let (payload, tail) = rest[3..].split_at(len);
         rest = tail;
-        let gap = u32::from(ctl >> 2);
-        if ctl & 1 == 0 {
-            in_seq = in_seq.wrapping_add(gap);
-            run(
-                &mut nat,
-                Side::Inside,
-                seg(inside, remote, 0x18, in_seq, out_seq, payload),
-            );
-            in_seq = in_seq.wrapping_add(payload.len() as u32);
+        let side = if ctl & 1 == 0 {
+            Side::Inside
         } else {
-            out_seq = out_seq.wrapping_add(gap);
-            run(
-                &mut nat,
-                Side::Outside,
-                seg(remote, to_out, 0x18, out_seq, in_seq, payload),
-            );
-            out_seq = out_seq.wrapping_add(payload.len() as u32);
-        }
+            Side::Outside
+        };
+        seq[side.index()] = seq[side.index()].wrapping_add(u32::from(ctl >> 2));
+        send(&mut nat, side, 0x18, payload, &mut seq);
         assert!(
             nat.ftp_expectations() <= 1,
             "one expectation per control connection"

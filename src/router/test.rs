@@ -1220,6 +1220,21 @@ fn udp_received(host: &mut Host, u: SocketHandle) -> Vec<(Vec<u8>, IpEndpoint)> 
     std::iter::from_fn(|| s.recv().ok().map(|(d, m)| (d.to_vec(), m.endpoint))).collect()
 }
 
+/// An inside host (CLIENT) asks with NAT-PMP for TCP `external` to its `internal`; the
+/// socket it asked from, for the answer.
+fn nat_pmp_map_tcp(lab: &mut Lab, internal: u16, external: u16, lifetime: u32) -> SocketHandle {
+    let u = udp_socket(&mut lab.inside, 40100);
+    let mut req = vec![0, 2, 0, 0];
+    req.extend_from_slice(&internal.to_be_bytes());
+    req.extend_from_slice(&external.to_be_bytes());
+    req.extend_from_slice(&lifetime.to_be_bytes());
+    let s = lab.inside.sockets.get_mut::<udp::Socket>(u);
+    s.send_slice(&req, (IpAddress::Ipv4(ROUTER_IN), 5351))
+        .unwrap();
+    lab.run(3);
+    u
+}
+
 fn port_control_lab() -> Lab {
     let mut cfg = Config::lab();
     cfg.pcp = true;
@@ -1232,15 +1247,7 @@ fn port_control_lab() -> Lab {
 #[test]
 fn nat_pmp_maps_a_port_the_outside_then_reaches_and_it_expires() {
     let mut lab = port_control_lab();
-    let u = udp_socket(&mut lab.inside, 40100);
-    let mut req = vec![0, 2, 0, 0];
-    req.extend_from_slice(&9999u16.to_be_bytes());
-    req.extend_from_slice(&7000u16.to_be_bytes());
-    req.extend_from_slice(&120u32.to_be_bytes());
-    let s = lab.inside.sockets.get_mut::<udp::Socket>(u);
-    s.send_slice(&req, (IpAddress::Ipv4(ROUTER_IN), 5351))
-        .unwrap();
-    lab.run(3);
+    let u = nat_pmp_map_tcp(&mut lab, 9999, 7000, 120);
     let got = udp_received(&mut lab.inside, u);
     let (a, from) = got.iter().find(|(d, _)| d.len() == 16).expect("an answer");
     assert_eq!(v4(Some(*from)), (ROUTER_IN, 5351));
@@ -1336,15 +1343,7 @@ fn ssdp_search_is_answered_with_the_description_url_and_upnp_maps() {
 #[test]
 fn explain_names_the_hosts_port_mapping() {
     let mut lab = port_control_lab();
-    let u = udp_socket(&mut lab.inside, 40100);
-    let mut req = vec![0, 2, 0, 0];
-    req.extend_from_slice(&9999u16.to_be_bytes());
-    req.extend_from_slice(&7000u16.to_be_bytes());
-    req.extend_from_slice(&600u32.to_be_bytes());
-    let s = lab.inside.sockets.get_mut::<udp::Socket>(u);
-    s.send_slice(&req, (IpAddress::Ipv4(ROUTER_IN), 5351))
-        .unwrap();
-    lab.run(3);
+    nat_pmp_map_tcp(&mut lab, 9999, 7000, 600);
     let syn = crate::nat::test::tcp(REMOTE, 40000, ROUTER_OUT, 7000, 0x02);
     let text = lab.router.explain(Side::Outside, &syn, lab.now);
     assert!(

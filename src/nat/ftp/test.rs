@@ -1,7 +1,6 @@
 //! The FTP helper on real segments through the NAT core, and its text rewriting.
 
 use super::*;
-use crate::nat::test::ip;
 use crate::nat::{NatConfig, Side, Verdict};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 101);
@@ -9,26 +8,7 @@ const SERVER_IN: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 73);
 const OUT: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 186);
 const SERVER: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 1);
 
-/// A TCP segment with flags, sequence and acknowledgement numbers, and a payload.
-fn seg(
-    src: (Ipv4Addr, u16),
-    dst: (Ipv4Addr, u16),
-    flags: u8,
-    seq: u32,
-    ack: u32,
-    data: &[u8],
-) -> Vec<u8> {
-    let mut l4 = vec![0u8; 20];
-    l4[0..2].copy_from_slice(&src.1.to_be_bytes());
-    l4[2..4].copy_from_slice(&dst.1.to_be_bytes());
-    l4[4..8].copy_from_slice(&seq.to_be_bytes());
-    l4[8..12].copy_from_slice(&ack.to_be_bytes());
-    l4[12] = 0x50;
-    l4[13] = flags;
-    l4[14..16].copy_from_slice(&64000u16.to_be_bytes());
-    l4.extend_from_slice(data);
-    ip(6, src.0, dst.0, 64, &l4)
-}
+use crate::fuzz::tcp_segment as seg;
 
 fn payload(p: &[u8]) -> &[u8] {
     let ihl = (p[0] & 0xf) as usize * 4;

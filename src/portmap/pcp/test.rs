@@ -24,6 +24,10 @@ fn map_req(lifetime: u32, proto: u8, internal: u16, suggested: u16, nonce: [u8; 
     v
 }
 
+fn ask(m: &mut PortMaps, nat: &mut Nat, req: &[u8], now: Instant) -> Vec<u8> {
+    answer(req, HOST, m, nat, now).expect("an answer")
+}
+
 fn code(a: &[u8]) -> u8 {
     a[3]
 }
@@ -38,14 +42,12 @@ fn port(a: &[u8]) -> u16 {
 fn map_renew_delete_with_nonce() {
     let mut nat = Nat::new(NatConfig::lab());
     let mut m = maps(Instant::ZERO);
-    let a = answer(
-        &map_req(3600, 17, 5000, 0, NONCE),
-        HOST,
+    let a = ask(
         &mut m,
         &mut nat,
+        &map_req(3600, 17, 5000, 0, NONCE),
         Instant::from_secs(3),
-    )
-    .unwrap();
+    );
     assert_eq!((a[0], a[1], code(&a)), (2, 0x81, 0));
     assert_eq!(lifetime(&a), 3600);
     assert_eq!(u32::from_be_bytes([a[8], a[9], a[10], a[11]]), 3, "epoch");
@@ -57,43 +59,35 @@ fn map_renew_delete_with_nonce() {
     );
     // Another nonce may neither renew nor delete it.
     let other = *b"another-one!";
-    let a = answer(
+    let a = ask(
+        &mut m,
+        &mut nat,
         &map_req(3600, 17, 5000, 0, other),
-        HOST,
-        &mut m,
-        &mut nat,
         Instant::ZERO,
-    )
-    .unwrap();
+    );
     assert_eq!(code(&a), Code::NotAuthorized as u8);
-    let a = answer(
-        &map_req(0, 17, 5000, 0, other),
-        HOST,
+    let a = ask(
         &mut m,
         &mut nat,
+        &map_req(0, 17, 5000, 0, other),
         Instant::ZERO,
-    )
-    .unwrap();
+    );
     assert_eq!(code(&a), Code::NotAuthorized as u8);
     assert_eq!(m.len(), 1);
     // A short lifetime is raised to the minimum; the right nonce deletes.
-    let a = answer(
+    let a = ask(
+        &mut m,
+        &mut nat,
         &map_req(10, 17, 5000, 0, NONCE),
-        HOST,
-        &mut m,
-        &mut nat,
         Instant::ZERO,
-    )
-    .unwrap();
+    );
     assert_eq!(lifetime(&a), MIN_LIFETIME);
-    let a = answer(
-        &map_req(0, 17, 5000, 0, NONCE),
-        HOST,
+    let a = ask(
         &mut m,
         &mut nat,
+        &map_req(0, 17, 5000, 0, NONCE),
         Instant::ZERO,
-    )
-    .unwrap();
+    );
     assert_eq!((code(&a), lifetime(&a)), (0, 0));
     assert!(m.is_empty());
 }
@@ -109,14 +103,12 @@ fn prefer_failure() {
     let a = answer(&req, HOST, &mut m, &mut nat, Instant::ZERO).unwrap();
     assert_eq!(code(&a), Code::CannotProvideExternal as u8);
     // Without it, another port.
-    let a = answer(
-        &map_req(3600, 6, 8888, 8888, NONCE),
-        HOST,
+    let a = ask(
         &mut m,
         &mut nat,
+        &map_req(3600, 6, 8888, 8888, NONCE),
         Instant::ZERO,
-    )
-    .unwrap();
+    );
     assert_eq!(code(&a), 0);
     assert_ne!(port(&a), 8888);
 }

@@ -112,122 +112,101 @@ pub fn description(inside: Ipv4Addr, port: u16) -> String {
     )
 }
 
-/// `(action, [(argument, direction "in"/"out", state variable)])`.
-type Action = (
-    &'static str,
-    &'static [(&'static str, &'static str, &'static str)],
-);
+/// An argument: its name and its state variable.
+type Arg = (&'static str, &'static str);
+/// `(action, [(direction "in"/"out", arguments)])`.
+type Action = (&'static str, &'static [(&'static str, &'static [Arg])]);
 
-const MAP_IN: &[(&str, &str, &str)] = &[
-    ("NewRemoteHost", "in", "RemoteHost"),
-    ("NewExternalPort", "in", "ExternalPort"),
-    ("NewProtocol", "in", "PortMappingProtocol"),
+/// The three arguments that name a mapping.
+const MAP_KEY: &[Arg] = &[
+    ("NewRemoteHost", "RemoteHost"),
+    ("NewExternalPort", "ExternalPort"),
+    ("NewProtocol", "PortMappingProtocol"),
+];
+/// What a mapping holds beyond its key.
+const MAP_ENTRY: &[Arg] = &[
+    ("NewInternalPort", "InternalPort"),
+    ("NewInternalClient", "InternalClient"),
+    ("NewEnabled", "PortMappingEnabled"),
+    ("NewPortMappingDescription", "PortMappingDescription"),
+    ("NewLeaseDuration", "PortMappingLeaseDuration"),
+];
+/// A range of external ports.
+const RANGE: &[Arg] = &[
+    ("NewStartPort", "ExternalPort"),
+    ("NewEndPort", "ExternalPort"),
+    ("NewProtocol", "PortMappingProtocol"),
+    ("NewManage", "A_ARG_TYPE_Manage"),
 ];
 
 pub const IP_CONN_ACTIONS: &[Action] = &[
     (
         "GetConnectionTypeInfo",
-        &[
-            ("NewConnectionType", "out", "ConnectionType"),
-            (
-                "NewPossibleConnectionTypes",
-                "out",
-                "PossibleConnectionTypes",
-            ),
-        ],
+        &[(
+            "out",
+            &[
+                ("NewConnectionType", "ConnectionType"),
+                ("NewPossibleConnectionTypes", "PossibleConnectionTypes"),
+            ],
+        )],
     ),
     (
         "GetStatusInfo",
-        &[
-            ("NewConnectionStatus", "out", "ConnectionStatus"),
-            ("NewLastConnectionError", "out", "LastConnectionError"),
-            ("NewUptime", "out", "Uptime"),
-        ],
+        &[(
+            "out",
+            &[
+                ("NewConnectionStatus", "ConnectionStatus"),
+                ("NewLastConnectionError", "LastConnectionError"),
+                ("NewUptime", "Uptime"),
+            ],
+        )],
     ),
     (
         "GetExternalIPAddress",
-        &[("NewExternalIPAddress", "out", "ExternalIPAddress")],
+        &[("out", &[("NewExternalIPAddress", "ExternalIPAddress")])],
     ),
     (
         "GetNATRSIPStatus",
-        &[
-            ("NewRSIPAvailable", "out", "RSIPAvailable"),
-            ("NewNATEnabled", "out", "NATEnabled"),
-        ],
+        &[(
+            "out",
+            &[
+                ("NewRSIPAvailable", "RSIPAvailable"),
+                ("NewNATEnabled", "NATEnabled"),
+            ],
+        )],
     ),
-    (
-        "AddPortMapping",
-        &[
-            ("NewRemoteHost", "in", "RemoteHost"),
-            ("NewExternalPort", "in", "ExternalPort"),
-            ("NewProtocol", "in", "PortMappingProtocol"),
-            ("NewInternalPort", "in", "InternalPort"),
-            ("NewInternalClient", "in", "InternalClient"),
-            ("NewEnabled", "in", "PortMappingEnabled"),
-            ("NewPortMappingDescription", "in", "PortMappingDescription"),
-            ("NewLeaseDuration", "in", "PortMappingLeaseDuration"),
-        ],
-    ),
+    ("AddPortMapping", &[("in", MAP_KEY), ("in", MAP_ENTRY)]),
     (
         "AddAnyPortMapping",
         &[
-            ("NewRemoteHost", "in", "RemoteHost"),
-            ("NewExternalPort", "in", "ExternalPort"),
-            ("NewProtocol", "in", "PortMappingProtocol"),
-            ("NewInternalPort", "in", "InternalPort"),
-            ("NewInternalClient", "in", "InternalClient"),
-            ("NewEnabled", "in", "PortMappingEnabled"),
-            ("NewPortMappingDescription", "in", "PortMappingDescription"),
-            ("NewLeaseDuration", "in", "PortMappingLeaseDuration"),
-            ("NewReservedPort", "out", "ExternalPort"),
+            ("in", MAP_KEY),
+            ("in", MAP_ENTRY),
+            ("out", &[("NewReservedPort", "ExternalPort")]),
         ],
     ),
-    ("DeletePortMapping", MAP_IN),
-    (
-        "DeletePortMappingRange",
-        &[
-            ("NewStartPort", "in", "ExternalPort"),
-            ("NewEndPort", "in", "ExternalPort"),
-            ("NewProtocol", "in", "PortMappingProtocol"),
-            ("NewManage", "in", "A_ARG_TYPE_Manage"),
-        ],
-    ),
+    ("DeletePortMapping", &[("in", MAP_KEY)]),
+    ("DeletePortMappingRange", &[("in", RANGE)]),
     (
         "GetGenericPortMappingEntry",
         &[
-            ("NewPortMappingIndex", "in", "PortMappingNumberOfEntries"),
-            ("NewRemoteHost", "out", "RemoteHost"),
-            ("NewExternalPort", "out", "ExternalPort"),
-            ("NewProtocol", "out", "PortMappingProtocol"),
-            ("NewInternalPort", "out", "InternalPort"),
-            ("NewInternalClient", "out", "InternalClient"),
-            ("NewEnabled", "out", "PortMappingEnabled"),
-            ("NewPortMappingDescription", "out", "PortMappingDescription"),
-            ("NewLeaseDuration", "out", "PortMappingLeaseDuration"),
+            (
+                "in",
+                &[("NewPortMappingIndex", "PortMappingNumberOfEntries")],
+            ),
+            ("out", MAP_KEY),
+            ("out", MAP_ENTRY),
         ],
     ),
     (
         "GetSpecificPortMappingEntry",
-        &[
-            ("NewRemoteHost", "in", "RemoteHost"),
-            ("NewExternalPort", "in", "ExternalPort"),
-            ("NewProtocol", "in", "PortMappingProtocol"),
-            ("NewInternalPort", "out", "InternalPort"),
-            ("NewInternalClient", "out", "InternalClient"),
-            ("NewEnabled", "out", "PortMappingEnabled"),
-            ("NewPortMappingDescription", "out", "PortMappingDescription"),
-            ("NewLeaseDuration", "out", "PortMappingLeaseDuration"),
-        ],
+        &[("in", MAP_KEY), ("out", MAP_ENTRY)],
     ),
     (
         "GetListOfPortMappings",
         &[
-            ("NewStartPort", "in", "ExternalPort"),
-            ("NewEndPort", "in", "ExternalPort"),
-            ("NewProtocol", "in", "PortMappingProtocol"),
-            ("NewManage", "in", "A_ARG_TYPE_Manage"),
-            ("NewNumberOfPorts", "in", "PortMappingNumberOfEntries"),
-            ("NewPortListing", "out", "A_ARG_TYPE_PortListing"),
+            ("in", RANGE),
+            ("in", &[("NewNumberOfPorts", "PortMappingNumberOfEntries")]),
+            ("out", &[("NewPortListing", "A_ARG_TYPE_PortListing")]),
         ],
     ),
 ];
@@ -235,28 +214,29 @@ pub const IP_CONN_ACTIONS: &[Action] = &[
 pub const COMMON_ACTIONS: &[Action] = &[
     (
         "GetCommonLinkProperties",
-        &[
-            ("NewWANAccessType", "out", "WANAccessType"),
-            (
-                "NewLayer1UpstreamMaxBitRate",
-                "out",
-                "Layer1UpstreamMaxBitRate",
-            ),
-            (
-                "NewLayer1DownstreamMaxBitRate",
-                "out",
-                "Layer1DownstreamMaxBitRate",
-            ),
-            ("NewPhysicalLinkStatus", "out", "PhysicalLinkStatus"),
-        ],
+        &[(
+            "out",
+            &[
+                ("NewWANAccessType", "WANAccessType"),
+                ("NewLayer1UpstreamMaxBitRate", "Layer1UpstreamMaxBitRate"),
+                (
+                    "NewLayer1DownstreamMaxBitRate",
+                    "Layer1DownstreamMaxBitRate",
+                ),
+                ("NewPhysicalLinkStatus", "PhysicalLinkStatus"),
+            ],
+        )],
     ),
     (
         "GetTotalPacketsSent",
-        &[("NewTotalPacketsSent", "out", "TotalPacketsSent")],
+        &[("out", &[("NewTotalPacketsSent", "TotalPacketsSent")])],
     ),
     (
         "GetTotalPacketsReceived",
-        &[("NewTotalPacketsReceived", "out", "TotalPacketsReceived")],
+        &[(
+            "out",
+            &[("NewTotalPacketsReceived", "TotalPacketsReceived")],
+        )],
     ),
 ];
 
@@ -299,11 +279,13 @@ fn scpd(actions: &[Action], vars: &[(&str, &str)]) -> String {
     );
     for (name, args) in actions {
         let _ = write!(s, "<action><name>{name}</name><argumentList>");
-        for (arg, dir, var) in *args {
-            let _ = write!(
-                s,
-                "<argument><name>{arg}</name><direction>{dir}</direction><relatedStateVariable>{var}</relatedStateVariable></argument>"
-            );
+        for (dir, group) in *args {
+            for (arg, var) in *group {
+                let _ = write!(
+                    s,
+                    "<argument><name>{arg}</name><direction>{dir}</direction><relatedStateVariable>{var}</relatedStateVariable></argument>"
+                );
+            }
         }
         s.push_str("</argumentList></action>");
     }

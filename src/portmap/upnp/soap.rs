@@ -255,6 +255,37 @@ fn wildcard_remote(s: Option<&str>) -> Result<(), Fault> {
     }
 }
 
+/// The mapping a call names: protocol and external port (the remote host a wildcard).
+fn map_key(call: &Call) -> Result<(Protocol, u16), Fault> {
+    wildcard_remote(call.arg("NewRemoteHost"))?;
+    let ext = number(call.arg("NewExternalPort"))?;
+    Ok((protocol(call.arg("NewProtocol"))?, ext))
+}
+
+/// The range of external ports a call names.
+fn range(call: &Call) -> Result<(u16, u16, Protocol), Fault> {
+    let start: u16 = number(call.arg("NewStartPort"))?;
+    let end: u16 = number(call.arg("NewEndPort"))?;
+    if end < start {
+        return Err(INVALID_ARGS);
+    }
+    Ok((start, end, protocol(call.arg("NewProtocol"))?))
+}
+
+/// A mapping's entry beyond its key, as the Get...Entry actions answer it.
+fn entry(m: &crate::portmap::PortMap, now: Instant) -> Vec<(&'static str, String)> {
+    vec![
+        ("NewInternalPort", m.internal.to_string()),
+        ("NewInternalClient", m.client.to_string()),
+        ("NewEnabled", "1".into()),
+        ("NewPortMappingDescription", m.description.clone()),
+        (
+            "NewLeaseDuration",
+            m.remaining(now).unwrap_or(0).to_string(),
+        ),
+    ]
+}
+
 /// Runs `call`: the output arguments, or the UPnP error.
 pub fn run(call: &Call, ctx: &mut Ctx) -> Result<Vec<(&'static str, String)>, Fault> {
     let v1 = call.v1();
@@ -333,9 +364,7 @@ pub fn run(call: &Call, ctx: &mut Ctx) -> Result<Vec<(&'static str, String)>, Fa
             }
         }
         (true, "DeletePortMapping") => {
-            wildcard_remote(call.arg("NewRemoteHost"))?;
-            let ext: u16 = number(call.arg("NewExternalPort"))?;
-            let protocol = protocol(call.arg("NewProtocol"))?;
+            let (protocol, ext) = map_key(call)?;
             match ctx.maps.delete_external(protocol, ext, ctx.client) {
                 Ok(Some(_)) => Ok(vec![]),
                 Ok(None) => Err(NO_SUCH_ENTRY),
@@ -343,12 +372,7 @@ pub fn run(call: &Call, ctx: &mut Ctx) -> Result<Vec<(&'static str, String)>, Fa
             }
         }
         (true, "DeletePortMappingRange") if !v1 => {
-            let start: u16 = number(call.arg("NewStartPort"))?;
-            let end: u16 = number(call.arg("NewEndPort"))?;
-            let protocol = protocol(call.arg("NewProtocol"))?;
-            if end < start {
-                return Err(INVALID_ARGS);
-            }
+            let (start, end, protocol) = range(call)?;
             let ports: Vec<u16> = (ctx.maps.iter())
                 .filter(|m| {
                     m.protocol == protocol
@@ -368,40 +392,21 @@ pub fn run(call: &Call, ctx: &mut Ctx) -> Result<Vec<(&'static str, String)>, Fa
         (true, "GetGenericPortMappingEntry") => {
             let i: usize = number(call.arg("NewPortMappingIndex"))?;
             let m = ctx.maps.iter().nth(i).ok_or(INDEX_INVALID)?;
-            Ok(vec![
+            let mut out = vec![
                 ("NewRemoteHost", String::new()),
                 ("NewExternalPort", m.external.to_string()),
                 ("NewProtocol", m.protocol.name().to_ascii_uppercase()),
-                ("NewInternalPort", m.internal.to_string()),
-                ("NewInternalClient", m.client.to_string()),
-                ("NewEnabled", "1".into()),
-                ("NewPortMappingDescription", m.description.clone()),
-                (
-                    "NewLeaseDuration",
-                    m.remaining(ctx.now).unwrap_or(0).to_string(),
-                ),
-            ])
+            ];
+            out.extend(entry(m, ctx.now));
+            Ok(out)
         }
         (true, "GetSpecificPortMappingEntry") => {
-            wildcard_remote(call.arg("NewRemoteHost"))?;
-            let ext: u16 = number(call.arg("NewExternalPort"))?;
-            let protocol = protocol(call.arg("NewProtocol"))?;
+            let (protocol, ext) = map_key(call)?;
             let m = ctx.maps.by_external(protocol, ext).ok_or(NO_SUCH_ENTRY)?;
-            Ok(vec![
-                ("NewInternalPort", m.internal.to_string()),
-                ("NewInternalClient", m.client.to_string()),
-                ("NewEnabled", "1".into()),
-                ("NewPortMappingDescription", m.description.clone()),
-                (
-                    "NewLeaseDuration",
-                    m.remaining(ctx.now).unwrap_or(0).to_string(),
-                ),
-            ])
+            Ok(entry(m, ctx.now))
         }
         (true, "GetListOfPortMappings") if !v1 => {
-            let start: u16 = number(call.arg("NewStartPort"))?;
-            let end: u16 = number(call.arg("NewEndPort"))?;
-            let protocol = protocol(call.arg("NewProtocol"))?;
+            let (start, end, protocol) = range(call)?;
             let most: usize = number::<usize>(call.arg("NewNumberOfPorts"))?.clamp(1, 1000);
             let mut list = String::from(
                 "<p:PortMappingList xmlns:p=\"urn:schemas-upnp-org:gw:WANIPConnection\">",
