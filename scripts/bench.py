@@ -8,6 +8,9 @@ Five routers: tunnat with TUN offloads (its default) and without (--no-offload),
 loop likewise with and without offloads, and netfilter. Figures per router: iperf3 TCP
 inside->outside (NAPT) and outside->inside (DNAT) at MTU 1500 and 9000, UDP 64-byte
 datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT;
+the router process's own CPU time per forwarded packet at fixed offered rates (64-byte
+UDP at 40 kpps, TCP at 1 Gbit/s per 1500-byte segment; from the scheduler's exact run
+time in /proc/PID/task/*/schedstat, for tunnat and the copy loop);
 and at MTU 1500 the same TCP and UDP cells over IPv6 (NAT66 and an IPv6 port forward; the
 copy loop routes IPv6 as it is), with each router's IPv6/IPv4 ratios. NAT64 beside Tayga:
 tunnat with and without offloads and Tayga with the kernel's NAT44 behind it
@@ -136,6 +139,37 @@ def udp_pps(r, remote=REMOTE):
     return (s["packets"] - s["lost_packets"]) / s["seconds"]
 
 
+def cpu_ns(pid):
+    """The run time of every thread of process `pid` so far, in ns (the scheduler's exact
+    count: /proc/PID/task/*/schedstat's first field; these VMs have no cycle counters)."""
+    total = 0
+    for t in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+# The fixed offered rates at which the router's CPU per packet is measured.
+UDP_RATE_PPS = 40_000
+TCP_RATE_BPS = 1_000_000_000
+TCP_SEGMENT = 1448  # payload of a 1500-byte segment with TCP timestamps
+
+
+def cpu_per_packet(r):
+    """The router process's CPU time per forwarded packet at fixed offered rates, in µs:
+    64-byte UDP datagrams at 40 kpps, and TCP at 1 Gbit/s counted in 1500-byte segments
+    (whatever the offloads make of them on the way)."""
+    out = {}
+    before = cpu_ns(r.proc.pid)
+    s = iperf(r, "wan", REMOTE, "lan", REMOTE, ["-u", "-l", "64", "-b", str(UDP_RATE_PPS * 64 * 8)])["end"]["sum"]
+    out["cpu_udp64_us"] = (cpu_ns(r.proc.pid) - before) / 1000 / max(1, s["packets"] - s["lost_packets"])
+    before = cpu_ns(r.proc.pid)
+    res = iperf(r, "wan", REMOTE, "lan", REMOTE, ["-b", str(TCP_RATE_BPS)])
+    segments = res["end"]["sum_received"]["bytes"] / TCP_SEGMENT
+    out["cpu_tcp1500_us"] = (cpu_ns(r.proc.pid) - before) / 1000 / max(1, segments)
+    return out
+
+
 def ping_ms(r):
     out = r.sh("lan", ["ping", "-c", "50" if QUICK else "200", "-i", "0.01", "-q", REMOTE]).stdout
     return float(out.strip().splitlines()[-1].split("=")[1].split("/")[1])
@@ -212,6 +246,8 @@ def measure(kind, mtu):
         out = {f"tcp_out_{mtu}": tcp_gbps(r, "out"), f"tcp_in_{mtu}": tcp_gbps(r, "in")}
         if mtu == 1500:
             out.update(udp64_pps=udp_pps(r), ping_ms=ping_ms(r), conns_s=conns_per_s(r))
+            if kind != "netfilter":
+                out.update(cpu_per_packet(r))
             if r.dual:
                 out.update(tcp6_out_1500=tcp6_gbps(r, "out"), tcp6_in_1500=tcp6_gbps(r, "in"),
                            udp6_64_pps=udp_pps(r, REMOTE6))
@@ -256,6 +292,8 @@ def main():
     if not ONLY:
         print_main_table(res, kinds, rows)
         print_family_table(runs, kinds)
+    print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain")
+                          if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)
     if BASELINE:
@@ -263,6 +301,21 @@ def main():
     print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
     print("raw figures: " + json.dumps({k: {m: [round(x, 4) for x in xs] for m, xs in v.items()}
                                         for k, v in runs.items()}))
+
+
+def print_cpu_table(res, kinds):
+    """The router's own CPU per forwarded packet at fixed offered rates (the kernel's NAT
+    works in softirq context, which no process's run time shows, so it has no column)."""
+    if not kinds:
+        return
+    rows = ((f"CPU per 64-byte UDP packet at {UDP_RATE_PPS // 1000} kpps (us)", "cpu_udp64_us"),
+            (f"CPU per 1500-byte TCP segment at {TCP_RATE_BPS // 10**9} Gbit/s (us)", "cpu_tcp1500_us"))
+    print(f"\n{'router process CPU, lower is better':44} " + " ".join(f"{k:>14}" for k in kinds))
+    for name, key in rows:
+        print(f"{name:44} " + " ".join(f"{res[k][key]:>14.3f}" for k in kinds))
+    for a, b in (("tunnat", "copy"), ("tunnat-plain", "copy-plain")):
+        if a in kinds and b in kinds:
+            print(f"{a} / {b}: " + ", ".join(f"{key} {res[a][key] / res[b][key]:.0%}" for _, key in rows))
 
 
 def print_nat64_table(res):
