@@ -166,6 +166,22 @@ def test_pcp_map_renew_nonce_delete(lab):
     code, life, _, _, _ = pcp_map(s, 0, 17, 9997, 0, nonce)
     eq((code, life), (0, 0), "deleted")
     eq(mapped(lab), [], "no mapping left")
+    # PEER: the host learns the external port of its session with a remote peer before
+    # sending, and the peer then sees exactly that port.
+    peer_sock = lab.sock("lan", socket.SOCK_DGRAM)
+    peer_sock.bind((CLIENT, 0))
+    inner = peer_sock.getsockname()[1]
+    req = struct.pack("!BBHI", 2, 2, 0, 600) + mapped6(CLIENT) + os.urandom(12)
+    req += struct.pack("!B3xHH", 17, inner, 0) + b"\0" * 16 + struct.pack("!H2x", 3478) + mapped6(REMOTE)
+    s.sendto(req, (ROUTER_IN, 5351))
+    a = s.recvfrom(1100)[0]
+    eq((a[1], a[3]), (0x82, 0), "a PCP PEER answer, SUCCESS")
+    peer_port = struct.unpack("!H", a[24 + 18:24 + 20])[0]
+    far = lab.sock("wan", socket.SOCK_DGRAM)
+    far.bind((REMOTE, 3478))
+    far.settimeout(2)
+    peer_sock.sendto(b"hello peer", (REMOTE, 3478))
+    eq(far.recvfrom(100), (b"hello peer", (ROUTER_OUT, peer_port)), "the peer sees the port PEER named")
     # A malformed request gets MALFORMED_REQUEST; a wrong client address ADDRESS_MISMATCH.
     s.sendto(struct.pack("!BBHI", 2, 1, 0, 600) + mapped6(CLIENT) + b"\0" * 8, (ROUTER_IN, 5351))
     eq(s.recvfrom(1100)[0][3], 3, "MALFORMED_REQUEST")
