@@ -98,3 +98,14 @@ def test_the_view_is_read_only_unless_allowed_and_refuses_other_hosts(lab):
     status, body = fetch(port, "POST", "/api/dnat", rule, {"X-Tunnat": "change"})
     eq(status, 200, f"added: {body}")
     check("udp:5353=192.168.122.73" in lab.ctl("dnat", "list").stdout, "the rule is in the router")
+
+
+@tunnat_args("--control", CONTROL, "--nat-pmp")
+def test_a_hosts_port_mapping_is_shown_with_its_owner(lab):
+    out = lab.sh("lan", ["natpmpc", "-g", "192.168.122.100", "-a", "7000", "9999", "tcp", "600"], timeout=30).stdout
+    check("Mapped public port 7000" in out, out)
+    _, port = web(lab)
+    dom = chromium(f"http://127.0.0.1:{port}/", "--virtual-time-budget=1000", "--dump-dom").stdout
+    check(f"tcp:7000={CLIENT}:9999" in dom and f"nat-pmp by {CLIENT}" in dom,
+          f"the mapping is listed with its owner:\n{dom[:3000]}")
+    check("MAPPED" in dom and "[nat-pmp]" in dom, "and in the table, as a mapping")
