@@ -23,8 +23,10 @@ measures once, 2 s each. A run in which any iperf3 fails is not reported. Needs 
 iperf3, iptables, python3.
 
 `--only K1,K2` measures only those routers (tunnat, copy, tunnat-plain, copy-plain,
-netfilter, baseline, baseline-plain, tunnat64, tunnat64-plain, tayga), `--rounds N` sets the rounds; the order of the
-routers alternates between rounds, so none always runs first.
+netfilter, baseline, baseline-plain, tunnat64, tunnat64-plain, tayga, and copy-busy,
+copy-busy-plain: the copy loop spinning `--busy-us` µs, default 50, before it sleeps),
+`--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
+always runs first.
 
 `--baseline BIN` adds another tunnat binary (say, a build of the previous commit), with
 and without offloads, measured in the same interleaved rounds, and prints the new
@@ -58,6 +60,9 @@ ROUNDS = int(_arg("--rounds", 1 if QUICK else 3))
 ONLY = _arg("--only", None)
 COPY = os.path.join(ROOT, "target", "release", "examples", "tun_copy")
 BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.argv else None
+# The copy loop with busy polling (`copy-busy`, `copy-busy-plain`): how long it spins on
+# the empty TUNs before sleeping, in µs (issue 18's levers are tried on the copy loop first).
+BUSY_US = int(_arg("--busy-us", 50))
 
 
 class TunRouter(harness.Lab):
@@ -82,8 +87,9 @@ class TunRouter(harness.Lab):
             if self.dual:
                 run(["ip", "-n", self.wan, "-6", "route", "add", "fd00:122::/64", "dev", "nat-out"])
             self.log = open(self.log_path, "w+")
+            busy = ["--busy-poll", str(BUSY_US)] if kind.startswith("copy-busy") else []
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
-                                          *(["--offload"] if offload else [])], stderr=self.log)
+                                          *(["--offload"] if offload else []), *busy], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
             self.dnat_target, self.dnat_target6 = SERVER_IN, SERVER_IN6
 
@@ -260,9 +266,11 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
-    measured = kinds + (("baseline", "baseline-plain") if BASELINE else ())
+    measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + ("copy-busy", "copy-busy-plain")
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
+    else:
+        measured = tuple(k for k in measured if not k.startswith("copy-busy"))
     kinds64 = ("tunnat64", "tunnat64-plain", "tayga")
     measured64 = tuple(k for k in kinds64 if not ONLY or k in ONLY.split(","))
     runs = {k: {} for k in measured + measured64}
@@ -292,8 +300,8 @@ def main():
     if not ONLY:
         print_main_table(res, kinds, rows)
         print_family_table(runs, kinds)
-    print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain")
-                          if k in measured])
+    print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
+                                      "copy-busy", "copy-busy-plain") if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)
     if BASELINE:
@@ -313,6 +321,13 @@ def print_cpu_table(res, kinds):
     print(f"\n{'router process CPU, lower is better':44} " + " ".join(f"{k:>14}" for k in kinds))
     for name, key in rows:
         print(f"{name:44} " + " ".join(f"{res[k][key]:>14.3f}" for k in kinds))
+    if ONLY:
+        # With --only the main table is not printed: the rates beside the CPU figures.
+        for name, key, scale in (("UDP 64-byte datagrams delivered (kpps)", "udp64_pps", 1e-3),
+                                 ("TCP inside->outside, MTU 1500 (Gbit/s)", "tcp_out_1500", 1),
+                                 ("ping RTT (ms)", "ping_ms", 1),
+                                 ("short TCP connections (per s)", "conns_s", 1)):
+            print(f"{name:44} " + " ".join(f"{res[k][key] * scale:>14.2f}" for k in kinds))
     for a, b in (("tunnat", "copy"), ("tunnat-plain", "copy-plain")):
         if a in kinds and b in kinds:
             print(f"{a} / {b}: " + ", ".join(f"{key} {res[a][key] / res[b][key]:.0%}" for _, key in rows))
