@@ -433,18 +433,12 @@ fn iptables(s: &mut String, cfg: &Config, (inif, outif): &(String, String), flow
             net4(i)
         );
         if cfg.alg_ftp {
-            // The raw table sees the port before DNAT: 21, and each forward to a 21.
+            // The raw table sees the port before DNAT: 21, and each forwarded port whose
+            // target is a 21.
             let mut ports = vec![21u16];
-            ports.extend(
-                cfg.dnat
-                    .iter()
-                    .filter(|r| {
-                        r.protocol == Protocol::Tcp
-                            && r.contains(Protocol::Tcp, r.first)
-                            && r.target_port_for(r.first) == 21
-                    })
-                    .map(|r| r.first),
-            );
+            for r in cfg.dnat.iter().filter(|r| r.protocol == Protocol::Tcp) {
+                ports.extend((r.first..=r.last).filter(|&p| r.target_port_for(p) == 21));
+            }
             let list: Vec<String> = ports.iter().map(u16::to_string).collect();
             let _ = writeln!(
                 s,

@@ -103,7 +103,7 @@ impl<A: Address> Ports<A> {
         self.expected.remove(mk);
     }
 
-    pub fn is_reserved(&self, protocol: Protocol, port: u16) -> bool {
+    fn is_reserved(&self, protocol: Protocol, port: u16) -> bool {
         self.reserved
             .iter()
             .any(|&(p, a, b)| p == protocol && (a..=b).contains(&port))

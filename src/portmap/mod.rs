@@ -127,23 +127,6 @@ pub enum Refusal {
     NoPort,
 }
 
-/// The external ports the NAT core lets a mapping take.
-pub trait PortSpace {
-    /// May a mapping to `inside` take external `port`?
-    fn free_for(&self, protocol: Protocol, port: u16, inside: Endpoint, now: Instant) -> bool;
-    /// The external port of `inside`'s NAPT mapping, if it has one.
-    fn mapping_port(&self, protocol: Protocol, inside: Endpoint) -> Option<u16>;
-}
-
-impl PortSpace for Nat {
-    fn free_for(&self, protocol: Protocol, port: u16, inside: Endpoint, now: Instant) -> bool {
-        self.port_free_for(protocol, port, inside, now)
-    }
-    fn mapping_port(&self, protocol: Protocol, inside: Endpoint) -> Option<u16> {
-        Nat::mapping_port(self, protocol, inside)
-    }
-}
-
 /// Limits of the table.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -251,7 +234,7 @@ impl PortMaps {
     /// suggestion if free and allowed, else the port of the host's NAPT mapping or its own
     /// port, else a free allowed port. UPnP names the external port (`exact`): it is
     /// given, or taken over from the same host's mapping of it, or refused.
-    pub fn add(&mut self, w: &Want, nat: &dyn PortSpace, now: Instant) -> Result<PortMap, Refusal> {
+    pub fn add(&mut self, w: &Want, nat: &Nat, now: Instant) -> Result<PortMap, Refusal> {
         let r = self.add_inner(w, nat, now);
         if r.is_err() {
             self.stats.refused += 1;
@@ -259,12 +242,7 @@ impl PortMaps {
         r
     }
 
-    fn add_inner(
-        &mut self,
-        w: &Want,
-        nat: &dyn PortSpace,
-        now: Instant,
-    ) -> Result<PortMap, Refusal> {
+    fn add_inner(&mut self, w: &Want, nat: &Nat, now: Instant) -> Result<PortMap, Refusal> {
         let expires = self.lifetime(w.lifetime).map(|l| now + l);
         let inside = Endpoint::new(w.client, w.internal);
         if w.exact {
@@ -310,13 +288,13 @@ impl PortMaps {
         let ok = |p: u16| {
             p != 0
                 && self.policy.allows(p, w.client, w.internal)
-                && nat.free_for(w.protocol, p, inside, now)
+                && nat.port_free_for(w.protocol, p, inside, now)
         };
         let external = if w.exact {
             if !self.policy.allows(w.external, w.client, w.internal) {
                 return Err(Refusal::NotAuthorized);
             }
-            if !nat.free_for(w.protocol, w.external, inside, now)
+            if !nat.port_free_for(w.protocol, w.external, inside, now)
                 || self.by_external(w.protocol, w.external).is_some()
             {
                 return Err(Refusal::PortTaken);
