@@ -5,7 +5,8 @@ on the same lab addresses, measured in one run on this machine.
     scripts/bench.sh [--quick]
 
 Five routers: tunnat with TUN offloads (its default) and without (--no-offload), the copy
-loop likewise with and without offloads, and netfilter. Figures per router: iperf3 TCP
+loop (moving packets on io_uring, as tunnat does by default) likewise with and without
+offloads, and netfilter. Figures per router: iperf3 TCP
 inside->outside (NAPT) and outside->inside (DNAT) at MTU 1500 and 9000, UDP 64-byte
 datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT;
 the router process's own CPU time per forwarded packet at fixed offered rates (64-byte
@@ -24,7 +25,9 @@ iperf3, iptables, python3.
 
 `--only K1,K2` measures only those routers (tunnat, copy, tunnat-plain, copy-plain,
 netfilter, baseline, baseline-plain, tunnat64, tunnat64-plain, tayga, and copy-busy,
-copy-busy-plain: the copy loop spinning `--busy-us` µs, default 50, before it sleeps),
+copy-busy-plain: the copy loop spinning `--busy-us` µs, default 50, before it sleeps;
+copy-calls, copy-calls-plain: the copy loop with a read and a write call per packet
+instead of io_uring; tunnat-calls, tunnat-calls-plain: tunnat with --no-io-uring),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -78,6 +81,7 @@ class TunRouter(harness.Lab):
         if kind.startswith(("tunnat", "baseline")):
             self.start(["--mtu", str(mtu), "--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
                         "--dnat", "tcp:7001=192.168.122.73", *([] if offload else ["--no-offload"]),
+                        *(["--no-io-uring"] if "-calls" in kind else []),
                         *(["--dnat", "tcp:5201=[fd00:122::73]"] if self.dual else [])],
                        env={"RUST_LOG": "warn"})
             self.dnat_target, self.dnat_target6 = ROUTER_OUT, ROUTER_OUT6
@@ -87,7 +91,11 @@ class TunRouter(harness.Lab):
             if self.dual:
                 run(["ip", "-n", self.wan, "-6", "route", "add", "fd00:122::/64", "dev", "nat-out"])
             self.log = open(self.log_path, "w+")
+            # The copy loop moves packets as tunnat does by default, on io_uring;
+            # copy-calls with a read and a write call each, copy-busy likewise, spinning.
             busy = ["--busy-poll", str(BUSY_US)] if kind.startswith("copy-busy") else []
+            if not kind.startswith(("copy-busy", "copy-calls")):
+                busy = ["--uring"]
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
                                           *(["--offload"] if offload else []), *busy], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
@@ -266,11 +274,12 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
-    measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + ("copy-busy", "copy-busy-plain")
+    levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain")
+    measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
     else:
-        measured = tuple(k for k in measured if not k.startswith("copy-busy"))
+        measured = tuple(k for k in measured if k not in levers)
     kinds64 = ("tunnat64", "tunnat64-plain", "tayga")
     measured64 = tuple(k for k in kinds64 if not ONLY or k in ONLY.split(","))
     runs = {k: {} for k in measured + measured64}
@@ -301,6 +310,7 @@ def main():
         print_main_table(res, kinds, rows)
         print_family_table(runs, kinds)
     print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
+                                      "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
                                       "copy-busy", "copy-busy-plain") if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)

@@ -79,6 +79,8 @@ pub struct Config {
     /// Open the TUNs with offloads (IFF_VNET_HDR, TUNSETOFFLOAD): partial checksums and
     /// GSO super-packets pass through whole.
     pub offload: bool,
+    /// Move packets with io_uring where the kernel has it ([`crate::port::uring`]).
+    pub io_uring: bool,
     /// Make the TUNs persistent, and wait for a lost one to come back.
     pub persist: bool,
     /// Save the sessions here at stop, carry on from them at start.

@@ -244,6 +244,11 @@ options! {
         flag: "no-offload", key: "offload", value: "",
         default: Some(true), shown: "", restart
     }
+    /// Move packets with read and write calls, one packet each, instead of io_uring (`io-uring = false` in the file). By default tunnat uses io_uring where the kernel has it (Linux 6.7 and later, not disabled by `kernel.io_uring_disabled`): one multishot read per port and batched writes, many packets per system call; where it has not, tunnat says so and uses read and write calls.
+    io_uring: bool = NoSwitch {
+        flag: "no-io-uring", key: "io-uring", value: "",
+        default: Some(true), shown: "", restart
+    }
     /// Make the TUN devices persistent (TUNSETPERSIST): they, and the addresses and routes their namespaces gave them, outlive tunnat, so a restart finds them as they were. A port whose device is deleted is then not fatal: tunnat waits for a device of that name to come back in its namespace and attaches to it. Delete the devices with `ip link del NAME` when done.
     persist: bool = Switch {
         flag: "persist", key: "persist", value: "",
@@ -509,6 +514,7 @@ impl Settings {
                 burst: self.icmp_burst().unwrap_or_default(),
             },
             offload: self.offload().unwrap_or_default(),
+            io_uring: self.io_uring().unwrap_or_default(),
             persist: self.persist().unwrap_or_default(),
             state_file: self.state_file(),
             trace: self.trace().unwrap_or_default() || !trace_filters.is_empty(),

@@ -11,6 +11,7 @@ pub mod netns;
 pub mod pcap;
 pub mod pcap_pair;
 pub mod tracer;
+pub mod uring;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

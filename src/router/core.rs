@@ -916,6 +916,16 @@ impl Router {
         }
     }
 
+    /// Packets read from both ports so far.
+    pub fn packets_read(&self) -> u64 {
+        self.io.read_inside + self.io.read_outside
+    }
+
+    /// The driver's loop moved packets in one turn.
+    pub fn count_batch(&mut self) {
+        self.io.batches += 1;
+    }
+
     /// The driver could not read a port.
     pub fn count_read_error(&mut self) {
         self.io.read_errors += 1;

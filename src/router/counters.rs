@@ -95,6 +95,10 @@ pub struct IoCounters {
     pub ports_reattached: u64,
     /// Ports without a device now (`--persist`, waiting for it).
     pub ports_down: u64,
+    /// Turns of the event loop that moved packets: packets read over this is how many
+    /// each wakeup carried (more under load, and with io_uring).
+    #[serde(default)]
+    pub batches: u64,
 }
 
 /// The control socket.
@@ -175,9 +179,10 @@ impl Counters {
         let io = &self.io;
         let c = &self.control;
         lines.push(format!(
-            "read inside {} outside {}, read errors {}, write errors {}, ports lost {} (reattached {}), local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
+            "read inside {} outside {} in {} batches, read errors {}, write errors {}, ports lost {} (reattached {}), local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
             io.read_inside,
             io.read_outside,
+            io.batches,
             io.read_errors,
             io.write_errors,
             io.ports_lost,

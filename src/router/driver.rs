@@ -8,6 +8,12 @@
 //! 3. sleep until the next event or [`Router::poll_timeout`], and call
 //!    [`Router::handle_timeout`] when that comes.
 //!
+//! Where the kernel has io_uring (and `--no-io-uring` is not given), steps 1 and 2 go
+//! through [`crate::port::uring`]: the packets come in batches from multishot reads, each
+//! is handled in its own buffer, and the writes are submitted together with the next
+//! wait. The mio `Poll` then holds only the signals and the control socket, and the ring
+//! watches it. Otherwise each packet is one read and one write call.
+//!
 //! The observers ([`crate::port::tracer`], [`crate::port::pcap`]) see every packet read and
 //! written here; the core knows nothing of them.
 
@@ -31,8 +37,9 @@ use crate::nat::{Instant, Side};
 use crate::options::Sources;
 use crate::port::pcap::PcapCapture;
 use crate::port::tracer::stdout_tracer;
+use crate::port::uring::{Completion, Uring};
 use crate::port::{Crossing, Observer, Tun};
-use crate::wire::offload::Offload;
+use crate::wire::offload::{Offload, VNET_HDR_LEN};
 
 /// Packets read from one port before looking at the other.
 pub const BATCH: usize = 64;
@@ -112,6 +119,10 @@ pub struct Driver {
     readable: [bool; 2],
     /// When to look again for a lost port's device (`--persist`).
     reattach_at: Option<std::time::Instant>,
+    /// The ports' io_uring, if the kernel has it: then the TUNs are not in `poll`.
+    uring: Option<Uring>,
+    /// Bytes of offload header before each packet read and written.
+    hdr: usize,
 }
 
 /// Opens both ports and runs the router until SIGINT or SIGTERM. `sources` is where
@@ -225,10 +236,32 @@ impl Driver {
         if let Some(path) = &cfg.state_file {
             statefile::check_dir(path)?;
         }
-        for (i, t) in tuns.iter().enumerate() {
-            poll.registry()
-                .register(&mut SourceFd(&t.as_raw_fd()), Token(i), Interest::READABLE)
-                .with_context(|| format!("registering TUN '{}'", t.name()))?;
+        let hdr = if tuns[0].offloads() { VNET_HDR_LEN } else { 0 };
+        let uring = match cfg.io_uring {
+            true => {
+                let fds = [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()];
+                match Uring::new(fds, hdr > 0, hdr, poll.as_raw_fd()) {
+                    Ok(u) => {
+                        log::info!("packets move by io_uring: a multishot read per port, writes in batches");
+                        Some(u)
+                    }
+                    Err(e) => {
+                        log::warn!("no io_uring ({e}): one read or write call per packet");
+                        None
+                    }
+                }
+            }
+            false => {
+                log::info!("packets move by read and write calls, one each (--no-io-uring)");
+                None
+            }
+        };
+        if uring.is_none() {
+            for (i, t) in tuns.iter().enumerate() {
+                poll.registry()
+                    .register(&mut SourceFd(&t.as_raw_fd()), Token(i), Interest::READABLE)
+                    .with_context(|| format!("registering TUN '{}'", t.name()))?;
+            }
         }
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("signal handlers")?;
         poll.registry()
@@ -271,6 +304,8 @@ impl Driver {
             buf: vec![0u8; 65536],
             readable: [true, true],
             reattach_at: None,
+            uring,
+            hdr,
         })
     }
 
@@ -313,6 +348,9 @@ impl Driver {
     /// the next batch, without sleeping while a port still has packets. A flood on one
     /// port cannot starve the other port, the control socket or the timers.
     pub fn run(&mut self) -> Result<()> {
+        if self.uring.is_some() {
+            return self.run_uring();
+        }
         let mut events = Events::with_capacity(64);
         loop {
             let pending = self.control.as_ref().is_some_and(|c| c.has_pending());
@@ -327,32 +365,160 @@ impl Driver {
                 }
                 return Err(e).context("waiting for packets");
             }
-            for ev in events.iter() {
-                match ev.token() {
-                    Token(i) if i < 2 => self.readable[i] = true,
-                    SIGNALS => {
-                        if self.signals() {
-                            return Ok(());
-                        }
-                    }
-                    t => self.control_event(t),
-                }
+            if self.events(&events) {
+                return Ok(());
             }
+            let read = self.core.packets_read();
             for (i, side) in SIDES.into_iter().enumerate() {
                 if self.readable[i] {
                     self.readable[i] = self.drain(side);
                 }
             }
-            if pending {
-                self.with_control(|c, registry, r| c.serve_pending(registry, r));
+            if self.core.packets_read() != read {
+                self.core.count_batch();
             }
-            self.timers();
-            if let Some((side, e)) = self.ports.lost.take() {
-                if !self.core.config().persist {
-                    return Err(e);
+            if self.turn_end(pending)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles the mio events; true to stop (a termination signal).
+    fn events(&mut self, events: &Events) -> bool {
+        for ev in events.iter() {
+            match ev.token() {
+                Token(i) if i < 2 => self.readable[i] = true,
+                SIGNALS => {
+                    if self.signals() {
+                        return true;
+                    }
                 }
-                self.detach(side, e);
+                t => self.control_event(t),
             }
+        }
+        false
+    }
+
+    /// What every turn ends with: waiting control clients, timers, a lost port.
+    fn turn_end(&mut self, pending: bool) -> Result<bool> {
+        if pending {
+            self.with_control(|c, registry, r| c.serve_pending(registry, r));
+        }
+        self.timers();
+        if let Some((side, e)) = self.ports.lost.take() {
+            if !self.core.config().persist {
+                return Err(e);
+            }
+            self.detach(side, e);
+        }
+        Ok(false)
+    }
+
+    /// [`Driver::run`] on io_uring: one wait per turn for packets, the mio `Poll` and
+    /// the timers alike. A port's turn is bounded by its buffers ([`crate::port::uring`]).
+    fn run_uring(&mut self) -> Result<()> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let pending = self.control.as_ref().is_some_and(|c| c.has_pending());
+            let timeout = if pending {
+                Some(Duration::ZERO)
+            } else {
+                self.timeout()
+            };
+            let Some(u) = self.uring.as_mut() else {
+                return Ok(());
+            };
+            let done = u.wait(timeout).context("waiting for packets")?;
+            if done.iter().any(|c| matches!(c, Completion::Read { .. })) {
+                self.core.count_batch();
+            }
+            let mut polled = false;
+            for c in done {
+                match c {
+                    Completion::Read { side, bid, len } => self.handle_buffer(side, bid, len),
+                    Completion::ReadFailed { side, err } => {
+                        self.core.count_read_error();
+                        let e = io::Error::from_raw_os_error(err);
+                        if device_gone(&e) && self.ports.lost.is_none() {
+                            let name = self.port_config(side).tun.clone();
+                            self.ports.lost = Some((side, port_lost(side, &name, "reading", e)));
+                        }
+                    }
+                    Completion::WriteFailed { to, err } => {
+                        self.core.count_write_error();
+                        let e = io::Error::from_raw_os_error(err);
+                        log::debug!("writing TUN '{}': {e}", self.port_config(to).tun);
+                        if device_gone(&e) && self.ports.lost.is_none() {
+                            let name = self.port_config(to).tun.clone();
+                            self.ports.lost = Some((to, port_lost(to, &name, "writing", e)));
+                        }
+                    }
+                    Completion::Poll => polled = true,
+                }
+            }
+            if polled {
+                match self.poll.poll(&mut events, Some(Duration::ZERO)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e).context("waiting for packets"),
+                }
+                if self.events(&events) {
+                    return Ok(());
+                }
+            }
+            if self.turn_end(pending)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles the packet a read put in buffer `bid` of `side`'s pool, and queues its
+    /// write from the same buffer (io_uring).
+    fn handle_buffer(&mut self, side: Side, bid: u16, len: usize) {
+        let now = self.now();
+        let hdr = self.hdr;
+        let Some(u) = self.uring.as_mut() else {
+            return;
+        };
+        let Ports {
+            tuns, observers, ..
+        } = &mut self.ports;
+        let buf = u.buffer(side, bid);
+        let (Some(tun), true) = (&tuns[side.index()], len >= hdr) else {
+            u.release(side, bid);
+            return;
+        };
+        let off = match buf[..hdr].try_into() {
+            Ok(h) if hdr > 0 => Offload::parse(h),
+            _ => Ok(Offload::NONE),
+        };
+        let pkt = &mut buf[hdr..len];
+        for o in observers.iter_mut() {
+            o.packet(Crossing::Read, side, tun.name(), pkt);
+        }
+        match self.core.handle(side, pkt, off, now) {
+            Some(w) => match &tuns[w.port.index()] {
+                Some(to) => {
+                    for o in observers.iter_mut() {
+                        o.packet(Crossing::Written, w.port, to.name(), w.bytes(pkt));
+                    }
+                    // The offload header goes just before the packet, where the one
+                    // read was (or further on, when the packet got shorter in front).
+                    if hdr > 0 {
+                        buf[w.start..w.start + hdr].copy_from_slice(&w.offload.emit());
+                    }
+                    u.write(side, bid, w.start..hdr + w.start + w.len, w.port);
+                }
+                None => {
+                    u.release(side, bid);
+                    self.core.count_write_error();
+                }
+            },
+            None => u.release(side, bid),
+        }
+        self.flush(now);
+        for o in self.ports.observers.iter_mut() {
+            o.end_of_packet();
         }
     }
 
@@ -364,10 +530,15 @@ impl Driver {
         let Some(tun) = self.ports.tuns[i].take() else {
             return;
         };
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&tun.as_raw_fd()));
+        match self.uring.as_mut() {
+            Some(u) => u.detach(side),
+            None => {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&tun.as_raw_fd()));
+            }
+        }
         drop(tun);
         self.readable[i] = false;
         self.core.count_port_lost();
@@ -419,11 +590,14 @@ impl Driver {
                         anyhow::bail!("it does not take the other port's offloads");
                     }
                     t.make_persistent()?;
-                    self.poll.registry().register(
-                        &mut SourceFd(&t.as_raw_fd()),
-                        Token(i),
-                        Interest::READABLE,
-                    )?;
+                    match self.uring.as_mut() {
+                        Some(u) => u.attach(side, t.as_raw_fd()),
+                        None => self.poll.registry().register(
+                            &mut SourceFd(&t.as_raw_fd()),
+                            Token(i),
+                            Interest::READABLE,
+                        )?,
+                    }
                     Ok(t)
                 });
             match attached {
@@ -532,6 +706,10 @@ impl Driver {
     /// Writes everything the core has to send.
     fn flush(&mut self, now: Instant) {
         while let Some(t) = self.core.poll_transmit(now) {
+            // Queued io_uring writes go first: packets leave in the order made.
+            if let Some(u) = self.uring.as_mut() {
+                u.submit();
+            }
             if !self.ports.send(t.port, &t.packet, &t.offload) {
                 self.core.count_write_error();
             }

@@ -709,6 +709,7 @@ fn the_stats_answer_has_every_counter_under_its_usual_name() {
         "read_errors",
         "write_errors",
         "local_queue_overflows",
+        "batches",
     ] {
         assert!(v["io"][key].is_u64(), "io.{key}");
     }

@@ -1,0 +1,438 @@
+//! Batched TUN I/O on io_uring (Linux 6.7 and later), a lever of issue 18 kept because
+//! the copy loop gained from it (README, "Figures"): many packets per system call in
+//! both directions.
+//!
+//! * Each port has one *multishot read*: the kernel fills buffers from the port's
+//!   provided-buffer ring as packets arrive and posts one completion per packet, with
+//!   no system call of ours per read.
+//! * The driver rewrites each packet in its buffer, and a *write* to the other port
+//!   (or the same, a hairpin) is queued in the ring from that same buffer. The buffer goes
+//!   back to its ring when the write completes: no copy.
+//! * One `io_uring_enter` submits every write queued since the last and waits for the
+//!   next completions, so a loaded router moves a batch per call and a quiet one makes one
+//!   call per packet instead of four (wait, read, write, read again).
+//! * The mio `Poll` (signals, control socket) is watched by a one-shot poll on its
+//!   descriptor, armed again each time it fires, so one wait covers everything.
+//!
+//! A port's buffers bound what it may have in flight, so a flood on one port cannot take
+//! more than its own buffers' worth of each turn: the other port, the control socket and
+//! the timers get their turn as with read calls (issue 12, item 2).
+//!
+//! If the kernel has no io_uring or no multishot read (or forbids it, as
+//! `kernel.io_uring_disabled` can), [`Uring::new`] fails and the driver uses read and
+//! write calls as before.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::Duration;
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
+
+use crate::nat::Side;
+
+/// `user_data` layout: kind in bits 48..50, generation of the port's device in 32..48,
+/// side in bit 16, buffer id in 0..16.
+const KIND_READ: u64 = 0;
+const KIND_WRITE: u64 = 1;
+const KIND_POLL: u64 = 2;
+
+fn user_data(kind: u64, gen: u16, side: usize, bid: u16) -> u64 {
+    kind << 48 | u64::from(gen) << 32 | (side as u64) << 16 | u64::from(bid)
+}
+
+/// What one completion says, decoded for the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// A packet of `len` bytes (with its offload header, if any) in buffer `bid` of
+    /// `side`'s pool: see [`Uring::buffer`]; give it back with [`Uring::write`] or
+    /// [`Uring::release`].
+    Read { side: Side, bid: u16, len: usize },
+    /// Reading `side` failed with `err` (if it says the device is gone, the caller
+    /// [`Uring::detach`]es the port; otherwise the read goes on).
+    ReadFailed { side: Side, err: i32 },
+    /// A write to `to` failed with `err` (its buffer is back in its pool).
+    WriteFailed { to: Side, err: i32 },
+    /// The mio `Poll` has events.
+    Poll,
+}
+
+/// One port's provided buffers: the ring the kernel takes them from, and the memory.
+struct Pool {
+    ring: *mut types::BufRingEntry,
+    layout: Layout,
+    mem: Vec<u8>,
+    size: usize,
+    count: u16,
+    tail: u16,
+}
+
+impl Pool {
+    fn new(size: usize, count: u16) -> io::Result<Pool> {
+        // The ring shared with the kernel: page aligned, 16 bytes an entry.
+        let layout = Layout::from_size_align(usize::from(count) * 16, 4096)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: a non-zero size; zeroed memory is a valid empty ring.
+        let ring = unsafe { alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
+        if ring.is_null() {
+            return Err(io::ErrorKind::OutOfMemory.into());
+        }
+        let mut p = Pool {
+            ring,
+            layout,
+            mem: vec![0; size * usize::from(count)],
+            size,
+            count,
+            tail: 0,
+        };
+        for bid in 0..count {
+            p.give(bid);
+        }
+        p.publish();
+        Ok(p)
+    }
+
+    /// Puts buffer `bid` back at the ring's tail, for the kernel to see at `publish`.
+    fn give(&mut self, bid: u16) {
+        let addr = self.mem[usize::from(bid) * self.size..].as_ptr() as u64;
+        let i = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `i` is within the ring's `count` entries (a power of two).
+        let e = unsafe { &mut *self.ring.add(i) };
+        e.set_addr(addr);
+        e.set_len(self.size as u32);
+        e.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field of the ring's first entry, which the kernel reads.
+        let tail = unsafe { &*types::BufRingEntry::tail(self.ring).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+
+    fn buffer(&mut self, bid: u16) -> &mut [u8] {
+        let at = usize::from(bid) * self.size;
+        &mut self.mem[at..at + self.size]
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the io_uring that used it is gone
+        // (it is dropped before the pools: see `Uring`'s field order).
+        unsafe { dealloc(self.ring.cast(), self.layout) }
+    }
+}
+
+/// The io_uring of the two ports.
+pub struct Uring {
+    // Dropped first: the kernel lets go of the buffers before their memory goes.
+    ring: IoUring,
+    pools: [Pool; 2],
+    fds: [Option<RawFd>; 2],
+    /// Bumped each time a port gets a new device, so completions of the old one's read
+    /// are told apart.
+    gens: [u16; 2],
+    /// The port's multishot read ended (out of buffers) and must be submitted again.
+    rearm: [bool; 2],
+    poll_fd: RawFd,
+    poll_armed: bool,
+    /// Writes queued and not yet submitted.
+    queued: usize,
+    completions: Vec<cqueue::Entry>,
+}
+
+/// Buffers per port, each room for the largest packet a TUN read can give (a device's
+/// MTU may be set above the router's): 16 with offloads, whose super-packets fill them, 64
+/// without, where a packet touches only its MTU's pages. Pages never written take no
+/// memory.
+fn pool_shape(offloads: bool, hdr: usize) -> (usize, u16) {
+    (65536 + hdr, if offloads { 16 } else { 64 })
+}
+
+impl Uring {
+    /// Sets up the ring, the buffers (a packet and `hdr` bytes of offload header) and a
+    /// read on each port; `poll_fd` is the mio `Poll`'s descriptor. Fails if the kernel
+    /// lacks anything this needs.
+    pub fn new(fds: [RawFd; 2], offloads: bool, hdr: usize, poll_fd: RawFd) -> io::Result<Uring> {
+        let ring: IoUring = IoUring::builder().setup_single_issuer().build(256)?;
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        for code in [
+            opcode::ReadMulti::CODE,
+            opcode::Write::CODE,
+            opcode::PollAdd::CODE,
+        ] {
+            if !probe.is_supported(code) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the kernel's io_uring lacks operation {code}"),
+                ));
+            }
+        }
+        let (size, count) = pool_shape(offloads, hdr);
+        let pools = [Pool::new(size, count)?, Pool::new(size, count)?];
+        for (i, p) in pools.iter().enumerate() {
+            // SAFETY: the ring memory lives as long as `self`, and outlives the io_uring.
+            unsafe {
+                ring.submitter().register_buf_ring_with_flags(
+                    p.ring as u64,
+                    p.count,
+                    i as u16,
+                    0,
+                )?
+            };
+        }
+        let mut u = Uring {
+            ring,
+            pools,
+            fds: fds.map(Some),
+            gens: [0, 0],
+            rearm: [true, true],
+            poll_fd,
+            poll_armed: false,
+            queued: 0,
+            completions: Vec::with_capacity(256),
+        };
+        u.arm();
+        u.ring.submit()?;
+        Ok(u)
+    }
+
+    fn push(&mut self, e: &squeue::Entry) {
+        if self.ring.submission().is_full() {
+            // Full of queued writes: hand them to the kernel now.
+            let _ = self.ring.submit();
+        }
+        // SAFETY: every entry's buffers stay valid until its completion: reads take
+        // buffers from the registered rings, writes point into a pool buffer the pool
+        // does not hand out again before the write's completion.
+        unsafe {
+            let _ = self.ring.submission().push(e);
+        }
+    }
+
+    /// Submits the reads that need it and the poll on the mio descriptor.
+    fn arm(&mut self) {
+        for i in 0..2 {
+            if let (true, Some(fd)) = (self.rearm[i], self.fds[i]) {
+                self.rearm[i] = false;
+                // Length 0: each read fills one whole provided buffer.
+                let e = opcode::ReadMulti::new(types::Fd(fd), 0, i as u16)
+                    .build()
+                    .user_data(user_data(KIND_READ, self.gens[i], i, 0));
+                self.push(&e);
+            }
+        }
+        if !self.poll_armed {
+            self.poll_armed = true;
+            let e = opcode::PollAdd::new(types::Fd(self.poll_fd), libc::POLLIN as u32)
+                .build()
+                .user_data(user_data(KIND_POLL, 0, 0, 0));
+            self.push(&e);
+        }
+    }
+
+    /// Submits what is queued and waits until a completion comes or `timeout` passes
+    /// (`None`: no limit); then returns the completions.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<Vec<Completion>> {
+        for p in &self.pools {
+            p.publish();
+        }
+        self.arm();
+        self.queued = 0;
+        let r = if self.ring.completion().is_empty() {
+            match timeout {
+                Some(t) => {
+                    let ts = types::Timespec::from(t);
+                    let args = types::SubmitArgs::new().timespec(&ts);
+                    self.ring.submitter().submit_with_args(1, &args)
+                }
+                None => self.ring.submit_and_wait(1),
+            }
+        } else {
+            self.ring.submit()
+        };
+        match r {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let mut done = std::mem::take(&mut self.completions);
+        done.clear();
+        done.extend(self.ring.completion());
+        let mut out = Vec::with_capacity(done.len());
+        for c in &done {
+            if let Some(c) = self.decode(c) {
+                out.push(c);
+            }
+        }
+        self.completions = done;
+        Ok(out)
+    }
+
+    fn decode(&mut self, c: &cqueue::Entry) -> Option<Completion> {
+        let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
+        let (kind, gen) = (ud >> 48, (ud >> 32) as u16);
+        let i = usize::from((ud >> 16) & 1 == 1);
+        let side = if i == 0 { Side::Inside } else { Side::Outside };
+        match kind {
+            KIND_POLL => {
+                self.poll_armed = false;
+                Some(Completion::Poll)
+            }
+            KIND_WRITE => {
+                self.pools[i].give(ud as u16);
+                let to = if (ud >> 17) & 1 == 1 {
+                    side.other()
+                } else {
+                    side
+                };
+                (res < 0).then_some(Completion::WriteFailed { to, err: -res })
+            }
+            _ => {
+                let current = gen == self.gens[i] && self.fds[i].is_some();
+                let bid = cqueue::buffer_select(flags);
+                if !current {
+                    // A read of a device since replaced: its buffer goes back unused.
+                    if let Some(bid) = bid {
+                        self.pools[i].give(bid);
+                    }
+                    return None;
+                }
+                if !cqueue::more(flags) {
+                    self.rearm[i] = true;
+                }
+                match bid {
+                    Some(bid) => Some(Completion::Read {
+                        side,
+                        bid,
+                        len: res.max(0) as usize,
+                    }),
+                    // Out of buffers (they are all in writes): read again next turn.
+                    None if res == -libc::ENOBUFS || res == -libc::EAGAIN || res >= 0 => None,
+                    None => Some(Completion::ReadFailed { side, err: -res }),
+                }
+            }
+        }
+    }
+
+    /// Buffer `bid` of `side`'s pool, in which a read put a packet.
+    pub fn buffer(&mut self, side: Side, bid: u16) -> &mut [u8] {
+        self.pools[side.index()].buffer(bid)
+    }
+
+    /// Queues a write of `range` of buffer `bid` of `from`'s pool to port `to`; the
+    /// buffer returns to its pool when the write is done.
+    pub fn write(&mut self, from: Side, bid: u16, range: std::ops::Range<usize>, to: Side) {
+        let i = from.index();
+        let Some(fd) = self.fds[to.index()] else {
+            self.pools[i].give(bid);
+            return;
+        };
+        let buf = &self.pools[i].buffer(bid)[range];
+        let crossed = u16::from(to != from);
+        let e = opcode::Write::new(types::Fd(fd), buf.as_ptr(), buf.len() as u32)
+            .build()
+            .user_data(user_data(KIND_WRITE, 0, i, bid) | u64::from(crossed) << 17);
+        self.push(&e);
+        self.queued += 1;
+    }
+
+    /// Gives buffer `bid` back to `side`'s pool unwritten.
+    pub fn release(&mut self, side: Side, bid: u16) {
+        self.pools[side.index()].give(bid);
+    }
+
+    /// Submits the queued writes now: before a packet is written another way, so that
+    /// packets leave in the order they were made.
+    pub fn submit(&mut self) {
+        if self.queued > 0 {
+            self.queued = 0;
+            let _ = self.ring.submit();
+        }
+    }
+
+    /// `side` lost its device: its read ends, and writes to it are dropped. Called
+    /// before the device's descriptor is closed.
+    pub fn detach(&mut self, side: Side) {
+        let i = side.index();
+        if let Some(fd) = self.fds[i].take() {
+            self.cancel(types::CancelBuilder::fd(types::Fd(fd)).all());
+        }
+        self.gens[i] = self.gens[i].wrapping_add(1);
+    }
+
+    /// Cancels the requests `what` selects and waits (a second at most) until the kernel
+    /// has let go of them, and of the files they hold: a TUN device is free to be opened
+    /// again only then.
+    fn cancel(&mut self, what: types::CancelBuilder) {
+        let _ = self.ring.submit();
+        let limit = types::Timespec::new().sec(1);
+        match self
+            .ring
+            .submitter()
+            .register_sync_cancel(Some(limit), what)
+        {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => log::warn!("io_uring: cancelling reads: {e}"),
+        }
+    }
+
+    /// `side` has a device again: read it.
+    pub fn attach(&mut self, side: Side, fd: RawFd) {
+        let i = side.index();
+        self.fds[i] = Some(fd);
+        self.gens[i] = self.gens[i].wrapping_add(1);
+        self.rearm[i] = true;
+    }
+}
+
+impl Drop for Uring {
+    /// The reads hold the TUN files: they are let go of now, not later in a kernel
+    /// worker, so that a restarted tunnat finds its devices free (a TUN device takes one
+    /// reader) and a non-persistent device is gone when tunnat is.
+    fn drop(&mut self) {
+        self.cancel(types::CancelBuilder::any().all());
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        let ud = user_data(KIND_WRITE, 7, 1, 513) | 1 << 17;
+        assert_eq!(ud >> 48, KIND_WRITE);
+        assert_eq!((ud >> 32) as u16, 7);
+        assert_eq!((ud >> 16) & 1, 1);
+        assert_eq!((ud >> 17) & 1, 1);
+        assert_eq!(ud as u16, 513);
+    }
+
+    #[test]
+    fn pools_are_bounded() {
+        assert_eq!(pool_shape(true, 10), (65546, 16));
+        assert_eq!(pool_shape(false, 0), (65536, 64));
+    }
+
+    #[test]
+    fn a_pool_hands_out_each_buffer_once() {
+        let mut p = Pool::new(128, 4).unwrap();
+        assert_eq!(p.tail, 4);
+        for bid in 0..4 {
+            let b = p.buffer(bid);
+            assert_eq!(b.len(), 128);
+        }
+        p.give(2);
+        assert_eq!(p.tail, 5);
+        // SAFETY: entry 0 was overwritten by the fifth give (ring of 4).
+        let e = unsafe { &*p.ring };
+        assert_eq!(e.bid(), 2);
+        assert_eq!(e.len(), 128);
+    }
+}
