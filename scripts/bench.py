@@ -27,7 +27,9 @@ iperf3, iptables, python3.
 netfilter, baseline, baseline-plain, tunnat64, tunnat64-plain, tayga, and copy-busy,
 copy-busy-plain: the copy loop spinning `--busy-us` µs, default 50, before it sleeps;
 copy-calls, copy-calls-plain: the copy loop with a read and a write call per packet
-instead of io_uring; tunnat-calls, tunnat-calls-plain: tunnat with --no-io-uring),
+instead of io_uring; tunnat-calls, tunnat-calls-plain: tunnat with --no-io-uring;
+copy-coalesce, copy-coalesce-plain: the copy loop on io_uring waiting up to
+`--coalesce-us` µs, default 20, for a batch),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -66,6 +68,9 @@ BASELINE = sys.argv[sys.argv.index("--baseline") + 1] if "--baseline" in sys.arg
 # The copy loop with busy polling (`copy-busy`, `copy-busy-plain`): how long it spins on
 # the empty TUNs before sleeping, in µs (issue 18's levers are tried on the copy loop first).
 BUSY_US = int(_arg("--busy-us", 50))
+# The copy loop on io_uring waiting for batches (`copy-coalesce`, `copy-coalesce-plain`):
+# how long a wait holds out for more completions, in µs.
+COALESCE_US = int(_arg("--coalesce-us", 20))
 
 
 class TunRouter(harness.Lab):
@@ -96,6 +101,8 @@ class TunRouter(harness.Lab):
             busy = ["--busy-poll", str(BUSY_US)] if kind.startswith("copy-busy") else []
             if not kind.startswith(("copy-busy", "copy-calls")):
                 busy = ["--uring"]
+            if kind.startswith("copy-coalesce"):
+                busy += ["--coalesce-us", str(COALESCE_US)]
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
                                           *(["--offload"] if offload else []), *busy], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
@@ -274,7 +281,8 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
-    levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain")
+    levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
+              "copy-coalesce", "copy-coalesce-plain")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -311,7 +319,8 @@ def main():
         print_family_table(runs, kinds)
     print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
-                                      "copy-busy", "copy-busy-plain") if k in measured])
+                                      "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain")
+                         if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)
     if BASELINE:

@@ -3,7 +3,8 @@
 by side (issue 12's floods 1-3 and 6). Everything stays inside the lab's namespaces, and
 each flood is bounded in time.
 
-    scripts/flood.sh [--secs N]      (root; N: seconds each flood lasts, default 15)
+    scripts/flood.sh [--secs N] [--only 1,6]
+        (root; N: seconds each flood lasts, default 15; --only: those floods alone)
 
 1. a random-source SYN flood at full rate (hping3 --flood) against the port forward 8888:
    new outbound connections from inside, and real connections to 8888, during it;
@@ -32,6 +33,7 @@ from test_flood import udp_stream_delivered  # noqa: E402
 from test_hostile import count_icmp, icmp_listener, probe_closed_port  # noqa: E402
 
 SECS = int(sys.argv[sys.argv.index("--secs") + 1]) if "--secs" in sys.argv else 15
+ONLY = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
 DNAT = ["--dnat", "tcp:8888=192.168.122.73:9999", "--dnat", "udp:5201=192.168.122.73",
         "--dnat", "tcp:5201=192.168.122.73"]
 
@@ -196,6 +198,8 @@ def main():
     results = {}
     for name, f in (("1 SYN flood", flood1), ("2 UDP flood", flood2), ("3 control at 30k sessions", flood3),
                     ("6 ICMP errors", flood6)):
+        if ONLY and name.split()[0] not in ONLY:
+            continue
         for kind in ("tunnat", "netfilter"):
             print(f"flood: {name} against {kind} ...", file=sys.stderr, flush=True)
             for k, v in f(kind).items():

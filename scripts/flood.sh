@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Floods against tunnat and against the kernel's netfilter NAT on the same topology, side by
-# side (see scripts/flood.py). Run as root: scripts/flood.sh [--secs N]
+# side (see scripts/flood.py). Run as root: scripts/flood.sh [--secs N] [--only 1,6]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh --check flood || exit 1
