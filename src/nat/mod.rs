@@ -41,6 +41,7 @@ pub mod ports;
 pub mod prefix64;
 pub mod reassembly;
 pub mod session;
+pub mod sessions;
 pub mod state;
 pub mod stats;
 mod syn_hold;

@@ -9,7 +9,7 @@
 //!   through a DNAT rule. Sessions carry the idle timer and the TCP state; a mapping lives
 //!   while it has sessions.
 //!
-//! Sessions sit in an [`LruCache`] ordered by last use, so expiry walks from the least
+//! Sessions sit in a slab ordered by last use ([`super::sessions`]), so expiry walks from the least
 //! recently used end and stops at the first session younger than the shortest timeout:
 //! the cost of a sweep is the number of sessions idle longer than that, not the table
 //! size. The same walk yields the next instant a session can expire
@@ -22,12 +22,11 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use lru::LruCache;
-
 use super::endpoint::{Address, Endpoint, MapKey, SessionKey};
 pub use super::filtering::Filtering;
 use super::ports::Ports;
 pub use super::session::Session;
+use super::sessions::{ExtKey, Sessions};
 use super::tcp_state::{Direction, TcpPhase, TcpSeg, TcpTrack};
 use super::time::Instant;
 use super::timeouts::{rfc_minimum_idle, Timeouts};
@@ -64,14 +63,6 @@ const EVICT_SCAN: usize = 64;
 const BUSY_SWEEP: usize = 1024;
 const BUSY_SWEEP_GAP: Duration = Duration::from_secs(1);
 
-/// A session seen from the outside: protocol, external port, remote endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct ExtKey<A> {
-    protocol: Protocol,
-    port: u16,
-    remote: Endpoint<A>,
-}
-
 #[derive(Debug)]
 struct Mapping {
     ext_port: u16,
@@ -103,8 +94,8 @@ pub struct TableStats {
 }
 
 pub struct Table<A: Address = Ipv4Addr> {
-    sessions: LruCache<SessionKey<A>, Session, foldhash::fast::RandomState>,
-    by_ext: HashMap<ExtKey<A>, SessionKey<A>>,
+    /// The sessions, in LRU order, indexed from both sides.
+    sessions: Sessions<A>,
     mappings: HashMap<MapKey<A>, Mapping>,
     /// The outside address's ports.
     pub ports: Ports<A>,
@@ -128,8 +119,7 @@ pub struct Table<A: Address = Ipv4Addr> {
 impl<A: Address> Table<A> {
     pub fn new(timeouts: Timeouts, filtering: Filtering, limits: Limits) -> Table<A> {
         Table {
-            sessions: LruCache::unbounded_with_hasher(Default::default()),
-            by_ext: HashMap::default(),
+            sessions: Sessions::default(),
             mappings: HashMap::default(),
             ports: Ports::default(),
             remote_addrs: HashMap::default(),
@@ -212,7 +202,7 @@ impl<A: Address> Table<A> {
         while let Some(key) = self.half_open.get_mut(&rule).and_then(|q| q.pop_front()) {
             let half_open = self
                 .sessions
-                .peek(&key)
+                .get(&key)
                 .is_some_and(|s| s.tcp.phase() == TcpPhase::HalfOpenIn);
             if half_open {
                 self.remove(&key, now);
@@ -262,13 +252,13 @@ impl<A: Address> Table<A> {
     /// the core uses [`Table::touch`]).
     #[cfg(test)]
     pub fn get_out(&mut self, key: &SessionKey<A>, now: Instant) -> Option<&mut Session> {
-        if now.since(self.sessions.peek(key)?.promoted) >= PROMOTE_EVERY {
+        if now.since(self.sessions.get(key)?.promoted) >= PROMOTE_EVERY {
             self.sessions.promote(key);
-            let s = self.sessions.peek_mut(key)?;
+            let s = self.sessions.get_mut(key)?;
             s.promoted = now;
             return Some(s);
         }
-        self.sessions.peek_mut(key)
+        self.sessions.get_mut(key)
     }
 
     /// Records a packet of session `key` ([`Session::touch`]) and returns the session's
@@ -285,7 +275,7 @@ impl<A: Address> Table<A> {
     ) -> Option<u16> {
         let tcp: Option<TcpSeg> = tcp.map(Into::into);
         let tcp_flags = tcp.map(|t| t.flags);
-        let s = self.sessions.peek_mut(key)?;
+        let s = self.sessions.get_mut(key)?;
         s.touch(dir, len, tcp, now);
         let ext = s.ext_port;
         if now.since(s.promoted) >= PROMOTE_EVERY {
@@ -307,13 +297,13 @@ impl<A: Address> Table<A> {
     /// no such session (the caller finds that out next).
     pub fn rst_acceptable(&self, key: &SessionKey<A>, dir: Direction, seg: &TcpSeg) -> bool {
         self.sessions
-            .peek(key)
+            .get(key)
             .is_none_or(|s| s.tcp.rst_acceptable(dir, seg))
     }
 
     /// The session for an outbound ICMP error's quoted packet: not refreshed (RFC 5508).
     pub fn peek_out(&self, key: &SessionKey<A>) -> Option<&Session> {
-        self.sessions.peek(key)
+        self.sessions.get(key)
     }
 
     /// The key of the session a packet from `remote` to external `port` belongs to. Only
@@ -325,8 +315,8 @@ impl<A: Address> Table<A> {
         port: u16,
         remote: Endpoint<A>,
     ) -> Option<SessionKey<A>> {
-        self.by_ext
-            .get(&ExtKey {
+        self.sessions
+            .find_ext(&ExtKey {
                 protocol,
                 port,
                 remote,
@@ -361,14 +351,6 @@ impl<A: Address> Table<A> {
         dnat: bool,
         now: Instant,
     ) -> &mut Session {
-        self.by_ext.insert(
-            ExtKey {
-                protocol: key.protocol,
-                port: ext_port,
-                remote: key.remote,
-            },
-            key,
-        );
         if !dnat {
             *self
                 .remote_addrs
@@ -378,16 +360,19 @@ impl<A: Address> Table<A> {
         self.stats.sessions_created += 1;
         self.expiry_no_later_than(now + self.timeouts.shortest());
         // Callers create a session only after a lookup for `key` missed.
-        self.sessions.get_or_insert_mut(key, || Session {
-            ext_port,
-            dnat,
-            tcp: TcpTrack::default(),
-            created: now,
-            last_seen: now,
-            promoted: now,
-            packets: [0; 2],
-            bytes: [0; 2],
-        })
+        self.sessions.insert(
+            key,
+            Session {
+                ext_port,
+                dnat,
+                tcp: TcpTrack::default(),
+                created: now,
+                last_seen: now,
+                promoted: now,
+                packets: [0; 2],
+                bytes: [0; 2],
+            },
+        )
     }
 
     /// A new session through the inside endpoint's mapping, creating the mapping if needed.
@@ -444,9 +429,9 @@ impl<A: Address> Table<A> {
     /// Restarts the idle time of session `key` without a packet (PCP's PEER); returns
     /// its external port and idle timeout.
     pub fn refresh(&mut self, key: &SessionKey<A>, now: Instant) -> Option<(u16, Duration)> {
-        let s = self.sessions.peek_mut(key)?;
+        let s = self.sessions.get_mut(key)?;
         s.last_seen = now;
-        let (port, s) = (s.ext_port, self.sessions.peek(key)?);
+        let (port, s) = (s.ext_port, self.sessions.get(key)?);
         Some((port, self.timeout_of(key.protocol, s)))
     }
 
@@ -466,12 +451,7 @@ impl<A: Address> Table<A> {
     }
 
     fn remove(&mut self, key: &SessionKey<A>, now: Instant) -> Option<Session> {
-        let s = self.sessions.pop(key)?;
-        self.by_ext.remove(&ExtKey {
-            protocol: key.protocol,
-            port: s.ext_port,
-            remote: key.remote,
-        });
+        let s = self.sessions.remove(key)?;
         if s.dnat {
             return Some(s);
         }
@@ -568,7 +548,7 @@ impl<A: Address> Table<A> {
             port: s.ext_port,
             remote: key.remote,
         };
-        if self.by_ext.contains_key(&ext) {
+        if self.sessions.find_ext(&ext).is_some() {
             return Err(format!(
                 "external port {} toward {} is given to two sessions",
                 s.ext_port, key.remote.addr
@@ -620,11 +600,10 @@ impl<A: Address> Table<A> {
                 .entry((key.protocol, s.ext_port, key.remote.addr))
                 .or_insert(0) += 1;
         }
-        self.by_ext.insert(ext, key);
         // The sweep finds it by its own deadline; promoted = last seen keeps the LRU's
         // order the order of promotion that the sweep relies on.
         self.expiry_no_later_than(s.last_seen + self.timeout_of(key.protocol, &s));
-        self.sessions.push(
+        self.sessions.insert(
             key,
             Session {
                 promoted: s.last_seen,
