@@ -10,6 +10,10 @@ use std::time::Instant as Wall;
 
 use tunnat::nat::{Instant, Side};
 
+/// As the `tunnat` binary allocates: large blocks on huge pages.
+#[global_allocator]
+static ALLOC: tunnat::hugepages::HugePageAlloc = tunnat::hugepages::HugePageAlloc;
+
 #[path = "common.rs"]
 mod common;
 
@@ -22,6 +26,18 @@ fn rss_kib() -> u64 {
                 .map(|l| l.to_string())
         })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Memory of this process on transparent huge pages, in KiB.
+fn huge_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("AnonHugePages:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
         .unwrap_or(0)
 }
 
@@ -53,11 +69,12 @@ fn main() {
         }
         let per = t1.elapsed().as_nanos() as f64 / lookups as f64;
         println!(
-            "sessions {n:>8} (mappings {:>5}): {:>5.0} bytes per session (RSS), create {:>5.0} ns, translate existing {:>4.0} ns per packet",
+            "sessions {n:>8} (mappings {:>5}): {:>5.0} bytes per session (RSS), create {:>5.0} ns, translate existing {:>4.0} ns per packet; {} MB on huge pages",
             nat.table().mapping_count(),
             (after.saturating_sub(before)) as f64 * 1024.0 / n as f64,
             fill.as_nanos() as f64 / n as f64,
-            per
+            per,
+            huge_kib() / 1024
         );
     }
 }

@@ -26,6 +26,7 @@ pub mod control;
 pub mod export;
 #[cfg(any(test, feature = "fuzz"))]
 pub mod fuzz;
+pub mod hugepages;
 pub mod nat;
 pub mod options;
 pub mod port;

@@ -11,6 +11,10 @@ use tunnat::cli::{Cli, Command, DnatAction, RunArgs};
 use tunnat::control::{Request, DEFAULT_SOCKET};
 use tunnat::options::{Settings, Sources};
 
+/// Large blocks (a big session table) on transparent huge pages: [`tunnat::hugepages`].
+#[global_allocator]
+static ALLOC: tunnat::hugepages::HugePageAlloc = tunnat::hugepages::HugePageAlloc;
+
 /// The control socket a subcommand talks to: its own `--control`, else one given before
 /// the subcommand, else the `control` key of `--config FILE`, else the default. Router
 /// options other than those two make no sense with a subcommand and are refused.
