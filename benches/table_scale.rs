@@ -17,28 +17,25 @@ static ALLOC: tunnat::hugepages::HugePageAlloc = tunnat::hugepages::HugePageAllo
 #[path = "common.rs"]
 mod common;
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Field `field` of `/proc/self/FILE`, in KiB.
+fn proc_kib(file: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/self/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(|l| l.to_string())
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    proc_kib("status", "VmRSS:")
 }
 
 /// Memory of this process on transparent huge pages, in KiB.
 fn huge_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("AnonHugePages:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    proc_kib("smaps_rollup", "AnonHugePages:")
 }
 
 fn main() {

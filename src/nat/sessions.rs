@@ -122,6 +122,12 @@ impl<A: Address> Sessions<A> {
             .map(|&i| &self.slot(i).key)
     }
 
+    /// The hashes of slot `i`'s two keys: inside, outside.
+    fn hashes(&self, i: u32) -> (u64, u64) {
+        let s = self.slot(i);
+        (self.hasher.hash_one(s.key), self.hasher.hash_one(s.ext()))
+    }
+
     /// Takes slot `i` out of the LRU list.
     fn unlink(&mut self, i: u32) {
         let (prev, next) = (self.slot(i).prev, self.slot(i).next);
@@ -184,6 +190,7 @@ impl<A: Address> Sessions<A> {
                 f
             }
         };
+        let (hk, he) = self.hashes(i);
         let Sessions {
             slots,
             by_key,
@@ -191,13 +198,8 @@ impl<A: Address> Sessions<A> {
             hasher,
             ..
         } = self;
-        let s = &slots[i as usize];
-        by_key.insert_unique(hasher.hash_one(s.key), i, |&j| {
-            hasher.hash_one(slots[j as usize].key)
-        });
-        by_ext.insert_unique(hasher.hash_one(s.ext()), i, |&j| {
-            hasher.hash_one(slots[j as usize].ext())
-        });
+        by_key.insert_unique(hk, i, |&j| hasher.hash_one(slots[j as usize].key));
+        by_ext.insert_unique(he, i, |&j| hasher.hash_one(slots[j as usize].ext()));
         self.link_front(i);
         self.len += 1;
         &mut self.slots[i as usize].session
@@ -206,18 +208,11 @@ impl<A: Address> Sessions<A> {
     /// Removes session `key` and returns it.
     pub fn remove(&mut self, key: &SessionKey<A>) -> Option<Session> {
         let i = self.find(key)?;
-        let Sessions {
-            slots,
-            by_key,
-            by_ext,
-            hasher,
-            ..
-        } = self;
-        let s = &slots[i as usize];
-        if let Ok(e) = by_key.find_entry(hasher.hash_one(s.key), |&j| j == i) {
+        let (hk, he) = self.hashes(i);
+        if let Ok(e) = self.by_key.find_entry(hk, |&j| j == i) {
             e.remove();
         }
-        if let Ok(e) = by_ext.find_entry(hasher.hash_one(s.ext()), |&j| j == i) {
+        if let Ok(e) = self.by_ext.find_entry(he, |&j| j == i) {
             e.remove();
         }
         self.unlink(i);
