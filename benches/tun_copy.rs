@@ -217,7 +217,14 @@ mod uring {
 
     pub fn run(tuns: &[Tun; 2], size: usize, coalesce_us: u32) -> anyhow::Result<()> {
         let fds = [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()];
-        let mut ring: IoUring = IoUring::builder().setup_single_issuer().build(512)?;
+        let mut b = IoUring::builder();
+        b.setup_single_issuer();
+        if std::env::var_os("TUN_COPY_DEFER").is_some() {
+            // Completions run only when this thread waits (IORING_SETUP_DEFER_TASKRUN):
+            // no interruption of the loop while it works.
+            b.setup_defer_taskrun();
+        }
+        let mut ring: IoUring = b.build(512)?;
         let mut pools = [Pool::new(size), Pool::new(size)];
         for (i, p) in pools.iter().enumerate() {
             // SAFETY: the ring memory outlives the io_uring (both live until exit).

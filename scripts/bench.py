@@ -29,7 +29,8 @@ copy-busy-plain: the copy loop spinning `--busy-us` µs, default 50, before it s
 copy-calls, copy-calls-plain: the copy loop with a read and a write call per packet
 instead of io_uring; tunnat-calls, tunnat-calls-plain: tunnat with --no-io-uring;
 copy-coalesce, copy-coalesce-plain: the copy loop on io_uring waiting up to
-`--coalesce-us` µs, default 20, for a batch),
+`--coalesce-us` µs, default 20, for a batch; copy-defer, copy-defer-plain: the copy loop
+on io_uring with IORING_SETUP_DEFER_TASKRUN),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -103,8 +104,9 @@ class TunRouter(harness.Lab):
                 busy = ["--uring"]
             if kind.startswith("copy-coalesce"):
                 busy += ["--coalesce-us", str(COALESCE_US)]
+            env = dict(os.environ, **({"TUN_COPY_DEFER": "1"} if kind.startswith("copy-defer") else {}))
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
-                                          *(["--offload"] if offload else []), *busy], stderr=self.log)
+                                          *(["--offload"] if offload else []), *busy], stderr=self.log, env=env)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
             self.dnat_target, self.dnat_target6 = SERVER_IN, SERVER_IN6
 
@@ -282,7 +284,7 @@ def main():
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
-              "copy-coalesce", "copy-coalesce-plain")
+              "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -319,7 +321,8 @@ def main():
         print_family_table(runs, kinds)
     print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
-                                      "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain")
+                                      "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
+                                      "copy-defer", "copy-defer-plain")
                          if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)
