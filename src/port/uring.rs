@@ -235,8 +235,9 @@ impl Uring {
     }
 
     /// Submits what is queued and waits until a completion comes or `timeout` passes
-    /// (`None`: no limit); then returns the completions.
-    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<Vec<Completion>> {
+    /// (`None`: no limit); then puts the completions in `out` (emptied first: one vector
+    /// serves every turn, nothing is allocated per turn).
+    pub fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
         for p in &self.pools {
             p.publish();
         }
@@ -263,14 +264,14 @@ impl Uring {
         let mut done = std::mem::take(&mut self.completions);
         done.clear();
         done.extend(self.ring.completion());
-        let mut out = Vec::with_capacity(done.len());
+        out.clear();
         for c in &done {
             if let Some(c) = self.decode(c) {
                 out.push(c);
             }
         }
         self.completions = done;
-        Ok(out)
+        Ok(())
     }
 
     fn decode(&mut self, c: &cqueue::Entry) -> Option<Completion> {

@@ -83,6 +83,14 @@ fn device_gone(e: &io::Error) -> bool {
 }
 
 impl Ports {
+    /// Marks port `side` lost if `e`, from `doing` its TUN `name`, says the device is gone
+    /// (the first loss is the one reported).
+    fn lost_if_gone(&mut self, side: Side, name: &str, doing: &str, e: io::Error) {
+        if device_gone(&e) && self.lost.is_none() {
+            self.lost = Some((side, port_lost(side, name, doing, e)));
+        }
+    }
+
     /// Writes a packet; false if the device refused it.
     fn send(&mut self, side: Side, pkt: &[u8], off: &Offload) -> bool {
         let Some(tun) = &self.tuns[side.index()] else {
@@ -94,10 +102,9 @@ impl Ports {
         match tun.send(pkt, off) {
             Ok(_) => true,
             Err(e) => {
-                log::debug!("writing TUN '{}': {e}", tun.name());
-                if device_gone(&e) && self.lost.is_none() {
-                    self.lost = Some((side, port_lost(side, tun.name(), "writing", e)));
-                }
+                let name = tun.name().to_string();
+                log::debug!("writing TUN '{name}': {e}");
+                self.lost_if_gone(side, &name, "writing", e);
                 false
             }
         }
@@ -377,9 +384,7 @@ impl Driver {
             if self.core.packets_read() != read {
                 self.core.count_batch();
             }
-            if self.turn_end(pending)? {
-                return Ok(());
-            }
+            self.turn_end(pending)?;
         }
     }
 
@@ -399,8 +404,9 @@ impl Driver {
         false
     }
 
-    /// What every turn ends with: waiting control clients, timers, a lost port.
-    fn turn_end(&mut self, pending: bool) -> Result<bool> {
+    /// What every turn ends with: waiting control clients, timers, a lost port (an error
+    /// that ends the loop, unless `--persist`).
+    fn turn_end(&mut self, pending: bool) -> Result<()> {
         if pending {
             self.with_control(|c, registry, r| c.serve_pending(registry, r));
         }
@@ -411,13 +417,14 @@ impl Driver {
             }
             self.detach(side, e);
         }
-        Ok(false)
+        Ok(())
     }
 
     /// [`Driver::run`] on io_uring: one wait per turn for packets, the mio `Poll` and
     /// the timers alike. A port's turn is bounded by its buffers ([`crate::port::uring`]).
     fn run_uring(&mut self) -> Result<()> {
         let mut events = Events::with_capacity(64);
+        let mut done = Vec::with_capacity(256);
         loop {
             let pending = self.control.as_ref().is_some_and(|c| c.has_pending());
             let timeout = if pending {
@@ -428,30 +435,26 @@ impl Driver {
             let Some(u) = self.uring.as_mut() else {
                 return Ok(());
             };
-            let done = u.wait(timeout).context("waiting for packets")?;
+            u.wait(timeout, &mut done).context("waiting for packets")?;
             if done.iter().any(|c| matches!(c, Completion::Read { .. })) {
                 self.core.count_batch();
             }
             let mut polled = false;
-            for c in done {
+            for c in done.drain(..) {
                 match c {
                     Completion::Read { side, bid, len } => self.handle_buffer(side, bid, len),
                     Completion::ReadFailed { side, err } => {
                         self.core.count_read_error();
+                        let name = self.port_config(side).tun.clone();
                         let e = io::Error::from_raw_os_error(err);
-                        if device_gone(&e) && self.ports.lost.is_none() {
-                            let name = self.port_config(side).tun.clone();
-                            self.ports.lost = Some((side, port_lost(side, &name, "reading", e)));
-                        }
+                        self.ports.lost_if_gone(side, &name, "reading", e);
                     }
                     Completion::WriteFailed { to, err } => {
                         self.core.count_write_error();
+                        let name = self.port_config(to).tun.clone();
                         let e = io::Error::from_raw_os_error(err);
-                        log::debug!("writing TUN '{}': {e}", self.port_config(to).tun);
-                        if device_gone(&e) && self.ports.lost.is_none() {
-                            let name = self.port_config(to).tun.clone();
-                            self.ports.lost = Some((to, port_lost(to, &name, "writing", e)));
-                        }
+                        log::debug!("writing TUN '{name}': {e}");
+                        self.ports.lost_if_gone(to, &name, "writing", e);
                     }
                     Completion::Poll => polled = true,
                 }
@@ -466,9 +469,7 @@ impl Driver {
                     return Ok(());
                 }
             }
-            if self.turn_end(pending)? {
-                return Ok(());
-            }
+            self.turn_end(pending)?;
         }
     }
 
