@@ -22,7 +22,10 @@
 //! `min_wait_usec`, Linux 6.12), as a NIC's interrupt coalescing (`ethtool -C rx-usecs`)
 //! does. A router idle longer than USECS adds nothing to a packet's latency.
 //!
-//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS]]`;
+//! With `--uring --defer-taskrun` (a fourth) completions are processed only when the loop
+//! waits (`IORING_SETUP_DEFER_TASKRUN`), never by interrupting it.
+//!
+//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]]`;
 //! prints `tun_copy: ready`.
 
 use std::io;
@@ -35,16 +38,18 @@ use tunnat::port::{netns, Tun};
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS]]";
+    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]]";
     if a.len() < 5 {
         anyhow::bail!(usage);
     }
-    let (mut offload, mut busy, mut uring, mut coalesce) = (false, Duration::ZERO, false, 0u32);
+    let (mut offload, mut busy, mut uring, mut coalesce, mut defer) =
+        (false, Duration::ZERO, false, 0u32, false);
     let mut flags = a[5..].iter();
     while let Some(f) = flags.next() {
         match f.as_str() {
             "--offload" => offload = true,
             "--uring" => uring = true,
+            "--defer-taskrun" => defer = true,
             "--coalesce-us" => {
                 coalesce = flags
                     .next()
@@ -70,7 +75,12 @@ fn main() -> anyhow::Result<()> {
     }
     if uring {
         eprintln!("tun_copy: ready");
-        return uring::run(&tuns, if offload { 65536 + 64 } else { 9216 }, coalesce);
+        return uring::run(
+            &tuns,
+            if offload { 65536 + 64 } else { 9216 },
+            coalesce,
+            defer,
+        );
     }
     let mut poll = Poll::new()?;
     for (i, t) in tuns.iter().enumerate() {
@@ -215,13 +225,13 @@ mod uring {
             .user_data(i as u64)
     }
 
-    pub fn run(tuns: &[Tun; 2], size: usize, coalesce_us: u32) -> anyhow::Result<()> {
+    pub fn run(tuns: &[Tun; 2], size: usize, coalesce_us: u32, defer: bool) -> anyhow::Result<()> {
         let fds = [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()];
         let mut b = IoUring::builder();
         b.setup_single_issuer();
-        if std::env::var_os("TUN_COPY_DEFER").is_some() {
-            // Completions run only when this thread waits (IORING_SETUP_DEFER_TASKRUN):
-            // no interruption of the loop while it works.
+        if defer {
+            // Completions run only when this thread waits: no interruption of the loop
+            // while it works.
             b.setup_defer_taskrun();
         }
         let mut ring: IoUring = b.build(512)?;

@@ -104,9 +104,10 @@ class TunRouter(harness.Lab):
                 busy = ["--uring"]
             if kind.startswith("copy-coalesce"):
                 busy += ["--coalesce-us", str(COALESCE_US)]
-            env = dict(os.environ, **({"TUN_COPY_DEFER": "1"} if kind.startswith("copy-defer") else {}))
+            if kind.startswith("copy-defer"):
+                busy += ["--defer-taskrun"]
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
-                                          *(["--offload"] if offload else []), *busy], stderr=self.log, env=env)
+                                          *(["--offload"] if offload else []), *busy], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
             self.dnat_target, self.dnat_target6 = SERVER_IN, SERVER_IN6
 

@@ -144,18 +144,18 @@ pub struct Uring {
 }
 
 /// Buffers per port, each room for the largest packet a TUN read can give (a device's
-/// MTU may be set above the router's): 16 with offloads, whose super-packets fill them, 64
-/// without, where a packet touches only its MTU's pages. Pages never written take no
-/// memory.
-fn pool_shape(offloads: bool, hdr: usize) -> (usize, u16) {
-    (65536 + hdr, if offloads { 16 } else { 64 })
+/// MTU may be set above the router's) after `hdr` bytes of offload header: 16 with
+/// offloads (a header), whose super-packets fill them, 64 without, where a packet touches
+/// only its MTU's pages. Pages never written take no memory.
+fn pool_shape(hdr: usize) -> (usize, u16) {
+    (65536 + hdr, if hdr > 0 { 16 } else { 64 })
 }
 
 impl Uring {
-    /// Sets up the ring, the buffers (a packet and `hdr` bytes of offload header) and a
-    /// read on each port; `poll_fd` is the mio `Poll`'s descriptor. Fails if the kernel
-    /// lacks anything this needs.
-    pub fn new(fds: [RawFd; 2], offloads: bool, hdr: usize, poll_fd: RawFd) -> io::Result<Uring> {
+    /// Sets up the ring, the buffers (a packet after `hdr` bytes of offload header, 0
+    /// without offloads) and a read on each port; `poll_fd` is the mio `Poll`'s
+    /// descriptor. Fails if the kernel lacks anything this needs.
+    pub fn new(fds: [RawFd; 2], hdr: usize, poll_fd: RawFd) -> io::Result<Uring> {
         let ring: IoUring = IoUring::builder().setup_single_issuer().build(256)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -171,7 +171,7 @@ impl Uring {
                 ));
             }
         }
-        let (size, count) = pool_shape(offloads, hdr);
+        let (size, count) = pool_shape(hdr);
         let pools = [Pool::new(size, count)?, Pool::new(size, count)?];
         for (i, p) in pools.iter().enumerate() {
             // SAFETY: the ring memory lives as long as `self`, and outlives the io_uring.
@@ -417,8 +417,8 @@ mod test {
 
     #[test]
     fn pools_are_bounded() {
-        assert_eq!(pool_shape(true, 10), (65546, 16));
-        assert_eq!(pool_shape(false, 0), (65536, 64));
+        assert_eq!(pool_shape(10), (65546, 16));
+        assert_eq!(pool_shape(0), (65536, 64));
     }
 
     #[test]

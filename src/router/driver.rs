@@ -247,7 +247,7 @@ impl Driver {
         let uring = match cfg.io_uring {
             true => {
                 let fds = [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()];
-                match Uring::new(fds, hdr > 0, hdr, poll.as_raw_fd()) {
+                match Uring::new(fds, hdr, poll.as_raw_fd()) {
                     Ok(u) => {
                         log::info!("packets move by io_uring: a multishot read per port, writes in batches");
                         Some(u)
