@@ -83,12 +83,14 @@ def test_a_flood_on_the_outside_port_starves_nothing_else(lab):
     check(loaded > 0.5 * unloaded, f"the other way: {loaded:.0%} delivered under the flood, {unloaded:.0%} without")
 
 
-@tunnat_args("--control", CONTROL, "--dnat", "tcp:8888=192.168.122.73:9999", "--max-sessions", "20000")
+@tunnat_args("--control", CONTROL, "--dnat", "tcp:8888=192.168.122.73:9999", "--max-sessions", "20000",
+             "--syn-cookies", "off")
 def test_a_syn_flood_through_a_port_forward_cannot_fill_the_table(lab):
     """hping3 floods 8888 with SYNs from random sources; the inside server answers each,
     the spoofed remotes never do. Those sessions stay half-open (RFC 7857 3.1), the first
     to be evicted and capped per rule, so inside hosts still open connections out and
-    real clients still reach the port forward."""
+    real clients still reach the port forward. (Without SYN cookies, so that every SYN
+    makes a session: the cap and the eviction are under test.)"""
     quiet(lab)
     srv = lab.listen("lan", SERVER_IN, 9999)
     serve_tcp(srv, lambda c, p: c.sendall(b"served"))
@@ -125,6 +127,97 @@ def test_a_syn_flood_through_a_port_forward_cannot_fill_the_table(lab):
     check(in_ok >= 45, f"{in_ok} of 50 real connections to the port forward")
     made_up = [r for r in rows if r["dnat"] and r["state"] == "ESTABLISHED" and not r["remote"].startswith(REMOTE + ":")]
     eq(made_up, [], "established entries no handshake made")
+
+
+def echo_both_ways(c, n):
+    """Sends `n` bytes on connection `c` while reading the echo; true if it came back
+    whole and in order."""
+    data = bytes(i * 7 % 251 for i in range(n))
+    t = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
+    t.start()
+    got = recv_all(c, n + 1)
+    t.join(10)
+    return got == data
+
+
+def serve_echo(lab):
+    def echo(c, peer):
+        c.settimeout(10)
+        while True:
+            b = c.recv(65536)
+            if not b:
+                return
+            c.sendall(b)
+    serve_tcp(lab.listen("lan", SERVER_IN, 9999), echo)
+
+
+@tunnat_args("--control", CONTROL, "--dnat", "tcp:8888=192.168.122.73:9999", "--dnat", "tcp:8889=192.168.122.73:9998",
+             "--syn-cookies", "always")
+def test_a_connection_made_through_syn_cookies_carries_data_both_ways(lab):
+    """With `--syn-cookies always` the router answers the SYN to 8888 itself and opens to
+    the inside server only on the client's ACK; from then on it moves the server's
+    sequence numbers into the cookie's space and the client's acknowledgements back. Two
+    MB echoed through it arrive whole; the server sees the client's own address; a SYN
+    to a port nobody serves inside is reset in the client's terms."""
+    serve_echo(lab)
+    for _ in range(3):
+        c = lab.connect("wan", ROUTER_OUT, 8888, timeout=5)
+        c.settimeout(10)
+        check(echo_both_ways(c, 2_000_000), "2 MB echoed whole through a proxied connection")
+        c.close()
+    st = lab.stats()["nat"]
+    eq((st["syn_cookies_sent"], st["syn_cookies_valid"]), (3, 3), "cookies sent and come back")
+    rows = json.loads(lab.ctl("table", "--json").stdout)["sessions"]
+    proxied = [r for r in rows if r.get("syn_proxy")]
+    check(proxied and all(r["dnat"] and r["remote"].startswith(REMOTE + ":") for r in proxied),
+          f"the proxied sessions, with the client's own address: {rows}")
+    check("[dnat, syn cookie]" in lab.ctl("table").stdout, "the table marks the proxied sessions")
+    # Nothing listens on 9998: the client's connect succeeds (the router answered it), then
+    # the server's RST reaches the client in the cookie's sequence space, so its stack
+    # takes it: a reset, not silence.
+    c = lab.connect("wan", ROUTER_OUT, 8889, timeout=5)
+    c.settimeout(3)
+    try:
+        got = c.recv(10)
+        raise AssertionError(f"read {got!r} from a connection the server refused")
+    except ConnectionResetError:
+        pass
+    c.close()
+
+
+@tunnat_args("--control", CONTROL, "--dnat", "tcp:8888=192.168.122.73:9999", "--max-half-open", "1000")
+def test_syn_cookies_keep_a_flood_away_from_the_inside_server(lab):
+    """hping3 floods 8888 with random-source SYNs. Once the port forward holds
+    `--max-half-open` half-open sessions the router answers further SYNs with cookies
+    (`--syn-cookies auto`, the default): the table stops growing, the inside server sees
+    no more of the flood, and real clients, whose ACKs carry good cookies, still connect
+    and exchange data."""
+    quiet(lab)
+    serve_echo(lab)
+    flood = lab.spawn("wan", ["hping3", "-i", "u50", "-q", "-S", "-p", "8888", "--rand-source", ROUTER_OUT])
+    try:
+        time.sleep(3)
+        ok = 0
+        for _ in range(30):
+            try:
+                c = lab.connect("wan", ROUTER_OUT, 8888, timeout=3)
+                c.settimeout(5)
+                ok += echo_both_ways(c, 20_000)
+                c.close()
+            except OSError:
+                pass
+        st = lab.stats()["nat"]
+    finally:
+        flood.kill()
+        flood.wait(5)
+    print(f"    (SYN flood: {st['syn_cookies_sent']} cookies sent, {st['syn_cookies_valid']} came back,"
+          f" {st['forwarded_in']} packets forwarded in, {st['sessions']} sessions; {ok}/30 echoed)")
+    check(st["syn_cookies_sent"] > 20_000, f"the flood was answered with cookies: {st['syn_cookies_sent']}")
+    check(st["sessions"] <= 1000 + 30, f"the table stopped at the half-open cap: {st['sessions']} sessions")
+    check(st["forwarded_in"] < 1000 + 30 * 40, f"the inside server saw the flood: {st['forwarded_in']} in")
+    eq(st.get("half_open_evicted", 0), 0, "no half-open session evicted")
+    check(ok >= 27, f"{ok} of 30 real connections echoed during the flood")
+    check(st["syn_cookies_valid"] >= ok, f"real clients came through cookies: {st['syn_cookies_valid']}")
 
 
 def _rss_kb(pid):

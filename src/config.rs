@@ -11,7 +11,9 @@ use crate::nat::icmp_limit::IcmpLimit;
 use crate::nat::timeouts::{
     RFC_MIN_ICMP, RFC_MIN_TCP_ESTABLISHED, RFC_MIN_TCP_TRANSITORY, RFC_MIN_UDP,
 };
-use crate::nat::{DnatRule, Filtering, Ipv4Cidr, Ipv6Cidr, Limits, MssClamp, NatConfig, Timeouts};
+use crate::nat::{
+    DnatRule, Filtering, Ipv4Cidr, Ipv6Cidr, Limits, MssClamp, NatConfig, SynCookies, Timeouts,
+};
 use crate::options::Settings;
 use crate::port::tracer::TraceFilter;
 use crate::wire::transport::Protocol;
@@ -76,6 +78,8 @@ pub struct Config {
     pub seed: Option<u64>,
     /// Most half-open TCP sessions per port forward.
     pub max_half_open: usize,
+    /// When SYNs to port forwards are answered with cookies.
+    pub syn_cookies: SynCookies,
     /// Open the TUNs with offloads (IFF_VNET_HDR, TUNSETOFFLOAD): partial checksums and
     /// GSO super-packets pass through whole.
     pub offload: bool,
@@ -547,6 +551,7 @@ impl Config {
             icmp_limit: self.icmp_limit,
             seed: self.seed.unwrap_or(0) ^ salt,
             max_half_open: self.max_half_open,
+            syn_cookies: self.syn_cookies,
             mode,
             nat64: false,
         }

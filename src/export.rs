@@ -68,6 +68,12 @@ pub fn unexpressed(cfg: &Config) -> Vec<String> {
     if cfg.port_parity {
         v.push("port parity (--port-parity) is not kept".into());
     }
+    if cfg.syn_cookies != crate::nat::SynCookies::Off && !cfg.dnat.is_empty() {
+        v.push(format!(
+            "no SYN cookies for the port forwards (--syn-cookies {}): the kernel's tcp_syncookies guards its own sockets only; netfilter's SYNPROXY target does this for forwarded connections, but needs rules of its own",
+            cfg.syn_cookies.name()
+        ));
+    }
     if cfg.limits.max_mappings_per_host < cfg.limits.max_sessions {
         v.push(format!(
             "no per-host limit of {} mappings (nft's `ct count` limits connections, not mappings)",

@@ -89,6 +89,7 @@ pub fn translate(data: &[u8]) {
         icmp_limit: cfg.icmp_limit,
         seed: cfg.seed,
         max_half_open: cfg.max_half_open,
+        syn_cookies: cfg.syn_cookies,
         mode: crate::nat::Mode::Napt,
     });
     let mut nat = Nat::new(cfg);

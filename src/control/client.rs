@@ -84,10 +84,11 @@ pub fn format_table(rows: &[Row]) -> String {
             r.timeout_s,
             format!("{}/{}", r.packets_out, r.packets_in),
             format!("{}/{}", r.bytes_out, r.bytes_in),
-            match (&r.mapped_by, r.dnat) {
-                (Some(by), _) => format!(" [{by}]"),
-                (None, true) => " [dnat]".to_string(),
-                (None, false) => String::new(),
+            match (&r.mapped_by, r.dnat, r.syn_proxy) {
+                (Some(by), _, _) => format!(" [{by}]"),
+                (None, true, true) => " [dnat, syn cookie]".to_string(),
+                (None, true, false) => " [dnat]".to_string(),
+                (None, false, _) => String::new(),
             }
         ));
     }

@@ -98,6 +98,10 @@ pub struct Row {
     /// (pcp, nat-pmp, upnp). Its remote is `*`, its timeout the lifetime left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapped_by: Option<String>,
+    /// Opened by the SYN proxy on the client's cookie: the server's sequence numbers are
+    /// moved into the cookie's space on the way out (`--syn-cookies`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub syn_proxy: bool,
 }
 
 /// The answer to `table`.

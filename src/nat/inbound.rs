@@ -260,15 +260,23 @@ impl<A: Address> Nat<A> {
                 return Err(DropReason::RstOutOfWindow)
             }
             Target::Session(_) => {
-                return match self.table.touch(&key, Direction::In, len, flags, now) {
-                    Some(_) => Ok(inside),
-                    None => Err(DropReason::NoSession),
+                self.table
+                    .touch(&key, Direction::In, len, flags, now)
+                    .ok_or(DropReason::NoSession)?;
+                if protocol == Protocol::Tcp {
+                    self.proxy_in(&key)?;
                 }
+                return Ok(inside);
             }
             _ if t.has_flag(TcpFlags::RST) => return Err(DropReason::NoSession),
             Target::Dnat(_, first) => {
                 let syn = flags.is_some_and(|f| f.flags & TcpFlags::SYN != 0);
                 let rule = (protocol, first);
+                if protocol == Protocol::Tcp {
+                    if let Some(why) = self.proxy_new(key, port, rule, t, len, now) {
+                        return Err(why);
+                    }
+                }
                 if syn {
                     // RFC 7857 section 3.1 and a SYN flood's leftovers: a port forward
                     // holds at most this many half-open sessions; the oldest goes first.

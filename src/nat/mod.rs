@@ -45,6 +45,7 @@ pub mod sessions;
 pub mod state;
 pub mod stats;
 mod syn_hold;
+pub mod syn_proxy;
 pub mod table;
 pub mod tcp_state;
 pub mod time;
@@ -66,6 +67,7 @@ pub use dnat::{AnyDnat, DnatRule};
 pub use endpoint::{Address, Endpoint, MapKey, SessionKey};
 pub use stats::{DropReason, Stats};
 pub use syn_hold::{MAX_HELD_SYNS, SYN_HOLD};
+pub use syn_proxy::SynCookies;
 pub use table::{Filtering, Limits, Session, Table, TableError};
 pub use tcp_state::Direction;
 pub use time::Instant;
@@ -116,6 +118,8 @@ pub struct NatConfig<A = Ipv4Addr> {
     pub seed: u64,
     /// Most half-open TCP sessions one port forward may hold (RFC 7857 section 3.1).
     pub max_half_open: usize,
+    /// When SYNs to port forwards are answered with cookies ([`syn_proxy`]).
+    pub syn_cookies: SynCookies,
     /// What the core does to a forwarded packet: NAPT always for IPv4; for IPv6 also
     /// prefix translation or plain routing (`--ipv6`).
     pub mode: Mode,
@@ -186,6 +190,7 @@ impl NatConfig {
             icmp_limit: IcmpLimit::default(),
             seed: 0x9e37_79b9,
             max_half_open: Limits::default().max_sessions / 4,
+            syn_cookies: SynCookies::default(),
             mode: Mode::Napt,
             nat64: false,
         }
@@ -307,6 +312,10 @@ pub struct Nat<A: Address = Ipv4Addr> {
     /// The packet being processed came from the NAT64 translator (its source may be a
     /// stand-in address).
     via64: bool,
+    /// The SYN proxy: cookie key and the connections it opened.
+    proxy: syn_proxy::SynProxy<A>,
+    /// A sequence field the proxy moves in the packet being processed.
+    seq_fix: Option<syn_proxy::SeqFix>,
 }
 
 type Step<T> = Result<T, DropReason>;
@@ -318,6 +327,7 @@ impl<A: Address> Nat<A> {
         table.ports.parity = cfg.port_parity;
         table.ports.seed(cfg.seed);
         Self::reserve_ports(&mut table, &cfg);
+        let cfg_seed = cfg.seed;
         Nat {
             icmp_bucket: TokenBucket::new(cfg.icmp_limit),
             cfg,
@@ -331,6 +341,8 @@ impl<A: Address> Nat<A> {
             offload: Offload::NONE,
             via64: false,
             ftp: ftp::Ftp::default(),
+            proxy: syn_proxy::SynProxy::new(cfg_seed),
+            seq_fix: None,
         }
     }
 
@@ -468,13 +480,21 @@ impl Nat {
         self.clock = self.clock.max(now);
         self.reasm.expire(now);
         self.expire_held_syns(now);
-        self.table.expire(now, on_expire)
+        let n = self.table.expire(now, on_expire);
+        self.sweep_proxy(now);
+        n
     }
 
     /// Processes one packet read from `side` at `now`, rewriting `buf` in place.
     pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
         self.clock = self.clock.max(now);
+        self.seq_fix = None;
         let v = self.decide(side, buf, now).unwrap_or_else(Verdict::Drop);
+        if let (Verdict::Forward { len }, Some(_)) = (v, self.seq_fix) {
+            let ihl = usize::from(buf[0] & 0x0f) * 4;
+            let full = self.offload.csum.is_none();
+            self.apply_seq_fix(&mut buf[ihl..len], full);
+        }
         // A datagram larger than the port it leaves by (DF clear, or it would have been
         // answered "fragmentation needed") is fragmented for it. A GSO super-packet is
         // segmented by the kernel instead.

@@ -224,6 +224,9 @@ impl<A: Address> Nat<A> {
         if t.has_flag(TcpFlags::SYN) {
             self.release_held_syn(&key);
         }
+        if key.protocol == Protocol::Tcp {
+            self.proxy_out(&key, t, now).map_err(OutRefused::Drop)?;
+        }
         Ok(ext)
     }
 }

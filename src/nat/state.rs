@@ -49,6 +49,21 @@ pub struct SavedSession {
     /// The TCP tracker ([`TcpTrack::to_saved`]); absent for UDP and ICMP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<[u32; 7]>,
+    /// A connection the SYN proxy opened ([`super::syn_proxy`]): its sequence numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_proxy: Option<SavedProxy>,
+}
+
+/// What the SYN proxy knows of a connection it opened, as saved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedProxy {
+    pub client_isn: u32,
+    pub cookie_isn: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_isn: Option<u32>,
+    pub mss: u16,
+    pub window: u16,
 }
 
 /// An external port held after its mapping ended (RFC 6888 REQ-8), as saved.
@@ -163,6 +178,18 @@ impl<A: Address> Nat<A> {
                 packets: s.packets,
                 bytes: s.bytes,
                 tcp: (k.protocol == Protocol::Tcp).then(|| s.tcp.to_saved()),
+                syn_proxy: self
+                    .proxy
+                    .conns
+                    .get(k)
+                    .filter(|p| p.created == s.created)
+                    .map(|p| SavedProxy {
+                        client_isn: p.client_isn,
+                        cookie_isn: p.cookie_isn,
+                        server_isn: p.server_isn,
+                        mss: p.mss,
+                        window: p.window,
+                    }),
             })
             .collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.idle_ms));
@@ -286,7 +313,22 @@ impl<A: Address> Nat<A> {
             return Ok(false);
         }
         let half_open = saved.dnat && p == Protocol::Tcp && tcp.phase() == TcpPhase::HalfOpenIn;
+        let created = session.created;
+        if saved.syn_proxy.is_some() && !(saved.dnat && p == Protocol::Tcp) {
+            return Err("SYN proxy state on a session not through a TCP port forward".into());
+        }
         self.table.restore(key, session)?;
+        if let Some(sp) = saved.syn_proxy {
+            let proxied = super::syn_proxy::Proxied {
+                created,
+                client_isn: sp.client_isn,
+                cookie_isn: sp.cookie_isn,
+                server_isn: sp.server_isn,
+                mss: sp.mss,
+                window: sp.window,
+            };
+            self.proxy.conns.insert(key, proxied);
+        }
         if half_open {
             // Counted against its port forward's cap again, if the rule is still there.
             if let Some(r) = self.cfg.dnat.iter().find(|r| r.contains(p, saved.ext_port)) {

@@ -50,6 +50,8 @@ drop_reasons! {
     TooBig => "too-big",
     Filtered => "filtered",
     SynHeld => "syn-held",
+    SynProxied => "syn-proxy",
+    BadCookie => "bad-cookie",
     TableFull => "table-full",
     HostLimit => "host-limit",
     NoPort => "no-free-port",
@@ -95,6 +97,12 @@ pub struct Stats {
     pub gso_forwarded: u64,
     /// Held SYNs dropped unanswered because [`super::MAX_HELD_SYNS`] were held.
     pub held_syns_overflowed: u64,
+    /// SYNs to port forwards answered with a cookie (`--syn-cookies`).
+    #[serde(default)]
+    pub syn_cookies_sent: u64,
+    /// ACKs that brought a valid cookie back: connections the proxy opened to the server.
+    #[serde(default)]
+    pub syn_cookies_valid: u64,
     /// By reason; shown through [`Stats::drop_counts`].
     #[serde(skip)]
     drops: DropCounts,

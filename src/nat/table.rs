@@ -196,6 +196,26 @@ impl<A: Address> Table<A> {
         {}
     }
 
+    /// Does port forward `rule` hold `cap` half-open sessions (the SYN proxy's trigger)?
+    /// Drops the oldest entries that no longer are half-open first, so the answer is
+    /// current at the old end.
+    pub fn half_open_full(&mut self, rule: (Protocol, u16), cap: usize) -> bool {
+        let Some(q) = self.half_open.get_mut(&rule) else {
+            return false;
+        };
+        while let Some(key) = q.front() {
+            let half_open = self
+                .sessions
+                .get(key)
+                .is_some_and(|s| s.tcp.phase() == TcpPhase::HalfOpenIn);
+            if half_open {
+                break;
+            }
+            q.pop_front();
+        }
+        q.len() >= cap.max(1)
+    }
+
     /// Evicts the oldest session of port forward `rule` that is still half-open, dropping
     /// the entries met on the way that no longer are. False if there was none.
     fn evict_half_open(&mut self, rule: (Protocol, u16), now: Instant) -> bool {

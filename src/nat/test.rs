@@ -118,7 +118,7 @@ fn nat() -> Nat {
 
 /// The lab's core, with the port forward 8888 -> 192.168.122.73:9999 (for the other
 /// modules' tests).
-pub(super) fn lab() -> Nat {
+pub(crate) fn lab() -> Nat {
     nat()
 }
 
@@ -645,6 +645,21 @@ fn hairpin_to_a_dnat_rule_and_back() {
     ));
     assert_eq!(check(&synack), (ROUTER_OUT, 8888, CLIENT, 40000, 63));
     assert_eq!(n.stats().hairpinned, 2);
+}
+
+#[test]
+fn hairpin_to_a_dnat_rule_is_not_proxied() {
+    let mut cfg = NatConfig::lab();
+    cfg.dnat
+        .push("tcp:8888=192.168.122.73:9999".parse().unwrap());
+    cfg.syn_cookies = SynCookies::Always;
+    let mut n = Nat::new(cfg);
+    let mut syn = tcp(CLIENT, 40000, ROUTER_OUT, 8888, TcpFlags::SYN);
+    assert!(matches!(
+        n.process(Side::Inside, &mut syn, t(0)),
+        Verdict::Hairpin { .. }
+    ));
+    assert_eq!(n.stats().syn_cookies_sent, 0);
 }
 
 #[test]

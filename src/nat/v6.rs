@@ -99,6 +99,7 @@ impl Nat<Ipv6Addr> {
     /// (a packet read with offloads goes through [`Nat::process_offload`]).
     pub fn process(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Verdict {
         self.clock = self.clock.max(now);
+        self.seq_fix = None;
         let csum = self.csum();
         let v = match (self.cfg.mode, side) {
             (Mode::Napt, Side::Inside) => self.outbound6(buf, csum, now),
@@ -106,6 +107,11 @@ impl Nat<Ipv6Addr> {
             (mode, side) => self.stateless6(mode, side, buf),
         }
         .unwrap_or_else(Verdict::Drop);
+        if let (Verdict::Forward { len }, Some(_)) = (v, self.seq_fix) {
+            if let Ok(off) = Ipv6::new_checked(&buf[..len]).map(|ip| ip.l4_offset()) {
+                self.apply_seq_fix(&mut buf[off..len], csum == Csum::Full);
+            }
+        }
         self.count_verdict(side, v);
         v
     }
@@ -131,7 +137,9 @@ impl Nat<Ipv6Addr> {
             Some(packet)
         });
         self.frag6.expire(now);
-        self.table.expire(now, on_expire)
+        let n = self.table.expire(now, on_expire);
+        self.sweep_proxy(now);
+        n
     }
 
     /// What a router refuses from either port first: sources that name no one host or
@@ -685,6 +693,7 @@ mod test {
             icmp_limit: v4.icmp_limit,
             seed: 1,
             max_half_open: v4.max_half_open,
+            syn_cookies: v4.syn_cookies,
             mode: crate::nat::Mode::Napt,
             nat64: false,
         })
@@ -812,6 +821,60 @@ mod test {
             tcp(SERVER, 9999, REMOTE, 43000, TcpFlags::SYN | TcpFlags::ACK),
         );
         assert_eq!(ends(&synack), (a(OUT), 8888, a(REMOTE), 43000, 63));
+    }
+
+    #[test]
+    fn a_port_forward_behind_syn_cookies() {
+        use crate::nat::syn_proxy::segment;
+        let mut n = nat6();
+        let mut cfg = n.config().clone();
+        cfg.syn_cookies = crate::nat::SynCookies::Always;
+        n.reconfigure(cfg);
+        let ep = |s: &str, port| Endpoint::new(a(s), port);
+        let sent =
+            |n: &mut Nat<Ipv6Addr>| std::iter::from_fn(|| n.poll_transmit()).collect::<Vec<_>>();
+        let (client, ours, server) = (ep(REMOTE, 43000), ep(OUT, 8888), ep(SERVER, 9999));
+        let mut syn = segment(client, ours, 1000, 0, TcpFlags::SYN, 65535, Some(1440));
+        let v = n.process(Side::Outside, &mut syn, Instant::ZERO);
+        assert_eq!(v, Verdict::Drop(DropReason::SynProxied));
+        let synack = sent(&mut n).remove(0);
+        assert_eq!(synack.port, Side::Outside);
+        assert_eq!(ends(&synack.packet), (a(OUT), 8888, a(REMOTE), 43000, 64));
+        let cookie = u32::from_be_bytes(synack.packet[44..48].try_into().unwrap());
+        let mut ack = segment(
+            client,
+            ours,
+            1001,
+            cookie.wrapping_add(1),
+            TcpFlags::ACK,
+            500,
+            None,
+        );
+        n.process(Side::Outside, &mut ack, Instant::ZERO);
+        let open = sent(&mut n).remove(0);
+        assert_eq!(
+            (open.port, ends(&open.packet)),
+            (Side::Inside, (a(REMOTE), 43000, a(SERVER), 9999, 64))
+        );
+        let flags = TcpFlags::SYN | TcpFlags::ACK;
+        let mut synack = segment(server, client, 77, 1001, flags, 1000, Some(1440));
+        n.process(Side::Inside, &mut synack, Instant::ZERO);
+        assert_eq!(
+            sent(&mut n).len(),
+            2,
+            "the ACK to the server, the window to the client"
+        );
+        // The server's first byte leaves numbered as the cookie promised.
+        let data = fwd(
+            &mut n,
+            Side::Inside,
+            segment(server, client, 78, 1001, TcpFlags::ACK, 1000, None),
+        );
+        assert_eq!(ends(&data), (a(OUT), 8888, a(REMOTE), 43000, 63));
+        assert_eq!(
+            u32::from_be_bytes(data[44..48].try_into().unwrap()),
+            cookie.wrapping_add(1)
+        );
     }
 
     /// A UDP datagram of `data` bytes from `src`, cut into fragments of at most `per`

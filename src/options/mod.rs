@@ -23,7 +23,9 @@ use crate::nat::timeouts::{
     DEFAULT_ICMP, DEFAULT_TCP_ESTABLISHED, DEFAULT_TCP_HALF_OPEN, DEFAULT_TCP_TRANSITORY,
     DEFAULT_UDP,
 };
-use crate::nat::{ports::PORT_HOLD, DnatRule, Filtering, Ipv4Cidr, Ipv6Cidr, Limits, Timeouts};
+use crate::nat::{
+    ports::PORT_HOLD, DnatRule, Filtering, Ipv4Cidr, Ipv6Cidr, Limits, SynCookies, Timeouts,
+};
 use crate::port::netns;
 use crate::services::policy::{DEFAULT_IDLE, DEFAULT_MAX_CLIENTS, DEFAULT_POLICY, DEFAULT_PORT};
 
@@ -209,10 +211,15 @@ options! {
         flag: "max-mappings-per-host", key: "max-mappings-per-host", value: "N",
         default: Some(Limits::default().max_mappings_per_host), shown: "", reload
     }
-    /// Most half-open TCP sessions (opened from outside, handshake not complete) one port forward may hold; a SYN beyond evicts the oldest of them. By default a quarter of `--max-sessions`.
+    /// Most half-open TCP sessions (opened from outside, handshake not complete) one port forward may hold; beyond, new SYNs are answered with SYN cookies (`--syn-cookies auto`) or evict the oldest of them (`off`). By default a quarter of `--max-sessions`.
     max_half_open: usize = Value {
         flag: "max-half-open", key: "max-half-open", value: "N",
         default: None, shown: "max-sessions / 4", reload
+    }
+    /// When the router answers SYNs to a port forward itself with SYN cookies and opens to the inside server only on the client's valid ACK (RFC 4987 section 3.6, netfilter's SYNPROXY): `auto` once the port forward holds `--max-half-open` half-open sessions, `always`, or `off`. Connections so made get no window scaling, SACK or timestamps.
+    syn_cookies: String = Value {
+        flag: "syn-cookies", key: "syn-cookies", value: "MODE",
+        default: Some(SynCookies::default().name().to_string()), shown: "", reload
     }
     /// Seconds a released external port is kept from other inside hosts (RFC 6888); the host that had it may take it back at once.
     port_hold: u64 = Value {
@@ -407,6 +414,11 @@ impl Settings {
             .unwrap_or_default()
             .parse()
             .map_err(|e| anyhow!("{} {e}", self.named("filtering")))?;
+        let syn_cookies: SynCookies = self
+            .syn_cookies()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e| anyhow!("{} {e}", self.named("syn_cookies")))?;
         let trace_filters = self
             .trace_filter()
             .iter()
@@ -509,6 +521,7 @@ impl Settings {
             max_half_open: self
                 .max_half_open()
                 .unwrap_or((self.max_sessions().unwrap_or_default() / 4).max(1)),
+            syn_cookies,
             icmp_limit: IcmpLimit {
                 rate: self.icmp_rate().unwrap_or_default(),
                 burst: self.icmp_burst().unwrap_or_default(),

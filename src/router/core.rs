@@ -1005,6 +1005,7 @@ impl Router {
                 bytes_out: 0,
                 bytes_in: 0,
                 mapped_by: Some(m.source.name().to_string()),
+                syn_proxy: false,
             })
             .collect()
     }
@@ -1178,6 +1179,7 @@ where
         bytes_out: s.bytes[0],
         bytes_in: s.bytes[1],
         mapped_by: None,
+        syn_proxy: nat.is_proxied(k, s),
     }
 }
 

@@ -139,6 +139,8 @@ fn reason(r: &str) -> String {
         "ttl-exceeded" => "its TTL ran out here: ICMP time exceeded goes back (RFC 1812 section 5.3.1)".into(),
         "too-big" => "it is larger than the next port's MTU and may not be fragmented: ICMP fragmentation needed goes back with the MTU (RFC 1191)".into(),
         "table-full" | "host-limit" | "no-free-port" => "no room for a new mapping: ICMP administratively prohibited goes back (RFC 5508 REQ-8, RFC 6888)".into(),
+        "syn-proxy" => "taken by the SYN proxy (--syn-cookies): a SYN to a port forward is answered by the router itself with a SYN cookie, and the ACK that brings a valid cookie back makes the router open the connection to the inside server (RFC 4987 section 3.6)".into(),
+        "bad-cookie" => "an ACK with no session to a port forward that answers with SYN cookies, and no valid cookie in it: it opens nothing".into(),
         "nat64-refused-destination" => "the NAT64 prefix may not stand for this IPv4 address (RFC 6052 section 3.1)".into(),
         other => format!("dropped ({other}; see `tunnat stats`)"),
     }
@@ -379,6 +381,12 @@ impl Router {
                 .find(|x| x.contains(&format!(":{}", s.dst.port())))
                 .unwrap_or_else(|| "a port forward".into());
             let _ = write!(t, ", made by the port forward {rule} (static DNAT)");
+            if r.syn_proxy {
+                let _ = write!(
+                    t,
+                    ", opened to the server by the SYN proxy on the client's valid cookie"
+                );
+            }
             return t;
         }
         if side == Side::Outside {

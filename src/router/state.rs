@@ -236,6 +236,7 @@ mod test {
                         packets: [1, 0],
                         bytes: [60, 0],
                         tcp: None,
+                        syn_proxy: None,
                     },
                     SavedSession {
                         proto: "tcp".into(),
@@ -248,6 +249,7 @@ mod test {
                         packets: [3, 2],
                         bytes: [180, 120],
                         tcp: Some([0x1ff, 1, 2, 3, 4, 5, 6]),
+                        syn_proxy: None,
                     },
                 ],
                 held: vec![SavedHold {

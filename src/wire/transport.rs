@@ -85,6 +85,9 @@ pub struct Transport {
     pub window: u16,
     pub payload_len: u32,
     pub wscale: Option<u8>,
+    /// TCP acknowledgement number (zero for the rest), and the MSS option of a SYN.
+    pub ack: u32,
+    pub mss: Option<u16>,
 }
 
 /// ICMP types tunnat handles (RFC 792).
@@ -118,6 +121,7 @@ impl Transport {
                     return Err(WireError::BadTransportLength);
                 }
                 let tcp_flags = t.get_flags();
+                let syn = tcp_flags & TcpFlags::SYN != 0;
                 Ok(Transport {
                     protocol,
                     src_port: t.get_source(),
@@ -128,11 +132,13 @@ impl Transport {
                     seq: t.get_sequence(),
                     window: t.get_window(),
                     payload_len: (payload.len() - off) as u32,
-                    wscale: if tcp_flags & TcpFlags::SYN != 0 {
+                    wscale: if syn {
                         window_scale(&payload[..off])
                     } else {
                         None
                     },
+                    ack: t.get_acknowledgement(),
+                    mss: if syn { mss(&payload[..off]) } else { None },
                 })
             }
             Protocol::Udp => {
@@ -152,6 +158,8 @@ impl Transport {
                     window: 0,
                     payload_len: 0,
                     wscale: None,
+                    ack: 0,
+                    mss: None,
                 })
             }
             Protocol::Icmp => {
@@ -174,6 +182,8 @@ impl Transport {
                     window: 0,
                     payload_len: 0,
                     wscale: None,
+                    ack: 0,
+                    mss: None,
                 })
             }
         }
@@ -210,6 +220,8 @@ impl Transport {
                     window: 0,
                     payload_len: 0,
                     wscale: None,
+                    ack: 0,
+                    mss: None,
                 })
             }
             Protocol::Udp if payload.get(6..8) == Some(&[0, 0]) => Err(WireError::UdpZeroChecksum),
@@ -240,6 +252,8 @@ impl Transport {
             window: 0,
             payload_len: 0,
             wscale: None,
+            ack: 0,
+            mss: None,
         })
     }
 
@@ -386,32 +400,43 @@ fn swap_port(l4: &mut [u8], protocol: Protocol, end: End, port: u16) -> Option<(
     (l4.len() >= c_off + 2).then_some((old, c_off))
 }
 
-/// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), and
-/// updates the TCP checksum for the change (RFC 1624; the addresses play no part, so this
-/// serves both families). Returns the MSS found.
-/// The window scale option (RFC 7323 section 2.2) among the options of the TCP header
-/// `header` (data offset bytes), if present and well formed.
-pub fn window_scale(header: &[u8]) -> Option<u8> {
+/// The value of TCP option `kind` of length `len` among the options of the TCP header
+/// `header` (data offset bytes), if present and the options are well formed up to it.
+fn tcp_option(header: &[u8], kind: u8, len: usize) -> Option<&[u8]> {
     let mut i = 20;
     while i < header.len() {
         match header[i] {
             0 => return None,
             1 => i += 1,
-            kind => {
-                let len = usize::from(*header.get(i + 1)?);
-                if len < 2 || i + len > header.len() {
+            k => {
+                let l = usize::from(*header.get(i + 1)?);
+                if l < 2 || i + l > header.len() {
                     return None;
                 }
-                if kind == 3 && len == 3 {
-                    return Some(header[i + 2].min(14));
+                if k == kind && l == len {
+                    return Some(&header[i + 2..i + l]);
                 }
-                i += len;
+                i += l;
             }
         }
     }
     None
 }
 
+/// The window scale option (RFC 7323 section 2.2) among the options of the TCP header
+/// `header` (data offset bytes), if present and well formed.
+pub fn window_scale(header: &[u8]) -> Option<u8> {
+    tcp_option(header, 3, 3).map(|v| v[0].min(14))
+}
+
+/// The maximum segment size option (RFC 9293 section 3.7.1) of the TCP header `header`.
+pub fn mss(header: &[u8]) -> Option<u16> {
+    tcp_option(header, 2, 4).map(|v| u16::from_be_bytes([v[0], v[1]]))
+}
+
+/// Lowers the MSS option of a TCP segment to `max` if it is larger (MSS clamping), and
+/// updates the TCP checksum for the change (RFC 1624; the addresses play no part, so this
+/// serves both families). Returns the MSS found.
 pub fn clamp_mss(segment: &mut [u8], max: u16, csum: Csum) -> Option<u16> {
     if segment.len() < 20 {
         return None;

@@ -1,0 +1,1119 @@
+//! A SYN proxy for port forwards: SYN cookies (RFC 4987 section 3.6), as netfilter's
+//! SYNPROXY target and the kernel's `tcp_syncookies` do. Under a SYN flood (`--syn-cookies
+//! auto`: once a port forward holds `--max-half-open` half-open sessions; `always`: for
+//! every connection) the router answers a SYN to a port forward itself, keeping nothing: its
+//! initial sequence number, the cookie, is a keyed hash of the connection's addresses, the
+//! client's sequence number and the time, and names the client's MSS. Only an ACK that
+//! carries a valid cookie back makes a session; the router then opens the connection to
+//! the inside server with the client's own sequence number, and once the server answers,
+//! moves the server's sequence numbers by the difference between its ISN and the cookie for
+//! the rest of the connection (the client's acknowledgements the other way). A flood of
+//! spoofed SYNs so leaves no state and never reaches the inside server.
+//!
+//! As with every stateless cookie, what the SYN-ACK promised must fit what the client's
+//! SYN offered and the ACK does not repeat: the cookie carries the MSS (one of eight
+//! values), and the router offers no window scaling, SACK or timestamps to either side.
+//! A connection made through cookies is therefore slower on long fat paths; under `auto`
+//! that is only while a flood lasts.
+
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher24;
+
+use super::tcp_state::TcpSeg;
+use super::{
+    Address, Direction, DropReason, Endpoint, HashMap, Instant, Nat, SessionKey, Side, Transmit,
+};
+use crate::wire::checksum;
+use crate::wire::transport::{Protocol, TcpFlags, Transport};
+
+/// When the router answers SYNs to a port forward with cookies (`--syn-cookies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynCookies {
+    /// Never: every SYN is forwarded (the oldest half-open session is evicted at the cap).
+    Off,
+    /// Once the port forward holds `--max-half-open` half-open sessions.
+    #[default]
+    Auto,
+    /// For every new connection to a port forward.
+    Always,
+}
+
+impl SynCookies {
+    pub fn name(self) -> &'static str {
+        match self {
+            SynCookies::Off => "off",
+            SynCookies::Auto => "auto",
+            SynCookies::Always => "always",
+        }
+    }
+}
+
+impl std::str::FromStr for SynCookies {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SynCookies, String> {
+        match s {
+            "off" => Ok(SynCookies::Off),
+            "auto" => Ok(SynCookies::Auto),
+            "always" => Ok(SynCookies::Always),
+            _ => Err(format!("'{s}' is not off, auto or always")),
+        }
+    }
+}
+
+/// A cookie's time slot: a cookie is good in its slot and the next (64 to 128 s).
+const SLOT_MS: u64 = 64_000;
+/// The MSS values a cookie can name (3 bits): the largest not above the client's is used.
+const MSS: [u16; 8] = [536, 1220, 1280, 1360, 1400, 1440, 1452, 1460];
+/// An MSS the client did not state (RFC 9293 section 3.7.1: 536 for IPv4; IPv6's minimum
+/// MTU allows 1220).
+const fn default_mss(bits: u8) -> u16 {
+    if bits == 32 {
+        536
+    } else {
+        1220
+    }
+}
+
+/// The keyed hash cookies are made with (SipHash-2-4, a key fixed at start).
+#[derive(Debug, Clone)]
+pub struct Cookies {
+    key: [u64; 2],
+}
+
+impl Cookies {
+    /// Keys from `seed` (random at each start, or `--seed`: then cookies are predictable,
+    /// which only tests want).
+    pub fn new(seed: u64) -> Cookies {
+        // splitmix64, so that the two keys share no bits with the seed as given.
+        let mut x = seed;
+        let mut next = || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        Cookies {
+            key: [next(), next()],
+        }
+    }
+
+    fn mac<A: Address>(
+        &self,
+        client: Endpoint<A>,
+        server: Endpoint<A>,
+        isn: u32,
+        slot: u64,
+    ) -> u32 {
+        let mut h = SipHasher24::new_with_keys(self.key[0], self.key[1]);
+        h.write_u128(client.addr.to_bits128());
+        h.write_u128(server.addr.to_bits128());
+        h.write_u16(client.port);
+        h.write_u16(server.port);
+        h.write_u32(isn);
+        h.write_u64(slot);
+        h.finish() as u32
+    }
+
+    /// The cookie for a SYN from `client` (sequence number `isn`, MSS option `mss`) to the
+    /// router's `server` endpoint at `now`: 5 bits of time slot, 3 of MSS, 24 of hash.
+    pub fn make<A: Address>(
+        &self,
+        client: Endpoint<A>,
+        server: Endpoint<A>,
+        isn: u32,
+        mss: Option<u16>,
+        now: Instant,
+    ) -> u32 {
+        let mss = mss.unwrap_or(default_mss(A::BITS));
+        let index = MSS.iter().rposition(|m| *m <= mss).unwrap_or(0) as u32;
+        let slot = now.millis() / SLOT_MS;
+        let mac = self.mac(client, server, isn, slot) & 0x00ff_ffff;
+        ((slot as u32 & 0x1f) << 27) | (index << 24) | mac
+    }
+
+    /// The MSS `cookie` names, if it is one this router made for `client`'s SYN with
+    /// sequence number `isn` to `server` in this time slot or the last.
+    pub fn check<A: Address>(
+        &self,
+        client: Endpoint<A>,
+        server: Endpoint<A>,
+        isn: u32,
+        cookie: u32,
+        now: Instant,
+    ) -> Option<u16> {
+        let slot_now = now.millis() / SLOT_MS;
+        let age = (slot_now as u32).wrapping_sub(cookie >> 27) & 0x1f;
+        if age > 1 || u64::from(age) > slot_now {
+            return None;
+        }
+        let slot = slot_now - u64::from(age);
+        let mac = self.mac(client, server, isn, slot) & 0x00ff_ffff;
+        (mac == cookie & 0x00ff_ffff).then(|| MSS[(cookie >> 24 & 7) as usize])
+    }
+}
+
+/// A connection the proxy opened to the inside server on a client's valid cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proxied {
+    /// The creation time of its session: the entry belongs to that session alone (a new
+    /// session on the same addresses is not proxied).
+    pub created: Instant,
+    /// The client's initial sequence number, also the one the router used to the server.
+    pub client_isn: u32,
+    /// The router's initial sequence number to the client: the cookie.
+    pub cookie_isn: u32,
+    /// The server's initial sequence number, once its SYN-ACK came.
+    pub server_isn: Option<u32>,
+    /// The MSS the cookie named (sent to the server in the router's SYN).
+    pub mss: u16,
+    /// The client's window in its ACK (unscaled: no scaling was offered).
+    pub window: u16,
+}
+
+impl Proxied {
+    /// What is added to the server's sequence numbers on the way out.
+    pub fn delta(&self) -> Option<u32> {
+        self.server_isn.map(|s| self.cookie_isn.wrapping_sub(s))
+    }
+}
+
+/// A sequence field of the packet being forwarded that the proxy moves, applied once it
+/// is rewritten ([`Nat::apply_seq_fix`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqFix {
+    /// Add to the sequence number (server to client).
+    Seq(u32),
+    /// Subtract from the acknowledgement number (client to server).
+    Ack(u32),
+}
+
+/// The proxy's state: the cookie key and the connections it opened.
+#[derive(Debug, Clone)]
+pub struct SynProxy<A> {
+    pub cookies: Cookies,
+    pub conns: HashMap<SessionKey<A>, Proxied>,
+    /// When entries whose session is gone are next swept out.
+    next_sweep: Instant,
+}
+
+impl<A: Address> SynProxy<A> {
+    pub fn new(seed: u64) -> SynProxy<A> {
+        SynProxy {
+            cookies: Cookies::new(seed),
+            conns: HashMap::default(),
+            next_sweep: Instant::ZERO,
+        }
+    }
+}
+
+/// How often entries whose session is gone are swept out.
+const SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A bare TCP segment (no payload; an MSS option if `mss`) from `src` to `dst`, with its
+/// IP header and checksums: what the proxy sends.
+#[allow(clippy::too_many_arguments)]
+pub fn segment<A: Address>(
+    src: Endpoint<A>,
+    dst: Endpoint<A>,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    mss: Option<u16>,
+) -> Vec<u8> {
+    let tcp_len = if mss.is_some() { 24 } else { 20 };
+    let mut tcp = vec![0u8; tcp_len];
+    tcp[0..2].copy_from_slice(&src.port.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dst.port.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+    tcp[12] = ((tcp_len / 4) as u8) << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&window.to_be_bytes());
+    if let Some(m) = mss {
+        tcp[20..24].copy_from_slice(&[2, 4, (m >> 8) as u8, m as u8]);
+    }
+    let (pseudo, mut packet) = match (src.addr.to_ip(), dst.addr.to_ip()) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            let mut p = vec![0u8; 20];
+            crate::wire::ipv4::emit_header(&mut p, 0, (20 + tcp_len) as u16, 0, true, 64, 6, s, d);
+            (checksum::pseudo_header_sum(s, d, 6, tcp_len as u16), p)
+        }
+        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
+            let mut p = vec![0u8; 40];
+            crate::wire::icmpv6::emit_header(&mut p, tcp_len as u16, 6, 64, s, d);
+            (checksum::pseudo_header_sum_v6(s, d, 6, tcp_len as u32), p)
+        }
+        _ => unreachable!("one family's endpoints"),
+    };
+    let c = !checksum::fold(checksum::sum(&tcp, pseudo));
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    packet.extend_from_slice(&tcp);
+    packet
+}
+
+/// The proxy's part in the NAT core, for both families.
+impl<A: Address> Nat<A> {
+    /// Does the proxy answer SYNs to port forward `rule` now?
+    fn proxy_active(&mut self, rule: (Protocol, u16)) -> bool {
+        match self.cfg.syn_cookies {
+            SynCookies::Off => false,
+            SynCookies::Always => true,
+            SynCookies::Auto => self.table.half_open_full(rule, self.cfg.max_half_open),
+        }
+    }
+
+    /// The router's endpoint of a port forward's connection on external `port`.
+    fn proxy_endpoint(&self, port: u16) -> Endpoint<A> {
+        Endpoint::new(self.cfg.outside.addr, port)
+    }
+
+    /// A TCP segment from `remote` to port forward `rule` (external `port`) with no session
+    /// (`key` the session it would make). `Some`: the proxy took it (answered a SYN with a
+    /// cookie, or opened to the server on a valid one) or refused it, for that reason;
+    /// `None`: it goes on as without the proxy.
+    pub(super) fn proxy_new(
+        &mut self,
+        key: SessionKey<A>,
+        port: u16,
+        rule: (Protocol, u16),
+        t: &Transport,
+        len: usize,
+        now: Instant,
+    ) -> Option<DropReason> {
+        if self.cfg.syn_cookies == SynCookies::Off || !self.proxiable(&key) {
+            return None;
+        }
+        let ours = self.proxy_endpoint(port);
+        let (syn, ack) = (t.has_flag(TcpFlags::SYN), t.has_flag(TcpFlags::ACK));
+        if syn && !ack {
+            if !self.proxy_active(rule) {
+                return None;
+            }
+            let cookie = self.proxy.cookies.make(key.remote, ours, t.seq, t.mss, now);
+            let mss = self.proxy_mss();
+            let flags = TcpFlags::SYN | TcpFlags::ACK;
+            let seq_ack = t.seq.wrapping_add(1);
+            let p = segment(
+                ours,
+                key.remote,
+                cookie,
+                seq_ack,
+                flags,
+                u16::MAX,
+                Some(mss),
+            );
+            self.queue.push_back(Transmit::new(Side::Outside, p));
+            self.stats.syn_cookies_sent += 1;
+            return Some(DropReason::SynProxied);
+        }
+        if syn || !ack || t.has_flag(TcpFlags::RST) {
+            return None;
+        }
+        let isn = t.seq.wrapping_sub(1);
+        let cookie = t.ack.wrapping_sub(1);
+        let Some(mss) = self.proxy.cookies.check(key.remote, ours, isn, cookie, now) else {
+            // Not a cookie: with the proxy on, a stray ACK opens nothing; otherwise it is
+            // picked up mid-stream as without it.
+            return self.proxy_active(rule).then_some(DropReason::BadCookie);
+        };
+        let Ok(s) = self.table.create_dnat(key, port, now) else {
+            return Some(DropReason::TableFull);
+        };
+        let open = TcpSeg {
+            flags: TcpFlags::SYN,
+            seq: isn,
+            window: t.window,
+            len: 0,
+            wscale: None,
+            tracked: true,
+        };
+        s.touch(Direction::In, len, Some(open), now);
+        let p = Proxied {
+            created: s.created,
+            client_isn: isn,
+            cookie_isn: cookie,
+            server_isn: None,
+            mss,
+            window: t.window,
+        };
+        self.proxy.conns.insert(key, p);
+        self.stats.syn_cookies_valid += 1;
+        self.proxy_open(&key, &p);
+        Some(DropReason::SynProxied)
+    }
+
+    /// May the proxy take connections for `key`? Not hairpinned ones (from inside hosts,
+    /// which appear as the outside address), nor to a NAT64 stand-in address (the
+    /// translator's side opens those).
+    fn proxiable(&self, key: &SessionKey<A>) -> bool {
+        let stand_in = match key.inside.addr.to_ip() {
+            std::net::IpAddr::V4(a) => self.cfg.nat64 && super::nat64::is_stand_in(a),
+            std::net::IpAddr::V6(_) => false,
+        };
+        let remote = key.remote.addr;
+        remote != self.cfg.outside.addr && !self.cfg.inside.contains(remote) && !stand_in
+    }
+
+    /// The MSS the proxy offers a client: what the smaller port's MTU carries.
+    fn proxy_mss(&self) -> u16 {
+        let headers = if A::BITS == 32 { 40 } else { 60 };
+        let mtu = self.cfg.mtu[0].min(self.cfg.mtu[1]);
+        mtu.saturating_sub(headers)
+            .clamp(536, usize::from(u16::MAX)) as u16
+    }
+
+    /// Sends (again) the SYN that opens proxied connection `key` to the inside server.
+    fn proxy_open(&mut self, key: &SessionKey<A>, p: &Proxied) {
+        let syn = segment(
+            key.remote,
+            key.inside,
+            p.client_isn,
+            0,
+            TcpFlags::SYN,
+            p.window,
+            Some(p.mss),
+        );
+        self.queue.push_back(Transmit::new(Side::Inside, syn));
+    }
+
+    /// Was session `key` (`s`) opened by the proxy?
+    pub fn is_proxied(&self, key: &SessionKey<A>, s: &super::Session) -> bool {
+        self.proxy
+            .conns
+            .get(key)
+            .is_some_and(|p| p.created == s.created)
+    }
+
+    /// The proxy's entry for session `key`, if that session is one it opened.
+    fn proxied(&mut self, key: &SessionKey<A>) -> Option<Proxied> {
+        if self.proxy.conns.is_empty() {
+            return None;
+        }
+        let p = *self.proxy.conns.get(key)?;
+        if self.table.peek_out(key).map(|s| s.created) != Some(p.created) {
+            self.proxy.conns.remove(key);
+            return None;
+        }
+        Some(p)
+    }
+
+    /// A segment from the client of session `key`, already tracked. While the server has
+    /// not answered, it is dropped and the SYN to the server sent again (the client's
+    /// retransmissions pace the proxy's); after, its acknowledgement is moved.
+    pub(super) fn proxy_in(&mut self, key: &SessionKey<A>) -> Result<(), DropReason> {
+        let Some(p) = self.proxied(key) else {
+            return Ok(());
+        };
+        match p.delta() {
+            Some(d) => {
+                self.seq_fix = Some(SeqFix::Ack(d));
+                Ok(())
+            }
+            None => {
+                self.proxy_open(key, &p);
+                Err(DropReason::SynProxied)
+            }
+        }
+    }
+
+    /// A segment from the server of session `key`, already tracked. Its SYN-ACK completes
+    /// the proxied open: the server gets the client's ACK, the client a window update, and
+    /// the sequence numbers' difference is known. An RST instead is passed to the client
+    /// in the cookie's sequence space.
+    pub(super) fn proxy_out(
+        &mut self,
+        key: &SessionKey<A>,
+        t: &Transport,
+        now: Instant,
+    ) -> Result<(), DropReason> {
+        let Some(mut p) = self.proxied(key) else {
+            return Ok(());
+        };
+        if let Some(d) = p.delta() {
+            self.seq_fix = Some(SeqFix::Seq(d));
+            return Ok(());
+        }
+        let ours = self.proxy_endpoint(self.table.peek_out(key).map_or(0, |s| s.ext_port));
+        let client_next = p.client_isn.wrapping_add(1);
+        if t.has_flag(TcpFlags::RST) {
+            let rst = TcpFlags::RST | TcpFlags::ACK;
+            let seq = p.cookie_isn.wrapping_add(1);
+            let packet = segment(ours, key.remote, seq, client_next, rst, 0, None);
+            self.queue.push_back(Transmit::new(Side::Outside, packet));
+            self.proxy.conns.remove(key);
+            return Err(DropReason::SynProxied);
+        }
+        let synack = TcpFlags::SYN | TcpFlags::ACK;
+        if t.tcp_flags & synack != synack || t.ack != client_next {
+            return Err(DropReason::SynProxied);
+        }
+        p.server_isn = Some(t.seq);
+        self.proxy.conns.insert(*key, p);
+        let server_next = t.seq.wrapping_add(1);
+        let ack = segment(
+            key.remote,
+            key.inside,
+            client_next,
+            server_next,
+            TcpFlags::ACK,
+            p.window,
+            None,
+        );
+        self.queue.push_back(Transmit::new(Side::Inside, ack));
+        let cookie_next = p.cookie_isn.wrapping_add(1);
+        let update = segment(
+            ours,
+            key.remote,
+            cookie_next,
+            client_next,
+            TcpFlags::ACK,
+            t.window,
+            None,
+        );
+        self.queue.push_back(Transmit::new(Side::Outside, update));
+        // The client's ACK, as the tracker would have seen it: the handshake is complete.
+        let acked = TcpSeg {
+            flags: TcpFlags::ACK,
+            seq: client_next,
+            window: p.window,
+            len: 0,
+            wscale: None,
+            tracked: true,
+        };
+        self.table.touch(key, Direction::In, 40, Some(acked), now);
+        Err(DropReason::SynProxied)
+    }
+
+    /// Forgets proxied connections whose session is gone (every few seconds).
+    pub(super) fn sweep_proxy(&mut self, now: Instant) {
+        if now < self.proxy.next_sweep || self.proxy.conns.is_empty() {
+            return;
+        }
+        self.proxy.next_sweep = now + SWEEP;
+        let table = &self.table;
+        self.proxy
+            .conns
+            .retain(|k, p| table.peek_out(k).map(|s| s.created) == Some(p.created));
+    }
+
+    /// Moves the sequence field the proxy named for the packet just translated, whose
+    /// TCP header is `tcp` (`full`: its checksum is whole, not a partial one the kernel
+    /// completes).
+    pub(super) fn apply_seq_fix(&mut self, tcp: &mut [u8], full: bool) {
+        let Some(fix) = self.seq_fix.take() else {
+            return;
+        };
+        if tcp.len() < 20 {
+            return;
+        }
+        let (at, f): (usize, fn(u32, u32) -> u32) = match fix {
+            SeqFix::Seq(_) => (4, u32::wrapping_add),
+            SeqFix::Ack(_) => (8, u32::wrapping_sub),
+        };
+        let (SeqFix::Seq(d) | SeqFix::Ack(d)) = fix;
+        if at == 8 && tcp[13] & TcpFlags::ACK == 0 {
+            return;
+        }
+        let old = u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
+        let new = f(old, d);
+        tcp[at..at + 4].copy_from_slice(&new.to_be_bytes());
+        if full {
+            let c = u16::from_be_bytes([tcp[16], tcp[17]]);
+            let c = checksum::update32(c, old, new);
+            tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::nat::test::{ip, lab};
+    use crate::nat::{NatConfig, Verdict};
+    use crate::wire::ipv4::{Check, Ipv4};
+    use crate::wire::transport::verify_l4_checksum;
+    use std::net::Ipv4Addr;
+
+    const REMOTE: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 1);
+    const ROUTER_OUT: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 186);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 73);
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+    const SYNACK: u8 = TcpFlags::SYN | TcpFlags::ACK;
+
+    /// A TCP segment with every field the proxy reads (an MSS option if `mss`).
+    #[allow(clippy::too_many_arguments)]
+    fn seg(
+        src: Ipv4Addr,
+        sport: u16,
+        dst: Ipv4Addr,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        mss: Option<u16>,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut l4 = segment(
+            Endpoint::new(src, sport),
+            Endpoint::new(dst, dport),
+            seq,
+            ack,
+            flags,
+            29200,
+            mss,
+        )[20..]
+            .to_vec();
+        l4.extend_from_slice(data);
+        ip(6, src, dst, 64, &l4)
+    }
+
+    /// The fields of a TCP packet the core sent or forwarded, its checksums verified:
+    /// (src, sport, dst, dport, flags, seq, ack, payload).
+    fn fields(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8, u32, u32, Vec<u8>) {
+        let v = Ipv4::new_checked(p, Check::Full).expect("valid IPv4");
+        assert!(
+            verify_l4_checksum(Protocol::Tcp, v.src(), v.dst(), v.payload()),
+            "TCP checksum"
+        );
+        let t = Transport::new_checked(Protocol::Tcp, v.payload()).unwrap();
+        let doff = usize::from(v.payload()[12] >> 4) * 4;
+        (
+            v.src(),
+            t.src_port,
+            v.dst(),
+            t.dst_port,
+            t.tcp_flags,
+            t.seq,
+            t.ack,
+            v.payload()[doff..].to_vec(),
+        )
+    }
+
+    fn sent(n: &mut Nat) -> Vec<(Side, Vec<u8>)> {
+        std::iter::from_fn(|| n.poll_transmit())
+            .map(|t| (t.port, t.packet))
+            .collect()
+    }
+
+    fn proxy(mode: SynCookies, max_half_open: usize) -> Nat {
+        let cfg = lab().config().clone();
+        Nat::new(NatConfig {
+            syn_cookies: mode,
+            max_half_open,
+            ..cfg
+        })
+    }
+
+    fn now() -> Instant {
+        Instant::from_secs(100)
+    }
+
+    /// Runs the proxied handshake of a client at REMOTE:40000 (ISN 1000) with the server
+    /// (ISN 5000): returns the cookie.
+    fn open(n: &mut Nat) -> u32 {
+        let mut syn = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            SYN,
+            1000,
+            0,
+            Some(1460),
+            b"",
+        );
+        assert_eq!(
+            n.process(Side::Outside, &mut syn, now()),
+            Verdict::Drop(DropReason::SynProxied)
+        );
+        let out = sent(n);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, Side::Outside);
+        let (src, sport, dst, dport, flags, cookie, ack, _) = fields(&out[0].1);
+        assert_eq!(
+            (src, sport, dst, dport, flags, ack),
+            (ROUTER_OUT, 8888, REMOTE, 40000, SYNACK, 1001)
+        );
+        assert_eq!(crate::wire::transport::mss(&out[0].1[20..44]), Some(1460));
+        assert_eq!(n.table().len(), 0, "a cookie keeps nothing");
+
+        let mut ack = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            ACK,
+            1001,
+            cookie.wrapping_add(1),
+            None,
+            b"",
+        );
+        assert_eq!(
+            n.process(Side::Outside, &mut ack, now()),
+            Verdict::Drop(DropReason::SynProxied)
+        );
+        let out = sent(n);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, Side::Inside);
+        let (src, sport, dst, dport, flags, seq, _, _) = fields(&out[0].1);
+        assert_eq!(
+            (src, sport, dst, dport, flags, seq),
+            (REMOTE, 40000, SERVER, 9999, SYN, 1000)
+        );
+        assert_eq!(crate::wire::transport::mss(&out[0].1[20..44]), Some(1460));
+        assert_eq!(n.table().len(), 1);
+
+        let mut synack = seg(
+            SERVER,
+            9999,
+            REMOTE,
+            40000,
+            SYNACK,
+            5000,
+            1001,
+            Some(1460),
+            b"",
+        );
+        assert_eq!(
+            n.process(Side::Inside, &mut synack, now()),
+            Verdict::Drop(DropReason::SynProxied)
+        );
+        let out = sent(n);
+        assert_eq!(out.len(), 2);
+        let (side, p) = &out[0];
+        assert_eq!(*side, Side::Inside);
+        let f = fields(p);
+        assert_eq!(
+            (f.0, f.2, f.4, f.5, f.6),
+            (REMOTE, SERVER, ACK, 1001, 5001),
+            "the client's ACK to the server"
+        );
+        let (side, p) = &out[1];
+        assert_eq!(*side, Side::Outside);
+        let f = fields(p);
+        assert_eq!(
+            (f.0, f.1, f.2, f.4, f.5, f.6),
+            (ROUTER_OUT, 8888, REMOTE, ACK, cookie.wrapping_add(1), 1001),
+            "a window update to the client"
+        );
+        let (_, s) = n.table().sessions().next().unwrap();
+        assert_eq!(s.tcp.name(), "ESTABLISHED");
+        cookie
+    }
+
+    #[test]
+    fn a_proxied_connection_opens_on_the_cookie_and_carries_data_both_ways() {
+        let mut n = proxy(SynCookies::Always, 100);
+        let cookie = open(&mut n);
+        assert_eq!(
+            (n.stats().syn_cookies_sent, n.stats().syn_cookies_valid),
+            (1, 1)
+        );
+        // The server's data leaves in the cookie's sequence space.
+        let mut data = seg(SERVER, 9999, REMOTE, 40000, ACK, 5001, 1001, None, b"hello");
+        assert!(matches!(
+            n.process(Side::Inside, &mut data, now()),
+            Verdict::Forward { .. }
+        ));
+        let f = fields(&data);
+        assert_eq!(
+            (f.0, f.1, f.2, f.3, f.5, f.6, f.7.as_slice()),
+            (
+                ROUTER_OUT,
+                8888,
+                REMOTE,
+                40000,
+                cookie.wrapping_add(1),
+                1001,
+                &b"hello"[..]
+            )
+        );
+        // The client's acknowledgement comes back in the server's.
+        let mut reply = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            ACK,
+            1001,
+            cookie.wrapping_add(6),
+            None,
+            b"hi",
+        );
+        assert!(matches!(
+            n.process(Side::Outside, &mut reply, now()),
+            Verdict::Forward { .. }
+        ));
+        let f = fields(&reply);
+        assert_eq!(
+            (f.0, f.2, f.3, f.5, f.6, f.7.as_slice()),
+            (REMOTE, SERVER, 9999, 1001, 5006, &b"hi"[..])
+        );
+        // An RST from the client in its own space ends it as usual.
+        let mut rst = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            TcpFlags::RST,
+            1003,
+            0,
+            None,
+            b"",
+        );
+        assert!(matches!(
+            n.process(Side::Outside, &mut rst, now()),
+            Verdict::Forward { .. }
+        ));
+        assert_eq!(
+            fields(&rst).6,
+            0,
+            "an RST without ACK keeps its zero acknowledgement"
+        );
+    }
+
+    #[test]
+    fn stray_acks_open_nothing_and_the_client_paces_the_servers_syn() {
+        let mut n = proxy(SynCookies::Always, 100);
+        let mut forged = seg(
+            REMOTE, 40000, ROUTER_OUT, 8888, ACK, 1001, 123_456, None, b"",
+        );
+        assert_eq!(
+            n.process(Side::Outside, &mut forged, now()),
+            Verdict::Drop(DropReason::BadCookie)
+        );
+        assert_eq!((n.table().len(), sent(&mut n).len()), (0, 0));
+        // A cookie is good for another client port only by chance (2^-24).
+        let mut syn = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            SYN,
+            1000,
+            0,
+            Some(1460),
+            b"",
+        );
+        n.process(Side::Outside, &mut syn, now());
+        let cookie = fields(&sent(&mut n)[0].1).5;
+        let mut other = seg(
+            REMOTE,
+            40001,
+            ROUTER_OUT,
+            8888,
+            ACK,
+            1001,
+            cookie.wrapping_add(1),
+            None,
+            b"",
+        );
+        assert_eq!(
+            n.process(Side::Outside, &mut other, now()),
+            Verdict::Drop(DropReason::BadCookie)
+        );
+        // Too late: two time slots on.
+        let late = now() + std::time::Duration::from_secs(130);
+        let mut ack = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            ACK,
+            1001,
+            cookie.wrapping_add(1),
+            None,
+            b"",
+        );
+        assert_eq!(
+            n.process(Side::Outside, &mut ack.clone(), late),
+            Verdict::Drop(DropReason::BadCookie)
+        );
+        // In time, with data: the data is dropped (the client sends it again) and the
+        // server gets the SYN; each retransmission before the server answers sends the SYN
+        // again.
+        let mut ack_data = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            ACK,
+            1001,
+            cookie.wrapping_add(1),
+            None,
+            b"GET /",
+        );
+        assert_eq!(
+            n.process(Side::Outside, &mut ack_data, now()),
+            Verdict::Drop(DropReason::SynProxied)
+        );
+        assert_eq!(fields(&sent(&mut n)[0].1).4, SYN);
+        assert_eq!(
+            n.process(Side::Outside, &mut ack, now()),
+            Verdict::Drop(DropReason::SynProxied)
+        );
+        let again = sent(&mut n);
+        assert_eq!(again.len(), 1);
+        assert_eq!((again[0].0, fields(&again[0].1).4), (Side::Inside, SYN));
+    }
+
+    #[test]
+    fn a_refusing_server_resets_the_client_in_the_cookies_space() {
+        let mut n = proxy(SynCookies::Always, 100);
+        let mut syn = seg(REMOTE, 40000, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
+        n.process(Side::Outside, &mut syn, now());
+        let cookie = fields(&sent(&mut n)[0].1).5;
+        let mut ack = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            ACK,
+            1001,
+            cookie.wrapping_add(1),
+            None,
+            b"",
+        );
+        n.process(Side::Outside, &mut ack, now());
+        sent(&mut n);
+        let mut rst = seg(
+            SERVER,
+            9999,
+            REMOTE,
+            40000,
+            TcpFlags::RST | ACK,
+            0,
+            1001,
+            None,
+            b"",
+        );
+        assert_eq!(
+            n.process(Side::Inside, &mut rst, now()),
+            Verdict::Drop(DropReason::SynProxied)
+        );
+        let out = sent(&mut n);
+        assert_eq!(out[0].0, Side::Outside);
+        let f = fields(&out[0].1);
+        assert_eq!(
+            (f.0, f.1, f.2, f.4 & TcpFlags::RST, f.5),
+            (
+                ROUTER_OUT,
+                8888,
+                REMOTE,
+                TcpFlags::RST,
+                cookie.wrapping_add(1)
+            )
+        );
+    }
+
+    #[test]
+    fn auto_answers_with_cookies_only_once_a_port_forward_is_full_of_half_open_sessions() {
+        let mut n = proxy(SynCookies::Auto, 2);
+        for port in [1, 2] {
+            let mut syn = seg(REMOTE, port, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
+            assert!(matches!(
+                n.process(Side::Outside, &mut syn, now()),
+                Verdict::Forward { .. }
+            ));
+        }
+        let mut syn = seg(REMOTE, 3, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
+        assert_eq!(
+            n.process(Side::Outside, &mut syn, now()),
+            Verdict::Drop(DropReason::SynProxied)
+        );
+        assert_eq!(
+            n.table().len(),
+            2,
+            "no half-open session evicted, none added"
+        );
+        // Once the half-open ones time out, SYNs are forwarded again.
+        let later = now() + std::time::Duration::from_secs(31);
+        n.handle_timeout(later, |_, _| {});
+        let mut syn = seg(REMOTE, 4, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
+        assert!(matches!(
+            n.process(Side::Outside, &mut syn, later),
+            Verdict::Forward { .. }
+        ));
+        // Off: the oldest half-open session goes instead, as before.
+        let mut n = proxy(SynCookies::Off, 2);
+        for port in [1, 2, 3] {
+            let mut syn = seg(REMOTE, port, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
+            assert!(matches!(
+                n.process(Side::Outside, &mut syn, now()),
+                Verdict::Forward { .. }
+            ));
+        }
+        assert_eq!(n.table().stats.half_open_evicted, 1);
+    }
+
+    #[test]
+    fn a_proxied_connection_survives_a_restart_through_the_state_file() {
+        let mut n = proxy(SynCookies::Always, 100);
+        let cookie = open(&mut n);
+        let saved = n.save(now());
+        assert!(saved.sessions[0].syn_proxy.is_some());
+        let mut m = proxy(SynCookies::Always, 100);
+        let later = now() + std::time::Duration::from_secs(5);
+        m.restore(saved, std::time::Duration::from_secs(5), later)
+            .unwrap();
+        let mut data = seg(SERVER, 9999, REMOTE, 40000, ACK, 5001, 1001, None, b"after");
+        assert!(matches!(
+            m.process(Side::Inside, &mut data, later),
+            Verdict::Forward { .. }
+        ));
+        assert_eq!(fields(&data).5, cookie.wrapping_add(1));
+        // Proxy state on a session it cannot belong to is refused whole.
+        let mut bad = n.save(now());
+        bad.sessions[0].dnat = false;
+        let e = proxy(SynCookies::Off, 100).restore(bad, std::time::Duration::ZERO, later);
+        assert!(e.unwrap_err().contains("SYN proxy state"));
+    }
+
+    #[test]
+    fn a_new_session_on_a_proxied_ones_addresses_is_not_moved() {
+        let mut n = proxy(SynCookies::Always, 100);
+        open(&mut n);
+        // The connection ends and its session expires; the client opens again with
+        // cookies off: the new session is the client's own, its numbers untouched.
+        let mut rst = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            TcpFlags::RST,
+            1001,
+            0,
+            None,
+            b"",
+        );
+        n.process(Side::Outside, &mut rst, now());
+        let later = now() + std::time::Duration::from_secs(3600);
+        n.handle_timeout(later, |_, _| {});
+        assert_eq!(n.table().len(), 0);
+        let mut cfg = n.config().clone();
+        cfg.syn_cookies = SynCookies::Off;
+        n.reconfigure(cfg);
+        let mut syn = seg(REMOTE, 40000, ROUTER_OUT, 8888, SYN, 7000, 0, None, b"");
+        assert!(matches!(
+            n.process(Side::Outside, &mut syn, later),
+            Verdict::Forward { .. }
+        ));
+        let mut synack = seg(SERVER, 9999, REMOTE, 40000, SYNACK, 9000, 7001, None, b"");
+        assert!(matches!(
+            n.process(Side::Inside, &mut synack, later),
+            Verdict::Forward { .. }
+        ));
+        assert_eq!(fields(&synack).5, 9000);
+        assert!(n.proxy.conns.is_empty());
+    }
+
+    fn ep(a: [u8; 4], port: u16) -> Endpoint<Ipv4Addr> {
+        Endpoint::new(Ipv4Addr::from(a), port)
+    }
+
+    #[test]
+    fn a_cookie_checks_for_its_connection_and_two_time_slots_only() {
+        let c = Cookies::new(7);
+        let (client, server) = (ep([172, 16, 1, 1], 40000), ep([172, 16, 1, 186], 8888));
+        let t0 = Instant::from_secs(1000);
+        let k = c.make(client, server, 12345, Some(1460), t0);
+        assert_eq!(c.check(client, server, 12345, k, t0), Some(1460));
+        assert_eq!(
+            c.check(
+                client,
+                server,
+                12345,
+                k,
+                t0 + std::time::Duration::from_secs(64)
+            ),
+            Some(1460)
+        );
+        assert_eq!(
+            c.check(
+                client,
+                server,
+                12345,
+                k,
+                t0 + std::time::Duration::from_secs(200)
+            ),
+            None
+        );
+        // Another client, port, sequence number or key: refused.
+        assert_eq!(
+            c.check(ep([172, 16, 1, 2], 40000), server, 12345, k, t0),
+            None
+        );
+        assert_eq!(
+            c.check(ep([172, 16, 1, 1], 40001), server, 12345, k, t0),
+            None
+        );
+        assert_eq!(c.check(client, server, 12346, k, t0), None);
+        assert_eq!(Cookies::new(8).check(client, server, 12345, k, t0), None);
+        // A forged cookie is refused (24 bits of hash: almost always).
+        let forged =
+            (0..1000u32).filter(|i| c.check(client, server, 12345, k ^ (i + 1), t0).is_some());
+        assert_eq!(forged.count(), 0);
+    }
+
+    #[test]
+    fn a_cookie_names_the_largest_mss_not_above_the_clients() {
+        let c = Cookies::new(1);
+        let (client, server) = (ep([172, 16, 1, 1], 1), ep([172, 16, 1, 186], 2));
+        let now = Instant::from_secs(5);
+        for (offered, named) in [
+            (Some(1460), 1460),
+            (Some(1400), 1400),
+            (Some(1300), 1280),
+            (Some(9000), 1460),
+            (Some(100), 536),
+            (None, 536),
+        ] {
+            let k = c.make(client, server, 1, offered, now);
+            assert_eq!(
+                c.check(client, server, 1, k, now),
+                Some(named),
+                "{offered:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn segments_have_good_checksums_in_both_families() {
+        let p = segment(
+            ep([1, 2, 3, 4], 5),
+            ep([6, 7, 8, 9], 10),
+            1,
+            2,
+            TcpFlags::SYN,
+            100,
+            Some(1460),
+        );
+        assert_eq!(p.len(), 44);
+        assert_eq!(checksum::checksum(&p[..20]), 0);
+        let s = checksum::pseudo_header_sum(
+            Ipv4Addr::new(1, 2, 3, 4),
+            Ipv4Addr::new(6, 7, 8, 9),
+            6,
+            24,
+        );
+        assert_eq!(checksum::fold(checksum::sum(&p[20..], s)), 0xffff);
+        let (a, b): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+            ("fd00::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        let p = segment(
+            Endpoint::new(a, 5),
+            Endpoint::new(b, 6),
+            1,
+            2,
+            TcpFlags::ACK,
+            100,
+            None,
+        );
+        assert_eq!(p.len(), 60);
+        let s = checksum::pseudo_header_sum_v6(a, b, 6, 20);
+        assert_eq!(checksum::fold(checksum::sum(&p[40..], s)), 0xffff);
+    }
+}
