@@ -114,11 +114,13 @@ def flood1(kind):
             in_ok += parallel(10, connects(lab, "wan", ROUTER_OUT, 8888, b"served"))
             tries += 1
         n = sessions(lab, kind)
+        cookies = "-" if kind == "netfilter" else lab.stats()["nat"]["syn_cookies_sent"]
         flood.kill()
         flood.wait(5)
         return {"outbound connections during a SYN flood": f"{out_ok}/{tries * 20}",
                 "real connections to 8888 during it": f"{in_ok}/{tries * 10}",
-                "sessions at its end": n}
+                "sessions at its end": n,
+                "SYNs answered with a cookie": cookies}
     finally:
         lab.close()
 
