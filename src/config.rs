@@ -355,6 +355,13 @@ impl Config {
                 bail!("{} must be at least 1", name(field));
             }
         }
+        if self.limits.max_sessions > crate::nat::index::MAX_SLOTS {
+            bail!(
+                "{} must be at most {} (the session table's indices name slots in 24 bits)",
+                name("max_sessions"),
+                crate::nat::index::MAX_SLOTS
+            );
+        }
         if self.policy_max_clients == 0 {
             bail!("{} must be at least 1", name("policy_max_clients"));
         }

@@ -34,6 +34,7 @@ mod hairpin;
 mod icmp_error;
 pub mod icmp_limit;
 mod inbound;
+pub mod index;
 pub mod nat64;
 mod offload;
 mod outbound;

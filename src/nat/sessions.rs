@@ -6,18 +6,18 @@
 //!   session's slot is reused by the next one (a free list through the same links).
 //! * The LRU order is a doubly linked list through 32-bit slot numbers, 8 bytes a session
 //!   (an `LruCache` node is a separate allocation with two pointers and the key again).
-//! * Two hash indices hold slot numbers only, 4 bytes a bucket: by the inside view
-//!   ([`SessionKey`]) and by the outside view ([`ExtKey`]: protocol, external port,
-//!   remote). A lookup compares the key stored in the slot, so neither index repeats a
-//!   key. The old outside index held a copy of both keys, 28 bytes a bucket.
+//! * Two hash indices ([`SlotIndex`]) hold slot numbers and 8 bits of hash, 4 bytes a
+//!   bucket: by the inside view ([`SessionKey`]) and by the outside view ([`ExtKey`]:
+//!   protocol, external port, remote). A lookup compares the key stored in the slot, so
+//!   neither index repeats a key. They are sized for `--max-sessions`, not to a power of
+//!   two.
 //!
 //! The hashes are foldhash, seeded per process, so remotes cannot aim collisions.
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-
 use super::endpoint::{Address, Endpoint, SessionKey};
+use super::index::SlotIndex;
 use super::session::Session;
 use crate::wire::transport::Protocol;
 
@@ -61,8 +61,8 @@ pub struct Sessions<A: Address> {
     head: u32,
     tail: u32,
     len: usize,
-    by_key: HashTable<u32>,
-    by_ext: HashTable<u32>,
+    by_key: SlotIndex,
+    by_ext: SlotIndex,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -74,8 +74,8 @@ impl<A: Address> Default for Sessions<A> {
             head: NIL,
             tail: NIL,
             len: 0,
-            by_key: HashTable::new(),
-            by_ext: HashTable::new(),
+            by_key: SlotIndex::default(),
+            by_ext: SlotIndex::default(),
             hasher: Default::default(),
         }
     }
@@ -90,15 +90,25 @@ impl<A: Address> Sessions<A> {
         self.len == 0
     }
 
+    /// Sizes the indices for up to `max` sessions (`--max-sessions`).
+    pub fn set_max(&mut self, max: usize) {
+        self.by_key.set_max(max);
+        self.by_ext.set_max(max);
+    }
+
+    /// Starts bringing in what a lookup of `key` will read first (its index bucket).
+    #[inline]
+    pub fn prefetch(&self, key: &SessionKey<A>) {
+        self.by_key.prefetch(self.hasher.hash_one(key));
+    }
+
     fn slot(&self, i: u32) -> &Slot<A> {
         &self.slots[i as usize]
     }
 
     fn find(&self, key: &SessionKey<A>) -> Option<u32> {
         let h = self.hasher.hash_one(key);
-        self.by_key
-            .find(h, |&i| self.slots[i as usize].key == *key)
-            .copied()
+        self.by_key.find(h, |i| self.slots[i as usize].key == *key)
     }
 
     pub fn get(&self, key: &SessionKey<A>) -> Option<&Session> {
@@ -118,8 +128,8 @@ impl<A: Address> Sessions<A> {
     pub fn find_ext(&self, ext: &ExtKey<A>) -> Option<&SessionKey<A>> {
         let h = self.hasher.hash_one(ext);
         self.by_ext
-            .find(h, |&i| self.slots[i as usize].ext() == *ext)
-            .map(|&i| &self.slot(i).key)
+            .find(h, |i| self.slots[i as usize].ext() == *ext)
+            .map(|i| &self.slot(i).key)
     }
 
     /// The hashes of slot `i`'s two keys: inside, outside.
@@ -198,8 +208,8 @@ impl<A: Address> Sessions<A> {
             hasher,
             ..
         } = self;
-        by_key.insert_unique(hk, i, |&j| hasher.hash_one(slots[j as usize].key));
-        by_ext.insert_unique(he, i, |&j| hasher.hash_one(slots[j as usize].ext()));
+        by_key.insert(hk, i, |j| hasher.hash_one(slots[j as usize].key));
+        by_ext.insert(he, i, |j| hasher.hash_one(slots[j as usize].ext()));
         self.link_front(i);
         self.len += 1;
         &mut self.slots[i as usize].session
@@ -209,12 +219,15 @@ impl<A: Address> Sessions<A> {
     pub fn remove(&mut self, key: &SessionKey<A>) -> Option<Session> {
         let i = self.find(key)?;
         let (hk, he) = self.hashes(i);
-        if let Ok(e) = self.by_key.find_entry(hk, |&j| j == i) {
-            e.remove();
-        }
-        if let Ok(e) = self.by_ext.find_entry(he, |&j| j == i) {
-            e.remove();
-        }
+        let Sessions {
+            slots,
+            by_key,
+            by_ext,
+            hasher,
+            ..
+        } = self;
+        by_key.remove(hk, i, |j| hasher.hash_one(slots[j as usize].key));
+        by_ext.remove(he, i, |j| hasher.hash_one(slots[j as usize].ext()));
         self.unlink(i);
         let session = self.slot(i).session.clone();
         self.slots[i as usize].next = self.free;
@@ -288,16 +301,7 @@ mod test {
     }
 
     fn session(ext_port: u16) -> Session {
-        Session {
-            ext_port,
-            dnat: false,
-            tcp: TcpTrack::default(),
-            created: Instant::ZERO,
-            last_seen: Instant::ZERO,
-            promoted: Instant::ZERO,
-            packets: [0; 2],
-            bytes: [0; 2],
-        }
+        Session::new(ext_port, false, Instant::ZERO)
     }
 
     fn order(s: &Sessions<Ipv4Addr>) -> Vec<u16> {
@@ -310,6 +314,15 @@ mod test {
             port,
             remote: Endpoint::new(Ipv4Addr::new(172, 16, 1, 1), 53),
         }
+    }
+
+    #[test]
+    fn an_ipv4_session_takes_96_bytes_in_the_slab() {
+        // Issue 18's 128 bytes a session at a million: the slot, and about 10 bytes of
+        // the two indices and 16 of the remote address counts.
+        assert_eq!(std::mem::size_of::<TcpTrack>(), 20);
+        assert_eq!(std::mem::size_of::<Session>(), 72);
+        assert_eq!(std::mem::size_of::<Slot<Ipv4Addr>>(), 96);
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl<A: Address> Nat<A> {
                 ext_port: s.ext_port,
                 dnat: s.dnat,
                 idle_ms: now.since(s.last_seen).as_millis() as u64,
-                age_ms: now.since(s.created).as_millis() as u64,
+                age_ms: now.since(s.created()).as_millis() as u64,
                 packets: s.packets,
                 bytes: s.bytes,
                 tcp: (k.protocol == Protocol::Tcp).then(|| s.tcp.to_saved()),
@@ -182,7 +182,7 @@ impl<A: Address> Nat<A> {
                     .proxy
                     .conns
                     .get(k)
-                    .filter(|p| p.created == s.created)
+                    .filter(|p| p.created == s.created())
                     .map(|p| SavedProxy {
                         client_isn: p.client_isn,
                         cookie_isn: p.cookie_isn,
@@ -299,21 +299,16 @@ impl<A: Address> Nat<A> {
             return Err("idle for longer than it has existed".into());
         }
         let idle = Duration::from_millis(saved.idle_ms).saturating_add(stopped);
-        let session = Session {
-            ext_port: saved.ext_port,
-            dnat: saved.dnat,
-            tcp,
-            created: now - Duration::from_millis(saved.age_ms).saturating_add(stopped),
-            last_seen: now - idle,
-            promoted: now - idle,
-            packets: saved.packets,
-            bytes: saved.bytes,
-        };
+        let mut session = Session::new(saved.ext_port, saved.dnat, now - idle);
+        session.tcp = tcp;
+        session.set_created(now - Duration::from_millis(saved.age_ms).saturating_add(stopped));
+        session.packets = saved.packets;
+        session.bytes = saved.bytes;
         if idle >= self.table.timeout_of(p, &session) {
             return Ok(false);
         }
         let half_open = saved.dnat && p == Protocol::Tcp && tcp.phase() == TcpPhase::HalfOpenIn;
-        let created = session.created;
+        let created = session.created();
         if saved.syn_proxy.is_some() && !(saved.dnat && p == Protocol::Tcp) {
             return Err("SYN proxy state on a session not through a TCP port forward".into());
         }

@@ -332,7 +332,7 @@ impl<A: Address> Nat<A> {
         };
         s.touch(Direction::In, len, Some(open), now);
         let p = Proxied {
-            created: s.created,
+            created: s.created(),
             client_isn: isn,
             cookie_isn: cookie,
             server_isn: None,
@@ -384,7 +384,15 @@ impl<A: Address> Nat<A> {
         self.proxy
             .conns
             .get(key)
-            .is_some_and(|p| p.created == s.created)
+            .is_some_and(|p| p.created == s.created())
+    }
+
+    /// Forgets what the proxy knew of `key`: a session is made for it that the proxy did
+    /// not open.
+    pub(super) fn proxy_forget(&mut self, key: &SessionKey<A>) {
+        if !self.proxy.conns.is_empty() {
+            self.proxy.conns.remove(key);
+        }
     }
 
     /// The proxy's entry for session `key`, if that session is one it opened.
@@ -393,7 +401,7 @@ impl<A: Address> Nat<A> {
             return None;
         }
         let p = *self.proxy.conns.get(key)?;
-        if self.table.peek_out(key).map(|s| s.created) != Some(p.created) {
+        if self.table.peek_out(key).map(|s| s.created()) != Some(p.created) {
             self.proxy.conns.remove(key);
             return None;
         }
@@ -402,11 +410,21 @@ impl<A: Address> Nat<A> {
 
     /// A segment from the client of session `key`, already tracked. While the server has
     /// not answered, it is dropped and the SYN to the server sent again (the client's
-    /// retransmissions pace the proxy's); after, its acknowledgement is moved.
-    pub(super) fn proxy_in(&mut self, key: &SessionKey<A>) -> Result<(), DropReason> {
+    /// retransmissions pace the proxy's); after, its acknowledgement is moved. A new SYN
+    /// (the client reusing the addresses of a closed connection) is a connection of its
+    /// own, forwarded as it is.
+    pub(super) fn proxy_in(
+        &mut self,
+        key: &SessionKey<A>,
+        t: &Transport,
+    ) -> Result<(), DropReason> {
         let Some(p) = self.proxied(key) else {
             return Ok(());
         };
+        if t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK) {
+            self.proxy.conns.remove(key);
+            return Ok(());
+        }
         match p.delta() {
             Some(d) => {
                 self.seq_fix = Some(SeqFix::Ack(d));
@@ -496,7 +514,7 @@ impl<A: Address> Nat<A> {
         let table = &self.table;
         self.proxy
             .conns
-            .retain(|k, p| table.peek_out(k).map(|s| s.created) == Some(p.created));
+            .retain(|k, p| table.peek_out(k).map(|s| s.created()) == Some(p.created));
     }
 
     /// Moves the sequence field the proxy named for the packet just translated, whose
@@ -971,6 +989,23 @@ mod test {
         bad.sessions[0].dnat = false;
         let e = proxy(SynCookies::Off, 100).restore(bad, std::time::Duration::ZERO, later);
         assert!(e.unwrap_err().contains("SYN proxy state"));
+    }
+
+    #[test]
+    fn a_new_connection_on_a_closed_proxied_ones_session_is_not_moved() {
+        let mut n = proxy(SynCookies::Always, 100);
+        open(&mut n);
+        let mut rst = seg(REMOTE, 40000, ROUTER_OUT, 8888, TcpFlags::RST, 1001, 0, None, b"");
+        n.process(Side::Outside, &mut rst, now());
+        // The session is still there (closing); the client opens again on the same ports:
+        // its SYN reaches the server as it is, and the server's answer is not moved.
+        let mut syn = seg(REMOTE, 40000, ROUTER_OUT, 8888, SYN, 7000, 0, None, b"");
+        assert!(matches!(n.process(Side::Outside, &mut syn, now()), Verdict::Forward { .. }));
+        assert_eq!(fields(&syn).5, 7000);
+        let mut synack = seg(SERVER, 9999, REMOTE, 40000, SYNACK, 9000, 7001, None, b"");
+        assert!(matches!(n.process(Side::Inside, &mut synack, now()), Verdict::Forward { .. }));
+        assert_eq!(fields(&synack).5, 9000);
+        assert!(n.proxy.conns.is_empty());
     }
 
     #[test]

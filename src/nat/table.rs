@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use super::endpoint::{Address, Endpoint, MapKey, SessionKey};
 pub use super::filtering::Filtering;
+use super::index::{CountMap, MAX_SLOTS};
 use super::ports::Ports;
 pub use super::session::Session;
 use super::sessions::{ExtKey, Sessions};
-use super::tcp_state::{Direction, TcpPhase, TcpSeg, TcpTrack};
+use super::tcp_state::{Direction, TcpPhase, TcpSeg};
 use super::time::Instant;
 use super::timeouts::{rfc_minimum_idle, Timeouts};
 use super::HashMap;
@@ -100,7 +101,7 @@ pub struct Table<A: Address = Ipv4Addr> {
     /// The outside address's ports.
     pub ports: Ports<A>,
     /// Sessions per (protocol, external port, remote address): address-dependent filtering.
-    remote_addrs: HashMap<(Protocol, u16, A), u32>,
+    remote_addrs: CountMap<(Protocol, u16, A), foldhash::fast::RandomState>,
     pub timeouts: Timeouts,
     pub filtering: Filtering,
     limits: Limits,
@@ -118,11 +119,15 @@ pub struct Table<A: Address = Ipv4Addr> {
 
 impl<A: Address> Table<A> {
     pub fn new(timeouts: Timeouts, filtering: Filtering, limits: Limits) -> Table<A> {
-        Table {
+        let mut t = Table {
             sessions: Sessions::default(),
             mappings: HashMap::default(),
             ports: Ports::default(),
-            remote_addrs: HashMap::default(),
+            remote_addrs: CountMap::new(
+                limits.max_sessions,
+                Default::default(),
+                (Protocol::Udp, 0, A::from_bits128(0)),
+            ),
             timeouts,
             filtering,
             limits,
@@ -130,10 +135,18 @@ impl<A: Address> Table<A> {
             next_expiry: None,
             half_open: HashMap::default(),
             stats: TableStats::default(),
-        }
+        };
+        t.set_limits(limits);
+        t
     }
 
     pub fn set_limits(&mut self, limits: Limits) {
+        let limits = Limits {
+            max_sessions: limits.max_sessions.min(MAX_SLOTS),
+            ..limits
+        };
+        self.sessions.set_max(limits.max_sessions);
+        self.remote_addrs.set_max(limits.max_sessions);
         self.limits = limits;
     }
 
@@ -272,10 +285,10 @@ impl<A: Address> Table<A> {
     /// the core uses [`Table::touch`]).
     #[cfg(test)]
     pub fn get_out(&mut self, key: &SessionKey<A>, now: Instant) -> Option<&mut Session> {
-        if now.since(self.sessions.get(key)?.promoted) >= PROMOTE_EVERY {
+        if now.since(self.sessions.get(key)?.promoted()) >= PROMOTE_EVERY {
             self.sessions.promote(key);
             let s = self.sessions.get_mut(key)?;
-            s.promoted = now;
+            s.promoted_s = super::session::secs(now);
             return Some(s);
         }
         self.sessions.get_mut(key)
@@ -298,8 +311,8 @@ impl<A: Address> Table<A> {
         let s = self.sessions.get_mut(key)?;
         s.touch(dir, len, tcp, now);
         let ext = s.ext_port;
-        if now.since(s.promoted) >= PROMOTE_EVERY {
-            s.promoted = now;
+        if now.since(s.promoted()) >= PROMOTE_EVERY {
+            s.promoted_s = super::session::secs(now);
             self.sessions.promote(key);
         }
         if tcp_flags.is_some_and(|f| f & (TcpFlags::FIN | TcpFlags::RST) != 0) {
@@ -372,27 +385,13 @@ impl<A: Address> Table<A> {
         now: Instant,
     ) -> &mut Session {
         if !dnat {
-            *self
-                .remote_addrs
-                .entry((key.protocol, ext_port, key.remote.addr))
-                .or_insert(0) += 1;
+            self.remote_addrs
+                .increment((key.protocol, ext_port, key.remote.addr));
         }
         self.stats.sessions_created += 1;
         self.expiry_no_later_than(now + self.timeouts.shortest());
         // Callers create a session only after a lookup for `key` missed.
-        self.sessions.insert(
-            key,
-            Session {
-                ext_port,
-                dnat,
-                tcp: TcpTrack::default(),
-                created: now,
-                last_seen: now,
-                promoted: now,
-                packets: [0; 2],
-                bytes: [0; 2],
-            },
-        )
+        self.sessions.insert(key, Session::new(ext_port, dnat, now))
     }
 
     /// A new session through the inside endpoint's mapping, creating the mapping if needed.
@@ -475,13 +474,8 @@ impl<A: Address> Table<A> {
         if s.dnat {
             return Some(s);
         }
-        let rk = (key.protocol, s.ext_port, key.remote.addr);
-        if let Some(n) = self.remote_addrs.get_mut(&rk) {
-            *n -= 1;
-            if *n == 0 {
-                self.remote_addrs.remove(&rk);
-            }
-        }
+        self.remote_addrs
+            .decrement(&(key.protocol, s.ext_port, key.remote.addr));
         let mk = key.mapping();
         if let Some(m) = self.mappings.get_mut(&mk) {
             m.sessions = m.sessions.saturating_sub(1);
@@ -518,10 +512,13 @@ impl<A: Address> Table<A> {
         let mut next: Option<Instant> = None;
         let mut alive = 0usize;
         for (k, s) in self.sessions.iter().rev() {
-            if s.promoted + shortest > now {
+            // (Promotion times are whole seconds, rounded down: this stops no earlier,
+            // and plans the next sweep no later, than the exact times would.)
+            let promoted = s.promoted();
+            if promoted + shortest > now {
                 // Every later session was promoted later, and was last seen after that:
                 // none of them expires before this one's promotion + the shortest timeout.
-                next = Some(next.map_or(s.promoted + shortest, |n| n.min(s.promoted + shortest)));
+                next = Some(next.map_or(promoted + shortest, |n| n.min(promoted + shortest)));
                 break;
             }
             let deadline = s.last_seen + self.timeout_of(k.protocol, s);
@@ -615,21 +612,15 @@ impl<A: Address> Table<A> {
                     );
                 }
             }
-            *self
-                .remote_addrs
-                .entry((key.protocol, s.ext_port, key.remote.addr))
-                .or_insert(0) += 1;
+            self.remote_addrs
+                .increment((key.protocol, s.ext_port, key.remote.addr));
         }
         // The sweep finds it by its own deadline; promoted = last seen keeps the LRU's
         // order the order of promotion that the sweep relies on.
         self.expiry_no_later_than(s.last_seen + self.timeout_of(key.protocol, &s));
-        self.sessions.insert(
-            key,
-            Session {
-                promoted: s.last_seen,
-                ..s
-            },
-        );
+        let mut s = s;
+        s.promoted_s = super::session::secs(s.last_seen);
+        self.sessions.insert(key, s);
         Ok(())
     }
 

@@ -62,19 +62,6 @@ impl From<u8> for TcpSeg {
     }
 }
 
-/// One direction's sequence space.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct SeqSpace {
-    /// One past the highest sequence number sent (SYN and FIN count one).
-    end: u32,
-    /// The largest window advertised, scaled.
-    max_window: u32,
-    /// The window scale this side announced in its SYN.
-    scale: u8,
-    scaled: bool,
-    seen: bool,
-}
-
 /// The direction a packet crosses the NAT in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -105,64 +92,97 @@ pub enum TcpPhase {
     Established,
 }
 
-/// What has been seen of one TCP connection.
+/// The tracker's flags, bits of [`TcpTrack::flags`] (the order of the state file's bits,
+/// [`TcpTrack::to_saved`]).
+mod bit {
+    pub const SYN_OUT: u16 = 1 << 0;
+    pub const SYN_IN: u16 = 1 << 1;
+    pub const FIN_OUT: u16 = 1 << 2;
+    pub const FIN_IN: u16 = 1 << 3;
+    pub const RST: u16 = 1 << 4;
+    pub const SEEN_OUT: u16 = 1 << 5;
+    pub const SEEN_IN: u16 = 1 << 6;
+    /// An ACK from inside, after the SYN from outside.
+    pub const ACKED_OUT: u16 = 1 << 7;
+    /// An ACK from outside, after the SYN from inside.
+    pub const ACKED_IN: u16 = 1 << 8;
+    /// The direction of the first SYN: who opened.
+    pub const OPENED_IN: u16 = 1 << 9;
+    /// `[out, in]`: the side announced a window scale in its SYN.
+    pub const SCALED: [u16; 2] = [1 << 10, 1 << 12];
+    /// `[out, in]`: the side's sequence space has been seen.
+    pub const SPACE_SEEN: [u16; 2] = [1 << 11, 1 << 13];
+    pub const ALL: u16 = (1 << 14) - 1;
+}
+
+/// What has been seen of one TCP connection: flags, and each direction's sequence space
+/// (the sender's side of it). 20 bytes, packed, since every TCP session carries one
+/// (issue 18: a table of a million sessions).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TcpTrack {
-    syn_out: bool,
-    syn_in: bool,
-    fin_out: bool,
-    fin_in: bool,
-    rst: bool,
-    seen_out: bool,
-    seen_in: bool,
-    /// An ACK from inside, after the SYN from outside.
-    acked_out: bool,
-    /// An ACK from outside, after the SYN from inside.
-    acked_in: bool,
-    /// The direction of the first SYN: who opened.
-    opened_in: bool,
-    /// Sequence spaces, `[out, in]` (the sender's side of each direction).
-    space: [SeqSpace; 2],
+    /// One past the highest sequence number sent (SYN and FIN count one), `[out, in]`.
+    end: [u32; 2],
+    /// The largest window advertised, scaled, `[out, in]`.
+    max_window: [u32; 2],
+    /// The window scale each side announced in its SYN, `[out, in]`.
+    scale: [u8; 2],
+    /// [`bit`]s.
+    flags: u16,
 }
 
 impl TcpTrack {
+    fn has(&self, b: u16) -> bool {
+        self.flags & b != 0
+    }
+    fn set(&mut self, b: u16, on: bool) {
+        if on {
+            self.flags |= b;
+        } else {
+            self.flags &= !b;
+        }
+    }
+
     /// Records one segment (its flags, and its sequence numbers when known).
     pub fn update(&mut self, dir: Direction, seg: impl Into<TcpSeg>) {
         let seg = seg.into();
         let flags = seg.flags;
         let syn = flags & TcpFlags::SYN != 0;
         let ack = flags & TcpFlags::ACK != 0;
-        if syn && !ack && (self.rst || (self.fin_out && self.fin_in)) {
+        if syn && !ack && (self.has(bit::RST) || self.fins_both()) {
             // A new connection reusing the 4-tuple of a closed one.
             *self = TcpTrack::default();
         }
         if flags & TcpFlags::RST != 0 {
-            self.rst = true;
+            self.set(bit::RST, true);
         }
-        if syn && !ack && !self.syn_out && !self.syn_in {
-            self.opened_in = dir == Direction::In;
+        if syn && !ack && !self.has(bit::SYN_OUT | bit::SYN_IN) {
+            self.set(bit::OPENED_IN, dir == Direction::In);
         }
         if ack {
             match dir {
-                Direction::Out if self.syn_in => self.acked_out = true,
-                Direction::In if self.syn_out => self.acked_in = true,
+                Direction::Out if self.has(bit::SYN_IN) => self.set(bit::ACKED_OUT, true),
+                Direction::In if self.has(bit::SYN_OUT) => self.set(bit::ACKED_IN, true),
                 _ => {}
             }
         }
-        let (syn_seen, fin_seen, seen) = match dir {
-            Direction::Out => (&mut self.syn_out, &mut self.fin_out, &mut self.seen_out),
-            Direction::In => (&mut self.syn_in, &mut self.fin_in, &mut self.seen_in),
+        let (syn_bit, fin_bit, seen_bit) = match dir {
+            Direction::Out => (bit::SYN_OUT, bit::FIN_OUT, bit::SEEN_OUT),
+            Direction::In => (bit::SYN_IN, bit::FIN_IN, bit::SEEN_IN),
         };
-        *seen = true;
+        self.set(seen_bit, true);
         if syn {
-            *syn_seen = true;
+            self.set(syn_bit, true);
         }
         if flags & TcpFlags::FIN != 0 {
-            *fin_seen = true;
+            self.set(fin_bit, true);
         }
         if seg.tracked && flags & TcpFlags::RST == 0 {
             self.track(dir, &seg);
         }
+    }
+
+    fn fins_both(&self) -> bool {
+        self.has(bit::FIN_OUT) && self.has(bit::FIN_IN)
     }
 
     /// Follows the sender's sequence space and window (RFC 7323: a SYN's window is never
@@ -170,22 +190,26 @@ impl TcpTrack {
     fn track(&mut self, dir: Direction, seg: &TcpSeg) {
         let syn = seg.flags & TcpFlags::SYN != 0;
         let fin = seg.flags & TcpFlags::FIN != 0;
-        let both_scaled = self.space[0].scaled && self.space[1].scaled;
-        let s = &mut self.space[dir.index()];
+        let both_scaled = self.has(bit::SCALED[0]) && self.has(bit::SCALED[1]);
+        let d = dir.index();
         if syn {
-            s.scale = seg.wscale.unwrap_or(0);
-            s.scaled = seg.wscale.is_some();
+            self.scale[d] = seg.wscale.unwrap_or(0);
+            self.set(bit::SCALED[d], seg.wscale.is_some());
         }
         let end = seg
             .seq
             .wrapping_add(seg.len)
             .wrapping_add(u32::from(syn) + u32::from(fin));
-        if !s.seen || (end.wrapping_sub(s.end) as i32) > 0 {
-            s.end = end;
-            s.seen = true;
+        if !self.has(bit::SPACE_SEEN[d]) || (end.wrapping_sub(self.end[d]) as i32) > 0 {
+            self.end[d] = end;
+            self.set(bit::SPACE_SEEN[d], true);
         }
-        let shift = if syn || !both_scaled { 0 } else { s.scale };
-        s.max_window = s.max_window.max((u32::from(seg.window) << shift).max(1));
+        let shift = if syn || !both_scaled {
+            0
+        } else {
+            self.scale[d]
+        };
+        self.max_window[d] = self.max_window[d].max((u32::from(seg.window) << shift).max(1));
     }
 
     /// May an RST segment from `dir` end the connection (RFC 5961 section 3)? Its
@@ -193,24 +217,25 @@ impl TcpTrack {
     /// sent. With nothing to judge by (a side not yet heard from, a session picked up
     /// without its sequence numbers), it may.
     pub fn rst_acceptable(&self, dir: Direction, seg: &TcpSeg) -> bool {
-        let sender = self.space[dir.index()];
-        let receiver = self.space[1 - dir.index()];
-        if !seg.tracked || !sender.seen || receiver.max_window == 0 {
+        let (d, r) = (dir.index(), 1 - dir.index());
+        let receiver_window = self.max_window[r];
+        if !seg.tracked || !self.has(bit::SPACE_SEEN[d]) || receiver_window == 0 {
             return true;
         }
-        let distance = (seg.seq.wrapping_sub(sender.end) as i32).unsigned_abs();
-        distance <= receiver.max_window
+        let distance = (seg.seq.wrapping_sub(self.end[d]) as i32).unsigned_abs();
+        distance <= receiver_window
     }
 
     pub fn phase(&self) -> TcpPhase {
-        if self.rst || (self.fin_out && self.fin_in) {
+        if self.has(bit::RST) || self.fins_both() {
             return TcpPhase::Transitory;
         }
-        let handshake = self.syn_out && self.syn_in && self.acked_out && self.acked_in;
-        let mid_stream = !self.syn_out && !self.syn_in && self.seen_out && self.seen_in;
+        let all = |b: u16| self.flags & b == b;
+        let handshake = all(bit::SYN_OUT | bit::SYN_IN | bit::ACKED_OUT | bit::ACKED_IN);
+        let mid_stream = !self.has(bit::SYN_OUT | bit::SYN_IN) && all(bit::SEEN_OUT | bit::SEEN_IN);
         if handshake || mid_stream {
             TcpPhase::Established
-        } else if self.opened_in && self.syn_in {
+        } else if all(bit::OPENED_IN | bit::SYN_IN) {
             TcpPhase::HalfOpenIn
         } else {
             TcpPhase::Transitory
@@ -220,34 +245,14 @@ impl TcpTrack {
     /// The tracker as seven numbers, for the state file ([`super::state`]): the flags as
     /// bits, then `[end, max_window, scale]` of each direction's sequence space.
     pub fn to_saved(&self) -> [u32; 7] {
-        let bits = [
-            self.syn_out,
-            self.syn_in,
-            self.fin_out,
-            self.fin_in,
-            self.rst,
-            self.seen_out,
-            self.seen_in,
-            self.acked_out,
-            self.acked_in,
-            self.opened_in,
-            self.space[0].scaled,
-            self.space[0].seen,
-            self.space[1].scaled,
-            self.space[1].seen,
-        ]
-        .iter()
-        .enumerate()
-        .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << i));
-        let [o, i] = self.space;
         [
-            bits,
-            o.end,
-            o.max_window,
-            u32::from(o.scale),
-            i.end,
-            i.max_window,
-            u32::from(i.scale),
+            u32::from(self.flags),
+            self.end[0],
+            self.max_window[0],
+            u32::from(self.scale[0]),
+            self.end[1],
+            self.max_window[1],
+            u32::from(self.scale[1]),
         ]
     }
 
@@ -255,48 +260,30 @@ impl TcpTrack {
     /// (unknown flag bits, a window scale above RFC 7323's 14).
     pub fn from_saved(v: [u32; 7]) -> Option<TcpTrack> {
         let [bits, oe, ow, os, ie, iw, is] = v;
-        if bits >> 14 != 0 || os > 14 || is > 14 {
+        if bits & !u32::from(bit::ALL) != 0 || os > 14 || is > 14 {
             return None;
         }
-        let bit = |i: u32| bits & (1 << i) != 0;
-        let space = |end, max_window, scale: u32, scaled, seen| SeqSpace {
-            end,
-            max_window,
-            scale: scale as u8,
-            scaled,
-            seen,
-        };
         Some(TcpTrack {
-            syn_out: bit(0),
-            syn_in: bit(1),
-            fin_out: bit(2),
-            fin_in: bit(3),
-            rst: bit(4),
-            seen_out: bit(5),
-            seen_in: bit(6),
-            acked_out: bit(7),
-            acked_in: bit(8),
-            opened_in: bit(9),
-            space: [
-                space(oe, ow, os, bit(10), bit(11)),
-                space(ie, iw, is, bit(12), bit(13)),
-            ],
+            end: [oe, ie],
+            max_window: [ow, iw],
+            scale: [os as u8, is as u8],
+            flags: bits as u16,
         })
     }
 
     /// A short name for tables and traces, in conntrack's vocabulary.
     pub fn name(&self) -> &'static str {
-        if self.rst {
+        if self.has(bit::RST) {
             "CLOSE"
-        } else if self.fin_out && self.fin_in {
+        } else if self.fins_both() {
             "TIME_WAIT"
-        } else if self.fin_out || self.fin_in {
+        } else if self.has(bit::FIN_OUT | bit::FIN_IN) {
             "FIN_WAIT"
         } else if self.phase() == TcpPhase::Established {
             "ESTABLISHED"
-        } else if self.syn_out && self.syn_in {
+        } else if self.has(bit::SYN_OUT) && self.has(bit::SYN_IN) {
             "SYN_RECV"
-        } else if self.syn_out || self.syn_in {
+        } else if self.has(bit::SYN_OUT | bit::SYN_IN) {
             "SYN_SENT"
         } else {
             "NONE"
