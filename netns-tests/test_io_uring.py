@@ -81,3 +81,46 @@ def test_a_stopped_router_lets_go_of_its_devices_at_once(lab):
         lab.start(lab.extra_args)
         out = lab.sh("lan", ["ping", "-c", "1", "-W", "2", REMOTE], check_rc=False)
         eq(out.returncode, 0, "ping through the restarted router")
+
+
+@tunnat_args("--control", CONTROL)
+def test_a_large_table_is_prefetched_a_batch_at_a_time(lab):
+    """Past 32,768 sessions the driver prefetches the session table for each batch io_uring
+    hands it (the index buckets of every packet, then their slots) before translating
+    them. 40,000 sessions, then bursts both ways through some of them: every datagram
+    arrives translated, in batches, and the router stays up."""
+    from test_hostile import ipv4, raw_socket, send_raw, udp
+    from harness import CLIENT, ROUTER_OUT
+    raw, dev = raw_socket(lab, "lan")
+    for i, port in enumerate(range(10000, 50000)):
+        send_raw(raw, dev, ipv4(CLIENT, REMOTE, 17, udp(CLIENT, REMOTE, port, 9, b"x")))
+        if i % 2000 == 1999:
+            time.sleep(0.02)
+    deadline = time.time() + 10
+    while lab.stats()["nat"]["sessions"] < 40000 and time.time() < deadline:
+        time.sleep(0.1)
+    eq(lab.stats()["nat"]["sessions"], 40000, "sessions made")
+    got = _burst(lab)
+    check(got >= BURST * 0.95, f"{got} of {BURST} datagrams arrived out through a 40,000-session table")
+    # The replies to the raw sessions come back in through their mappings.
+    rx = lab.sniffer("lan")
+    rx.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE
+    wan = lab.sock("wan", socket.SOCK_DGRAM)
+    wan.bind((REMOTE, 9))
+    for port in range(10000, 12000):
+        wan.sendto(b"back", (ROUTER_OUT, port))  # port preserved: the inside port
+        if port % 200 == 199:
+            time.sleep(0.005)  # within the outside TUN's queue
+    back = set()
+    rx.settimeout(1)
+    try:
+        while len(back) < 2000:
+            p = rx.recv(2048)
+            if len(p) >= 28 and p[9] == 17 and p[16:20] == socket.inet_aton(CLIENT):
+                back.add(int.from_bytes(p[22:24], "big"))
+    except socket.timeout:
+        pass
+    check(len(back) >= 1900, f"{len(back)} of 2000 replies reached their inside ports")
+    io = lab.stats()["io"]
+    per = (io["read_inside"] + io["read_outside"]) / max(1, io["batches"])
+    check(per > 2, f"{per:.1f} packets per turn")

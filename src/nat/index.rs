@@ -60,7 +60,7 @@ fn may_fill(i: usize, j: usize, k: usize) -> bool {
 
 /// Asks the CPU to bring the cache line of `p` in (a hint; nothing on other machines).
 #[inline]
-fn prefetch<T>(p: *const T) {
+pub(super) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint that never faults, whatever the address.
     unsafe {
@@ -150,6 +150,13 @@ impl SlotIndex {
         if !self.buckets.is_empty() {
             prefetch(&self.buckets[home(hash, self.buckets.len())]);
         }
+    }
+
+    /// The first slot in `hash`'s run whose 8 bits of hash match: most likely the one a
+    /// lookup will find (for prefetching it; nothing is compared).
+    #[inline]
+    pub fn likely(&self, hash: u64) -> Option<u32> {
+        self.find(hash, |_| true)
     }
 
     /// Adds `slot` under `hash` (not there yet; `slot` below [`MAX_SLOTS`]). `hash_of`

@@ -66,6 +66,7 @@ use syn_hold::HeldSyns;
 pub use cidr::{Cidr, Ipv4Cidr, Ipv6Cidr};
 pub use dnat::{AnyDnat, DnatRule};
 pub use endpoint::{Address, Endpoint, MapKey, SessionKey};
+pub use sessions::Prefetch;
 pub use stats::{DropReason, Stats};
 pub use syn_hold::{MAX_HELD_SYNS, SYN_HOLD};
 pub use syn_proxy::SynCookies;
@@ -81,6 +82,11 @@ pub use offload::partial_translatable6;
 /// on these small keys, and still seeded at random per process, so remotes cannot
 /// precompute colliding keys.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// [`Nat::prefetch`] works from this many sessions on (`table_scale`: below about 30,000
+/// the table is in the caches, and looking a packet up one more time costs more than it
+/// saves).
+const PREFETCH_FROM: usize = 32_768;
 
 /// Everything the core needs to know, fixed at start: one address family's (IPv4 by
 /// default; a dual-stack router has one core per family).
@@ -434,6 +440,82 @@ impl<A: Address> Nat<A> {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Starts bringing in what translating `packet`, read from `side`, will read of the
+    /// session table at `stage` (issue 18: at a million sessions the index bucket and the
+    /// slot are each a cache miss). For a batch of packets: [`Prefetch::Index`] for all,
+    /// then [`Prefetch::Slot`] for all, then [`Nat::process`] each. A hint only: a packet
+    /// it cannot read (a fragment, options it does not skip, another protocol) is passed
+    /// over, and nothing changes.
+    pub fn prefetch(&self, side: Side, packet: &[u8], stage: Prefetch) {
+        if self.table.len() < PREFETCH_FROM {
+            return; // a small table is in the cache already: prefetching only costs
+        }
+        let Some((protocol, src, dst, l4)) = Self::ends(packet) else {
+            return;
+        };
+        let Some(l4) = packet.get(l4..l4 + 8) else {
+            return;
+        };
+        let port = |i: usize| u16::from_be_bytes([l4[i], l4[i + 1]]);
+        let (sport, dport) = match protocol {
+            Protocol::Icmp => (port(4), 0),
+            _ => (port(0), port(2)),
+        };
+        match side {
+            Side::Inside => {
+                let key = SessionKey {
+                    protocol,
+                    inside: Endpoint::new(src, sport),
+                    remote: Endpoint::new(dst, dport),
+                };
+                self.table.prefetch(Ok(&key), stage);
+            }
+            Side::Outside => {
+                let (port, remote_port) = match protocol {
+                    Protocol::Icmp => (sport, 0),
+                    _ => (dport, sport),
+                };
+                let ext = sessions::ExtKey {
+                    protocol,
+                    port,
+                    remote: Endpoint::new(src, remote_port),
+                };
+                self.table.prefetch(Err(&ext), stage);
+            }
+        }
+    }
+
+    /// The protocol, source, destination and transport offset of an unfragmented IPv4 or
+    /// IPv6 packet of this core's family with no extension headers; `None` otherwise.
+    fn ends(p: &[u8]) -> Option<(Protocol, A, A, usize)> {
+        let addr = |b: &[u8]| {
+            let mut v = 0u128;
+            for x in b {
+                v = v << 8 | u128::from(*x);
+            }
+            A::from_bits128(v)
+        };
+        if A::BITS == 32 {
+            let ihl = usize::from(*p.first()? & 0x0f) * 4;
+            if p[0] >> 4 != 4 || ihl < 20 || p.len() < ihl {
+                return None;
+            }
+            if u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0 {
+                return None; // a fragment
+            }
+            let protocol = Protocol::from_number(p[9])?;
+            Some((protocol, addr(&p[12..16]), addr(&p[16..20]), ihl))
+        } else {
+            let protocol = match (p.first()? >> 4, *p.get(6)?) {
+                (6, 6) => Protocol::Tcp,
+                (6, 17) => Protocol::Udp,
+                (6, 58) => Protocol::Icmp,
+                _ => return None,
+            };
+            Some((protocol, addr(p.get(8..24)?), addr(p.get(24..40)?), 40))
+        }
     }
 
     /// The reassembly buffer's state (for counters).

@@ -21,6 +21,15 @@ use super::index::SlotIndex;
 use super::session::Session;
 use crate::wire::transport::Protocol;
 
+/// What [`Sessions::prefetch`] brings in: a lookup reads an index bucket, then the slot
+/// it names. Ask for the bucket a few packets ahead and for the slot of the next one, so
+/// that each is in the cache by the time it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefetch {
+    Index,
+    Slot,
+}
+
 /// No slot: the end of a list.
 const NIL: u32 = u32::MAX;
 
@@ -96,10 +105,25 @@ impl<A: Address> Sessions<A> {
         self.by_ext.set_max(max);
     }
 
-    /// Starts bringing in what a lookup of `key` will read first (its index bucket).
+    /// Starts bringing in what a lookup of `key` (inside view) or `ext` (outside view)
+    /// will read at `stage`.
     #[inline]
-    pub fn prefetch(&self, key: &SessionKey<A>) {
-        self.by_key.prefetch(self.hasher.hash_one(key));
+    pub fn prefetch(&self, key: Result<&SessionKey<A>, &ExtKey<A>>, stage: Prefetch) {
+        let (index, hash) = match key {
+            Ok(k) => (&self.by_key, self.hasher.hash_one(k)),
+            Err(e) => (&self.by_ext, self.hasher.hash_one(e)),
+        };
+        match stage {
+            Prefetch::Index => index.prefetch(hash),
+            Prefetch::Slot => {
+                if let Some(s) = index.likely(hash).and_then(|i| self.slots.get(i as usize)) {
+                    // A slot is more than a cache line: both lines it spans.
+                    let p = s as *const Slot<A> as *const u8;
+                    super::index::prefetch(p);
+                    super::index::prefetch(p.wrapping_add(std::mem::size_of::<Slot<A>>() - 1));
+                }
+            }
+        }
     }
 
     fn slot(&self, i: u32) -> &Slot<A> {

@@ -995,15 +995,31 @@ mod test {
     fn a_new_connection_on_a_closed_proxied_ones_session_is_not_moved() {
         let mut n = proxy(SynCookies::Always, 100);
         open(&mut n);
-        let mut rst = seg(REMOTE, 40000, ROUTER_OUT, 8888, TcpFlags::RST, 1001, 0, None, b"");
+        let mut rst = seg(
+            REMOTE,
+            40000,
+            ROUTER_OUT,
+            8888,
+            TcpFlags::RST,
+            1001,
+            0,
+            None,
+            b"",
+        );
         n.process(Side::Outside, &mut rst, now());
         // The session is still there (closing); the client opens again on the same ports:
         // its SYN reaches the server as it is, and the server's answer is not moved.
         let mut syn = seg(REMOTE, 40000, ROUTER_OUT, 8888, SYN, 7000, 0, None, b"");
-        assert!(matches!(n.process(Side::Outside, &mut syn, now()), Verdict::Forward { .. }));
+        assert!(matches!(
+            n.process(Side::Outside, &mut syn, now()),
+            Verdict::Forward { .. }
+        ));
         assert_eq!(fields(&syn).5, 7000);
         let mut synack = seg(SERVER, 9999, REMOTE, 40000, SYNACK, 9000, 7001, None, b"");
-        assert!(matches!(n.process(Side::Inside, &mut synack, now()), Verdict::Forward { .. }));
+        assert!(matches!(
+            n.process(Side::Inside, &mut synack, now()),
+            Verdict::Forward { .. }
+        ));
         assert_eq!(fields(&synack).5, 9000);
         assert!(n.proxy.conns.is_empty());
     }

@@ -27,7 +27,7 @@ pub use super::filtering::Filtering;
 use super::index::{CountMap, MAX_SLOTS};
 use super::ports::Ports;
 pub use super::session::Session;
-use super::sessions::{ExtKey, Sessions};
+use super::sessions::{ExtKey, Prefetch, Sessions};
 use super::tcp_state::{Direction, TcpPhase, TcpSeg};
 use super::time::Instant;
 use super::timeouts::{rfc_minimum_idle, Timeouts};
@@ -337,6 +337,13 @@ impl<A: Address> Table<A> {
     /// The session for an outbound ICMP error's quoted packet: not refreshed (RFC 5508).
     pub fn peek_out(&self, key: &SessionKey<A>) -> Option<&Session> {
         self.sessions.get(key)
+    }
+
+    /// Starts bringing in what finding the session of `key` (inside view) or `ext`
+    /// (outside view) will read at `stage` ([`Prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, key: Result<&SessionKey<A>, &ExtKey<A>>, stage: Prefetch) {
+        self.sessions.prefetch(key, stage);
     }
 
     /// The key of the session a packet from `remote` to external `port` belongs to. Only

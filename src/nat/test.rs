@@ -1195,3 +1195,60 @@ fn martian_sources_and_source_routes_are_dropped_from_both_sides() {
         Verdict::Forward { .. }
     ));
 }
+
+#[test]
+fn prefetch_is_a_hint_that_reads_any_bytes_and_changes_nothing() {
+    let mut cfg = NatConfig::lab();
+    cfg.limits.max_sessions = 40_000;
+    cfg.limits.max_mappings_per_host = 40_000;
+    let mut n = Nat::new(cfg);
+    for i in 0..(PREFETCH_FROM as u32 + 100) {
+        let mut p = udp(
+            CLIENT,
+            1024 + (i % 30_000) as u16,
+            REMOTE,
+            1 + (i / 30_000) as u16,
+        );
+        assert!(matches!(
+            n.process(Side::Inside, &mut p, t(0)),
+            Verdict::Forward { .. }
+        ));
+    }
+    // Garbage of every length, IPv4 and IPv6 version nibbles among it: no panic.
+    let mut x = 7u32;
+    for len in 0..120 {
+        for _ in 0..50 {
+            let mut b: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            if let Some(v) = b.first_mut() {
+                *v = (*v & 0x0f) | if x & 1 == 0 { 0x40 } else { 0x60 };
+            }
+            for side in [Side::Inside, Side::Outside] {
+                for stage in [Prefetch::Index, Prefetch::Slot] {
+                    n.prefetch(side, &b, stage);
+                }
+            }
+            let _ = Nat::<std::net::Ipv6Addr>::ends(&b);
+        }
+    }
+    // A packet prefetched is translated as without.
+    let mut a = udp(CLIENT, 1030, REMOTE, 1);
+    let mut b = a.clone();
+    let va = n.process(Side::Inside, &mut a, t(1));
+    n.prefetch(Side::Inside, &b, Prefetch::Index);
+    n.prefetch(Side::Inside, &b, Prefetch::Slot);
+    assert_eq!(n.process(Side::Inside, &mut b, t(1)), va);
+    assert_eq!(a, b);
+    let mut back = udp(REMOTE, 1, ROUTER_OUT, check(&a).1);
+    n.prefetch(Side::Outside, &back, Prefetch::Slot);
+    assert!(matches!(
+        n.process(Side::Outside, &mut back, t(1)),
+        Verdict::Forward { .. }
+    ));
+}

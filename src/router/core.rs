@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::net::Ipv6Addr;
 use std::rc::Rc;
 
-use crate::nat::{Ipv4Cidr, Ipv6Cidr};
+use crate::nat::{Ipv4Cidr, Ipv6Cidr, Prefetch};
 
 use anyhow::{anyhow, Result};
 use smoltcp::time::Instant as SmolInstant;
@@ -197,6 +197,25 @@ impl Router {
     /// Returns the packet itself when it is to be written out (rewritten in `buf`: the
     /// forwarding path copies nothing); everything else the router now has to send comes
     /// from [`Router::poll_transmit`].
+    /// Starts bringing in what translating `pkt` from `port` will read of the session
+    /// table at `stage` ([`Nat::prefetch`]; the driver calls it over a batch of packets
+    /// before handling them).
+    pub fn prefetch(&self, port: Side, pkt: &[u8], stage: Prefetch) {
+        match pkt.first().map(|b| b >> 4) {
+            Some(4) => {
+                if let Some(n) = &self.nat {
+                    n.prefetch(port, pkt, stage);
+                }
+            }
+            Some(6) => {
+                if let Some(n) = &self.nat6 {
+                    n.prefetch(port, pkt, stage);
+                }
+            }
+            _ => {}
+        }
+    }
+
     pub fn handle(
         &mut self,
         port: Side,

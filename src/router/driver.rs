@@ -33,7 +33,7 @@ use super::statefile;
 use crate::config::Config;
 use crate::control::proto::{Request, VERSION};
 use crate::control::server::{Access, ControlServer, Peer, Reply, Responder};
-use crate::nat::{Instant, Side};
+use crate::nat::{Instant, Prefetch, Side};
 use crate::options::Sources;
 use crate::port::pcap::PcapCapture;
 use crate::port::tracer::stdout_tracer;
@@ -439,6 +439,9 @@ impl Driver {
             if done.iter().any(|c| matches!(c, Completion::Read { .. })) {
                 self.core.count_batch();
             }
+            if done.len() > 1 {
+                self.prefetch(&done);
+            }
             let mut polled = false;
             for c in done.drain(..) {
                 match c {
@@ -470,6 +473,25 @@ impl Driver {
                 }
             }
             self.turn_end(pending)?;
+        }
+    }
+
+    /// Prefetches the session table for a batch of packets read (issue 18): the index
+    /// buckets of all, then their slots, so that each packet finds them in the cache.
+    fn prefetch(&mut self, done: &[Completion]) {
+        let hdr = self.hdr;
+        let Some(u) = self.uring.as_mut() else {
+            return;
+        };
+        for stage in [Prefetch::Index, Prefetch::Slot] {
+            for c in done {
+                if let Completion::Read { side, bid, len } = *c {
+                    if len > hdr {
+                        let buf = u.buffer(side, bid);
+                        self.core.prefetch(side, &buf[hdr..len], stage);
+                    }
+                }
+            }
         }
     }
 
