@@ -39,7 +39,7 @@ use crate::wire::offload::{self, Offload, VNET_HDR_LEN};
 use crate::wire::transport::{verify_l4_checksum, Protocol};
 
 /// Feeds packets framed as `[control, length (2 bytes), bytes...]*` to a NAT. The first
-/// byte picks the configuration. Control bit 0 is the port (inside/outside), bit 7 asks to
+/// byte picks the configuration (MTU, filtering, offloads, SYN cookies). Control bit 0 is the port (inside/outside), bit 7 asks to
 /// repair the IPv4 header checksum first (so the fuzzer gets past validation), bit 6 runs
 /// the timer sweep, bits 1-5 advance the clock.
 pub fn translate(data: &[u8]) {
@@ -63,6 +63,14 @@ pub fn translate(data: &[u8]) {
     };
     cfg.limits.max_sessions = 64;
     cfg.limits.max_mappings_per_host = 8;
+    // The SYN proxy: answering SYNs to the port forwards with cookies from the fourth
+    // half-open session on, for every one, or never.
+    cfg.max_half_open = 4;
+    cfg.syn_cookies = match (setup >> 4) % 3 {
+        0 => crate::nat::SynCookies::Auto,
+        1 => crate::nat::SynCookies::Always,
+        _ => crate::nat::SynCookies::Off,
+    };
     let (inside, outside) = (cfg.inside, cfg.outside);
     let mut nat6 = Nat::new(NatConfig {
         inside: "fd00:122::100/64".parse().unwrap_or(Cidr {
