@@ -25,7 +25,13 @@
 //! With `--uring --defer-taskrun` (a fourth) completions are processed only when the loop
 //! waits (`IORING_SETUP_DEFER_TASKRUN`), never by interrupting it.
 //!
-//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]]`;
+//! With `--queues N` (a fifth: multi-queue TUN) it opens N queues of each TUN
+//! (`IFF_MULTI_QUEUE`; the devices must have been made `multi_queue`) and runs N threads,
+//! thread i copying between queue i of one TUN and queue i of the other with a read and a
+//! write call per packet, or on an io_uring of its own with `--uring`. The kernel spreads the flows it writes into a TUN over its
+//! queues by their hash, so N flows can be moved by N cores at once.
+//!
+//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]] [--queues N]`;
 //! prints `tun_copy: ready`.
 
 use std::io;
@@ -38,18 +44,25 @@ use tunnat::port::{netns, Tun};
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]]";
+    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]] [--queues N]";
     if a.len() < 5 {
         anyhow::bail!(usage);
     }
-    let (mut offload, mut busy, mut uring, mut coalesce, mut defer) =
-        (false, Duration::ZERO, false, 0u32, false);
+    let (mut offload, mut busy, mut uring, mut coalesce, mut defer, mut queues) =
+        (false, Duration::ZERO, false, 0u32, false, 1usize);
     let mut flags = a[5..].iter();
     while let Some(f) = flags.next() {
         match f.as_str() {
             "--offload" => offload = true,
             "--uring" => uring = true,
             "--defer-taskrun" => defer = true,
+            "--queues" => {
+                queues = flags
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| (1..=16).contains(n))
+                    .ok_or_else(|| anyhow::anyhow!(usage))?;
+            }
             "--coalesce-us" => {
                 coalesce = flags
                     .next()
@@ -65,6 +78,17 @@ fn main() -> anyhow::Result<()> {
             }
             _ => anyhow::bail!(usage),
         }
+    }
+    if queues > 1 {
+        return multiqueue::run(
+            [
+                (&a[1], netns::resolve(&a[2])),
+                (&a[3], netns::resolve(&a[4])),
+            ],
+            queues,
+            offload,
+            uring,
+        );
     }
     let tuns = [
         Tun::open(&a[1], Some(&netns::resolve(&a[2])), offload)?,
@@ -152,6 +176,171 @@ fn spin(
     Ok(false)
 }
 
+/// The copy loop on N queues of each TUN, a thread per pair (`--queues N`).
+mod multiqueue {
+    use std::fs::OpenOptions;
+    use std::io;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::PathBuf;
+
+    use tunnat::port::netns;
+
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+    const IFF_TUN: libc::c_short = 0x0001;
+    const IFF_NO_PI: libc::c_short = 0x1000;
+    const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
+    const IFF_VNET_HDR: libc::c_short = 0x4000;
+    /// Partial checksums, TSO for both families, and ECN: what tunnat asks for (less
+    /// USO, which a copy of the headers does not need).
+    const OFFLOADS: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08;
+
+    /// `struct ifreq` with the flags member of its union.
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; 16],
+        flags: libc::c_short,
+        _rest: [u8; 22],
+    }
+
+    fn ifreq(name: &str, flags: libc::c_short) -> IfReq {
+        let mut r = IfReq {
+            name: [0; 16],
+            flags,
+            _rest: [0; 22],
+        };
+        let n = name.len().min(15);
+        r.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        r
+    }
+
+    fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+        }
+        Ok(())
+    }
+
+    /// Opens `n` queues of TUN `name` (in the current namespace), non-blocking, and sets
+    /// the device up.
+    fn open(name: &str, n: usize, offload: bool) -> io::Result<Vec<OwnedFd>> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open("/dev/net/tun")?;
+            let vnet = if offload { IFF_VNET_HDR } else { 0 };
+            let mut r = ifreq(name, IFF_TUN | IFF_NO_PI | IFF_MULTI_QUEUE | vnet);
+            // SAFETY: TUNSETIFF reads and writes an ifreq, which `r` is.
+            check(
+                unsafe { libc::ioctl(f.as_raw_fd(), TUNSETIFF as _, &mut r) },
+                "TUNSETIFF (is the device multi_queue?)",
+            )?;
+            if offload {
+                // SAFETY: TUNSETOFFLOAD takes its flags by value.
+                check(
+                    unsafe { libc::ioctl(f.as_raw_fd(), TUNSETOFFLOAD as _, OFFLOADS) },
+                    "TUNSETOFFLOAD",
+                )?;
+            }
+            v.push(OwnedFd::from(f));
+        }
+        // SAFETY: a socket for the interface ioctls, closed below; `r` is an ifreq.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            check(s, "socket")?;
+            let mut r = ifreq(name, 0);
+            let got = libc::ioctl(s, libc::SIOCGIFFLAGS as _, &mut r);
+            r.flags |= libc::IFF_UP as libc::c_short;
+            let set = libc::ioctl(s, libc::SIOCSIFFLAGS as _, &mut r);
+            libc::close(s);
+            check(got.min(set), "setting the device up")?;
+        }
+        Ok(v)
+    }
+
+    /// Copies between `a` and `b` until an error: each readable one drained, 64 packets
+    /// at a time, into the other.
+    fn copy(a: OwnedFd, b: OwnedFd) -> io::Result<()> {
+        let fds = [a.as_raw_fd(), b.as_raw_fd()];
+        let mut buf = vec![0u8; 65536 + 64];
+        loop {
+            let mut p = fds.map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            // SAFETY: two pollfds, as passed.
+            if unsafe { libc::poll(p.as_mut_ptr(), 2, -1) } < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut more = [p[0].revents != 0, p[1].revents != 0];
+            while more[0] || more[1] {
+                for i in 0..2 {
+                    for _ in 0..64 {
+                        if !more[i] {
+                            break;
+                        }
+                        // SAFETY: reads into `buf`, within its length.
+                        let n = unsafe { libc::read(fds[i], buf.as_mut_ptr().cast(), buf.len()) };
+                        if n < 0 {
+                            more[i] = false;
+                            break;
+                        }
+                        // SAFETY: writes the `n` bytes just read.
+                        unsafe { libc::write(fds[1 - i], buf.as_ptr().cast(), n as usize) };
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn run(
+        tuns: [(&String, PathBuf); 2],
+        n: usize,
+        offload: bool,
+        uring: bool,
+    ) -> anyhow::Result<()> {
+        let mut queues = Vec::new();
+        for (name, ns) in &tuns {
+            queues.push(netns::within(ns, || Ok(open(name, n, offload)?))?);
+        }
+        let outside = queues.pop().unwrap_or_default();
+        let inside = queues.pop().unwrap_or_default();
+        let workers: Vec<_> = inside
+            .into_iter()
+            .zip(outside)
+            .map(|(a, b)| {
+                std::thread::spawn(move || -> anyhow::Result<()> {
+                    if uring {
+                        let size = if offload { 65536 + 64 } else { 9216 };
+                        let r =
+                            super::uring::run_fds([a.as_raw_fd(), b.as_raw_fd()], size, 0, false);
+                        drop((a, b));
+                        return r;
+                    }
+                    Ok(copy(a, b)?)
+                })
+            })
+            .collect();
+        eprintln!("tun_copy: ready ({n} queues, a thread each)");
+        for w in workers {
+            if let Ok(Err(e)) = w.join() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The copy loop on io_uring (`--uring`).
 mod uring {
     use std::alloc::{alloc_zeroed, Layout};
@@ -226,7 +415,21 @@ mod uring {
     }
 
     pub fn run(tuns: &[Tun; 2], size: usize, coalesce_us: u32, defer: bool) -> anyhow::Result<()> {
-        let fds = [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()];
+        run_fds(
+            [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()],
+            size,
+            coalesce_us,
+            defer,
+        )
+    }
+
+    /// [`run`] on two descriptors (queues of multi-queue TUNs, `--queues N --uring`).
+    pub fn run_fds(
+        fds: [std::os::fd::RawFd; 2],
+        size: usize,
+        coalesce_us: u32,
+        defer: bool,
+    ) -> anyhow::Result<()> {
         let mut b = IoUring::builder();
         b.setup_single_issuer();
         if defer {

@@ -30,7 +30,8 @@ copy-calls, copy-calls-plain: the copy loop with a read and a write call per pac
 instead of io_uring; tunnat-calls, tunnat-calls-plain: tunnat with --no-io-uring;
 copy-coalesce, copy-coalesce-plain: the copy loop on io_uring waiting up to
 `--coalesce-us` µs, default 20, for a batch; copy-defer, copy-defer-plain: the copy loop
-on io_uring with IORING_SETUP_DEFER_TASKRUN),
+on io_uring with IORING_SETUP_DEFER_TASKRUN; copy-mq, copy-mq-plain: the copy loop on
+`--queues N` queues of multi-queue TUNs, default 2, a thread and an io_uring each),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -72,6 +73,8 @@ BUSY_US = int(_arg("--busy-us", 50))
 # The copy loop on io_uring waiting for batches (`copy-coalesce`, `copy-coalesce-plain`):
 # how long a wait holds out for more completions, in µs.
 COALESCE_US = int(_arg("--coalesce-us", 20))
+# The copy loop on multi-queue TUNs (`copy-mq`, `copy-mq-plain`): queues (and threads).
+QUEUES = int(_arg("--queues", 2))
 
 
 class TunRouter(harness.Lab):
@@ -81,6 +84,12 @@ class TunRouter(harness.Lab):
         self.kind = kind
         # Dual stack at MTU 1500, for the IPv6 cells.
         super().__init__(start=False, dual=(mtu == 1500 and not kind.startswith("baseline")))
+        if kind.startswith("copy-mq"):
+            # A queue can join only a device made multi_queue.
+            for ns, dev, side in ((self.lan, "nat-in", "lan"), (self.wan, "nat-out", "wan")):
+                run(["ip", "-n", ns, "link", "del", dev])
+                run(["ip", "-n", ns, "tuntap", "add", "dev", dev, "mode", "tun", "multi_queue"])
+                self.wire(side)
         for ns, dev in ((self.lan, "nat-in"), (self.wan, "nat-out")):
             run(["ip", "-n", ns, "link", "set", dev, "mtu", str(mtu)])
         offload = not kind.endswith("-plain")
@@ -106,6 +115,8 @@ class TunRouter(harness.Lab):
                 busy += ["--coalesce-us", str(COALESCE_US)]
             if kind.startswith("copy-defer"):
                 busy += ["--defer-taskrun"]
+            if kind.startswith("copy-mq"):
+                busy = ["--queues", str(QUEUES), "--uring"]
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
                                           *(["--offload"] if offload else []), *busy], stderr=self.log)
             harness.wait_for(lambda: "ready" in self.stderr(), 5, "tun_copy")
@@ -157,8 +168,8 @@ def tcp6_gbps(r, direction):
     return res["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
-def udp_pps(r, remote=REMOTE):
-    res = iperf(r, "wan", remote, "lan", remote, ["-u", "-l", "64", "-b", "0"])
+def udp_pps(r, remote=REMOTE, flows=1):
+    res = iperf(r, "wan", remote, "lan", remote, ["-u", "-l", "64", "-b", "0", "-P", str(flows)])
     s = res["end"]["sum"]
     return (s["packets"] - s["lost_packets"]) / s["seconds"]
 
@@ -269,7 +280,8 @@ def measure(kind, mtu):
     try:
         out = {f"tcp_out_{mtu}": tcp_gbps(r, "out"), f"tcp_in_{mtu}": tcp_gbps(r, "in")}
         if mtu == 1500:
-            out.update(udp64_pps=udp_pps(r), ping_ms=ping_ms(r), conns_s=conns_per_s(r))
+            out.update(udp64_pps=udp_pps(r), udp64x4_pps=udp_pps(r, flows=4), ping_ms=ping_ms(r),
+                       conns_s=conns_per_s(r))
             if kind != "netfilter":
                 out.update(cpu_per_packet(r))
             if r.dual:
@@ -285,7 +297,7 @@ def main():
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
-              "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain")
+              "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -311,6 +323,7 @@ def main():
         ("TCP inside->outside, MTU 9000 (Gbit/s)", "tcp_out_9000", True),
         ("TCP outside->inside DNAT, MTU 9000 (Gbit/s)", "tcp_in_9000", True),
         ("UDP 64-byte datagrams delivered (kpps)", "udp64_pps", True),
+        ("UDP 64-byte datagrams, 4 flows (kpps)", "udp64x4_pps", True),
         ("ping RTT (ms, lower is better)", "ping_ms", False),
         ("short TCP connections (per s)", "conns_s", True),
         ("IPv6: TCP inside->outside, MTU 1500 (Gbit/s)", "tcp6_out_1500", True),
@@ -323,7 +336,7 @@ def main():
     print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
                                       "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
-                                      "copy-defer", "copy-defer-plain")
+                                      "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain")
                          if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)
@@ -347,6 +360,7 @@ def print_cpu_table(res, kinds):
     if ONLY:
         # With --only the main table is not printed: the rates beside the CPU figures.
         for name, key, scale in (("UDP 64-byte datagrams delivered (kpps)", "udp64_pps", 1e-3),
+                                 ("UDP 64-byte datagrams, 4 flows (kpps)", "udp64x4_pps", 1e-3),
                                  ("TCP inside->outside, MTU 1500 (Gbit/s)", "tcp_out_1500", 1),
                                  ("ping RTT (ms)", "ping_ms", 1),
                                  ("short TCP connections (per s)", "conns_s", 1)):
@@ -374,7 +388,7 @@ def print_main_table(res, kinds, rows):
     print(f"{'':44} {'tunnat':>9} {'copy':>9} {'tunnat':>9} {'copy':>9} {'netfilter':>9}   {'offl':>6} {'plain':>7} {'vs kern':>7}")
     for name, key, higher in rows:
         v = [res[k][key] for k in kinds]
-        if key in ("udp64_pps", "udp6_64_pps"):
+        if key in ("udp64_pps", "udp64x4_pps", "udp6_64_pps"):
             v = [x / 1000 for x in v]
         ratio = (lambda a, b: a / b) if higher else (lambda a, b: b / a)
         print(f"{name:44} " + " ".join(f"{x:>9.2f}" for x in v)
@@ -409,7 +423,7 @@ def print_baseline_table(res, rows, measured):
                 cells.append(f"{'':>9} {'':>9} {'':>7}")
                 continue
             x, y = res[a][key], res[b][key]
-            if key in ("udp64_pps", "udp6_64_pps"):
+            if key in ("udp64_pps", "udp64x4_pps", "udp6_64_pps"):
                 x, y = x / 1000, y / 1000
             r = x / y if higher else y / x
             cells.append(f"{x:>9.2f} {y:>9.2f} {r:>7.1%}")
