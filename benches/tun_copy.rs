@@ -186,15 +186,12 @@ mod multiqueue {
 
     use tunnat::port::netns;
 
+    /// `TUNSETIFF` and the flags of a multi-queue TUN (linux/if_tun.h).
     const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-    const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
     const IFF_TUN: libc::c_short = 0x0001;
     const IFF_NO_PI: libc::c_short = 0x1000;
     const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
     const IFF_VNET_HDR: libc::c_short = 0x4000;
-    /// Partial checksums, TSO for both families, and ECN: what tunnat asks for (less
-    /// USO, which a copy of the headers does not need).
-    const OFFLOADS: libc::c_ulong = 0x01 | 0x02 | 0x04 | 0x08;
 
     /// `struct ifreq` with the flags member of its union.
     #[repr(C)]
@@ -241,11 +238,7 @@ mod multiqueue {
                 "TUNSETIFF (is the device multi_queue?)",
             )?;
             if offload {
-                // SAFETY: TUNSETOFFLOAD takes its flags by value.
-                check(
-                    unsafe { libc::ioctl(f.as_raw_fd(), TUNSETOFFLOAD as _, OFFLOADS) },
-                    "TUNSETOFFLOAD",
-                )?;
+                tunnat::port::set_offload(f.as_raw_fd())?;
             }
             v.push(OwnedFd::from(f));
         }

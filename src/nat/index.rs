@@ -70,6 +70,124 @@ pub(super) fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// What a bucket holds: an entry, or nothing.
+trait Bucket: Copy {
+    fn is_empty(&self) -> bool;
+}
+
+impl Bucket for u32 {
+    fn is_empty(&self) -> bool {
+        *self == EMPTY
+    }
+}
+
+impl<K: Copy> Bucket for (K, u32) {
+    fn is_empty(&self) -> bool {
+        self.1 == 0
+    }
+}
+
+/// The probing both tables share: buckets, how many are in use, the limit they are sized
+/// for, and the value of an empty bucket.
+#[derive(Debug)]
+struct Probing<E> {
+    buckets: Vec<E>,
+    len: usize,
+    /// The most entries the table is sized for (it grows past that only if it must).
+    max: usize,
+    blank: E,
+}
+
+impl<E: Bucket> Probing<E> {
+    fn new(max: usize, blank: E) -> Probing<E> {
+        Probing {
+            buckets: Vec::new(),
+            len: 0,
+            max,
+            blank,
+        }
+    }
+
+    /// Bytes the buckets take.
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.buckets.len() * std::mem::size_of::<E>()
+    }
+
+    /// The bucket after `i`, wrapping around.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.buckets.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// The first bucket of `hash`'s run whose entry `is` accepts.
+    #[inline]
+    fn position(&self, hash: u64, mut is: impl FnMut(&E) -> bool) -> Option<usize> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let mut i = home(hash, self.buckets.len());
+        loop {
+            let e = &self.buckets[i];
+            if e.is_empty() {
+                return None;
+            }
+            if is(e) {
+                return Some(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// Adds `e` (not there yet) under `hash`, first growing the table if it is full:
+    /// `hash_of` gives the hash of an entry already in.
+    fn insert(&mut self, hash: u64, e: E, hash_of: impl Fn(&E) -> u64) {
+        let n = self.buckets.len();
+        if (self.len + 1) * 8 > n * GROW_EIGHTHS {
+            let size = grown(n, self.len + 1, self.max);
+            let old = std::mem::replace(&mut self.buckets, vec![self.blank; size]);
+            for e in old.into_iter().filter(|e| !e.is_empty()) {
+                self.put(hash_of(&e), e);
+            }
+        }
+        self.put(hash, e);
+        self.len += 1;
+    }
+
+    /// Puts `e` in the first empty bucket of its run.
+    fn put(&mut self, hash: u64, e: E) {
+        let mut i = home(hash, self.buckets.len());
+        while !self.buckets[i].is_empty() {
+            i = self.next(i);
+        }
+        self.buckets[i] = e;
+    }
+
+    /// Empties bucket `i`, moving the rest of its run back where their homes allow, so
+    /// no lookup meets a gap before its entry (`hash_of` gives their hashes).
+    fn remove_at(&mut self, mut i: usize, hash_of: impl Fn(&E) -> u64) {
+        self.len -= 1;
+        let n = self.buckets.len();
+        let mut j = i;
+        loop {
+            j = self.next(j);
+            let e = self.buckets[j];
+            if e.is_empty() {
+                break;
+            }
+            if may_fill(i, j, home(hash_of(&e), n)) {
+                self.buckets[i] = e;
+                i = j;
+            }
+        }
+        self.buckets[i] = self.blank;
+    }
+}
+
 const EMPTY: u32 = 0;
 /// Slot numbers are stored plus one (0 marks an empty bucket).
 const BIAS: u32 = 1;
@@ -85,70 +203,46 @@ fn slot_of(e: u32) -> u32 {
 }
 
 /// Slot numbers by hash (see the module's documentation).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SlotIndex {
-    buckets: Vec<u32>,
-    len: usize,
-    /// The most entries the table is sized for (it grows past that only if it must).
-    max: usize,
+    t: Probing<u32>,
+}
+
+impl Default for SlotIndex {
+    fn default() -> Self {
+        SlotIndex::with_max(0)
+    }
 }
 
 impl SlotIndex {
     /// An index that will hold up to `max` slots.
     pub fn with_max(max: usize) -> SlotIndex {
         SlotIndex {
-            max,
-            ..SlotIndex::default()
+            t: Probing::new(max, EMPTY),
         }
     }
 
     /// Sizes the table for up to `max` slots from its next growth on.
     pub fn set_max(&mut self, max: usize) {
-        self.max = max;
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes the buckets take.
-    pub fn bytes(&self) -> usize {
-        self.buckets.len() * 4
+        self.t.max = max;
     }
 
     /// The slot of the entry with `hash` for which `is(slot)` holds.
     #[inline]
     pub fn find(&self, hash: u64, mut is: impl FnMut(u32) -> bool) -> Option<u32> {
-        let n = self.buckets.len();
-        if n == 0 {
-            return None;
-        }
         let t = tag(hash);
-        let mut i = home(hash, n);
-        loop {
-            let e = self.buckets[i];
-            if e == EMPTY {
-                return None;
-            }
-            if e & 0xff00_0000 == t && is(slot_of(e)) {
-                return Some(slot_of(e));
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
+        let i = self
+            .t
+            .position(hash, |e| e & 0xff00_0000 == t && is(slot_of(*e)))?;
+        Some(slot_of(self.t.buckets[i]))
     }
 
     /// Starts bringing in the bucket `hash` is looked up at.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        if !self.buckets.is_empty() {
-            prefetch(&self.buckets[home(hash, self.buckets.len())]);
+        let b = &self.t.buckets;
+        if !b.is_empty() {
+            prefetch(&b[home(hash, b.len())]);
         }
     }
 
@@ -163,77 +257,26 @@ impl SlotIndex {
     /// gives the hash of any slot already in, should the table grow.
     pub fn insert(&mut self, hash: u64, slot: u32, hash_of: impl Fn(u32) -> u64) {
         debug_assert!((slot as usize) < MAX_SLOTS);
-        let n = self.buckets.len();
-        if (self.len + 1) * 8 > n * GROW_EIGHTHS {
-            let size = grown(n, self.len + 1, self.max);
-            let old = std::mem::replace(&mut self.buckets, vec![EMPTY; size]);
-            for e in old.into_iter().filter(|e| *e != EMPTY) {
-                self.put(hash_of(slot_of(e)), e);
-            }
-        }
-        self.put(hash, tag(hash) | (slot + BIAS));
-        self.len += 1;
-    }
-
-    /// Puts entry `e` in the first empty bucket of its probe.
-    fn put(&mut self, hash: u64, e: u32) {
-        let n = self.buckets.len();
-        let mut i = home(hash, n);
-        while self.buckets[i] != EMPTY {
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-        self.buckets[i] = e;
+        let e = tag(hash) | (slot + BIAS);
+        self.t.insert(hash, e, |e| hash_of(slot_of(*e)));
     }
 
     /// Takes `slot`, found under `hash`, out, moving the rest of its run back (`hash_of`
     /// gives the hashes of the slots met). False if it was not there.
     pub fn remove(&mut self, hash: u64, slot: u32, hash_of: impl Fn(u32) -> u64) -> bool {
-        let n = self.buckets.len();
-        if n == 0 {
-            return false;
-        }
         let want = tag(hash) | (slot + BIAS);
-        let mut i = home(hash, n);
-        loop {
-            match self.buckets[i] {
-                EMPTY => return false,
-                e if e == want => break,
-                _ => {
-                    i += 1;
-                    if i == n {
-                        i = 0;
-                    }
-                }
-            }
-        }
-        self.len -= 1;
-        let mut j = i;
-        loop {
-            j += 1;
-            if j == n {
-                j = 0;
-            }
-            let e = self.buckets[j];
-            if e == EMPTY {
-                break;
-            }
-            if may_fill(i, j, home(hash_of(slot_of(e)), n)) {
-                self.buckets[i] = e;
-                i = j;
-            }
-        }
-        self.buckets[i] = EMPTY;
+        let Some(i) = self.t.position(hash, |e| *e == want) else {
+            return false;
+        };
+        self.t.remove_at(i, |e| hash_of(slot_of(*e)));
         true
     }
 
     /// Every slot in it, in no order.
     #[cfg(test)]
     fn slots(&self) -> Vec<u32> {
-        (self.buckets.iter())
-            .filter(|e| **e != EMPTY)
+        (self.t.buckets.iter())
+            .filter(|e| !e.is_empty())
             .map(|e| slot_of(*e))
             .collect()
     }
@@ -243,62 +286,27 @@ impl SlotIndex {
 /// is present while its count is above zero.
 #[derive(Debug)]
 pub struct CountMap<K, S> {
-    /// `(key, count)`: count 0 is an empty bucket (its key is `blank`).
-    buckets: Vec<(K, u32)>,
-    len: usize,
-    max: usize,
+    /// `(key, count)`: count 0 is an empty bucket.
+    t: Probing<(K, u32)>,
     hasher: S,
-    blank: K,
 }
 
 impl<K: Copy + Eq + Hash, S: BuildHasher> CountMap<K, S> {
     /// A map sized for up to `max` keys; `blank` is any key (it fills empty buckets).
     pub fn new(max: usize, hasher: S, blank: K) -> CountMap<K, S> {
         CountMap {
-            buckets: Vec::new(),
-            len: 0,
-            max,
+            t: Probing::new(max, (blank, 0)),
             hasher,
-            blank,
         }
     }
 
     pub fn set_max(&mut self, max: usize) {
-        self.max = max;
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes the buckets take.
-    pub fn bytes(&self) -> usize {
-        self.buckets.len() * std::mem::size_of::<(K, u32)>()
+        self.t.max = max;
     }
 
     fn bucket(&self, key: &K) -> Option<usize> {
-        let n = self.buckets.len();
-        if n == 0 {
-            return None;
-        }
-        let mut i = home(self.hasher.hash_one(key), n);
-        loop {
-            let (k, c) = &self.buckets[i];
-            if *c == 0 {
-                return None;
-            }
-            if k == key {
-                return Some(i);
-            }
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
+        self.t
+            .position(self.hasher.hash_one(key), |(k, _)| k == key)
     }
 
     pub fn contains_key(&self, key: &K) -> bool {
@@ -306,68 +314,32 @@ impl<K: Copy + Eq + Hash, S: BuildHasher> CountMap<K, S> {
     }
 
     pub fn get(&self, key: &K) -> u32 {
-        self.bucket(key).map_or(0, |i| self.buckets[i].1)
+        self.bucket(key).map_or(0, |i| self.t.buckets[i].1)
     }
 
     /// Adds one to `key`'s count.
     pub fn increment(&mut self, key: K) {
         if let Some(i) = self.bucket(&key) {
-            let c = &mut self.buckets[i].1;
+            let c = &mut self.t.buckets[i].1;
             *c = c.saturating_add(1);
             return;
         }
-        let n = self.buckets.len();
-        if (self.len + 1) * 8 > n * GROW_EIGHTHS {
-            let size = grown(n, self.len + 1, self.max);
-            let old = std::mem::replace(&mut self.buckets, vec![(self.blank, 0); size]);
-            for (k, c) in old.into_iter().filter(|(_, c)| *c != 0) {
-                self.put(k, c);
-            }
-        }
-        self.put(key, 1);
-        self.len += 1;
-    }
-
-    fn put(&mut self, key: K, count: u32) {
-        let n = self.buckets.len();
-        let mut i = home(self.hasher.hash_one(key), n);
-        while self.buckets[i].1 != 0 {
-            i += 1;
-            if i == n {
-                i = 0;
-            }
-        }
-        self.buckets[i] = (key, count);
+        let h = &self.hasher;
+        self.t
+            .insert(h.hash_one(key), (key, 1), |(k, _)| h.hash_one(k));
     }
 
     /// Takes one from `key`'s count; the key goes at zero.
     pub fn decrement(&mut self, key: &K) {
-        let Some(mut i) = self.bucket(key) else {
+        let Some(i) = self.bucket(key) else {
             return;
         };
-        let c = &mut self.buckets[i].1;
+        let c = &mut self.t.buckets[i].1;
         *c -= 1;
-        if *c > 0 {
-            return;
+        if *c == 0 {
+            let h = &self.hasher;
+            self.t.remove_at(i, |(k, _)| h.hash_one(k));
         }
-        self.len -= 1;
-        let n = self.buckets.len();
-        let mut j = i;
-        loop {
-            j += 1;
-            if j == n {
-                j = 0;
-            }
-            let (k, c) = self.buckets[j];
-            if c == 0 {
-                break;
-            }
-            if may_fill(i, j, home(self.hasher.hash_one(k), n)) {
-                self.buckets[i] = (k, c);
-                i = j;
-            }
-        }
-        self.buckets[i] = (self.blank, 0);
     }
 }
 
@@ -410,9 +382,13 @@ mod test {
         let mut got = ix.slots();
         got.sort();
         assert_eq!(got, live.iter().copied().collect::<Vec<_>>());
-        assert_eq!(ix.len(), live.len());
+        assert_eq!(ix.t.len, live.len());
         // Sized for the limit, 0.8 full at most: not the next power of two.
-        assert!(ix.bytes() <= buckets_for(1000) * 4, "{} bytes", ix.bytes());
+        assert!(
+            ix.t.bytes() <= buckets_for(1000) * 4,
+            "{} bytes",
+            ix.t.bytes()
+        );
     }
 
     #[test]
@@ -445,9 +421,9 @@ mod test {
             for k in (1..400u16).step_by(2) {
                 m.decrement(&(round, k));
             }
-            assert!(m.is_empty(), "round {round}: {} left", m.len());
+            assert!(m.t.len == 0, "round {round}: {} left", m.t.len);
         }
         assert!(!m.contains_key(&(9, 9)));
-        assert!(m.bytes() <= buckets_for(500) * std::mem::size_of::<((u8, u16), u32)>());
+        assert!(m.t.bytes() <= buckets_for(500) * std::mem::size_of::<((u8, u16), u32)>());
     }
 }

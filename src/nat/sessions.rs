@@ -162,6 +162,27 @@ impl<A: Address> Sessions<A> {
         (self.hasher.hash_one(s.key), self.hasher.hash_one(s.ext()))
     }
 
+    /// Adds slot `i` to both indices (`add`), or takes it out of them.
+    fn index(&mut self, i: u32, add: bool) {
+        let (hk, he) = self.hashes(i);
+        let Sessions {
+            slots,
+            by_key,
+            by_ext,
+            hasher,
+            ..
+        } = self;
+        let key_hash = |j: u32| hasher.hash_one(slots[j as usize].key);
+        let ext_hash = |j: u32| hasher.hash_one(slots[j as usize].ext());
+        if add {
+            by_key.insert(hk, i, key_hash);
+            by_ext.insert(he, i, ext_hash);
+        } else {
+            by_key.remove(hk, i, key_hash);
+            by_ext.remove(he, i, ext_hash);
+        }
+    }
+
     /// Takes slot `i` out of the LRU list.
     fn unlink(&mut self, i: u32) {
         let (prev, next) = (self.slot(i).prev, self.slot(i).next);
@@ -224,16 +245,7 @@ impl<A: Address> Sessions<A> {
                 f
             }
         };
-        let (hk, he) = self.hashes(i);
-        let Sessions {
-            slots,
-            by_key,
-            by_ext,
-            hasher,
-            ..
-        } = self;
-        by_key.insert(hk, i, |j| hasher.hash_one(slots[j as usize].key));
-        by_ext.insert(he, i, |j| hasher.hash_one(slots[j as usize].ext()));
+        self.index(i, true);
         self.link_front(i);
         self.len += 1;
         &mut self.slots[i as usize].session
@@ -242,16 +254,7 @@ impl<A: Address> Sessions<A> {
     /// Removes session `key` and returns it.
     pub fn remove(&mut self, key: &SessionKey<A>) -> Option<Session> {
         let i = self.find(key)?;
-        let (hk, he) = self.hashes(i);
-        let Sessions {
-            slots,
-            by_key,
-            by_ext,
-            hasher,
-            ..
-        } = self;
-        by_key.remove(hk, i, |j| hasher.hash_one(slots[j as usize].key));
-        by_ext.remove(he, i, |j| hasher.hash_one(slots[j as usize].ext()));
+        self.index(i, false);
         self.unlink(i);
         let session = self.slot(i).session.clone();
         self.slots[i as usize].next = self.free;

@@ -575,39 +575,67 @@ mod test {
         mss: Option<u16>,
         data: &[u8],
     ) -> Vec<u8> {
-        let mut l4 = segment(
-            Endpoint::new(src, sport),
-            Endpoint::new(dst, dport),
-            seq,
-            ack,
-            flags,
-            29200,
-            mss,
-        )[20..]
-            .to_vec();
+        let (from, to) = (Endpoint::new(src, sport), Endpoint::new(dst, dport));
+        let mut l4 = segment(from, to, seq, ack, flags, 29200, mss)[20..].to_vec();
         l4.extend_from_slice(data);
         ip(6, src, dst, 64, &l4)
+    }
+
+    /// A segment from the client, REMOTE:`port`, to the port forward 8888.
+    fn client_on(port: u16, flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+        seg(REMOTE, port, ROUTER_OUT, 8888, flags, seq, ack, None, data)
+    }
+
+    /// A segment from the client at REMOTE:40000.
+    fn client(flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+        client_on(40000, flags, seq, ack, data)
+    }
+
+    /// A segment from the inside server to the client at REMOTE:40000.
+    fn server(flags: u8, seq: u32, ack: u32, data: &[u8]) -> Vec<u8> {
+        seg(SERVER, 9999, REMOTE, 40000, flags, seq, ack, None, data)
+    }
+
+    /// What the core does with `p` from `side` at `at`, and `p` as it left it.
+    fn run(n: &mut Nat, side: Side, mut p: Vec<u8>, at: Instant) -> (Verdict, Vec<u8>) {
+        let v = n.process(side, &mut p, at);
+        (v, p)
+    }
+
+    /// `p` from `side`, which must be forwarded: as it leaves.
+    fn forwarded(n: &mut Nat, side: Side, p: Vec<u8>) -> Vec<u8> {
+        let (v, p) = run(n, side, p, now());
+        assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+        p
+    }
+
+    /// `p` from `side`, which the proxy must take.
+    fn taken(n: &mut Nat, side: Side, p: Vec<u8>) {
+        let (v, _) = run(n, side, p, now());
+        assert_eq!(v, Verdict::Drop(DropReason::SynProxied));
     }
 
     /// The fields of a TCP packet the core sent or forwarded, its checksums verified:
     /// (src, sport, dst, dport, flags, seq, ack, payload).
     fn fields(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u8, u32, u32, Vec<u8>) {
         let v = Ipv4::new_checked(p, Check::Full).expect("valid IPv4");
+        let l4 = v.payload();
         assert!(
-            verify_l4_checksum(Protocol::Tcp, v.src(), v.dst(), v.payload()),
+            verify_l4_checksum(Protocol::Tcp, v.src(), v.dst(), l4),
             "TCP checksum"
         );
-        let t = Transport::new_checked(Protocol::Tcp, v.payload()).unwrap();
-        let doff = usize::from(v.payload()[12] >> 4) * 4;
+        let t = Transport::new_checked(Protocol::Tcp, l4).unwrap();
+        let data = l4[usize::from(l4[12] >> 4) * 4..].to_vec();
+        let (src, dst) = (v.src(), v.dst());
         (
-            v.src(),
+            src,
             t.src_port,
-            v.dst(),
+            dst,
             t.dst_port,
             t.tcp_flags,
             t.seq,
             t.ack,
-            v.payload()[doff..].to_vec(),
+            data,
         )
     }
 
@@ -615,6 +643,11 @@ mod test {
         std::iter::from_fn(|| n.poll_transmit())
             .map(|t| (t.port, t.packet))
             .collect()
+    }
+
+    /// The cookie in the SYN-ACK the core just sent.
+    fn cookie_sent(n: &mut Nat) -> u32 {
+        fields(&sent(n)[0].1).5
     }
 
     fn proxy(mode: SynCookies, max_half_open: usize) -> Nat {
@@ -630,27 +663,30 @@ mod test {
         Instant::from_secs(100)
     }
 
+    fn secs(s: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(s)
+    }
+
     /// Runs the proxied handshake of a client at REMOTE:40000 (ISN 1000) with the server
     /// (ISN 5000): returns the cookie.
     fn open(n: &mut Nat) -> u32 {
-        let mut syn = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            SYN,
-            1000,
-            0,
-            Some(1460),
-            b"",
-        );
-        assert_eq!(
-            n.process(Side::Outside, &mut syn, now()),
-            Verdict::Drop(DropReason::SynProxied)
+        taken(
+            n,
+            Side::Outside,
+            seg(
+                REMOTE,
+                40000,
+                ROUTER_OUT,
+                8888,
+                SYN,
+                1000,
+                0,
+                Some(1460),
+                b"",
+            ),
         );
         let out = sent(n);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, Side::Outside);
+        assert_eq!((out.len(), out[0].0), (1, Side::Outside));
         let (src, sport, dst, dport, flags, cookie, ack, _) = fields(&out[0].1);
         assert_eq!(
             (src, sport, dst, dport, flags, ack),
@@ -659,24 +695,13 @@ mod test {
         assert_eq!(crate::wire::transport::mss(&out[0].1[20..44]), Some(1460));
         assert_eq!(n.table().len(), 0, "a cookie keeps nothing");
 
-        let mut ack = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            ACK,
-            1001,
-            cookie.wrapping_add(1),
-            None,
-            b"",
-        );
-        assert_eq!(
-            n.process(Side::Outside, &mut ack, now()),
-            Verdict::Drop(DropReason::SynProxied)
+        taken(
+            n,
+            Side::Outside,
+            client(ACK, 1001, cookie.wrapping_add(1), b""),
         );
         let out = sent(n);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].0, Side::Inside);
+        assert_eq!((out.len(), out[0].0), (1, Side::Inside));
         let (src, sport, dst, dport, flags, seq, _, _) = fields(&out[0].1);
         assert_eq!(
             (src, sport, dst, dport, flags, seq),
@@ -685,37 +710,37 @@ mod test {
         assert_eq!(crate::wire::transport::mss(&out[0].1[20..44]), Some(1460));
         assert_eq!(n.table().len(), 1);
 
-        let mut synack = seg(
-            SERVER,
-            9999,
-            REMOTE,
-            40000,
-            SYNACK,
-            5000,
-            1001,
-            Some(1460),
-            b"",
-        );
-        assert_eq!(
-            n.process(Side::Inside, &mut synack, now()),
-            Verdict::Drop(DropReason::SynProxied)
+        taken(
+            n,
+            Side::Inside,
+            seg(
+                SERVER,
+                9999,
+                REMOTE,
+                40000,
+                SYNACK,
+                5000,
+                1001,
+                Some(1460),
+                b"",
+            ),
         );
         let out = sent(n);
         assert_eq!(out.len(), 2);
-        let (side, p) = &out[0];
-        assert_eq!(*side, Side::Inside);
-        let f = fields(p);
+        assert_eq!(out[0].0, Side::Inside);
+        let f = fields(&out[0].1);
+        let to_server = (REMOTE, SERVER, ACK, 1001, 5001);
         assert_eq!(
             (f.0, f.2, f.4, f.5, f.6),
-            (REMOTE, SERVER, ACK, 1001, 5001),
+            to_server,
             "the client's ACK to the server"
         );
-        let (side, p) = &out[1];
-        assert_eq!(*side, Side::Outside);
-        let f = fields(p);
+        assert_eq!(out[1].0, Side::Outside);
+        let f = fields(&out[1].1);
+        let update = (ROUTER_OUT, 8888, REMOTE, ACK, cookie.wrapping_add(1), 1001);
         assert_eq!(
             (f.0, f.1, f.2, f.4, f.5, f.6),
-            (ROUTER_OUT, 8888, REMOTE, ACK, cookie.wrapping_add(1), 1001),
+            update,
             "a window update to the client"
         );
         let (_, s) = n.table().sessions().next().unwrap();
@@ -727,153 +752,68 @@ mod test {
     fn a_proxied_connection_opens_on_the_cookie_and_carries_data_both_ways() {
         let mut n = proxy(SynCookies::Always, 100);
         let cookie = open(&mut n);
-        assert_eq!(
-            (n.stats().syn_cookies_sent, n.stats().syn_cookies_valid),
-            (1, 1)
-        );
+        let st = n.stats();
+        assert_eq!((st.syn_cookies_sent, st.syn_cookies_valid), (1, 1));
         // The server's data leaves in the cookie's sequence space.
-        let mut data = seg(SERVER, 9999, REMOTE, 40000, ACK, 5001, 1001, None, b"hello");
-        assert!(matches!(
-            n.process(Side::Inside, &mut data, now()),
-            Verdict::Forward { .. }
+        let f = fields(&forwarded(
+            &mut n,
+            Side::Inside,
+            server(ACK, 5001, 1001, b"hello"),
         ));
-        let f = fields(&data);
+        let want = (
+            ROUTER_OUT,
+            8888,
+            REMOTE,
+            40000,
+            cookie.wrapping_add(1),
+            1001,
+        );
         assert_eq!(
-            (f.0, f.1, f.2, f.3, f.5, f.6, f.7.as_slice()),
-            (
-                ROUTER_OUT,
-                8888,
-                REMOTE,
-                40000,
-                cookie.wrapping_add(1),
-                1001,
-                &b"hello"[..]
-            )
+            ((f.0, f.1, f.2, f.3, f.5, f.6), f.7),
+            (want, b"hello".to_vec())
         );
         // The client's acknowledgement comes back in the server's.
-        let mut reply = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            ACK,
-            1001,
-            cookie.wrapping_add(6),
-            None,
-            b"hi",
-        );
-        assert!(matches!(
-            n.process(Side::Outside, &mut reply, now()),
-            Verdict::Forward { .. }
-        ));
-        let f = fields(&reply);
-        assert_eq!(
-            (f.0, f.2, f.3, f.5, f.6, f.7.as_slice()),
-            (REMOTE, SERVER, 9999, 1001, 5006, &b"hi"[..])
-        );
-        // An RST from the client in its own space ends it as usual.
-        let mut rst = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            TcpFlags::RST,
-            1003,
-            0,
-            None,
-            b"",
-        );
-        assert!(matches!(
-            n.process(Side::Outside, &mut rst, now()),
-            Verdict::Forward { .. }
-        ));
-        assert_eq!(
-            fields(&rst).6,
-            0,
-            "an RST without ACK keeps its zero acknowledgement"
-        );
+        let reply = client(ACK, 1001, cookie.wrapping_add(6), b"hi");
+        let f = fields(&forwarded(&mut n, Side::Outside, reply));
+        let want = (REMOTE, SERVER, 9999, 1001, 5006);
+        assert_eq!(((f.0, f.2, f.3, f.5, f.6), f.7), (want, b"hi".to_vec()));
+        // An RST from the client in its own space ends it as usual; without ACK its
+        // acknowledgement stays zero.
+        let rst = forwarded(&mut n, Side::Outside, client(TcpFlags::RST, 1003, 0, b""));
+        assert_eq!(fields(&rst).6, 0);
     }
 
     #[test]
     fn stray_acks_open_nothing_and_the_client_paces_the_servers_syn() {
         let mut n = proxy(SynCookies::Always, 100);
-        let mut forged = seg(
-            REMOTE, 40000, ROUTER_OUT, 8888, ACK, 1001, 123_456, None, b"",
+        let bad = Verdict::Drop(DropReason::BadCookie);
+        let (v, _) = run(
+            &mut n,
+            Side::Outside,
+            client(ACK, 1001, 123_456, b""),
+            now(),
         );
-        assert_eq!(
-            n.process(Side::Outside, &mut forged, now()),
-            Verdict::Drop(DropReason::BadCookie)
-        );
+        assert_eq!(v, bad);
         assert_eq!((n.table().len(), sent(&mut n).len()), (0, 0));
         // A cookie is good for another client port only by chance (2^-24).
-        let mut syn = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            SYN,
-            1000,
-            0,
-            Some(1460),
-            b"",
-        );
-        n.process(Side::Outside, &mut syn, now());
-        let cookie = fields(&sent(&mut n)[0].1).5;
-        let mut other = seg(
-            REMOTE,
-            40001,
-            ROUTER_OUT,
-            8888,
-            ACK,
-            1001,
-            cookie.wrapping_add(1),
-            None,
-            b"",
-        );
-        assert_eq!(
-            n.process(Side::Outside, &mut other, now()),
-            Verdict::Drop(DropReason::BadCookie)
-        );
+        taken(&mut n, Side::Outside, client(SYN, 1000, 0, b""));
+        let cookie = cookie_sent(&mut n);
+        let other = client_on(40001, ACK, 1001, cookie.wrapping_add(1), b"");
+        assert_eq!(run(&mut n, Side::Outside, other, now()).0, bad);
         // Too late: two time slots on.
-        let late = now() + std::time::Duration::from_secs(130);
-        let mut ack = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            ACK,
-            1001,
-            cookie.wrapping_add(1),
-            None,
-            b"",
-        );
-        assert_eq!(
-            n.process(Side::Outside, &mut ack.clone(), late),
-            Verdict::Drop(DropReason::BadCookie)
-        );
+        let ack = client(ACK, 1001, cookie.wrapping_add(1), b"");
+        let late = now() + secs(130);
+        assert_eq!(run(&mut n, Side::Outside, ack.clone(), late).0, bad);
         // In time, with data: the data is dropped (the client sends it again) and the
         // server gets the SYN; each retransmission before the server answers sends the SYN
         // again.
-        let mut ack_data = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            ACK,
-            1001,
-            cookie.wrapping_add(1),
-            None,
-            b"GET /",
-        );
-        assert_eq!(
-            n.process(Side::Outside, &mut ack_data, now()),
-            Verdict::Drop(DropReason::SynProxied)
+        taken(
+            &mut n,
+            Side::Outside,
+            client(ACK, 1001, cookie.wrapping_add(1), b"GET /"),
         );
         assert_eq!(fields(&sent(&mut n)[0].1).4, SYN);
-        assert_eq!(
-            n.process(Side::Outside, &mut ack, now()),
-            Verdict::Drop(DropReason::SynProxied)
-        );
+        taken(&mut n, Side::Outside, ack);
         let again = sent(&mut n);
         assert_eq!(again.len(), 1);
         assert_eq!((again[0].0, fields(&again[0].1).4), (Side::Inside, SYN));
@@ -882,88 +822,58 @@ mod test {
     #[test]
     fn a_refusing_server_resets_the_client_in_the_cookies_space() {
         let mut n = proxy(SynCookies::Always, 100);
-        let mut syn = seg(REMOTE, 40000, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
-        n.process(Side::Outside, &mut syn, now());
-        let cookie = fields(&sent(&mut n)[0].1).5;
-        let mut ack = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            ACK,
-            1001,
-            cookie.wrapping_add(1),
-            None,
-            b"",
+        taken(&mut n, Side::Outside, client(SYN, 1000, 0, b""));
+        let cookie = cookie_sent(&mut n);
+        taken(
+            &mut n,
+            Side::Outside,
+            client(ACK, 1001, cookie.wrapping_add(1), b""),
         );
-        n.process(Side::Outside, &mut ack, now());
         sent(&mut n);
-        let mut rst = seg(
-            SERVER,
-            9999,
-            REMOTE,
-            40000,
-            TcpFlags::RST | ACK,
-            0,
-            1001,
-            None,
-            b"",
-        );
-        assert_eq!(
-            n.process(Side::Inside, &mut rst, now()),
-            Verdict::Drop(DropReason::SynProxied)
+        taken(
+            &mut n,
+            Side::Inside,
+            server(TcpFlags::RST | ACK, 0, 1001, b""),
         );
         let out = sent(&mut n);
         assert_eq!(out[0].0, Side::Outside);
         let f = fields(&out[0].1);
-        assert_eq!(
-            (f.0, f.1, f.2, f.4 & TcpFlags::RST, f.5),
-            (
-                ROUTER_OUT,
-                8888,
-                REMOTE,
-                TcpFlags::RST,
-                cookie.wrapping_add(1)
-            )
+        let want = (
+            ROUTER_OUT,
+            8888,
+            REMOTE,
+            TcpFlags::RST,
+            cookie.wrapping_add(1),
         );
+        assert_eq!((f.0, f.1, f.2, f.4 & TcpFlags::RST, f.5), want);
     }
 
     #[test]
     fn auto_answers_with_cookies_only_once_a_port_forward_is_full_of_half_open_sessions() {
         let mut n = proxy(SynCookies::Auto, 2);
         for port in [1, 2] {
-            let mut syn = seg(REMOTE, port, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
-            assert!(matches!(
-                n.process(Side::Outside, &mut syn, now()),
-                Verdict::Forward { .. }
-            ));
+            forwarded(&mut n, Side::Outside, client_on(port, SYN, 1000, 0, b""));
         }
-        let mut syn = seg(REMOTE, 3, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
-        assert_eq!(
-            n.process(Side::Outside, &mut syn, now()),
-            Verdict::Drop(DropReason::SynProxied)
-        );
+        taken(&mut n, Side::Outside, client_on(3, SYN, 1000, 0, b""));
         assert_eq!(
             n.table().len(),
             2,
             "no half-open session evicted, none added"
         );
         // Once the half-open ones time out, SYNs are forwarded again.
-        let later = now() + std::time::Duration::from_secs(31);
+        let later = now() + secs(31);
         n.handle_timeout(later, |_, _| {});
-        let mut syn = seg(REMOTE, 4, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
-        assert!(matches!(
-            n.process(Side::Outside, &mut syn, later),
-            Verdict::Forward { .. }
-        ));
+        let (v, _) = run(
+            &mut n,
+            Side::Outside,
+            client_on(4, SYN, 1000, 0, b""),
+            later,
+        );
+        assert!(matches!(v, Verdict::Forward { .. }));
         // Off: the oldest half-open session goes instead, as before.
         let mut n = proxy(SynCookies::Off, 2);
         for port in [1, 2, 3] {
-            let mut syn = seg(REMOTE, port, ROUTER_OUT, 8888, SYN, 1000, 0, None, b"");
-            assert!(matches!(
-                n.process(Side::Outside, &mut syn, now()),
-                Verdict::Forward { .. }
-            ));
+            forwarded(&mut n, Side::Outside, client_on(port, SYN, 1000, 0, b""));
         }
         assert_eq!(n.table().stats.half_open_evicted, 1);
     }
@@ -975,19 +885,20 @@ mod test {
         let saved = n.save(now());
         assert!(saved.sessions[0].syn_proxy.is_some());
         let mut m = proxy(SynCookies::Always, 100);
-        let later = now() + std::time::Duration::from_secs(5);
-        m.restore(saved, std::time::Duration::from_secs(5), later)
-            .unwrap();
-        let mut data = seg(SERVER, 9999, REMOTE, 40000, ACK, 5001, 1001, None, b"after");
-        assert!(matches!(
-            m.process(Side::Inside, &mut data, later),
-            Verdict::Forward { .. }
-        ));
+        let later = now() + secs(5);
+        m.restore(saved, secs(5), later).unwrap();
+        let (v, data) = run(
+            &mut m,
+            Side::Inside,
+            server(ACK, 5001, 1001, b"after"),
+            later,
+        );
+        assert!(matches!(v, Verdict::Forward { .. }));
         assert_eq!(fields(&data).5, cookie.wrapping_add(1));
         // Proxy state on a session it cannot belong to is refused whole.
         let mut bad = n.save(now());
         bad.sessions[0].dnat = false;
-        let e = proxy(SynCookies::Off, 100).restore(bad, std::time::Duration::ZERO, later);
+        let e = proxy(SynCookies::Off, 100).restore(bad, secs(0), later);
         assert!(e.unwrap_err().contains("SYN proxy state"));
     }
 
@@ -995,31 +906,12 @@ mod test {
     fn a_new_connection_on_a_closed_proxied_ones_session_is_not_moved() {
         let mut n = proxy(SynCookies::Always, 100);
         open(&mut n);
-        let mut rst = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            TcpFlags::RST,
-            1001,
-            0,
-            None,
-            b"",
-        );
-        n.process(Side::Outside, &mut rst, now());
+        forwarded(&mut n, Side::Outside, client(TcpFlags::RST, 1001, 0, b""));
         // The session is still there (closing); the client opens again on the same ports:
         // its SYN reaches the server as it is, and the server's answer is not moved.
-        let mut syn = seg(REMOTE, 40000, ROUTER_OUT, 8888, SYN, 7000, 0, None, b"");
-        assert!(matches!(
-            n.process(Side::Outside, &mut syn, now()),
-            Verdict::Forward { .. }
-        ));
+        let syn = forwarded(&mut n, Side::Outside, client(SYN, 7000, 0, b""));
         assert_eq!(fields(&syn).5, 7000);
-        let mut synack = seg(SERVER, 9999, REMOTE, 40000, SYNACK, 9000, 7001, None, b"");
-        assert!(matches!(
-            n.process(Side::Inside, &mut synack, now()),
-            Verdict::Forward { .. }
-        ));
+        let synack = forwarded(&mut n, Side::Inside, server(SYNACK, 9000, 7001, b""));
         assert_eq!(fields(&synack).5, 9000);
         assert!(n.proxy.conns.is_empty());
     }
@@ -1030,34 +922,17 @@ mod test {
         open(&mut n);
         // The connection ends and its session expires; the client opens again with
         // cookies off: the new session is the client's own, its numbers untouched.
-        let mut rst = seg(
-            REMOTE,
-            40000,
-            ROUTER_OUT,
-            8888,
-            TcpFlags::RST,
-            1001,
-            0,
-            None,
-            b"",
-        );
-        n.process(Side::Outside, &mut rst, now());
-        let later = now() + std::time::Duration::from_secs(3600);
+        forwarded(&mut n, Side::Outside, client(TcpFlags::RST, 1001, 0, b""));
+        let later = now() + secs(3600);
         n.handle_timeout(later, |_, _| {});
         assert_eq!(n.table().len(), 0);
         let mut cfg = n.config().clone();
         cfg.syn_cookies = SynCookies::Off;
         n.reconfigure(cfg);
-        let mut syn = seg(REMOTE, 40000, ROUTER_OUT, 8888, SYN, 7000, 0, None, b"");
-        assert!(matches!(
-            n.process(Side::Outside, &mut syn, later),
-            Verdict::Forward { .. }
-        ));
-        let mut synack = seg(SERVER, 9999, REMOTE, 40000, SYNACK, 9000, 7001, None, b"");
-        assert!(matches!(
-            n.process(Side::Inside, &mut synack, later),
-            Verdict::Forward { .. }
-        ));
+        let (v, _) = run(&mut n, Side::Outside, client(SYN, 7000, 0, b""), later);
+        assert!(matches!(v, Verdict::Forward { .. }));
+        let (v, synack) = run(&mut n, Side::Inside, server(SYNACK, 9000, 7001, b""), later);
+        assert!(matches!(v, Verdict::Forward { .. }));
         assert_eq!(fields(&synack).5, 9000);
         assert!(n.proxy.conns.is_empty());
     }

@@ -109,7 +109,7 @@ impl Tun {
         let mut dev = within(offload)?;
         let mut vnet = false;
         if offload {
-            match set_offload(&dev) {
+            match set_offload(dev.as_raw_fd()) {
                 Ok(_) => vnet = true,
                 Err(e) => {
                     log::warn!("TUN '{name}': no offloads ({e}); one packet per read and write");
@@ -209,15 +209,16 @@ impl Tun {
 }
 
 /// Asks for partial checksums, TSO and, if the kernel has it, USO on `dev`.
-fn set_offload(dev: &tun::Device) -> io::Result<Offloads> {
+/// Asks the kernel for the offloads tunnat uses on the TUN (queue) open at `fd`: partial
+/// checksums, TSO and, where it has them, USO. Which it got.
+pub fn set_offload(fd: RawFd) -> io::Result<Offloads> {
     let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
     for (flags, what) in [
         (tso | TUN_F_USO4 | TUN_F_USO6, Offloads::TsoUso),
         (tso, Offloads::Tso),
     ] {
         // SAFETY: TUNSETOFFLOAD takes its flags by value; the descriptor is open.
-        if unsafe { libc::ioctl(dev.as_raw_fd(), TUNSETOFFLOAD as _, flags as libc::c_ulong) } == 0
-        {
+        if unsafe { libc::ioctl(fd, TUNSETOFFLOAD as _, flags as libc::c_ulong) } == 0 {
             return Ok(what);
         }
     }
