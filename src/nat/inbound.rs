@@ -282,7 +282,6 @@ impl<A: Address> Nat<A> {
                     // holds at most this many half-open sessions; the oldest goes first.
                     self.table.cap_half_open(rule, self.cfg.max_half_open, now);
                 }
-                self.proxy_forget(&key);
                 let s = self.table.create_dnat(key, port, now).ok();
                 if let Some(s) = s {
                     s.touch(Direction::In, len, flags, now);
@@ -293,10 +292,7 @@ impl<A: Address> Nat<A> {
                 }
                 None
             }
-            Target::Mapped(_) => {
-                self.proxy_forget(&key);
-                self.table.create_out(key, now).ok()
-            }
+            Target::Mapped(_) => self.table.create_out(key, now).ok(),
         };
         let session = session.ok_or(DropReason::TableFull)?;
         session.touch(Direction::In, len, flags, now);

@@ -207,7 +207,7 @@ impl<A: Address> Nat<A> {
             None if t.has_flag(TcpFlags::RST) => {
                 return Err(OutRefused::Drop(DropReason::NoSession))
             }
-            None => match self.create_out_forgetting(key, now) {
+            None => match self.table.create_out(key, now) {
                 Ok(s) => {
                     s.touch(Direction::Out, len, flags, now);
                     s.ext_port
@@ -228,15 +228,5 @@ impl<A: Address> Nat<A> {
             self.proxy_out(&key, t, now).map_err(OutRefused::Drop)?;
         }
         Ok(ext)
-    }
-
-    /// A new outbound session `key`: the SYN proxy forgets whatever it knew of the key.
-    fn create_out_forgetting(
-        &mut self,
-        key: SessionKey<A>,
-        now: Instant,
-    ) -> Result<&mut super::Session, TableError> {
-        self.proxy_forget(&key);
-        self.table.create_out(key, now)
     }
 }

@@ -12,6 +12,9 @@ pub struct Session {
     pub ext_port: u16,
     /// Created by a DNAT rule rather than a dynamic mapping.
     pub dnat: bool,
+    /// Opened by the SYN proxy on a client's cookie ([`super::syn_proxy`]): its sequence
+    /// numbers are moved. A session made any other way never is, whatever its addresses.
+    pub proxied: bool,
     pub tcp: TcpTrack,
     /// When it was made, in whole seconds of the clock ([`Session::created`]).
     created_s: u32,
@@ -35,6 +38,7 @@ impl Session {
         Session {
             ext_port,
             dnat,
+            proxied: false,
             tcp: TcpTrack::default(),
             created_s: secs(now),
             promoted_s: secs(now),

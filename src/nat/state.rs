@@ -178,11 +178,8 @@ impl<A: Address> Nat<A> {
                 packets: s.packets,
                 bytes: s.bytes,
                 tcp: (k.protocol == Protocol::Tcp).then(|| s.tcp.to_saved()),
-                syn_proxy: self
-                    .proxy
-                    .conns
-                    .get(k)
-                    .filter(|p| p.created == s.created())
+                syn_proxy: (self.proxy.conns.get(k))
+                    .filter(|_| s.proxied)
                     .map(|p| SavedProxy {
                         client_isn: p.client_isn,
                         cookie_isn: p.cookie_isn,
@@ -308,14 +305,13 @@ impl<A: Address> Nat<A> {
             return Ok(false);
         }
         let half_open = saved.dnat && p == Protocol::Tcp && tcp.phase() == TcpPhase::HalfOpenIn;
-        let created = session.created();
         if saved.syn_proxy.is_some() && !(saved.dnat && p == Protocol::Tcp) {
             return Err("SYN proxy state on a session not through a TCP port forward".into());
         }
+        session.proxied = saved.syn_proxy.is_some();
         self.table.restore(key, session)?;
         if let Some(sp) = saved.syn_proxy {
             let proxied = super::syn_proxy::Proxied {
-                created,
                 client_isn: sp.client_isn,
                 cookie_isn: sp.cookie_isn,
                 server_isn: sp.server_isn,

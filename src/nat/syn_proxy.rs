@@ -157,9 +157,6 @@ impl Cookies {
 /// A connection the proxy opened to the inside server on a client's valid cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proxied {
-    /// The creation time of its session: the entry belongs to that session alone (a new
-    /// session on the same addresses is not proxied).
-    pub created: Instant,
     /// The client's initial sequence number, also the one the router used to the server.
     pub client_isn: u32,
     /// The router's initial sequence number to the client: the cookie.
@@ -331,8 +328,8 @@ impl<A: Address> Nat<A> {
             tracked: true,
         };
         s.touch(Direction::In, len, Some(open), now);
+        s.proxied = true;
         let p = Proxied {
-            created: s.created(),
             client_isn: isn,
             cookie_isn: cookie,
             server_isn: None,
@@ -379,33 +376,13 @@ impl<A: Address> Nat<A> {
         self.queue.push_back(Transmit::new(Side::Inside, syn));
     }
 
-    /// Was session `key` (`s`) opened by the proxy?
-    pub fn is_proxied(&self, key: &SessionKey<A>, s: &super::Session) -> bool {
-        self.proxy
-            .conns
-            .get(key)
-            .is_some_and(|p| p.created == s.created())
-    }
-
-    /// Forgets what the proxy knew of `key`: a session is made for it that the proxy did
-    /// not open.
-    pub(super) fn proxy_forget(&mut self, key: &SessionKey<A>) {
-        if !self.proxy.conns.is_empty() {
-            self.proxy.conns.remove(key);
-        }
-    }
-
-    /// The proxy's entry for session `key`, if that session is one it opened.
-    fn proxied(&mut self, key: &SessionKey<A>) -> Option<Proxied> {
-        if self.proxy.conns.is_empty() {
+    /// The proxy's entry for session `key`, if that session is one it opened (an entry
+    /// left from an earlier session on the same addresses is not its).
+    fn proxied(&self, key: &SessionKey<A>) -> Option<Proxied> {
+        if self.proxy.conns.is_empty() || !self.table.peek_out(key)?.proxied {
             return None;
         }
-        let p = *self.proxy.conns.get(key)?;
-        if self.table.peek_out(key).map(|s| s.created()) != Some(p.created) {
-            self.proxy.conns.remove(key);
-            return None;
-        }
-        Some(p)
+        self.proxy.conns.get(key).copied()
     }
 
     /// A segment from the client of session `key`, already tracked. While the server has
@@ -423,6 +400,7 @@ impl<A: Address> Nat<A> {
         };
         if t.has_flag(TcpFlags::SYN) && !t.has_flag(TcpFlags::ACK) {
             self.proxy.conns.remove(key);
+            self.table.unproxy(key);
             return Ok(());
         }
         match p.delta() {
@@ -505,7 +483,8 @@ impl<A: Address> Nat<A> {
         Err(DropReason::SynProxied)
     }
 
-    /// Forgets proxied connections whose session is gone (every few seconds).
+    /// Forgets proxied connections whose session is gone, or is another's now (every
+    /// few seconds).
     pub(super) fn sweep_proxy(&mut self, now: Instant) {
         if now < self.proxy.next_sweep || self.proxy.conns.is_empty() {
             return;
@@ -514,7 +493,7 @@ impl<A: Address> Nat<A> {
         let table = &self.table;
         self.proxy
             .conns
-            .retain(|k, p| table.peek_out(k).map(|s| s.created()) == Some(p.created));
+            .retain(|k, _| table.peek_out(k).is_some_and(|s| s.proxied));
     }
 
     /// Moves the sequence field the proxy named for the packet just translated, whose

@@ -452,6 +452,14 @@ impl<A: Address> Table<A> {
         Ok(self.insert(key, ext_port, true, now))
     }
 
+    /// Says session `key` is no longer one the SYN proxy opened (its addresses carry a new
+    /// connection).
+    pub(super) fn unproxy(&mut self, key: &SessionKey<A>) {
+        if let Some(s) = self.sessions.get_mut(key) {
+            s.proxied = false;
+        }
+    }
+
     /// Restarts the idle time of session `key` without a packet (PCP's PEER); returns
     /// its external port and idle timeout.
     pub fn refresh(&mut self, key: &SessionKey<A>, now: Instant) -> Option<(u16, Duration)> {

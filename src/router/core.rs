@@ -1198,7 +1198,7 @@ where
         bytes_out: s.bytes[0],
         bytes_in: s.bytes[1],
         mapped_by: None,
-        syn_proxy: nat.is_proxied(k, s),
+        syn_proxy: s.proxied,
     }
 }
 
