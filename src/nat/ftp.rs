@@ -26,6 +26,7 @@ use std::time::Duration;
 use super::endpoint::{Endpoint, MapKey, SessionKey};
 use super::{HashMap, Instant, Nat};
 use crate::wire::checksum;
+use crate::wire::transport::set_tcp32 as set32;
 use crate::wire::transport::Protocol;
 
 /// The control connection's port.
@@ -279,17 +280,6 @@ fn tcp_fields(p: &[u8], tcp: usize) -> Option<(u32, u32, usize, u8)> {
     let doff = (*p.get(tcp + 12)? >> 4) as usize * 4;
     let flags = *p.get(tcp + 13)?;
     Some((seq, ack, doff, flags))
-}
-
-/// Sets a 32-bit TCP field at `at`, keeping a full checksum good (RFC 1624).
-fn set32(p: &mut [u8], tcp: usize, at: usize, v: u32, full_csum: bool) {
-    let old = u32::from_be_bytes(p[at..at + 4].try_into().unwrap_or_default());
-    p[at..at + 4].copy_from_slice(&v.to_be_bytes());
-    if full_csum {
-        let c = u16::from_be_bytes([p[tcp + 16], p[tcp + 17]]);
-        let c = checksum::update32(c, old, v);
-        p[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
-    }
 }
 
 /// The SACK blocks' edges in the options of the TCP header at `tcp`: their offsets.

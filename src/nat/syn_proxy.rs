@@ -24,7 +24,6 @@ use super::tcp_state::TcpSeg;
 use super::{
     Address, Direction, DropReason, Endpoint, HashMap, Instant, Nat, SessionKey, Side, Transmit,
 };
-use crate::wire::checksum;
 use crate::wire::transport::{Protocol, TcpFlags, Transport};
 
 /// When the router answers SYNs to a port forward with cookies (`--syn-cookies`).
@@ -232,23 +231,8 @@ pub fn segment<A: Address>(
     if let Some(m) = mss {
         tcp[20..24].copy_from_slice(&[2, 4, (m >> 8) as u8, m as u8]);
     }
-    let (pseudo, mut packet) = match (src.addr.to_ip(), dst.addr.to_ip()) {
-        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
-            let mut p = vec![0u8; 20];
-            crate::wire::ipv4::emit_header(&mut p, 0, (20 + tcp_len) as u16, 0, true, 64, 6, s, d);
-            (checksum::pseudo_header_sum(s, d, 6, tcp_len as u16), p)
-        }
-        (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => {
-            let mut p = vec![0u8; 40];
-            crate::wire::icmpv6::emit_header(&mut p, tcp_len as u16, 6, 64, s, d);
-            (checksum::pseudo_header_sum_v6(s, d, 6, tcp_len as u32), p)
-        }
-        _ => unreachable!("one family's endpoints"),
-    };
-    let c = !checksum::fold(checksum::sum(&tcp, pseudo));
-    tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    packet.extend_from_slice(&tcp);
-    packet
+    // Both endpoints are of family `A`, so the datagram is always made.
+    crate::wire::datagram(src.addr.to_ip(), dst.addr.to_ip(), 6, 0, tcp, 16).unwrap_or_default()
 }
 
 /// The proxy's part in the NAT core, for both families.
@@ -515,13 +499,7 @@ impl<A: Address> Nat<A> {
             return;
         }
         let old = u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
-        let new = f(old, d);
-        tcp[at..at + 4].copy_from_slice(&new.to_be_bytes());
-        if full {
-            let c = u16::from_be_bytes([tcp[16], tcp[17]]);
-            let c = checksum::update32(c, old, new);
-            tcp[16..18].copy_from_slice(&c.to_be_bytes());
-        }
+        crate::wire::transport::set_tcp32(tcp, 0, at, f(old, d), full);
     }
 }
 
@@ -530,6 +508,7 @@ mod test {
     use super::*;
     use crate::nat::test::{ip, lab};
     use crate::nat::{NatConfig, Verdict};
+    use crate::wire::checksum;
     use crate::wire::ipv4::{Check, Ipv4};
     use crate::wire::transport::verify_l4_checksum;
     use std::net::Ipv4Addr;

@@ -11,12 +11,11 @@
 //! decide otherwise, says so.
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::core::Router;
 use crate::control::proto::Row;
 use crate::nat::{Filtering, Instant, Side};
-use crate::wire::checksum;
 use crate::wire::offload::Offload;
 use crate::wire::summary::{summary, Summary};
 
@@ -29,7 +28,7 @@ pub fn build(
     dst: SocketAddr,
     flags: &str,
 ) -> Result<Vec<u8>, String> {
-    let mut l4 = match proto {
+    let l4 = match proto {
         "tcp" => {
             let mut f = 0u8;
             for w in flags.split(',').filter(|w| !w.is_empty()) {
@@ -83,31 +82,8 @@ pub fn build(
         "udp" => (17, 6),
         _ => (if src.is_ipv6() { 58 } else { 1 }, 2),
     };
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let pseudo = if n == 1 {
-                0
-            } else {
-                checksum::pseudo_header_sum(s, d, n, l4.len() as u16)
-            };
-            let c = !checksum::fold(checksum::sum(&l4, pseudo));
-            l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-            let mut p = vec![0u8; 20];
-            crate::wire::ipv4::emit_header(&mut p, 0, (20 + l4.len()) as u16, 1, true, 64, n, s, d);
-            p.extend_from_slice(&l4);
-            Ok(p)
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let pseudo = checksum::pseudo_header_sum_v6(s, d, n, l4.len() as u32);
-            let c = !checksum::fold(checksum::sum(&l4, pseudo));
-            l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
-            let mut p = vec![0u8; 40];
-            crate::wire::icmpv6::emit_header(&mut p, l4.len() as u16, n, 64, s, d);
-            p.extend_from_slice(&l4);
-            Ok(p)
-        }
-        _ => Err("the two addresses must be of one family".into()),
-    }
+    crate::wire::datagram(src.ip(), dst.ip(), n, 1, l4, at)
+        .ok_or_else(|| "the two addresses must be of one family".into())
 }
 
 /// Hex for the control protocol.

@@ -15,6 +15,48 @@ pub mod summary;
 pub mod transport;
 
 use std::fmt;
+use std::net::IpAddr;
+
+/// A datagram the router makes itself: an IPv4 (DF set, identification `ident`) or IPv6
+/// header from `src` to `dst`, TTL or hop limit 64, before the transport message `l4` of
+/// protocol `next`, whose checksum at offset `csum_at` is filled in (over the
+/// pseudo-header, but for ICMPv4). `None` if the two addresses are not of one family.
+pub fn datagram(
+    src: IpAddr,
+    dst: IpAddr,
+    next: u8,
+    ident: u16,
+    mut l4: Vec<u8>,
+    csum_at: usize,
+) -> Option<Vec<u8>> {
+    let (pseudo, mut p) = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut p = vec![0u8; 20];
+            let len = (20 + l4.len()) as u16;
+            ipv4::emit_header(&mut p, 0, len, ident, true, 64, next, s, d);
+            let pseudo = if next == 1 {
+                0
+            } else {
+                checksum::pseudo_header_sum(s, d, next, l4.len() as u16)
+            };
+            (pseudo, p)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut p = vec![0u8; 40];
+            icmpv6::emit_header(&mut p, l4.len() as u16, next, 64, s, d);
+            (
+                checksum::pseudo_header_sum_v6(s, d, next, l4.len() as u32),
+                p,
+            )
+        }
+        _ => return None,
+    };
+    l4[csum_at..csum_at + 2].fill(0);
+    let c = !checksum::fold(checksum::sum(&l4, pseudo));
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    p.extend_from_slice(&l4);
+    Some(p)
+}
 
 /// Why a packet (or the header quoted inside an ICMP error) was refused by the parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

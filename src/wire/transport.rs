@@ -400,6 +400,20 @@ fn swap_port(l4: &mut [u8], protocol: Protocol, end: End, port: u16) -> Option<(
     (l4.len() >= c_off + 2).then_some((old, c_off))
 }
 
+/// Sets the 32-bit field at `at` of a packet whose TCP header starts at `tcp` (a sequence
+/// or acknowledgement number, a SACK edge) to `v`, keeping a whole checksum good (RFC
+/// 1624); with `full` false the checksum is a partial one the kernel completes, and is
+/// left alone.
+pub fn set_tcp32(p: &mut [u8], tcp: usize, at: usize, v: u32, full: bool) {
+    let old = u32::from_be_bytes(p[at..at + 4].try_into().unwrap_or_default());
+    p[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    if full {
+        let c = u16::from_be_bytes([p[tcp + 16], p[tcp + 17]]);
+        let c = checksum::update32(c, old, v);
+        p[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
 /// The value of TCP option `kind` of length `len` among the options of the TCP header
 /// `header` (data offset bytes), if present and the options are well formed up to it.
 fn tcp_option(header: &[u8], kind: u8, len: usize) -> Option<&[u8]> {
