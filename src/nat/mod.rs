@@ -449,8 +449,8 @@ impl<A: Address> Nat<A> {
     /// it cannot read (a fragment, options it does not skip, another protocol) is passed
     /// over, and nothing changes.
     pub fn prefetch(&self, side: Side, packet: &[u8], stage: Prefetch) {
-        if self.table.len() < PREFETCH_FROM {
-            return; // a small table is in the cache already: prefetching only costs
+        if !self.wants_prefetch() {
+            return;
         }
         let Some((protocol, src, dst, l4)) = Self::ends(packet) else {
             return;
@@ -485,6 +485,12 @@ impl<A: Address> Nat<A> {
                 self.table.prefetch(Err(&ext), stage);
             }
         }
+    }
+
+    /// Is the table large enough for [`Nat::prefetch`] to do anything? A small table is in
+    /// the caches already: prefetching would only cost.
+    pub fn wants_prefetch(&self) -> bool {
+        self.table.len() >= PREFETCH_FROM
     }
 
     /// The protocol, source, destination and transport offset of an unfragmented IPv4 or

@@ -197,6 +197,12 @@ impl Router {
     /// Returns the packet itself when it is to be written out (rewritten in `buf`: the
     /// forwarding path copies nothing); everything else the router now has to send comes
     /// from [`Router::poll_transmit`].
+    /// Would [`Router::prefetch`] do anything (is a session table that large)?
+    pub fn wants_prefetch(&self) -> bool {
+        self.nat.as_ref().is_some_and(Nat::wants_prefetch)
+            || self.nat6.as_ref().is_some_and(Nat::wants_prefetch)
+    }
+
     /// Starts bringing in what translating `pkt` from `port` will read of the session
     /// table at `stage` ([`Nat::prefetch`]; the driver calls it over a batch of packets
     /// before handling them).

@@ -439,7 +439,7 @@ impl Driver {
             if done.iter().any(|c| matches!(c, Completion::Read { .. })) {
                 self.core.count_batch();
             }
-            if done.len() > 1 {
+            if done.len() > 1 && self.core.wants_prefetch() {
                 self.prefetch(&done);
             }
             let mut polled = false;
