@@ -94,11 +94,7 @@ def test_an_ipv6_port_forward_behind_syn_cookies_carries_data_both_ways(lab):
                 return
             c.sendall(b)
     serve_tcp(srv, echo)
-    with lab.ns("wan"):
-        c = socket.socket(socket.AF_INET6)
-        c.bind((REMOTE26, 0))
-        c.settimeout(10)
-        c.connect((ROUTER_OUT6, 8888))
+    c = lab.connect("wan", ROUTER_OUT6, 8888, timeout=10, bind=(REMOTE26, 0))
     data = bytes(i * 13 % 251 for i in range(1_000_000))
     import threading
     t = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
