@@ -25,13 +25,18 @@
 //! With `--uring --defer-taskrun` (a fourth) completions are processed only when the loop
 //! waits (`IORING_SETUP_DEFER_TASKRUN`), never by interrupting it.
 //!
+//! With `--uring --udp-gro` (a sixth: receive offload in user space) consecutive UDP
+//! datagrams of one flow in a batch are joined into one UDP GSO super-packet
+//! (`tunnat::wire::gro`) and written with one write, which the kernel splits again. Needs
+//! `--offload`.
+//!
 //! With `--queues N` (a fifth: multi-queue TUN) it opens N queues of each TUN
 //! (`IFF_MULTI_QUEUE`; the devices must have been made `multi_queue`) and runs N threads,
 //! thread i copying between queue i of one TUN and queue i of the other with a read and a
 //! write call per packet, or on an io_uring of its own with `--uring`. The kernel spreads the flows it writes into a TUN over its
 //! queues by their hash, so N flows can be moved by N cores at once.
 //!
-//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]] [--queues N]`;
+//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro]] [--queues N]`;
 //! prints `tun_copy: ready`.
 
 use std::io;
@@ -44,18 +49,20 @@ use tunnat::port::{netns, Tun};
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun]] [--queues N]";
+    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro]] [--queues N]";
     if a.len() < 5 {
         anyhow::bail!(usage);
     }
     let (mut offload, mut busy, mut uring, mut coalesce, mut defer, mut queues) =
         (false, Duration::ZERO, false, 0u32, false, 1usize);
+    let mut gro = false;
     let mut flags = a[5..].iter();
     while let Some(f) = flags.next() {
         match f.as_str() {
             "--offload" => offload = true,
             "--uring" => uring = true,
             "--defer-taskrun" => defer = true,
+            "--udp-gro" => gro = true,
             "--queues" => {
                 queues = flags
                     .next()
@@ -104,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             if offload { 65536 + 64 } else { 9216 },
             coalesce,
             defer,
+            gro && offload,
         );
     }
     let mut poll = Poll::new()?;
@@ -315,8 +323,13 @@ mod multiqueue {
                 std::thread::spawn(move || -> anyhow::Result<()> {
                     if uring {
                         let size = if offload { 65536 + 64 } else { 9216 };
-                        let r =
-                            super::uring::run_fds([a.as_raw_fd(), b.as_raw_fd()], size, 0, false);
+                        let r = super::uring::run_fds(
+                            [a.as_raw_fd(), b.as_raw_fd()],
+                            size,
+                            0,
+                            false,
+                            false,
+                        );
                         drop((a, b));
                         return r;
                     }
@@ -343,6 +356,8 @@ mod uring {
 
     use io_uring::{cqueue, opcode, types, IoUring};
     use tunnat::port::Tun;
+    use tunnat::wire::gro::{Datagram, Train, Trains};
+    use tunnat::wire::offload::{Offload, VNET_HDR_LEN};
 
     /// Buffers per TUN: how many packets of one direction can be in flight at once.
     const BUFS: u16 = 64;
@@ -398,6 +413,39 @@ mod uring {
         fn buf(&self, bid: u16, len: usize) -> &[u8] {
             &self.mem[bid as usize * self.size..][..len]
         }
+
+        /// Buffer `head` whole, and the first `len` bytes of another, `bid`.
+        fn two(&mut self, head: u16, bid: u16, len: usize) -> (&mut [u8], &[u8]) {
+            let size = self.size;
+            let (h, b) = (head as usize * size, bid as usize * size);
+            if h < b {
+                let (x, y) = self.mem.split_at_mut(b);
+                (&mut x[h..h + size], &y[..len])
+            } else {
+                let (x, y) = self.mem.split_at_mut(h);
+                (&mut y[..size], &x[b..b + len])
+            }
+        }
+    }
+
+    /// Bytes of offload header before each packet (--udp-gro needs offloads).
+    const H: usize = VNET_HDR_LEN;
+
+    impl Pool {
+        /// Finishes the train in buffer `head`, read from TUN `i`: what to write.
+        fn finish(&mut self, i: usize, (head, t): (u16, Train)) -> (usize, u16, usize) {
+            let size = self.size;
+            let b = &mut self.mem[head as usize * size..][..size];
+            let off = t.finish(&mut b[H..]);
+            b[..H].copy_from_slice(&off.emit());
+            (i, head, H + t.bytes())
+        }
+    }
+
+    fn write(fd: i32, b: &[u8], i: usize, bid: u16) -> io_uring::squeue::Entry {
+        opcode::Write::new(types::Fd(fd), b.as_ptr(), b.len() as u32)
+            .build()
+            .user_data(WRITE + (i as u64) * BUFS as u64 + bid as u64)
     }
 
     fn read(fd: i32, i: usize) -> io_uring::squeue::Entry {
@@ -407,12 +455,19 @@ mod uring {
             .user_data(i as u64)
     }
 
-    pub fn run(tuns: &[Tun; 2], size: usize, coalesce_us: u32, defer: bool) -> anyhow::Result<()> {
+    pub fn run(
+        tuns: &[Tun; 2],
+        size: usize,
+        coalesce_us: u32,
+        defer: bool,
+        gro: bool,
+    ) -> anyhow::Result<()> {
         run_fds(
             [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()],
             size,
             coalesce_us,
             defer,
+            gro,
         )
     }
 
@@ -422,6 +477,7 @@ mod uring {
         size: usize,
         coalesce_us: u32,
         defer: bool,
+        gro: bool,
     ) -> anyhow::Result<()> {
         let mut b = IoUring::builder();
         b.setup_single_issuer();
@@ -446,6 +502,11 @@ mod uring {
             }
         }
         let mut rearm = [false, false];
+        // Per reading TUN, the trains of UDP datagrams being joined (--udp-gro), each in
+        // the buffer of its first datagram.
+        let mut trains: [Trains<u16>; 2] = Default::default();
+        // The writes of a turn: reading TUN, buffer, bytes.
+        let mut writes: Vec<(usize, u16, usize)> = Vec::with_capacity(2 * BUFS as usize);
         loop {
             if coalesce_us == 0 || !ring.completion().is_empty() {
                 ring.submit_and_wait(1)?;
@@ -460,7 +521,6 @@ mod uring {
                 }
             }
             let done: Vec<cqueue::Entry> = ring.completion().collect();
-            let mut sq = ring.submission();
             for c in done {
                 let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
                 if ud < WRITE {
@@ -474,24 +534,54 @@ mod uring {
                         }
                         continue;
                     };
-                    let b = pools[i].buf(bid, res.max(0) as usize);
-                    let w = opcode::Write::new(types::Fd(fds[1 - i]), b.as_ptr(), b.len() as u32)
-                        .build()
-                        .user_data(WRITE + (i as u64) * BUFS as u64 + bid as u64);
-                    if sq.is_full() {
-                        sq.sync();
-                        drop(sq);
-                        ring.submit()?;
-                        sq = ring.submission();
+                    let len = res.max(0) as usize;
+                    if !gro || len <= H {
+                        writes.push((i, bid, len));
+                        continue;
                     }
-                    // SAFETY: the buffer stays untouched until this write completes.
-                    unsafe { sq.push(&w).expect("room") };
+                    let Ok(off) = Offload::parse(pools[i].buf(bid, H).try_into().expect("H"))
+                    else {
+                        writes.push((i, bid, len));
+                        continue;
+                    };
+                    let pkt = &pools[i].buf(bid, len)[H..];
+                    let Some(d) = Datagram::check(pkt, &off) else {
+                        writes.push((i, bid, len));
+                        continue;
+                    };
+                    if let Some((head, t)) = trains[i].find(pkt, d) {
+                        let (h, b) = pools[i].two(head, bid, len);
+                        t.push(&mut h[H..], &b[H..]);
+                        pools[i].give(bid);
+                        continue;
+                    }
+                    let t = Train::start(pkt, d, &off, pools[i].size - H);
+                    if let Some(old) = trains[i].open(bid, t) {
+                        writes.push(pools[i].finish(i, old));
+                    }
                 } else {
                     // A write done (or failed, as a full TUN drops): its buffer back.
                     let k = ud - WRITE;
                     let (i, bid) = ((k / BUFS as u64) as usize, (k % BUFS as u64) as u16);
                     pools[i].give(bid);
                 }
+            }
+            for i in 0..2 {
+                for tr in trains[i].drain() {
+                    writes.push(pools[i].finish(i, tr));
+                }
+            }
+            let mut sq = ring.submission();
+            for (i, bid, len) in writes.drain(..) {
+                let w = write(fds[1 - i], pools[i].buf(bid, len), i, bid);
+                if sq.is_full() {
+                    sq.sync();
+                    drop(sq);
+                    ring.submit()?;
+                    sq = ring.submission();
+                }
+                // SAFETY: the buffer stays untouched until this write completes.
+                unsafe { sq.push(&w).expect("room") };
             }
             for (i, p) in pools.iter().enumerate() {
                 p.publish();

@@ -31,7 +31,9 @@ instead of io_uring; tunnat-calls, tunnat-calls-plain: tunnat with --no-io-uring
 copy-coalesce, copy-coalesce-plain: the copy loop on io_uring waiting up to
 `--coalesce-us` µs, default 20, for a batch; copy-defer, copy-defer-plain: the copy loop
 on io_uring with IORING_SETUP_DEFER_TASKRUN; copy-mq, copy-mq-plain: the copy loop on
-`--queues N` queues of multi-queue TUNs, default 2, a thread and an io_uring each),
+`--queues N` queues of multi-queue TUNs, default 2, a thread and an io_uring each;
+copy-gro: the copy loop on io_uring joining each batch's UDP datagrams of one flow into
+UDP GSO super-packets, `--udp-gro`, offloads only),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -115,6 +117,8 @@ class TunRouter(harness.Lab):
                 busy += ["--coalesce-us", str(COALESCE_US)]
             if kind.startswith("copy-defer"):
                 busy += ["--defer-taskrun"]
+            if kind == "copy-gro":
+                busy += ["--udp-gro"]
             if kind.startswith("copy-mq"):
                 busy = ["--queues", str(QUEUES), "--uring"]
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
@@ -297,7 +301,7 @@ def main():
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
-              "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain")
+              "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-gro")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -336,7 +340,7 @@ def main():
     print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
                                       "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
-                                      "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain")
+                                      "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-gro")
                          if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)

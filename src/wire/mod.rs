@@ -6,6 +6,7 @@
 //! the checksums incrementally ([`checksum`], RFC 1624) instead of recomputing them.
 
 pub mod checksum;
+pub mod gro;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv4;
