@@ -85,6 +85,9 @@ pub struct Config {
     pub offload: bool,
     /// Move packets with io_uring where the kernel has it ([`crate::port::uring`]).
     pub io_uring: bool,
+    /// Join UDP datagrams of one flow in a batch into GSO super-packets
+    /// ([`crate::wire::gro`]).
+    pub udp_gro: bool,
     /// Make the TUNs persistent, and wait for a lost one to come back.
     pub persist: bool,
     /// Save the sessions here at stop, carry on from them at start.

@@ -256,6 +256,11 @@ options! {
         flag: "no-io-uring", key: "io-uring", value: "",
         default: Some(true), shown: "", restart
     }
+    /// Write each UDP datagram on its own instead of joining those of one flow that leave in one io_uring batch into a UDP GSO super-packet (`udp-gro = false` in the file). By default, with offloads and io_uring on a kernel with UDP segmentation offload (Linux 6.2 and later), up to 64 datagrams of one flow go to the kernel in one write and it splits them again, as the kernel's own UDP GRO does: the same datagrams arrive (a DF datagram's IPv4 identification may be renumbered, RFC 6864), for less work per datagram. Traces and captures show each datagram.
+    udp_gro: bool = NoSwitch {
+        flag: "no-udp-gro", key: "udp-gro", value: "",
+        default: Some(true), shown: "", restart
+    }
     /// Make the TUN devices persistent (TUNSETPERSIST): they, and the addresses and routes their namespaces gave them, outlive tunnat, so a restart finds them as they were. A port whose device is deleted is then not fatal: tunnat waits for a device of that name to come back in its namespace and attaches to it. Delete the devices with `ip link del NAME` when done.
     persist: bool = Switch {
         flag: "persist", key: "persist", value: "",
@@ -528,6 +533,7 @@ impl Settings {
             },
             offload: self.offload().unwrap_or_default(),
             io_uring: self.io_uring().unwrap_or_default(),
+            udp_gro: self.udp_gro().unwrap_or_default(),
             persist: self.persist().unwrap_or_default(),
             state_file: self.state_file(),
             trace: self.trace().unwrap_or_default() || !trace_filters.is_empty(),

@@ -56,6 +56,8 @@ pub struct Tun {
     name: String,
     /// Every read and write carries a `virtio_net_hdr` ([`crate::wire::offload`]).
     vnet: bool,
+    /// The device takes UDP segmentation (USO) too.
+    uso: bool,
 }
 
 /// Which offloads a TUN was opened with.
@@ -107,10 +109,10 @@ impl Tun {
             None => open(vnet),
         };
         let mut dev = within(offload)?;
-        let mut vnet = false;
+        let (mut vnet, mut uso) = (false, false);
         if offload {
             match set_offload(dev.as_raw_fd()) {
-                Ok(_) => vnet = true,
+                Ok(o) => (vnet, uso) = (true, o == Offloads::TsoUso),
                 Err(e) => {
                     log::warn!("TUN '{name}': no offloads ({e}); one packet per read and write");
                     drop(dev);
@@ -124,6 +126,7 @@ impl Tun {
             dev,
             name: name.to_string(),
             vnet,
+            uso,
         })
     }
 
@@ -153,6 +156,11 @@ impl Tun {
     /// Whether reads and writes carry offload headers.
     pub fn offloads(&self) -> bool {
         self.vnet
+    }
+
+    /// Whether the device takes UDP GSO super-packets (Linux 6.2 and later).
+    pub fn udp_segmentation(&self) -> bool {
+        self.uso
     }
 
     /// Reads one packet into `buf` and what the kernel says of it; `WouldBlock` when none

@@ -14,6 +14,11 @@
 //! * The mio `Poll` (signals, control socket) is watched by a one-shot poll on its
 //!   descriptor, armed again each time it fires, so one wait covers everything.
 //!
+//! * With offloads, UDP datagrams of one flow written to one port in a turn are joined
+//!   into one UDP GSO super-packet ([`crate::wire::gro`]) that the kernel splits again:
+//!   one write, and one pass through the receiving stack's routing, for up to 64
+//!   datagrams (`--no-udp-gro` turns this off).
+//!
 //! A port's buffers bound what it may have in flight, so a flood on one port cannot take
 //! more than its own buffers' worth of each turn: the other port, the control socket and
 //! the timers get their turn as with read calls (issue 12, item 2).
@@ -31,6 +36,8 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use crate::nat::Side;
+use crate::wire::gro::{Datagram, Train, Trains};
+use crate::wire::offload::Offload;
 
 /// `user_data` layout: kind in bits 48..50, generation of the port's device in 32..48,
 /// side in bit 16, buffer id in 0..16.
@@ -141,6 +148,15 @@ pub struct Uring {
     /// Writes queued and not yet submitted.
     queued: usize,
     completions: Vec<cqueue::Entry>,
+    /// Bytes of offload header before each packet (0 without offloads).
+    hdr: usize,
+    /// Join UDP datagrams into GSO super-packets.
+    gro: bool,
+    /// Per port written to, the trains of datagrams being joined, each in the buffer of
+    /// its first: the pool's index, the buffer, where its offload header goes.
+    trains: [Trains<(usize, u16, usize)>; 2],
+    /// Datagrams written inside another's super-packet, since the start.
+    joined: u64,
 }
 
 /// Buffers per port, each room for the largest packet a TUN read can give (a device's
@@ -154,8 +170,9 @@ fn pool_shape(hdr: usize) -> (usize, u16) {
 impl Uring {
     /// Sets up the ring, the buffers (a packet after `hdr` bytes of offload header, 0
     /// without offloads) and a read on each port; `poll_fd` is the mio `Poll`'s
-    /// descriptor. Fails if the kernel lacks anything this needs.
-    pub fn new(fds: [RawFd; 2], hdr: usize, poll_fd: RawFd) -> io::Result<Uring> {
+    /// descriptor; `gro`: join UDP datagrams into super-packets (needs offloads, and
+    /// TUNs that take UDP segmentation). Fails if the kernel lacks anything this needs.
+    pub fn new(fds: [RawFd; 2], hdr: usize, gro: bool, poll_fd: RawFd) -> io::Result<Uring> {
         let ring: IoUring = IoUring::builder().setup_single_issuer().build(256)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -194,6 +211,10 @@ impl Uring {
             poll_armed: false,
             queued: 0,
             completions: Vec::with_capacity(256),
+            hdr,
+            gro: gro && hdr > 0,
+            trains: [Trains::new(), Trains::new()],
+            joined: 0,
         };
         u.arm();
         u.ring.submit()?;
@@ -238,6 +259,7 @@ impl Uring {
     /// (`None`: no limit); then puts the completions in `out` (emptied first: one vector
     /// serves every turn, nothing is allocated per turn).
     pub fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.finish_trains();
         for p in &self.pools {
             p.publish();
         }
@@ -325,9 +347,77 @@ impl Uring {
         self.pools[side.index()].buffer(bid)
     }
 
+    /// Queues the packet of `len` bytes in buffer `bid` of `from`'s pool for port `to`,
+    /// with offload header `off`, which goes at `at` just before it (if the ports have
+    /// offloads). A UDP datagram may join a train of its flow instead, its buffer back in
+    /// its pool at once, or start one, written when the turn ends.
+    pub fn send(&mut self, from: Side, bid: u16, at: usize, len: usize, off: &Offload, to: Side) {
+        let (i, o, hdr) = (from.index(), to.index(), self.hdr);
+        if self.gro && self.fds[o].is_some() {
+            let size = self.pools[i].size;
+            let pkt = &self.pools[i].buffer(bid)[at + hdr..at + hdr + len];
+            match Datagram::check(pkt, off) {
+                Some(d) => {
+                    if let Some(((hp, hb, hat), t)) = self.trains[o].find(pkt, d) {
+                        let (head, src) = pair(&mut self.pools, (hp, hb), (i, bid));
+                        t.push(&mut head[hat + hdr..], &src[at + hdr..at + hdr + len]);
+                        self.pools[i].give(bid);
+                        self.joined += 1;
+                        return;
+                    }
+                    let t = Train::start(pkt, d, off, size - at - hdr);
+                    if let Some(oldest) = self.trains[o].open((i, bid, at), t) {
+                        self.write_train(to, oldest);
+                    }
+                    return;
+                }
+                // A UDP datagram that may not join: the trains go first, so that none of
+                // its flow's passes it.
+                None if is_udp(pkt) => self.finish_trains_to(to),
+                None => {}
+            }
+        }
+        if hdr > 0 {
+            self.pools[i].buffer(bid)[at..at + hdr].copy_from_slice(&off.emit());
+        }
+        self.write(from, bid, at..at + hdr + len, to);
+    }
+
+    /// Datagrams written inside another's super-packet, since the start.
+    pub fn joined(&self) -> u64 {
+        self.joined
+    }
+
+    /// Finishes a train and queues its write.
+    fn write_train(&mut self, to: Side, ((p, bid, at), t): ((usize, u16, usize), Train)) {
+        let hdr = self.hdr;
+        let buf = self.pools[p].buffer(bid);
+        let off = t.finish(&mut buf[at + hdr..]);
+        buf[at..at + hdr].copy_from_slice(&off.emit());
+        let from = if p == 0 { Side::Inside } else { Side::Outside };
+        self.write(from, bid, at..at + hdr + t.bytes(), to);
+    }
+
+    fn finish_trains_to(&mut self, to: Side) {
+        let o = to.index();
+        if self.trains[o].is_empty() {
+            return;
+        }
+        let mut open = std::mem::take(&mut self.trains[o]);
+        for t in open.drain() {
+            self.write_train(to, t);
+        }
+        self.trains[o] = open;
+    }
+
+    fn finish_trains(&mut self) {
+        self.finish_trains_to(Side::Inside);
+        self.finish_trains_to(Side::Outside);
+    }
+
     /// Queues a write of `range` of buffer `bid` of `from`'s pool to port `to`; the
     /// buffer returns to its pool when the write is done.
-    pub fn write(&mut self, from: Side, bid: u16, range: std::ops::Range<usize>, to: Side) {
+    fn write(&mut self, from: Side, bid: u16, range: std::ops::Range<usize>, to: Side) {
         let i = from.index();
         let Some(fd) = self.fds[to.index()] else {
             self.pools[i].give(bid);
@@ -350,6 +440,7 @@ impl Uring {
     /// Submits the queued writes now: before a packet is written another way, so that
     /// packets leave in the order they were made.
     pub fn submit(&mut self) {
+        self.finish_trains();
         if self.queued > 0 {
             self.queued = 0;
             let _ = self.ring.submit();
@@ -364,6 +455,8 @@ impl Uring {
             self.cancel(types::CancelBuilder::fd(types::Fd(fd)).all());
         }
         self.gens[i] = self.gens[i].wrapping_add(1);
+        // Trains for it are let go of (their buffers back in their pools).
+        self.finish_trains_to(side);
     }
 
     /// Cancels the requests `what` selects and waits (a second at most) until the kernel
@@ -389,6 +482,36 @@ impl Uring {
         self.fds[i] = Some(fd);
         self.gens[i] = self.gens[i].wrapping_add(1);
         self.rearm[i] = true;
+    }
+}
+
+fn is_udp(pkt: &[u8]) -> bool {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) => pkt.get(9) == Some(&17),
+        Some(6) => pkt.get(6) == Some(&17),
+        _ => false,
+    }
+}
+
+/// Buffer `head` of one pool whole, for writing, and buffer `src` of one (the same or the
+/// other), for reading: two distinct buffers.
+fn pair(pools: &mut [Pool; 2], head: (usize, u16), src: (usize, u16)) -> (&mut [u8], &[u8]) {
+    let [a, b] = pools;
+    match (head.0, src.0) {
+        (0, 1) => (a.buffer(head.1), b.buffer(src.1)),
+        (1, 0) => (b.buffer(head.1), a.buffer(src.1)),
+        (p, _) => {
+            let pool = if p == 0 { a } else { b };
+            let size = pool.size;
+            let (h, s) = (usize::from(head.1) * size, usize::from(src.1) * size);
+            if h < s {
+                let (x, y) = pool.mem.split_at_mut(s);
+                (&mut x[h..h + size], &y[..size])
+            } else {
+                let (x, y) = pool.mem.split_at_mut(h);
+                (&mut y[..size], &x[s..s + size])
+            }
+        }
     }
 }
 

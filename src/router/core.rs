@@ -951,6 +951,11 @@ impl Router {
         self.io.batches += 1;
     }
 
+    /// The driver has written `n` UDP datagrams inside others' super-packets so far.
+    pub fn set_udp_joined(&mut self, n: u64) {
+        self.io.udp_joined = n;
+    }
+
     /// The driver could not read a port.
     pub fn count_read_error(&mut self) {
         self.io.read_errors += 1;

@@ -99,6 +99,10 @@ pub struct IoCounters {
     /// each wakeup carried (more under load, and with io_uring).
     #[serde(default)]
     pub batches: u64,
+    /// UDP datagrams written inside another's UDP GSO super-packet (io_uring with
+    /// offloads; `--no-udp-gro` turns it off): datagrams written less this is writes.
+    #[serde(default)]
+    pub udp_joined: u64,
 }
 
 /// The control socket.
@@ -179,10 +183,11 @@ impl Counters {
         let io = &self.io;
         let c = &self.control;
         lines.push(format!(
-            "read inside {} outside {} in {} batches, read errors {}, write errors {}, ports lost {} (reattached {}), local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
+            "read inside {} outside {} in {} batches, UDP datagrams joined {}, read errors {}, write errors {}, ports lost {} (reattached {}), local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
             io.read_inside,
             io.read_outside,
             io.batches,
+            io.udp_joined,
             io.read_errors,
             io.write_errors,
             io.ports_lost,

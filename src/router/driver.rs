@@ -247,7 +247,11 @@ impl Driver {
         let uring = match cfg.io_uring {
             true => {
                 let fds = [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()];
-                match Uring::new(fds, hdr, poll.as_raw_fd()) {
+                let uso = tuns.iter().all(Tun::udp_segmentation);
+                if cfg.udp_gro && hdr > 0 && !uso {
+                    log::info!("the TUNs take no UDP segmentation (Linux 6.2 and later): UDP datagrams are written one by one");
+                }
+                match Uring::new(fds, hdr, cfg.udp_gro && uso, poll.as_raw_fd()) {
                     Ok(u) => {
                         log::info!("packets move by io_uring: a multishot read per port, writes in batches");
                         Some(u)
@@ -462,6 +466,9 @@ impl Driver {
                     Completion::Poll => polled = true,
                 }
             }
+            if let Some(u) = &self.uring {
+                self.core.set_udp_joined(u.joined());
+            }
             if polled {
                 match self.poll.poll(&mut events, Some(Duration::ZERO)) {
                     Ok(()) => {}
@@ -527,10 +534,7 @@ impl Driver {
                     }
                     // The offload header goes just before the packet, where the one
                     // read was (or further on, when the packet got shorter in front).
-                    if hdr > 0 {
-                        buf[w.start..w.start + hdr].copy_from_slice(&w.offload.emit());
-                    }
-                    u.write(side, bid, w.start..hdr + w.start + w.len, w.port);
+                    u.send(side, bid, w.start, w.len, &w.offload, w.port);
                 }
                 None => {
                     u.release(side, bid);
