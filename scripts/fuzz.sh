@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parse -> translate path and the policy server with cargo-fuzz (libFuzzer).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 10 s each of translate, nat64, policy_session, port_control, ftp
+#   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 10 s each of translate, nat64, policy_session, port_control, ftp, gro
 #
 # The targets are one-line wrappers of tunnat::fuzz (src/fuzz.rs), whose properties the unit
 # tests also check on a seed corpus. cargo-fuzz is installed if missing. It needs nightly
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(translate nat64 policy_session port_control ftp)
+[ ${#targets[@]} -gt 0 ] || targets=(translate nat64 policy_session port_control ftp gro)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"

@@ -571,8 +571,9 @@ impl Config {
     /// tcp:8888=192.168.122.73:9999`, the defaults (for tests), resolved from settings as
     /// the command line's would be.
     #[cfg(any(test, feature = "fuzz"))]
+    #[allow(clippy::expect_used)] // fixed settings, checked by the tests
     pub fn lab() -> Config {
-        Settings::lab().resolve().unwrap()
+        Settings::lab().resolve().expect("the lab's settings resolve")
     }
 
     /// `[inside, outside]` MTUs.

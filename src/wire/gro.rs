@@ -71,7 +71,10 @@ fn eligible(pkt: &[u8], off: &Offload) -> Option<usize> {
     }
     let ip_len = match pkt.first()? >> 4 {
         4 => {
-            let flags_frag = u16::from_be_bytes([*pkt.get(6)?, *pkt.get(7)?]);
+            if pkt.len() < 20 {
+                return None;
+            }
+            let flags_frag = u16::from_be_bytes([pkt[6], pkt[7]]);
             let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
             // No options, DF and neither MF nor an offset, UDP, length as read.
             if pkt[0] != 0x45 || flags_frag != 0x4000 || pkt[9] != UDP || total != pkt.len() {
@@ -121,17 +124,23 @@ fn pseudo(pkt: &[u8], ip_len: usize, l4_len: usize) -> u32 {
     }
 }
 
-/// Whether the fields of two IP and UDP headers that must match do.
+/// Whether two IP and UDP headers are of one flow: the same addresses and ports.
 fn same_flow(a: &[u8], b: &[u8], ip_len: usize) -> bool {
     let same = |r: std::ops::Range<usize>| a.get(r.clone()) == b.get(r);
-    let ip = if ip_len == 20 {
-        // Version and TOS; flags, TTL and protocol; addresses.
-        same(0..2) && same(6..10) && same(12..20)
+    let addrs = if ip_len == 20 { 12..20 } else { 8..40 };
+    same(addrs) && same(ip_len..ip_len + 4)
+}
+
+/// Whether the rest of two IP headers of one flow, which segments of one super-packet
+/// share, match: version and TOS, flags, TTL and protocol (IPv4); version, traffic class
+/// and flow label, next header and hop limit (IPv6).
+fn same_header(a: &[u8], b: &[u8], ip_len: usize) -> bool {
+    let same = |r: std::ops::Range<usize>| a.get(r.clone()) == b.get(r);
+    if ip_len == 20 {
+        same(0..2) && same(6..10)
     } else {
-        // Version, traffic class and flow label; next header, hop limit, addresses.
-        same(0..4) && same(6..40)
-    };
-    ip && same(ip_len..ip_len + 4)
+        same(0..4) && same(6..8)
+    }
 }
 
 impl Train {
@@ -163,8 +172,8 @@ impl Train {
         self.count
     }
 
-    /// Whether datagram `pkt` (checked: `d`) may join: same flow, a payload no longer
-    /// than the others', room left.
+    /// Whether datagram `pkt` (checked: `d`) may join: same flow and header, a payload no
+    /// longer than the others', room left.
     pub fn takes(&self, pkt: &[u8], d: Datagram) -> bool {
         !self.closed && self.same_flow(pkt, d) && self.fits(pkt, d)
     }
@@ -173,11 +182,14 @@ impl Train {
         d.ip_len == self.ip_len && same_flow(&self.hdr, pkt, self.ip_len)
     }
 
-    /// A datagram of the train's flow fits: a payload no longer than the others', room
-    /// left.
+    /// A datagram of the train's flow fits: the same header, a payload no longer than
+    /// the others', room left.
     fn fits(&self, pkt: &[u8], d: Datagram) -> bool {
         let payload = pkt.len() - d.ip_len - UDP_HDR;
-        self.count < MAX_SEGMENTS && payload <= self.seg && self.len + payload <= self.room
+        self.count < MAX_SEGMENTS
+            && payload <= self.seg
+            && self.len + payload <= self.room
+            && same_header(&self.hdr, pkt, self.ip_len)
     }
 
     /// Appends the payload of datagram `pkt`, which it [`takes`](Train::takes), to the
@@ -249,8 +261,9 @@ impl<K: Copy> Trains<K> {
     }
 
     /// The open train datagram `pkt` (checked: `d`) may join, and its buffer. A train of
-    /// its flow it does not fit is closed: the flow goes on in a new train, written after
-    /// it, so its datagrams keep their order.
+    /// its flow (its addresses and ports) it does not fit, for its size or another TTL,
+    /// TOS or flow label, is closed: the flow goes on in a new train, written after it, so
+    /// its datagrams keep their order, as the kernel's GRO keeps it by flushing.
     pub fn find(&mut self, pkt: &[u8], d: Datagram) -> Option<(K, &mut Train)> {
         let (k, t) = self
             .open
@@ -282,10 +295,46 @@ impl<K: Copy> Trains<K> {
     }
 }
 
+/// Splits a finished train (`head`, written with `off`) as the kernel's UDP segmentation
+/// does: each segment with the train's headers, the IPv4 identification counted up from
+/// the first's, and its checksum completed. For the tests and the fuzz target.
+#[cfg(any(test, feature = "fuzz"))]
+pub fn split(head: &[u8], off: &Offload) -> Vec<Vec<u8>> {
+    let Some(g) = off.gso else {
+        return vec![head.to_vec()];
+    };
+    let hdr = usize::from(g.hdr_len);
+    let ip = hdr - UDP_HDR;
+    let mut out = vec![];
+    for (i, chunk) in head[hdr..].chunks(usize::from(g.size)).enumerate() {
+        let mut p = head[..hdr].to_vec();
+        p.extend_from_slice(chunk);
+        let l4 = p.len() - ip;
+        if ip == 20 {
+            let id = u16::from_be_bytes([p[4], p[5]]).wrapping_add(i as u16);
+            p[4..6].copy_from_slice(&id.to_be_bytes());
+            let total = p.len() as u16;
+            p[2..4].copy_from_slice(&total.to_be_bytes());
+            p[10..12].fill(0);
+            let c = checksum::checksum(&p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+        } else {
+            p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
+        }
+        p[ip + 4..ip + 6].copy_from_slice(&(l4 as u16).to_be_bytes());
+        let ps = checksum::fold(pseudo(&p, ip, l4));
+        p[ip + 6..ip + 8].copy_from_slice(&ps.to_be_bytes());
+        if let Some(c) = off.csum {
+            super::offload::complete(&mut p, c);
+        }
+        out.push(p);
+    }
+    out
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::wire::offload;
 
     fn v4(payload: &[u8], ttl: u8, id: u16) -> Vec<u8> {
         let src = std::net::IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
@@ -310,37 +359,6 @@ mod test {
         let n = l4.len() as u16;
         l4[4..6].copy_from_slice(&n.to_be_bytes());
         super::super::datagram(src, dst, UDP, 0, l4, 6).unwrap()
-    }
-
-    /// Splits a finished train as the kernel's UDP segmentation would, completing each
-    /// segment's checksum.
-    fn segment(head: &[u8], off: &Offload) -> Vec<Vec<u8>> {
-        let g = off.gso.unwrap();
-        let hdr = usize::from(g.hdr_len);
-        let ip = hdr - UDP_HDR;
-        let mut out = vec![];
-        for (i, chunk) in head[hdr..].chunks(usize::from(g.size)).enumerate() {
-            let mut p = head[..hdr].to_vec();
-            p.extend_from_slice(chunk);
-            let l4 = p.len() - ip;
-            if ip == 20 {
-                let id = u16::from_be_bytes([p[4], p[5]]).wrapping_add(i as u16);
-                p[4..6].copy_from_slice(&id.to_be_bytes());
-                let total = p.len() as u16;
-                p[2..4].copy_from_slice(&total.to_be_bytes());
-                p[10..12].fill(0);
-                let c = checksum::checksum(&p[..20]);
-                p[10..12].copy_from_slice(&c.to_be_bytes());
-            } else {
-                p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
-            }
-            p[ip + 4..ip + 6].copy_from_slice(&(l4 as u16).to_be_bytes());
-            let ps = checksum::fold(pseudo(&p, ip, l4));
-            p[ip + 6..ip + 8].copy_from_slice(&ps.to_be_bytes());
-            assert!(offload::complete(&mut p, off.csum.unwrap()));
-            out.push(p);
-        }
-        out
     }
 
     fn start(p: &[u8], off: &Offload, room: usize) -> Option<Train> {
@@ -379,7 +397,7 @@ mod test {
             assert_eq!((joined, t.count()), (4, 5));
             let off = t.finish(&mut head);
             assert_eq!(off.gso.unwrap().size, 100);
-            assert_eq!(segment(&head[..t.bytes()], &off), pkts);
+            assert_eq!(split(&head[..t.bytes()], &off), pkts);
         }
     }
 
@@ -454,7 +472,7 @@ mod test {
         let (mut head, t, _) = build(&pkts);
         assert!(t.bytes() <= 65535, "{}", t.bytes());
         let off = t.finish(&mut head);
-        let segs = segment(&head[..t.bytes()], &off);
+        let segs = split(&head[..t.bytes()], &off);
         assert_eq!(segs[..], pkts[..segs.len()]);
         // A buffer with room for two only.
         let mut small = pkts[0].clone();
@@ -506,7 +524,7 @@ mod test {
         );
         for (k, t) in done {
             let off = t.finish(&mut bufs[k]);
-            let segs = segment(&bufs[k][..t.bytes()], &off);
+            let segs = split(&bufs[k][..t.bytes()], &off);
             let want: Vec<Vec<u8>> = if k == 0 {
                 vec![a(1), a(2), a(3)]
             } else {
@@ -530,7 +548,17 @@ mod test {
         trains.open(1, Train::start(&y, d, &Offload::NONE, 4096));
         let d = Datagram::check(&z, &Offload::NONE).unwrap();
         assert_eq!(trains.find(&z, d).map(|(k, _)| k), Some(1));
-        // The ninth flow finishes the oldest train.
+        // Another TTL in the same flow does the same.
+        let mut trains: Trains<usize> = Trains::default();
+        let (x, y, z) = (a(1), v4(&[5; 40], 63, 5), a(6));
+        let d = Datagram::check(&x, &Offload::NONE).unwrap();
+        trains.open(0, Train::start(&x, d, &Offload::NONE, 4096));
+        let d = Datagram::check(&y, &Offload::NONE).unwrap();
+        assert!(trains.find(&y, d).is_none());
+        trains.open(1, Train::start(&y, d, &Offload::NONE, 4096));
+        let d = Datagram::check(&z, &Offload::NONE).unwrap();
+        assert!(trains.find(&z, d).is_none(), "the TTL-64 train was closed");
+        // A ninth train finishes the oldest.
         let mut trains: Trains<usize> = Trains::default();
         for k in 0..MAX_TRAINS {
             let p = v4(&[k as u8; 40], 64 - k as u8, 0);
