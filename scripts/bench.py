@@ -32,8 +32,9 @@ copy-coalesce, copy-coalesce-plain: the copy loop on io_uring waiting up to
 `--coalesce-us` µs, default 20, for a batch; copy-defer, copy-defer-plain: the copy loop
 on io_uring with IORING_SETUP_DEFER_TASKRUN; copy-mq, copy-mq-plain: the copy loop on
 `--queues N` queues of multi-queue TUNs, default 2, a thread and an io_uring each;
-copy-gro: the copy loop on io_uring joining each batch's UDP datagrams of one flow into
-UDP GSO super-packets, `--udp-gro`, offloads only),
+copy-nogro, tunnat-nogro: the copy loop and tunnat writing each UDP datagram on its own,
+where by default, with offloads, both join a batch's datagrams of one flow into UDP GSO
+super-packets (`--udp-gro`, `--no-udp-gro`)),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -99,6 +100,7 @@ class TunRouter(harness.Lab):
             self.start(["--mtu", str(mtu), "--dnat", "tcp:5201=192.168.122.73", "--dnat", "udp:5201=192.168.122.73",
                         "--dnat", "tcp:7001=192.168.122.73", *([] if offload else ["--no-offload"]),
                         *(["--no-io-uring"] if "-calls" in kind else []),
+                        *(["--no-udp-gro"] if kind == "tunnat-nogro" else []),
                         *(["--dnat", "tcp:5201=[fd00:122::73]"] if self.dual else [])],
                        env={"RUST_LOG": "warn"})
             self.dnat_target, self.dnat_target6 = ROUTER_OUT, ROUTER_OUT6
@@ -108,7 +110,8 @@ class TunRouter(harness.Lab):
             if self.dual:
                 run(["ip", "-n", self.wan, "-6", "route", "add", "fd00:122::/64", "dev", "nat-out"])
             self.log = open(self.log_path, "w+")
-            # The copy loop moves packets as tunnat does by default, on io_uring;
+            # The copy loop moves packets as tunnat does by default, on io_uring (joining
+            # UDP datagrams into super-packets, with offloads);
             # copy-calls with a read and a write call each, copy-busy likewise, spinning.
             busy = ["--busy-poll", str(BUSY_US)] if kind.startswith("copy-busy") else []
             if not kind.startswith(("copy-busy", "copy-calls")):
@@ -117,8 +120,8 @@ class TunRouter(harness.Lab):
                 busy += ["--coalesce-us", str(COALESCE_US)]
             if kind.startswith("copy-defer"):
                 busy += ["--defer-taskrun"]
-            if kind == "copy-gro":
-                busy += ["--udp-gro"]
+            if offload and busy == ["--uring"] and kind != "copy-nogro":
+                busy += ["--udp-gro"]  # as tunnat does by default
             if kind.startswith("copy-mq"):
                 busy = ["--queues", str(QUEUES), "--uring"]
             self.proc = subprocess.Popen([COPY, "nat-in", self.lan, "nat-out", self.wan,
@@ -190,18 +193,21 @@ def cpu_ns(pid):
 
 # The fixed offered rates at which the router's CPU per packet is measured.
 UDP_RATE_PPS = 40_000
+UDP_BUSY_PPS = 200_000
 TCP_RATE_BPS = 1_000_000_000
 TCP_SEGMENT = 1448  # payload of a 1500-byte segment with TCP timestamps
 
 
 def cpu_per_packet(r):
     """The router process's CPU time per forwarded packet at fixed offered rates, in µs:
-    64-byte UDP datagrams at 40 kpps, and TCP at 1 Gbit/s counted in 1500-byte segments
-    (whatever the offloads make of them on the way)."""
+    64-byte UDP datagrams at 40 kpps (most come alone) and at 200 kpps (in batches, which
+    batching levers can use), and TCP at 1 Gbit/s counted in 1500-byte segments (whatever
+    the offloads make of them on the way)."""
     out = {}
-    before = cpu_ns(r.proc.pid)
-    s = iperf(r, "wan", REMOTE, "lan", REMOTE, ["-u", "-l", "64", "-b", str(UDP_RATE_PPS * 64 * 8)])["end"]["sum"]
-    out["cpu_udp64_us"] = (cpu_ns(r.proc.pid) - before) / 1000 / max(1, s["packets"] - s["lost_packets"])
+    for key, pps in (("cpu_udp64_us", UDP_RATE_PPS), ("cpu_udp64_busy_us", UDP_BUSY_PPS)):
+        before = cpu_ns(r.proc.pid)
+        s = iperf(r, "wan", REMOTE, "lan", REMOTE, ["-u", "-l", "64", "-b", str(pps * 64 * 8)])["end"]["sum"]
+        out[key] = (cpu_ns(r.proc.pid) - before) / 1000 / max(1, s["packets"] - s["lost_packets"])
     before = cpu_ns(r.proc.pid)
     res = iperf(r, "wan", REMOTE, "lan", REMOTE, ["-b", str(TCP_RATE_BPS)])
     segments = res["end"]["sum_received"]["bytes"] / TCP_SEGMENT
@@ -301,7 +307,8 @@ def main():
         sys.exit("bench: needs root")
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
-              "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-gro")
+              "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro",
+              "tunnat-nogro")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -334,13 +341,13 @@ def main():
         ("IPv6: TCP outside->inside DNAT, MTU 1500", "tcp6_in_1500", True),
         ("IPv6: UDP 64-byte datagrams delivered (kpps)", "udp6_64_pps", True),
     ]
-    if not ONLY:
+    if all(k in measured for k in kinds):
         print_main_table(res, kinds, rows)
         print_family_table(runs, kinds)
     print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
                                       "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
-                                      "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-gro")
+                                      "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro", "tunnat-nogro")
                          if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)
@@ -357,6 +364,7 @@ def print_cpu_table(res, kinds):
     if not kinds:
         return
     rows = ((f"CPU per 64-byte UDP packet at {UDP_RATE_PPS // 1000} kpps (us)", "cpu_udp64_us"),
+            (f"CPU per 64-byte UDP packet at {UDP_BUSY_PPS // 1000} kpps (us)", "cpu_udp64_busy_us"),
             (f"CPU per 1500-byte TCP segment at {TCP_RATE_BPS // 10**9} Gbit/s (us)", "cpu_tcp1500_us"))
     print(f"\n{'router process CPU, lower is better':44} " + " ".join(f"{k:>14}" for k in kinds))
     for name, key in rows:
