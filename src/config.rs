@@ -573,7 +573,9 @@ impl Config {
     #[cfg(any(test, feature = "fuzz"))]
     #[allow(clippy::expect_used)] // fixed settings, checked by the tests
     pub fn lab() -> Config {
-        Settings::lab().resolve().expect("the lab's settings resolve")
+        Settings::lab()
+            .resolve()
+            .expect("the lab's settings resolve")
     }
 
     /// `[inside, outside]` MTUs.
