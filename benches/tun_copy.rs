@@ -30,13 +30,18 @@
 //! (`tunnat::wire::gro`) and written with one write, which the kernel splits again. Needs
 //! `--offload`.
 //!
+//! With `--uring --fixed` (a seventh: registered buffers) both pools are registered with
+//! the ring as fixed buffers (`IORING_REGISTER_BUFFERS`, pinned once) and each packet is
+//! written with `WRITE_FIXED` from them, so the kernel copies from pages it already holds
+//! instead of looking up the user's pages each write.
+//!
 //! With `--queues N` (a fifth: multi-queue TUN) it opens N queues of each TUN
 //! (`IFF_MULTI_QUEUE`; the devices must have been made `multi_queue`) and runs N threads,
 //! thread i copying between queue i of one TUN and queue i of the other with a read and a
 //! write call per packet, or on an io_uring of its own with `--uring`. The kernel spreads the flows it writes into a TUN over its
 //! queues by their hash, so N flows can be moved by N cores at once.
 //!
-//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro]] [--queues N]`;
+//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro] [--fixed]] [--queues N]`;
 //! prints `tun_copy: ready`.
 
 use std::io;
@@ -49,13 +54,13 @@ use tunnat::port::{netns, Tun};
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro]] [--queues N]";
+    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro] [--fixed]] [--queues N]";
     if a.len() < 5 {
         anyhow::bail!(usage);
     }
     let (mut offload, mut busy, mut uring, mut coalesce, mut defer, mut queues) =
         (false, Duration::ZERO, false, 0u32, false, 1usize);
-    let mut gro = false;
+    let (mut gro, mut fixed) = (false, false);
     let mut flags = a[5..].iter();
     while let Some(f) = flags.next() {
         match f.as_str() {
@@ -63,6 +68,7 @@ fn main() -> anyhow::Result<()> {
             "--uring" => uring = true,
             "--defer-taskrun" => defer = true,
             "--udp-gro" => gro = true,
+            "--fixed" => fixed = true,
             "--queues" => {
                 queues = flags
                     .next()
@@ -112,6 +118,7 @@ fn main() -> anyhow::Result<()> {
             coalesce,
             defer,
             gro && offload,
+            fixed,
         );
     }
     let mut poll = Poll::new()?;
@@ -329,6 +336,7 @@ mod multiqueue {
                             0,
                             false,
                             false,
+                            false,
                         );
                         drop((a, b));
                         return r;
@@ -442,10 +450,15 @@ mod uring {
         }
     }
 
-    fn write(fd: i32, b: &[u8], i: usize, bid: u16) -> io_uring::squeue::Entry {
-        opcode::Write::new(types::Fd(fd), b.as_ptr(), b.len() as u32)
-            .build()
-            .user_data(WRITE + (i as u64) * BUFS as u64 + bid as u64)
+    /// A write of `b`, in buffer `bid` of TUN `i`'s pool, to `fd`; from fixed buffer `i`
+    /// (the pool, registered whole) with `fixed`.
+    fn write(fd: i32, b: &[u8], i: usize, bid: u16, fixed: bool) -> io_uring::squeue::Entry {
+        let e = if fixed {
+            opcode::WriteFixed::new(types::Fd(fd), b.as_ptr(), b.len() as u32, i as u16).build()
+        } else {
+            opcode::Write::new(types::Fd(fd), b.as_ptr(), b.len() as u32).build()
+        };
+        e.user_data(WRITE + (i as u64) * BUFS as u64 + bid as u64)
     }
 
     fn read(fd: i32, i: usize) -> io_uring::squeue::Entry {
@@ -461,6 +474,7 @@ mod uring {
         coalesce_us: u32,
         defer: bool,
         gro: bool,
+        fixed: bool,
     ) -> anyhow::Result<()> {
         run_fds(
             [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()],
@@ -468,6 +482,7 @@ mod uring {
             coalesce_us,
             defer,
             gro,
+            fixed,
         )
     }
 
@@ -478,6 +493,7 @@ mod uring {
         coalesce_us: u32,
         defer: bool,
         gro: bool,
+        fixed: bool,
     ) -> anyhow::Result<()> {
         let mut b = IoUring::builder();
         b.setup_single_issuer();
@@ -494,6 +510,17 @@ mod uring {
                 ring.submitter()
                     .register_buf_ring_with_flags(p.ring as u64, BUFS, i as u16, 0)?
             };
+        }
+        if fixed {
+            let iov: Vec<libc::iovec> = pools
+                .iter()
+                .map(|p| libc::iovec {
+                    iov_base: p.mem.as_ptr() as *mut libc::c_void,
+                    iov_len: p.mem.len(),
+                })
+                .collect();
+            // SAFETY: the pools' memory lives until exit, as long as the ring.
+            unsafe { ring.submitter().register_buffers(&iov)? };
         }
         // SAFETY: the reads take buffers only from the registered rings.
         unsafe {
@@ -573,7 +600,7 @@ mod uring {
             }
             let mut sq = ring.submission();
             for (i, bid, len) in writes.drain(..) {
-                let w = write(fds[1 - i], pools[i].buf(bid, len), i, bid);
+                let w = write(fds[1 - i], pools[i].buf(bid, len), i, bid, fixed);
                 if sq.is_full() {
                     sq.sync();
                     drop(sq);

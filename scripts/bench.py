@@ -34,7 +34,8 @@ on io_uring with IORING_SETUP_DEFER_TASKRUN; copy-mq, copy-mq-plain: the copy lo
 `--queues N` queues of multi-queue TUNs, default 2, a thread and an io_uring each;
 copy-nogro, tunnat-nogro: the copy loop and tunnat writing each UDP datagram on its own,
 where by default, with offloads, both join a batch's datagrams of one flow into UDP GSO
-super-packets (`--udp-gro`, `--no-udp-gro`)),
+super-packets (`--udp-gro`, `--no-udp-gro`); copy-fixed, copy-fixed-plain: the copy loop
+writing from its pools registered as fixed buffers, `--fixed`),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -120,7 +121,10 @@ class TunRouter(harness.Lab):
                 busy += ["--coalesce-us", str(COALESCE_US)]
             if kind.startswith("copy-defer"):
                 busy += ["--defer-taskrun"]
-            if offload and busy == ["--uring"] and kind != "copy-nogro":
+            if kind.startswith("copy-fixed"):
+                busy += ["--fixed"]
+            if offload and busy[:1] == ["--uring"] and kind != "copy-nogro" \
+                    and not kind.startswith(("copy-coalesce", "copy-defer")):
                 busy += ["--udp-gro"]  # as tunnat does by default
             if kind.startswith("copy-mq"):
                 busy = ["--queues", str(QUEUES), "--uring"]
@@ -308,7 +312,7 @@ def main():
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
               "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro",
-              "tunnat-nogro")
+              "tunnat-nogro", "copy-fixed", "copy-fixed-plain")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -347,7 +351,8 @@ def main():
     print_cpu_table(res, [k for k in ("tunnat", "copy", "tunnat-plain", "copy-plain", "baseline", "baseline-plain",
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
                                       "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
-                                      "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro", "tunnat-nogro")
+                                      "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro", "tunnat-nogro",
+                                      "copy-fixed", "copy-fixed-plain")
                          if k in measured])
     if measured64 == kinds64:
         print_nat64_table(res)
