@@ -8,27 +8,30 @@ it); `--no-udp-gro` writes each datagram on its own."""
 import socket
 import time
 
-from harness import CLIENT, CLIENT6, CONTROL, REMOTE, REMOTE6, SERVER_IN, check, eq, tunnat_args
+from harness import CLIENT, CLIENT6, CONTROL, REMOTE, REMOTE6, ROUTER_OUT, SERVER_IN, check, eq, tunnat_args
 from test_ipv6 import dual
+from test_nat64 import nat64
 
 FLOWS = 4
 PER_FLOW = 5000
 
 
-def _payload(flow, seq):
-    """Datagram `seq` of `flow`: mostly 100 bytes, every seventh shorter, every
-    thirteenth longer, so trains end and start on size changes too."""
-    n = 37 if seq % 7 == 6 else 300 if seq % 13 == 12 else 100
+def _payload(flow, seq, sizes=(100, 37, 300)):
+    """Datagram `seq` of `flow`: mostly `sizes[0]` bytes, every seventh `sizes[1]`, every
+    thirteenth `sizes[2]`, so trains end and start on size changes too."""
+    n = sizes[1] if seq % 7 == 6 else sizes[2] if seq % 13 == 12 else sizes[0]
     head = flow.to_bytes(2, "big") + seq.to_bytes(4, "big")
     return (head * (n // len(head) + 1))[:n]
 
 
-def _interleaved(lab, family=socket.AF_INET, src=SERVER_IN, dst=REMOTE):
-    """FLOWS flows from the inside, their datagrams interleaved, PER_FLOW each; returns
+def _interleaved(lab, family=socket.AF_INET, src=SERVER_IN, dst=REMOTE, to=None, rx_side="wan",
+                 rx_family=None, sizes=(100, 37, 300)):
+    """FLOWS flows from the inside host `src` to `to` (default `dst`), ports 7500 up,
+    their datagrams interleaved, PER_FLOW each, received at `dst` in `rx_side`; returns
     what each flow's receiver got, in the order it got it."""
     rx, tx = [], []
     for f in range(FLOWS):
-        r = lab.sock("wan", socket.SOCK_DGRAM, family=family)
+        r = lab.sock(rx_side, socket.SOCK_DGRAM, family=rx_family or family)
         r.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
         r.bind((dst, 7500 + f))
         r.setblocking(False)
@@ -48,7 +51,7 @@ def _interleaved(lab, family=socket.AF_INET, src=SERVER_IN, dst=REMOTE):
 
     for seq in range(PER_FLOW):
         for f in range(FLOWS):
-            tx[f].sendto(_payload(f, seq), (dst, 7500 + f))
+            tx[f].sendto(_payload(f, seq, sizes), (to or dst, 7500 + f))
         if seq % 100 == 99:
             time.sleep(0.002)  # within the sockets' and the TUN queue's room
             drain()
@@ -57,12 +60,12 @@ def _interleaved(lab, family=socket.AF_INET, src=SERVER_IN, dst=REMOTE):
     return got
 
 
-def _check_flows(got):
+def _check_flows(got, sizes=(100, 37, 300)):
     for f, data in enumerate(got):
         check(len(data) >= PER_FLOW * 0.95, f"flow {f}: {len(data)} of {PER_FLOW} datagrams arrived")
         seqs = [int.from_bytes(d[2:6], "big") for d in data]
         check(all(a < b for a, b in zip(seqs, seqs[1:])), f"flow {f}: datagrams out of order")
-        bad = [s for s, d in zip(seqs, data) if d != _payload(f, s)]
+        bad = [s for s, d in zip(seqs, data) if d != _payload(f, s, sizes)]
         check(not bad, f"flow {f}: datagrams {bad[:5]} arrived changed")
 
 
@@ -90,6 +93,30 @@ def test_without_udp_gro_each_datagram_is_its_own_write(lab):
     got = _interleaved(lab)
     _check_flows(got)
     eq(lab.stats()["io"]["udp_joined"], 0, "datagrams joined with --no-udp-gro")
+
+
+@tunnat_args("--control", CONTROL, "--dnat", "udp:7500-7503=192.168.122.73")
+def test_hairpinned_flows_are_joined_and_arrive_as_sent(lab):
+    """Through a port forward from inside: each train leaves by the port its datagrams
+    came in by, built in the buffers of that same port's pool."""
+    got = _interleaved(lab, src=CLIENT, dst=SERVER_IN, to=ROUTER_OUT, rx_side="lan")
+    _check_flows(got)
+    check(lab.stats()["io"]["udp_joined"] > 0, "hairpinned datagrams joined")
+
+
+@nat64("64:ff9b:1::/96")
+@tunnat_args("--control", CONTROL)
+def test_nat64_flows_are_joined_and_arrive_as_sent(lab):
+    """From an IPv6-only inside host to an IPv4 one: each datagram is translated (its IPv4
+    header 20 bytes shorter, written further into its buffer) before it joins. Only
+    translated datagrams over 1260 bytes carry DF (RFC 7915 section 5.1), and only those
+    may join: the small ones of every seventh go alone, and end their flow's train."""
+    import ipaddress
+    to = str(ipaddress.IPv6Address(lab.p64 + REMOTE))
+    sizes = (1300, 500, 1400)
+    got = _interleaved(lab, socket.AF_INET6, CLIENT6, REMOTE, to=to, rx_family=socket.AF_INET, sizes=sizes)
+    _check_flows(got, sizes)
+    check(lab.stats()["io"]["udp_joined"] > 0, "translated datagrams joined")
 
 
 def _csum_errors(lab):
