@@ -112,14 +112,13 @@ fn main() -> anyhow::Result<()> {
     }
     if uring {
         eprintln!("tun_copy: ready");
-        return uring::run(
-            &tuns,
-            if offload { 65536 + 64 } else { 9216 },
-            coalesce,
+        let levers = uring::Levers {
+            coalesce_us: coalesce,
             defer,
-            gro && offload,
+            gro: gro && offload,
             fixed,
-        );
+        };
+        return uring::run(&tuns, if offload { 65536 + 64 } else { 9216 }, levers);
     }
     let mut poll = Poll::new()?;
     for (i, t) in tuns.iter().enumerate() {
@@ -333,10 +332,7 @@ mod multiqueue {
                         let r = super::uring::run_fds(
                             [a.as_raw_fd(), b.as_raw_fd()],
                             size,
-                            0,
-                            false,
-                            false,
-                            false,
+                            super::uring::Levers::default(),
                         );
                         drop((a, b));
                         return r;
@@ -468,33 +464,32 @@ mod uring {
             .user_data(i as u64)
     }
 
-    pub fn run(
-        tuns: &[Tun; 2],
-        size: usize,
-        coalesce_us: u32,
-        defer: bool,
-        gro: bool,
-        fixed: bool,
-    ) -> anyhow::Result<()> {
-        run_fds(
-            [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()],
-            size,
-            coalesce_us,
-            defer,
-            gro,
-            fixed,
-        )
+    /// The io_uring loop's levers (`--coalesce-us`, `--defer-taskrun`, `--udp-gro`,
+    /// `--fixed`).
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Levers {
+        pub coalesce_us: u32,
+        pub defer: bool,
+        pub gro: bool,
+        pub fixed: bool,
+    }
+
+    pub fn run(tuns: &[Tun; 2], size: usize, levers: Levers) -> anyhow::Result<()> {
+        run_fds([tuns[0].as_raw_fd(), tuns[1].as_raw_fd()], size, levers)
     }
 
     /// [`run`] on two descriptors (queues of multi-queue TUNs, `--queues N --uring`).
     pub fn run_fds(
         fds: [std::os::fd::RawFd; 2],
         size: usize,
-        coalesce_us: u32,
-        defer: bool,
-        gro: bool,
-        fixed: bool,
+        levers: Levers,
     ) -> anyhow::Result<()> {
+        let Levers {
+            coalesce_us,
+            defer,
+            gro,
+            fixed,
+        } = levers;
         let mut b = IoUring::builder();
         b.setup_single_issuer();
         if defer {

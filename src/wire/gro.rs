@@ -537,27 +537,26 @@ mod test {
                 assert_eq!(s[12..20], w[12..20]);
             }
         }
-        // A flow's datagram that does not fit its train closes it: a later one that would
-        // fit goes to a new train, after it.
-        let mut trains: Trains<usize> = Trains::default();
-        let (x, y, z) = (a(1), v4(&[5; 41], 64, 5), a(6));
-        let d = Datagram::check(&x, &Offload::NONE).unwrap();
-        trains.open(0, Train::start(&x, d, &Offload::NONE, 4096));
-        let d = Datagram::check(&y, &Offload::NONE).unwrap();
-        assert!(trains.find(&y, d).is_none());
-        trains.open(1, Train::start(&y, d, &Offload::NONE, 4096));
-        let d = Datagram::check(&z, &Offload::NONE).unwrap();
-        assert_eq!(trains.find(&z, d).map(|(k, _)| k), Some(1));
-        // Another TTL in the same flow does the same.
-        let mut trains: Trains<usize> = Trains::default();
-        let (x, y, z) = (a(1), v4(&[5; 40], 63, 5), a(6));
-        let d = Datagram::check(&x, &Offload::NONE).unwrap();
-        trains.open(0, Train::start(&x, d, &Offload::NONE, 4096));
-        let d = Datagram::check(&y, &Offload::NONE).unwrap();
-        assert!(trains.find(&y, d).is_none());
-        trains.open(1, Train::start(&y, d, &Offload::NONE, 4096));
-        let d = Datagram::check(&z, &Offload::NONE).unwrap();
-        assert!(trains.find(&z, d).is_none(), "the TTL-64 train was closed");
+        // A flow's datagram that does not fit its train closes it, for its size or another
+        // TTL: a later one that would fit goes to a new train, after it, if any.
+        let closes = |y: Vec<u8>, z_joins_y: bool| {
+            let (x, z) = (a(1), a(6));
+            let mut trains: Trains<usize> = Trains::default();
+            let d = Datagram::check(&x, &Offload::NONE).unwrap();
+            trains.open(0, Train::start(&x, d, &Offload::NONE, 4096));
+            let d = Datagram::check(&y, &Offload::NONE).unwrap();
+            assert!(trains.find(&y, d).is_none());
+            trains.open(1, Train::start(&y, d, &Offload::NONE, 4096));
+            let d = Datagram::check(&z, &Offload::NONE).unwrap();
+            let want = z_joins_y.then_some(1);
+            assert_eq!(
+                trains.find(&z, d).map(|(k, _)| k),
+                want,
+                "the first train closed"
+            );
+        };
+        closes(v4(&[5; 41], 64, 5), true);
+        closes(v4(&[5; 40], 63, 5), false);
         // A ninth train finishes the oldest.
         let mut trains: Trains<usize> = Trains::default();
         for k in 0..MAX_TRAINS {
