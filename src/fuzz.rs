@@ -916,9 +916,7 @@ pub fn gro(data: &[u8]) -> usize {
                 }
             }
             None => {
-                let udp = pkt.len() >= 10
-                    && (pkt[0] >> 4 == 4 && pkt[9] == 17 || pkt[0] >> 4 == 6 && pkt[6] == 17);
-                if udp {
+                if crate::wire::gro::goes_after_trains(&pkt) {
                     let open: Vec<(usize, Train)> = trains.drain().collect();
                     for (k, t) in open {
                         out.extend(finish(k, t, &mut bufs, &members));

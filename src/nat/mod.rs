@@ -253,6 +253,14 @@ impl Side {
             Side::Outside => 1,
         }
     }
+    /// The port at `index` of `[inside, outside]` arrays (anything but 0 is the outside).
+    pub fn of_index(index: usize) -> Side {
+        if index == 0 {
+            Side::Inside
+        } else {
+            Side::Outside
+        }
+    }
 }
 
 /// What the shell does with a packet after [`Nat::process`].

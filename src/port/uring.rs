@@ -36,7 +36,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use crate::nat::Side;
-use crate::wire::gro::{Datagram, Train, Trains};
+use crate::wire::gro::{self, Datagram, Train, Trains};
 use crate::wire::offload::Offload;
 
 /// `user_data` layout: kind in bits 48..50, generation of the port's device in 32..48,
@@ -300,7 +300,7 @@ impl Uring {
         let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
         let (kind, gen) = (ud >> 48, (ud >> 32) as u16);
         let i = usize::from((ud >> 16) & 1 == 1);
-        let side = if i == 0 { Side::Inside } else { Side::Outside };
+        let side = Side::of_index(i);
         match kind {
             KIND_POLL => {
                 self.poll_armed = false;
@@ -371,9 +371,7 @@ impl Uring {
                     }
                     return;
                 }
-                // A UDP datagram that may not join: the trains go first, so that none of
-                // its flow's passes it.
-                None if is_udp(pkt) => self.finish_trains_to(to),
+                None if gro::goes_after_trains(pkt) => self.finish_trains_to(to),
                 None => {}
             }
         }
@@ -394,8 +392,7 @@ impl Uring {
         let buf = self.pools[p].buffer(bid);
         let off = t.finish(&mut buf[at + hdr..]);
         buf[at..at + hdr].copy_from_slice(&off.emit());
-        let from = if p == 0 { Side::Inside } else { Side::Outside };
-        self.write(from, bid, at..at + hdr + t.bytes(), to);
+        self.write(Side::of_index(p), bid, at..at + hdr + t.bytes(), to);
     }
 
     fn finish_trains_to(&mut self, to: Side) {
@@ -482,14 +479,6 @@ impl Uring {
         self.fds[i] = Some(fd);
         self.gens[i] = self.gens[i].wrapping_add(1);
         self.rearm[i] = true;
-    }
-}
-
-fn is_udp(pkt: &[u8]) -> bool {
-    match pkt.first().map(|b| b >> 4) {
-        Some(4) => pkt.get(9) == Some(&17),
-        Some(6) => pkt.get(6) == Some(&17),
-        _ => false,
     }
 }
 

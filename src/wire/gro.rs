@@ -110,6 +110,17 @@ fn eligible(pkt: &[u8], off: &Offload) -> Option<usize> {
     Some(ip_len)
 }
 
+/// Whether a packet that may not join a train (no [`Datagram`]) must wait until the trains
+/// open for its port are written: a UDP one, which may be of a train's flow and must not
+/// be passed by it. Others (TCP, ICMP) are of no train's flow and go at once.
+pub fn goes_after_trains(pkt: &[u8]) -> bool {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) => pkt.get(9) == Some(&UDP),
+        Some(6) => pkt.get(6) == Some(&UDP),
+        _ => false,
+    }
+}
+
 /// The uncomplemented pseudo-header sum of `pkt` with a transport length of `l4_len`.
 fn pseudo(pkt: &[u8], ip_len: usize, l4_len: usize) -> u32 {
     if ip_len == 20 {
