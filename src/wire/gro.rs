@@ -64,6 +64,7 @@ impl Datagram {
         eligible(pkt, off).map(|ip_len| Datagram { ip_len })
     }
 }
+
 /// Where a datagram's UDP header starts, if it may be in a train at all.
 fn eligible(pkt: &[u8], off: &Offload) -> Option<usize> {
     if off.gso.is_some() {
@@ -112,11 +113,14 @@ fn eligible(pkt: &[u8], off: &Offload) -> Option<usize> {
 
 /// Whether a packet that may not join a train (no [`Datagram`]) must wait until the trains
 /// open for its port are written: a UDP one, which may be of a train's flow and must not
-/// be passed by it. Others (TCP, ICMP) are of no train's flow and go at once.
+/// be passed by it, and so an IPv6 one whose first next header is an extension (a
+/// fragment of a UDP datagram, say). TCP and ICMP are of no train's flow and go at once.
 pub fn goes_after_trains(pkt: &[u8]) -> bool {
+    const TCP: u8 = 6;
+    const ICMPV6: u8 = 58;
     match pkt.first().map(|b| b >> 4) {
         Some(4) => pkt.get(9) == Some(&UDP),
-        Some(6) => pkt.get(6) == Some(&UDP),
+        Some(6) => !matches!(pkt.get(6), Some(&TCP) | Some(&ICMPV6) | None),
         _ => false,
     }
 }
@@ -475,6 +479,22 @@ mod test {
         let mut frag = a.clone();
         frag[6] = 0x60;
         assert!(start(&frag, &Offload::NONE, 65536).is_none());
+    }
+
+    #[test]
+    fn udp_and_what_may_hide_it_goes_after_the_trains() {
+        let mut frag6 = v6(&[1; 8]);
+        frag6[6] = 44; // a fragment header first
+        let mut tcp4 = v4(&[1; 8], 64, 1);
+        tcp4[9] = 6;
+        let mut tcp6 = v6(&[1; 8]);
+        tcp6[6] = 6;
+        let mut frag4 = v4(&[1; 8], 64, 1);
+        frag4[6] = 0x20; // MF: not a datagram that may join, still UDP
+        for (p, after) in [(frag6, true), (frag4, true), (tcp4, false), (tcp6, false)] {
+            assert_eq!(goes_after_trains(&p), after, "{:?}", &p[..10]);
+        }
+        assert!(!goes_after_trains(&[]));
     }
 
     #[test]
