@@ -967,17 +967,23 @@ pub fn gro(data: &[u8]) -> usize {
     }
     assert!(seen.iter().all(|s| *s), "every input came out");
     // Each flow in order.
-    let flow = |p: &[u8]| -> Vec<u8> {
-        let v4 = p.first().map(|b| b >> 4) == Some(4);
-        let (ip, proto, addrs) = if v4 { (20, 9, 12..20) } else { (40, 6, 8..40) };
-        let mut k = p.get(addrs).unwrap_or_default().to_vec();
-        k.extend_from_slice(p.get(ip..ip + 4).unwrap_or_default());
-        k.push(p.get(proto).copied().unwrap_or_default());
-        k
+    // A flow: the version, addresses, protocol and ports of an IPv4 or IPv6 packet.
+    let flow = |p: &[u8]| -> Option<Vec<u8>> {
+        let version = p.first()? >> 4;
+        let (ip, proto, addrs) = match version {
+            4 => (20, 9, 12..20),
+            6 => (40, 6, 8..40),
+            _ => return None,
+        };
+        let mut k = vec![version, *p.get(proto)?];
+        k.extend_from_slice(p.get(addrs)?);
+        k.extend_from_slice(p.get(ip..ip + 4)?);
+        Some(k)
     };
     let mut last: std::collections::HashMap<Vec<u8>, usize> = std::collections::HashMap::new();
     for (ins, got) in &out {
-        if let Some(prev) = last.insert(flow(got), ins[0]) {
+        let Some(key) = flow(got) else { continue };
+        if let Some(prev) = last.insert(key, ins[0]) {
             assert!(
                 prev < ins[0],
                 "flow order: input {prev} came out before input {}",
