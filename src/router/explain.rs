@@ -480,6 +480,34 @@ mod test {
     }
 
     #[test]
+    fn a_syn_under_auto_cookies_is_explained_as_the_router_would_take_it() {
+        // Two half-open sessions fill the port forward: the third SYN gets a cookie. The
+        // scratch copy has every session of the port forward (their external port is the
+        // packet's), so it reaches the same cap.
+        let mut cfg = Config::lab();
+        cfg.max_half_open = 2;
+        let mut r = Router::new(cfg, Instant::ZERO, 7);
+        let now = Instant::from_secs(1);
+        let syn = |from: &str| build("tcp", addr(from), addr("172.16.1.186:8888"), "syn").unwrap();
+        for from in ["172.16.1.1:40001", "172.16.1.2:40002"] {
+            let mut p = syn(from);
+            assert!(r
+                .handle(Side::Outside, &mut p, Ok(Offload::NONE), now)
+                .is_some());
+        }
+        let third = syn("172.16.1.3:40003");
+        let e = r.explain(Side::Outside, &third, now);
+        assert!(e.contains("taken by the SYN proxy"), "{e}");
+        // The data path does the same: no write inside, a SYN-ACK back outside.
+        let mut p = third.clone();
+        assert!(r
+            .handle(Side::Outside, &mut p, Ok(Offload::NONE), now)
+            .is_none());
+        let answer = r.poll_transmit(now).expect("a SYN-ACK with a cookie");
+        assert_eq!(answer.port, Side::Outside);
+    }
+
+    #[test]
     fn bad_input_is_refused_in_words() {
         assert!(build("gre", addr("1.2.3.4:1"), addr("5.6.7.8:2"), "").is_err());
         assert!(build("tcp", addr("1.2.3.4:1"), addr("[::1]:2"), "").is_err());
