@@ -139,6 +139,23 @@ fn pseudo(pkt: &[u8], ip_len: usize, l4_len: usize) -> u32 {
     }
 }
 
+/// Makes the IP and UDP headers of `pkt` (`ip_len` bytes of IP header) say its length:
+/// the IPv4 total length and header checksum, or the IPv6 payload length; the UDP length;
+/// the UDP checksum field as a partial checksum (the pseudo-header sum).
+fn set_lengths(pkt: &mut [u8], ip_len: usize) {
+    let l4_len = pkt.len() - ip_len;
+    if ip_len == 20 {
+        let total = pkt.len() as u16;
+        pkt[2..4].copy_from_slice(&total.to_be_bytes());
+        super::ipv4::recompute_header_checksum(&mut pkt[..20]);
+    } else {
+        pkt[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+    }
+    pkt[ip_len + 4..ip_len + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+    let p = checksum::fold(pseudo(pkt, ip_len, l4_len));
+    pkt[ip_len + 6..ip_len + 8].copy_from_slice(&p.to_be_bytes());
+}
+
 /// Whether two IP and UDP headers are of one flow: the same addresses and ports.
 fn same_flow(a: &[u8], b: &[u8], ip_len: usize) -> bool {
     let same = |r: std::ops::Range<usize>| a.get(r.clone()) == b.get(r);
@@ -225,18 +242,8 @@ impl Train {
         if self.count == 1 {
             return self.first;
         }
-        let (ip, l4_len) = (self.ip_len, self.len - self.ip_len);
-        if ip == 20 {
-            head[2..4].copy_from_slice(&(self.len as u16).to_be_bytes());
-            head[10..12].fill(0);
-            let c = checksum::checksum(&head[..20]);
-            head[10..12].copy_from_slice(&c.to_be_bytes());
-        } else {
-            head[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-        }
-        head[ip + 4..ip + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-        let p = checksum::fold(pseudo(head, ip, l4_len));
-        head[ip + 6..ip + 8].copy_from_slice(&p.to_be_bytes());
+        let ip = self.ip_len;
+        set_lengths(&mut head[..self.len], ip);
         Offload {
             csum: Some(Partial {
                 start: ip as u16,
@@ -324,21 +331,11 @@ pub fn split(head: &[u8], off: &Offload) -> Vec<Vec<u8>> {
     for (i, chunk) in head[hdr..].chunks(usize::from(g.size)).enumerate() {
         let mut p = head[..hdr].to_vec();
         p.extend_from_slice(chunk);
-        let l4 = p.len() - ip;
         if ip == 20 {
             let id = u16::from_be_bytes([p[4], p[5]]).wrapping_add(i as u16);
             p[4..6].copy_from_slice(&id.to_be_bytes());
-            let total = p.len() as u16;
-            p[2..4].copy_from_slice(&total.to_be_bytes());
-            p[10..12].fill(0);
-            let c = checksum::checksum(&p[..20]);
-            p[10..12].copy_from_slice(&c.to_be_bytes());
-        } else {
-            p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
         }
-        p[ip + 4..ip + 6].copy_from_slice(&(l4 as u16).to_be_bytes());
-        let ps = checksum::fold(pseudo(&p, ip, l4));
-        p[ip + 6..ip + 8].copy_from_slice(&ps.to_be_bytes());
+        set_lengths(&mut p, ip);
         if let Some(c) = off.csum {
             super::offload::complete(&mut p, c);
         }
