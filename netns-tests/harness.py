@@ -341,6 +341,17 @@ def serve_tcp(sock, handler):
     return t
 
 
+def echo(c, peer=None):
+    """A serve_tcp handler: sends back every byte connection `c` brings until the peer
+    closes its side (10 s at most between reads)."""
+    c.settimeout(10)
+    while True:
+        b = c.recv(65536)
+        if not b:
+            return
+        c.sendall(b)
+
+
 def recv_all(s, limit=1 << 20):
     d = b""
     while len(d) < limit:

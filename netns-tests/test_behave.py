@@ -6,8 +6,8 @@ import threading
 import time
 import struct
 
-from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, check, csum, eq, recv_all, serve_tcp, silent, sniff,
-                     tunnat_args, wait_for)
+from harness import (CLIENT, REMOTE, REMOTE2, ROUTER_OUT, SERVER_IN, check, csum, echo, eq, recv_all, serve_tcp, silent,
+                     sniff, tunnat_args, wait_for)
 
 
 def test_udp_mapping_is_endpoint_independent(lab):
@@ -269,13 +269,7 @@ def test_tcp_states_and_timeouts_with_real_connections(lab):
     lab.start(["--control", lab.control_path])
     srv = lab.listen("wan", REMOTE, 7400)
 
-    def echo_until_eof(c, p):
-        while True:
-            d = c.recv(100)
-            if not d:
-                return
-            c.sendall(d)
-    serve_tcp(srv, echo_until_eof)
+    serve_tcp(srv, echo)
     c = lab.connect("lan", REMOTE, 7400, bind=(CLIENT, 50700))
     c.sendall(b"hi")
     eq(c.recv(10), b"hi", "echo")

@@ -6,8 +6,8 @@ import socket
 import threading
 import time
 
-from harness import (CLIENT, CONTROL, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, check, eq, recv_all, serve_tcp,
-                     tunnat_args, wait_for)
+from harness import (CLIENT, CONTROL, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, check, echo, eq, recv_all,
+                     serve_tcp, tunnat_args, wait_for)
 
 
 def quiet(lab):
@@ -141,13 +141,6 @@ def echo_both_ways(c, n):
 
 
 def serve_echo(lab):
-    def echo(c, peer):
-        c.settimeout(10)
-        while True:
-            b = c.recv(65536)
-            if not b:
-                return
-            c.sendall(b)
     serve_tcp(lab.listen("lan", SERVER_IN, 9999), echo)
 
 

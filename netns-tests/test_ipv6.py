@@ -9,7 +9,7 @@ import struct
 import time
 
 from harness import (CLIENT6, CONTROL, REMOTE, REMOTE6, REMOTE26, ROUTER_IN6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN6,
-                     check, eq, recv_all, refused, run, serve_tcp, tunnat_args)
+                     check, echo, eq, recv_all, refused, run, serve_tcp, tunnat_args)
 
 DNAT6 = "tcp:8888=[fd00:122::73]:9999"
 
@@ -85,15 +85,7 @@ def test_an_ipv6_port_forward_behind_syn_cookies_carries_data_both_ways(lab):
     the sequence numbers for the rest of the connection. 1 MB echoed arrives whole."""
     srv = lab.listen6("lan", SERVER_IN6, 9999)
 
-    def echo(c, peer):
-        c.settimeout(10)
-        c.sendall(f"in {peer[0]}\n".encode())
-        while True:
-            b = c.recv(65536)
-            if not b:
-                return
-            c.sendall(b)
-    serve_tcp(srv, echo)
+    serve_tcp(srv, lambda c, peer: (c.sendall(f"in {peer[0]}\n".encode()), echo(c)))
     c = lab.connect("wan", ROUTER_OUT6, 8888, timeout=10, bind=(REMOTE26, 0))
     data = bytes(i * 13 % 251 for i in range(1_000_000))
     import threading
