@@ -440,6 +440,9 @@ impl Driver {
                 return Ok(());
             };
             u.wait(timeout, &mut done).context("waiting for packets")?;
+            // One clock reading serves the whole batch: the core counts in milliseconds,
+            // and a batch takes microseconds.
+            let now = self.now();
             if done.iter().any(|c| matches!(c, Completion::Read { .. })) {
                 self.core.count_batch();
             }
@@ -449,7 +452,7 @@ impl Driver {
             let mut polled = false;
             for c in done.drain(..) {
                 match c {
-                    Completion::Read { side, bid, len } => self.handle_buffer(side, bid, len),
+                    Completion::Read { side, bid, len } => self.handle_buffer(side, bid, len, now),
                     Completion::ReadFailed { side, err } => {
                         self.core.count_read_error();
                         let name = self.port_config(side).tun.clone();
@@ -503,9 +506,8 @@ impl Driver {
     }
 
     /// Handles the packet a read put in buffer `bid` of `side`'s pool, and queues its
-    /// write from the same buffer (io_uring).
-    fn handle_buffer(&mut self, side: Side, bid: u16, len: usize) {
-        let now = self.now();
+    /// write from the same buffer (io_uring); `now` is the batch's clock reading.
+    fn handle_buffer(&mut self, side: Side, bid: u16, len: usize, now: Instant) {
         let hdr = self.hdr;
         let Some(u) = self.uring.as_mut() else {
             return;
