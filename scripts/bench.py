@@ -11,7 +11,10 @@ inside->outside (NAPT) and outside->inside (DNAT) at MTU 1500 and 9000, UDP 64-b
 datagrams/s delivered inside->outside, ping RTT, and short TCP connections/s through NAT;
 the router process's own CPU time per forwarded packet at fixed offered rates (64-byte
 UDP at 40 kpps, TCP at 1 Gbit/s per 1500-byte segment; from the scheduler's exact run
-time in /proc/PID/task/*/schedstat, for tunnat and the copy loop);
+time in /proc/PID/task/*/schedstat, for tunnat and the copy loop), and where `perf` is
+installed, where the 40 kpps figure goes (a profile of the router at that rate: the far
+host's stack run inside the router's TUN writes, the router's kernel work, its user-space
+code);
 and at MTU 1500 the same TCP and UDP cells over IPv6 (NAT66 and an IPv6 port forward; the
 copy loop routes IPv6 as it is), with each router's IPv6/IPv4 ratios. NAT64 beside Tayga:
 tunnat with and without offloads and Tayga with the kernel's NAT44 behind it
@@ -46,9 +49,12 @@ binary's figures relative to it: how a change is shown to be within noise.
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -219,6 +225,49 @@ def cpu_per_packet(r):
     return out
 
 
+PERF = shutil.which("perf")
+
+
+def cpu_shares(r):
+    """Where the router's CPU goes at the 40 kpps of `cpu_per_packet`, as fractions of its
+    samples in a `perf` profile with call graphs (taken in a window of its own, so that the
+    sampling does not weigh on the exact figure): `cpu_far` under `netif_receive_skb`, the
+    receiving namespace's stack that the kernel runs inside the router's TUN write (IP, UDP,
+    waking the receiving iperf3: a real router's far host pays this on its own CPU, and
+    netfilter in a softirq no process is charged for); `cpu_user`, the router's own code
+    in user space. The rest is the router's own kernel work: system calls, the TUN's reads
+    and writes, io_uring, sleeping and waking. Empty without perf."""
+    if not PERF:
+        return {}
+    data = os.path.join(tempfile.mkdtemp(prefix="tunnat-bench-"), "perf.data")
+    lead = 0.5 if QUICK else 1
+
+    def record():
+        time.sleep(lead)
+        subprocess.run([PERF, "record", "-q", "-g", "-F", "10000", "-o", data, "-p", str(r.proc.pid), "--",
+                        "sleep", str(SECS - 2 * lead)], capture_output=True)
+    t = threading.Thread(target=record)
+    t.start()
+    iperf(r, "wan", REMOTE, "lan", REMOTE, ["-u", "-l", "64", "-b", str(UDP_RATE_PPS * 64 * 8)])
+    t.join()
+
+    def report(*how):
+        return subprocess.run([PERF, "report", "-i", data, "--stdio", "-g", "none", *how],
+                              capture_output=True, text=True).stdout
+    try:
+        children = {m.group(2): float(m.group(1)) for m in re.finditer(
+            r"^\s+([\d.]+)%\s+[\d.]+%\s+\[k\]\s+(\S+)", report("--children", "--sort", "sym"), re.M)}
+        kernel = sum(float(m.group(1)) for m in re.finditer(
+            r"^\s+([\d.]+)%\s+\[kernel", report("--no-children", "--sort", "dso"), re.M))
+    finally:
+        shutil.rmtree(os.path.dirname(data), ignore_errors=True)
+    far = max((children.get(s, 0.0) for s in ("netif_receive_skb", "__netif_receive_skb",
+                                               "__netif_receive_skb_one_core")), default=0.0)
+    if kernel == 0:
+        return {}
+    return {"cpu_far": far / 100, "cpu_user": (100 - kernel) / 100}
+
+
 def ping_ms(r):
     out = r.sh("lan", ["ping", "-c", "50" if QUICK else "200", "-i", "0.01", "-q", REMOTE]).stdout
     return float(out.strip().splitlines()[-1].split("=")[1].split("/")[1])
@@ -298,6 +347,7 @@ def measure(kind, mtu):
                        conns_s=conns_per_s(r))
             if kind != "netfilter":
                 out.update(cpu_per_packet(r))
+                out.update(cpu_shares(r))
             if r.dual:
                 out.update(tcp6_out_1500=tcp6_gbps(r, "out"), tcp6_in_1500=tcp6_gbps(r, "in"),
                            udp6_64_pps=udp_pps(r, REMOTE6))
@@ -374,6 +424,12 @@ def print_cpu_table(res, kinds):
     print(f"\n{'router process CPU, lower is better':44} " + " ".join(f"{k:>14}" for k in kinds))
     for name, key in rows:
         print(f"{name:44} " + " ".join(f"{res[k][key]:>14.3f}" for k in kinds))
+        if key == "cpu_udp64_us" and all("cpu_far" in res[k] for k in kinds):
+            # Where the 40 kpps figure goes (cpu_shares): three parts that add up to it.
+            for part, share in (("  the far host's stack, in the TUN writes", lambda r: r["cpu_far"]),
+                                ("  the router's own kernel work", lambda r: 1 - r["cpu_far"] - r["cpu_user"]),
+                                ("  the router's own user-space code", lambda r: r["cpu_user"])):
+                print(f"{part:44} " + " ".join(f"{res[k][key] * share(res[k]):>14.3f}" for k in kinds))
     if ONLY:
         # With --only the main table is not printed: the rates beside the CPU figures.
         for name, key, scale in (("UDP 64-byte datagrams delivered (kpps)", "udp64_pps", 1e-3),

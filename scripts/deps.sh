@@ -34,6 +34,7 @@ systemd-analyze    systemd              test
 conntrack          conntrack            flood
 unbound            unbound              test
 tayga              tayga                test bench
+perf               linux-perf           bench
 chromium           chromium             test
 py:pyftpdlib       python3-pyftpdlib    test
 turnutils_natdiscovery coturn           test
