@@ -33,6 +33,8 @@ pub mod port;
 pub mod portmap;
 pub mod router;
 pub mod services;
+#[cfg(test)]
+mod testalloc;
 #[cfg(feature = "web")]
 pub mod web;
 pub mod wire;

@@ -146,6 +146,23 @@ struct Lab {
     now: Instant,
     /// Every packet the router wrote, with its port (for asserting on what crossed).
     wire: Vec<(Side, Vec<u8>)>,
+    /// What the packets handed to the router cost it (for the hot-path test).
+    hot: Hot,
+}
+
+/// Counts of what forwarding cost since the last [`Hot::default`], by the port the
+/// packets came in (`[inside, outside]`).
+#[derive(Debug, Default, PartialEq)]
+struct Hot {
+    /// Packets handed to [`Router::handle`].
+    handled: [u64; 2],
+    /// Of those, packets it rewrote in the buffer they came in (what it returned).
+    in_place: [u64; 2],
+    /// Packets taken from [`Router::poll_transmit`] (made or copied by the router), by
+    /// the port they leave by.
+    made: [u64; 2],
+    /// Allocations made inside [`Router::handle`].
+    allocations: [u64; 2],
 }
 
 impl Lab {
@@ -156,6 +173,7 @@ impl Lab {
             outside: Host::new(&[REMOTE], 24, ROUTER_OUT),
             now: Instant::ZERO,
             wire: Vec::new(),
+            hot: Hot::default(),
         }
     }
 
@@ -179,7 +197,13 @@ impl Lab {
                 for mut p in sent {
                     moved = true;
                     let now = self.now;
-                    if let Some(w) = self.router.handle(side, &mut p, Ok(Offload::NONE), now) {
+                    let before = crate::testalloc::allocations();
+                    let w = self.router.handle(side, &mut p, Ok(Offload::NONE), now);
+                    let i = side.index();
+                    self.hot.allocations[i] += crate::testalloc::allocations() - before;
+                    self.hot.handled[i] += 1;
+                    if let Some(w) = w {
+                        self.hot.in_place[i] += 1;
                         assert_eq!(w.offload, Offload::NONE);
                         self.deliver(w.port, w.bytes(&p).to_vec());
                     }
@@ -200,6 +224,7 @@ impl Lab {
 
     fn flush(&mut self) {
         while let Some(t) = self.router.poll_transmit(self.now) {
+            self.hot.made[t.port.index()] += 1;
             self.deliver(t.port, t.packet);
         }
     }
@@ -396,6 +421,72 @@ fn the_843_gate_drops_a_syn_no_socket_can_take_then_serves_its_retry() {
     lab.run(5);
     assert!(lab.outside.received(late).starts_with(b"<?xml"));
     assert!(lab.router.counters().policy[1].displaced >= 1);
+}
+
+/// Issue 18's "no allocation and no copy per packet on the hot path", and ARCHITECTURE's
+/// "forwarding copies nothing": once its sessions exist, every packet of NAPT'd TCP, a
+/// port forward, UDP both ways and ping is rewritten in the buffer it came in, and the
+/// router allocates nothing for it.
+#[test]
+fn forwarding_established_flows_allocates_nothing_and_copies_nothing() {
+    let mut lab = Lab::new(Config::lab());
+    let web = lab.outside.listen(80);
+    let browser = lab.inside.connect((REMOTE, 80), (CLIENT, 40000));
+    let forwarded = lab.inside.listen(9999);
+    let visitor = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+    let udp_in = udp_socket(&mut lab.inside, 5353);
+    let udp_out = udp_socket(&mut lab.outside, 53);
+    let turn = |lab: &mut Lab, i: u16| {
+        let msg = [b'a' + (i % 26) as u8; 100];
+        lab.inside.send(browser, &msg);
+        lab.outside.send(web, &msg);
+        lab.outside.send(visitor, &msg);
+        lab.inside.send(forwarded, &msg);
+        lab.inside
+            .sockets
+            .get_mut::<udp::Socket>(udp_in)
+            .send_slice(&msg, (IpAddress::Ipv4(REMOTE), 53))
+            .unwrap();
+        lab.inside.dev.tx.push_back(echo_request(CLIENT, REMOTE, 7));
+        lab.run(2);
+        // The outside UDP host answers whoever asked (the router's outside address).
+        for (d, from) in udp_received(&mut lab.outside, udp_out) {
+            lab.outside
+                .sockets
+                .get_mut::<udp::Socket>(udp_out)
+                .send_slice(&d, from)
+                .unwrap();
+        }
+        lab.run(2);
+        for (h, s) in [
+            (browser, true),
+            (forwarded, true),
+            (web, false),
+            (visitor, false),
+        ] {
+            let host = if s { &mut lab.inside } else { &mut lab.outside };
+            assert_eq!(host.received(h), msg, "turn {i}");
+        }
+        assert_eq!(udp_received(&mut lab.inside, udp_in).len(), 1, "turn {i}");
+    };
+    lab.run(5);
+    // The first turns make the sessions (and whatever the table grows to hold them).
+    for i in 0..3 {
+        turn(&mut lab, i);
+    }
+    lab.hot = Hot::default();
+    for i in 3..40 {
+        turn(&mut lab, i);
+    }
+    let hot = std::mem::take(&mut lab.hot);
+    // 37 turns, each way: two TCP segments and two ACKs, a datagram, a ping or its reply.
+    assert_eq!(hot.handled, [37 * 6, 37 * 6], "{hot:?}");
+    assert_eq!(
+        hot.in_place, hot.handled,
+        "every packet forwarded in place: {hot:?}"
+    );
+    assert_eq!(hot.made, [0, 0], "nothing made or copied: {hot:?}");
+    assert_eq!(hot.allocations, [0, 0], "nothing allocated: {hot:?}");
 }
 
 /// An ICMP echo request from `src` to `dst`, identifier `id`.
@@ -800,6 +891,7 @@ mod nat64 {
             outside: Host::new(&[REMOTE], 24, ROUTER_OUT),
             now: Instant::ZERO,
             wire: Vec::new(),
+            hot: Hot::default(),
         }
     }
 
