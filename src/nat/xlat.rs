@@ -530,19 +530,24 @@ pub fn to_v6(
             return Err(DropReason::Untranslatable);
         }
     }
-    let mut l4 = payload.to_vec();
+    // The IPv6 packet, with the payload copied in once: the only copy forwarding makes
+    // (an IPv4 buffer has no room for the 20 bytes more in front). Fragmenting reads
+    // the translated payload from it.
+    let mut p = vec![0u8; 40 + payload.len()];
+    p[40..].copy_from_slice(payload);
+    let l4 = &mut p[40..];
     let mut off = off;
     if first {
         if f.protocol == 1 {
             let n = l4.len();
-            echo_to_v6(&mut l4, src6, dst6, n).ok_or(DropReason::Untranslatable)?;
+            echo_to_v6(l4, src6, dst6, n).ok_or(DropReason::Untranslatable)?;
         } else if f.protocol == 17 && l4.get(6..8) == Some(&[0, 0]) && off.csum.is_none() {
             // RFC 7915 section 4.5: IPv6 has no UDP without a checksum.
             if fragment || !ctx.udp_zero_compute {
                 return Err(DropReason::UdpZeroChecksum);
             }
             let mut s = checksum::pseudo_header_sum_v6(src6, dst6, 17, l4.len() as u32);
-            s = checksum::sum(&l4, s);
+            s = checksum::sum(l4, s);
             let c = match !checksum::fold(s) {
                 0 => 0xffff,
                 c => c,
@@ -551,7 +556,7 @@ pub fn to_v6(
         } else {
             let old = sum4(f.src) + sum4(f.dst);
             retarget(
-                &mut l4,
+                l4,
                 f.protocol,
                 off.csum.is_some(),
                 old,
@@ -564,7 +569,7 @@ pub fn to_v6(
             } else {
                 Csum::Full
             };
-            clamp_mss(&mut l4, (ctx.mtu[0] - 60) as u16, csum);
+            clamp_mss(l4, (ctx.mtu[0] - 60) as u16, csum);
         }
     }
     let df = f.flags & crate::wire::ipv4::FLAG_DF != 0;
@@ -574,9 +579,7 @@ pub fn to_v6(
         if off.gso.is_none() && 40 + l4.len() > ctx.mtu[0] {
             return Err(DropReason::TooBig);
         }
-        let mut p = vec![0u8; 40 + l4.len()];
-        emit_v6(&mut p, f.tos, l4.len(), next, f.ttl, src6, dst6);
-        p[40..].copy_from_slice(&l4);
+        emit_v6(&mut p, f.tos, payload.len(), next, f.ttl, src6, dst6);
         if let Some(c) = &mut off.csum {
             c.start = 40;
         }
@@ -591,9 +594,10 @@ pub fn to_v6(
     }
     // Fragments of at most LOWEST_IPV6_MTU bytes, each with a fragment header carrying the
     // IPv4 identification, the offset and More Fragments (RFC 7915 section 4.1).
+    let l4 = &mut p[40..];
     if let Some(c) = off.csum {
         let mut whole = vec![0u8; hl];
-        whole.extend_from_slice(&l4);
+        whole.extend_from_slice(l4);
         let c = offload::Partial {
             start: hl as u16,
             offset: c.offset,

@@ -953,6 +953,43 @@ mod nat64 {
         );
     }
 
+    /// NAT64's hot path: an IPv6 packet becomes IPv4 in the buffer it came in (its header
+    /// is 20 bytes shorter) and allocates nothing. An IPv4 packet needs 20 bytes more than
+    /// the buffer holds before it, so the router copies it, once, into the IPv6 packet it
+    /// sends: one allocation, taken from `poll_transmit` (ARCHITECTURE's one exception to
+    /// "forwarding copies nothing").
+    #[test]
+    fn nat64_translates_to_ipv4_in_place_and_copies_each_packet_to_ipv6_once() {
+        let mut lab = lab("64:ff9b:1::");
+        let server = lab.outside.listen(80);
+        let to = at("64:ff9b:1::", REMOTE);
+        let client = lab
+            .inside
+            .connect_ip((IpAddress::Ipv6(to), 80), (IpAddress::Ipv6(CLIENT6), 40000));
+        lab.run(5);
+        let turn = |lab: &mut Lab, i: u8| {
+            let msg = [b'a' + i % 26; 100];
+            lab.inside.send(client, &msg);
+            lab.outside.send(server, &msg);
+            lab.run(4);
+            assert_eq!(lab.outside.received(server), msg, "turn {i}");
+            assert_eq!(lab.inside.received(client), msg, "turn {i}");
+        };
+        for i in 0..3 {
+            turn(&mut lab, i);
+        }
+        lab.hot = Hot::default();
+        for i in 3..40 {
+            turn(&mut lab, i);
+        }
+        let hot = std::mem::take(&mut lab.hot);
+        // 37 turns, each way: a segment and an ACK.
+        assert_eq!(hot.handled, [37 * 2, 37 * 2], "{hot:?}");
+        assert_eq!(hot.in_place, [37 * 2, 0], "{hot:?}");
+        assert_eq!(hot.made, [37 * 2, 0], "{hot:?}");
+        assert_eq!(hot.allocations, [0, 37 * 2], "{hot:?}");
+    }
+
     #[test]
     fn a_static_forward_reaches_the_ipv6_server_from_ipv4() {
         let mut lab = lab("64:ff9b:1::");
