@@ -982,23 +982,26 @@ fn gso_super_packets_are_translated_whole_with_partial_checksums() {
     ));
     assert!(off.csum.is_some(), "the checksum is left for the kernel");
     assert_eq!(finish(&mut syn, &off), (ROUTER_OUT, 50000, REMOTE, 80, 63));
-    // A 40,000-byte super-packet out, one back in: one rewrite each.
+    // A 40,000-byte super-packet out, one back in: one rewrite each, in place, nothing
+    // allocated (the packets are made first).
     let mut big = tcp_data(CLIENT, 50000, REMOTE, 80, 40_000);
     let mut off = make_partial(&mut big, Some(1448));
+    let mut back = tcp_data(REMOTE, 80, ROUTER_OUT, 50000, 30_000);
+    let mut off_back = make_partial(&mut back, Some(1448));
     let before = off;
+    let allocations = crate::testalloc::allocations();
+    let out = n.process_offload(Side::Inside, &mut big, t(0), &mut off);
+    let back_in = n.process_offload(Side::Outside, &mut back, t(0), &mut off_back);
     assert_eq!(
-        n.process_offload(Side::Inside, &mut big, t(0), &mut off),
-        Verdict::Forward { len: 40_040 }
+        crate::testalloc::allocations(),
+        allocations,
+        "nothing allocated"
     );
+    assert_eq!(out, Verdict::Forward { len: 40_040 });
     assert_eq!(off, before, "GSO kept for the kernel to segment");
     assert_eq!(finish(&mut big, &off).0, ROUTER_OUT);
-    let mut back = tcp_data(REMOTE, 80, ROUTER_OUT, 50000, 30_000);
-    let mut off = make_partial(&mut back, Some(1448));
-    assert!(matches!(
-        n.process_offload(Side::Outside, &mut back, t(0), &mut off),
-        Verdict::Forward { len: 30_040 }
-    ));
-    assert_eq!(finish(&mut back, &off).2, CLIENT);
+    assert!(matches!(back_in, Verdict::Forward { len: 30_040 }));
+    assert_eq!(finish(&mut back, &off_back).2, CLIENT);
     assert_eq!(n.stats().gso_forwarded, 2);
     assert_eq!(
         n.stats().drops(DropReason::TooBig),
