@@ -494,8 +494,170 @@ fn icmp_error_to_v4(
     Ok(0..n)
 }
 
+/// An IPv4 packet about to become IPv6 (RFC 7915 section 4): what its translation reads
+/// before anything is written.
+struct ToV6 {
+    f: crate::wire::ipv4::Fields,
+    /// Header length and total length of the IPv4 packet.
+    hl: usize,
+    total: usize,
+    src6: Ipv6Addr,
+    dst6: Ipv6Addr,
+    /// The IPv6 next header.
+    next: u8,
+    /// Whether it is a fragment, and whether the first (with the transport header).
+    fragment: bool,
+    first: bool,
+    /// It goes out as fragments with fragment headers.
+    cut: bool,
+    /// An ICMP error: rebuilt whole with its quoted packet, not translated in place.
+    icmp_error: bool,
+}
+
+/// Reads IPv4 packet `ip` for its translation to IPv6, refusing what cannot be
+/// translated.
+fn plan_v6(
+    ip: &Ipv4<&[u8]>,
+    off: &Offload,
+    ctx: &Ctx,
+    map: &mut dyn FnMut(Ipv4Addr) -> Option<Ipv6Addr>,
+) -> Result<ToV6, DropReason> {
+    let src6 = map(ip.src()).ok_or(DropReason::Untranslatable)?;
+    let dst6 = map(ip.dst()).ok_or(DropReason::NoBinding)?;
+    let (hl, total) = (ip.header_len(), ip.total_len());
+    let f = *ip.fields();
+    let next = match f.protocol {
+        1 => 58,
+        6 | 17 => f.protocol,
+        _ => return Err(DropReason::UnsupportedProtocol),
+    };
+    let fragment = ip.is_fragment();
+    let mut plan = ToV6 {
+        f,
+        hl,
+        total,
+        src6,
+        dst6,
+        next,
+        fragment,
+        first: f.frag_offset == 0,
+        cut: false,
+        icmp_error: false,
+    };
+    if f.protocol == 1 {
+        let t = *ip.payload().first().ok_or(DropReason::Truncated)?;
+        if crate::wire::transport::icmp_type::is_error(t) {
+            if fragment {
+                return Err(DropReason::Untranslatable);
+            }
+            plan.icmp_error = true;
+            return Ok(plan);
+        }
+        if fragment || echo_46(t).is_none() || ip.payload().len() < 4 {
+            return Err(DropReason::Untranslatable);
+        }
+    }
+    if f.protocol == 17 && !fragment && off.csum.is_none() {
+        let zero = ip.payload().get(6..8) == Some(&[0, 0]);
+        if zero && !ctx.udp_zero_compute {
+            // RFC 7915 section 4.5: IPv6 has no UDP without a checksum.
+            return Err(DropReason::UdpZeroChecksum);
+        }
+    }
+    let len = total - hl;
+    let df = f.flags & crate::wire::ipv4::FLAG_DF != 0;
+    plan.cut = fragment || (!df && off.gso.is_none() && 40 + len > LOWEST_IPV6_MTU);
+    if !plan.cut && off.gso.is_none() && 40 + len > ctx.mtu[0] {
+        return Err(DropReason::TooBig);
+    }
+    Ok(plan)
+}
+
+/// Translates the transport part `l4` of a packet read by [`plan_v6`] in place: the
+/// ICMP echo's type and checksum, or the checksum's pseudo-header, and the MSS clamp.
+fn payload_to_v6(l4: &mut [u8], t: &ToV6, off: &Offload, ctx: &Ctx) -> Result<(), DropReason> {
+    if !t.first {
+        return Ok(());
+    }
+    let (f, src6, dst6) = (&t.f, t.src6, t.dst6);
+    if f.protocol == 1 {
+        let n = l4.len();
+        echo_to_v6(l4, src6, dst6, n).ok_or(DropReason::Untranslatable)?;
+    } else if f.protocol == 17 && l4.get(6..8) == Some(&[0, 0]) && off.csum.is_none() {
+        // A UDP datagram without a checksum gets one (plan_v6 refused it otherwise).
+        if t.fragment {
+            return Err(DropReason::UdpZeroChecksum);
+        }
+        let mut s = checksum::pseudo_header_sum_v6(src6, dst6, 17, l4.len() as u32);
+        s = checksum::sum(l4, s);
+        let c = match !checksum::fold(s) {
+            0 => 0xffff,
+            c => c,
+        };
+        l4[6..8].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let old = sum4(f.src) + sum4(f.dst);
+        retarget(
+            l4,
+            f.protocol,
+            off.csum.is_some(),
+            old,
+            sum6(src6) + sum6(dst6),
+        );
+    }
+    if f.protocol == 6 && l4.get(13).is_some_and(|b| b & 0x02 != 0) {
+        let csum = if off.csum.is_some() {
+            Csum::Partial
+        } else {
+            Csum::Full
+        };
+        clamp_mss(l4, (ctx.mtu[0] - 60) as u16, csum);
+    }
+    Ok(())
+}
+
+/// Writes the IPv6 header of an unfragmented translation into `p` (40 bytes and the
+/// payload after them), and moves the offload state to it.
+fn header_to_v6(p: &mut [u8], t: &ToV6, off: &mut Offload) {
+    emit_v6(p, t.f.tos, t.total - t.hl, t.next, t.f.ttl, t.src6, t.dst6);
+    if let Some(c) = &mut off.csum {
+        c.start = 40;
+    }
+    if let Some(g) = &mut off.gso {
+        g.hdr_len += 20;
+        if g.kind & !offload::GSO_ECN == offload::GSO_TCPV4 {
+            g.kind = offload::GSO_TCPV6 | (g.kind & offload::GSO_ECN);
+        }
+    }
+}
+
+/// Translates the IPv4 packet at `buf[at..]` to IPv6 in the same buffer, its IPv6
+/// header written over the IPv4 one and into the room before it, when it can be: an
+/// unfragmented packet (or one needing no fragment header) with room enough. Returns the
+/// IPv6 packet's place in `buf`, `Ok(None)` (nothing written) if it must go through
+/// [`to_v6`] instead, or why it is dropped.
+pub fn to_v6_in_place(
+    buf: &mut [u8],
+    at: usize,
+    off: &mut Offload,
+    ctx: &Ctx,
+    map: &mut dyn FnMut(Ipv4Addr) -> Option<Ipv6Addr>,
+) -> Result<Option<Range<usize>>, DropReason> {
+    let pkt = buf.get(at..).ok_or(DropReason::Truncated)?;
+    let ip = Ipv4::new_checked(pkt, Check::Full)?;
+    let t = plan_v6(&ip, off, ctx, map)?;
+    if t.icmp_error || t.cut || at + t.hl < 40 {
+        return Ok(None);
+    }
+    payload_to_v6(&mut buf[at + t.hl..at + t.total], &t, off, ctx)?;
+    let start = at + t.hl - 40;
+    header_to_v6(&mut buf[start..at + t.total], &t, off);
+    Ok(Some(start..at + t.total))
+}
+
 /// Translates the IPv4 packet `pkt` (with offload state `off`) to IPv6 (RFC 7915
-/// section 4), pushing the packet, or its fragments, to `out`.
+/// section 4), pushing the packet, or its fragments, to `out`: a copy, for a packet with
+/// no room before it, an ICMP error (rebuilt), or one going out in fragments.
 pub fn to_v6(
     pkt: &[u8],
     off: Offload,
@@ -504,91 +666,22 @@ pub fn to_v6(
     out: &mut Vec<(Vec<u8>, Offload)>,
 ) -> Result<(), DropReason> {
     let ip = Ipv4::new_checked(pkt, Check::Full)?;
-    let src6 = map(ip.src()).ok_or(DropReason::Untranslatable)?;
-    let dst6 = map(ip.dst()).ok_or(DropReason::NoBinding)?;
-    let (hl, total) = (ip.header_len(), ip.total_len());
-    let f = *ip.fields();
-    let payload = &pkt[hl..total];
-    let next = match f.protocol {
-        1 => 58,
-        6 | 17 => f.protocol,
-        _ => return Err(DropReason::UnsupportedProtocol),
-    };
-    let fragment = ip.is_fragment();
-    let first = f.frag_offset == 0;
-    if f.protocol == 1 {
-        let t = *payload.first().ok_or(DropReason::Truncated)?;
-        if crate::wire::transport::icmp_type::is_error(t) {
-            if fragment {
-                return Err(DropReason::Untranslatable);
-            }
-            let p = icmp_error_to_v6(payload, &ip, (src6, dst6), ctx, map)?;
-            out.push((p, Offload::NONE));
-            return Ok(());
-        }
-        if fragment || echo_46(t).is_none() {
-            return Err(DropReason::Untranslatable);
-        }
+    let t = plan_v6(&ip, &off, ctx, map)?;
+    let (f, hl, next, src6, dst6) = (t.f, t.hl, t.next, t.src6, t.dst6);
+    if t.icmp_error {
+        let p = icmp_error_to_v6(&pkt[hl..t.total], &ip, (src6, dst6), ctx, map)?;
+        out.push((p, Offload::NONE));
+        return Ok(());
     }
-    // The IPv6 packet, with the payload copied in once: the only copy forwarding makes
-    // (an IPv4 buffer has no room for the 20 bytes more in front). Fragmenting reads
-    // the translated payload from it.
+    let payload = &pkt[hl..t.total];
+    // The IPv6 packet, with the payload copied in once (fragmenting reads the translated
+    // payload from it).
     let mut p = vec![0u8; 40 + payload.len()];
     p[40..].copy_from_slice(payload);
-    let l4 = &mut p[40..];
     let mut off = off;
-    if first {
-        if f.protocol == 1 {
-            let n = l4.len();
-            echo_to_v6(l4, src6, dst6, n).ok_or(DropReason::Untranslatable)?;
-        } else if f.protocol == 17 && l4.get(6..8) == Some(&[0, 0]) && off.csum.is_none() {
-            // RFC 7915 section 4.5: IPv6 has no UDP without a checksum.
-            if fragment || !ctx.udp_zero_compute {
-                return Err(DropReason::UdpZeroChecksum);
-            }
-            let mut s = checksum::pseudo_header_sum_v6(src6, dst6, 17, l4.len() as u32);
-            s = checksum::sum(l4, s);
-            let c = match !checksum::fold(s) {
-                0 => 0xffff,
-                c => c,
-            };
-            l4[6..8].copy_from_slice(&c.to_be_bytes());
-        } else {
-            let old = sum4(f.src) + sum4(f.dst);
-            retarget(
-                l4,
-                f.protocol,
-                off.csum.is_some(),
-                old,
-                sum6(src6) + sum6(dst6),
-            );
-        }
-        if f.protocol == 6 && l4.get(13).is_some_and(|b| b & 0x02 != 0) {
-            let csum = if off.csum.is_some() {
-                Csum::Partial
-            } else {
-                Csum::Full
-            };
-            clamp_mss(l4, (ctx.mtu[0] - 60) as u16, csum);
-        }
-    }
-    let df = f.flags & crate::wire::ipv4::FLAG_DF != 0;
-    let needs_fragment_header =
-        fragment || (!df && off.gso.is_none() && 40 + l4.len() > LOWEST_IPV6_MTU);
-    if !needs_fragment_header {
-        if off.gso.is_none() && 40 + l4.len() > ctx.mtu[0] {
-            return Err(DropReason::TooBig);
-        }
-        emit_v6(&mut p, f.tos, payload.len(), next, f.ttl, src6, dst6);
-        if let Some(c) = &mut off.csum {
-            c.start = 40;
-        }
-        if let Some(g) = &mut off.gso {
-            g.hdr_len += 20;
-            if g.kind & !offload::GSO_ECN == offload::GSO_TCPV4 {
-                g.kind = offload::GSO_TCPV6 | (g.kind & offload::GSO_ECN);
-            }
-        }
+    payload_to_v6(&mut p[40..], &t, &off, ctx)?;
+    if !t.cut {
+        header_to_v6(&mut p, &t, &mut off);
         out.push((p, off));
         return Ok(());
     }

@@ -76,9 +76,51 @@ fn to4(p: &mut [u8], off: &mut Offload) -> Result<Range<usize>, DropReason> {
     to_v4(p, off, &CTX, &mut Ident::default(), &mut map64)
 }
 
+/// [`to_v6`]'s translation of `p`, checked against [`to_v6_in_place`]'s with room before
+/// the packet: the same bytes and offload state, the same refusal, or (for what goes
+/// out in fragments, or an ICMP error) nothing written and the copy's to take.
 fn to6(p: &[u8], off: Offload) -> Result<Vec<(Vec<u8>, Offload)>, DropReason> {
     let mut out = Vec::new();
-    to_v6(p, off, &CTX, &mut map46, &mut out).map(|()| out)
+    let copied = to_v6(p, off, &CTX, &mut map46, &mut out).map(|()| out);
+    for room in [20, 40] {
+        let mut buf = vec![0xee; room + p.len()];
+        buf[room..].copy_from_slice(p);
+        let mut o = off;
+        match (
+            to_v6_in_place(&mut buf, room, &mut o, &CTX, &mut map46),
+            &copied,
+        ) {
+            (Ok(Some(r)), Ok(v)) => {
+                assert_eq!(v.len(), 1, "one packet");
+                assert_eq!(&buf[r], &v[0].0[..], "the same packet in place");
+                assert_eq!(o, v[0].1, "the same offload state");
+            }
+            (Ok(None), copied) => {
+                // Left to the copy, which translates it or says why not.
+                if let Ok(v) = copied {
+                    let error = Ipv6::new_checked(&v[0].0[..]).is_ok_and(|ip| {
+                        ip.protocol() == 58 && icmpv6::kind::is_error(ip.payload()[0])
+                    });
+                    assert!(
+                        v.len() > 1 || error,
+                        "only fragments or an ICMP error are copied"
+                    );
+                }
+                assert_eq!(&buf[room..], p, "nothing written");
+                assert_eq!(o, off);
+            }
+            (Err(a), Err(b)) => assert_eq!(a, *b, "the same refusal"),
+            (a, b) => panic!("in place {a:?}, copied {b:?}"),
+        }
+    }
+    // Without room (or the 20 bytes an IPv4 header without options leaves), it is not done.
+    let mut buf = p.to_vec();
+    let mut o = off;
+    if let Ok(r) = to_v6_in_place(&mut buf, 0, &mut o, &CTX, &mut map46) {
+        assert_eq!(r, None);
+        assert_eq!(buf, p);
+    }
+    copied
 }
 
 #[test]
