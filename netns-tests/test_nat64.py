@@ -63,9 +63,14 @@ def test_the_table_and_counters_show_the_ipv6_host(lab):
               for r in rows), f"an ICMP session from [{CLIENT6}] to {REMOTE}: {rows}")
     s = lab.stats()
     check(s["nat64"]["translated_6to4"] >= 2 and s["nat64"]["translated_4to6"] >= 2, f"NAT64 counters: {s['nat64']}")
-    # The router's own outside address answers through the prefix too.
+    # The replies were translated to IPv6 in the buffers they were read into.
+    check(s["nat64"]["copied_4to6"] == 0, f"forwarded replies translated in place: {s['nat64']}")
+    # The router's own outside address answers through the prefix too; that answer is
+    # the router's own packet, translated into a new one.
     out = ping6(lab, at(lab, ROUTER_OUT), count=1).stdout
     check("1 received" in out, f"ping the router's outside address through the prefix: {out}")
+    s = lab.stats()
+    check(s["nat64"]["copied_4to6"] == 1, f"the router's own answer copied: {s['nat64']}")
 
 
 @nat64("64:ff9b::/96")

@@ -423,7 +423,9 @@ pub fn policy_session(data: &[u8]) {
 
 /// Feeds packets framed as in [`translate`] to a NAT64 router: control bit 0 is the port,
 /// bit 7 repairs the checksums first (IPv4 header; the transport checksum of TCP, UDP and
-/// ICMP(v6)), bit 6 runs the timers, bits 1-5 advance the clock.
+/// ICMP(v6)), bit 6 runs the timers, bits 1-5 advance the clock. Setup bit 3 gives each
+/// packet [`crate::nat::HEADROOM`] bytes of room before it, as the driver does, so that
+/// packets to IPv6 are translated in place.
 pub fn nat64(data: &[u8]) {
     let Some((&setup, mut rest)) = data.split_first() else {
         return;
@@ -446,24 +448,30 @@ pub fn nat64(data: &[u8]) {
     let outside = Ipv4Addr::new(172, 16, 1, 186);
     let inside6: crate::nat::Ipv6Cidr = "fd00:122::100/64".parse().unwrap();
     let mut router = crate::router::Router::new(cfg, Instant::ZERO, 7);
+    let room = if setup & 8 != 0 {
+        crate::nat::HEADROOM
+    } else {
+        0
+    };
     let mut now = Instant::ZERO;
     while rest.len() >= 3 {
         let ctl = rest[0];
         let len = usize::from(u16::from_be_bytes([rest[1], rest[2]])).min(rest.len() - 3);
-        let mut buf = rest[3..3 + len].to_vec();
+        let mut buf = vec![0xa5; room];
+        buf.extend_from_slice(&rest[3..3 + len]);
         rest = &rest[3 + len..];
         now = now + Duration::from_millis(u64::from(ctl >> 1 & 0x1f) * 997);
         if ctl & 0x80 != 0 {
-            repair_checksums(&mut buf);
+            repair_checksums(&mut buf[room..]);
         }
         let side = if ctl & 1 == 0 {
             Side::Inside
         } else {
             Side::Outside
         };
-        let was_ok = l4_checksum_ok_any(&buf);
+        let was_ok = l4_checksum_ok_any(&buf[room..]);
         let mut out = Vec::new();
-        if let Some(w) = router.handle(side, &mut buf, Ok(Offload::NONE), now) {
+        if let Some(w) = router.handle_in(side, &mut buf, room, Ok(Offload::NONE), now) {
             assert_eq!(w.offload, Offload::NONE);
             out.push((w.port, w.bytes(&buf).to_vec(), true));
         }
@@ -488,8 +496,9 @@ pub fn nat64(data: &[u8]) {
                     assert_eq!(ip.src(), outside, "from the outside address");
                 }
             }
-            // A packet translated in place (6 to 4) keeps a good checksum good.
-            if in_place && was_ok && side == Side::Inside && port == Side::Outside {
+            // A packet translated in place (6 to 4, or 4 to 6 with room) keeps a good
+            // checksum good.
+            if in_place && was_ok && side != port {
                 assert!(
                     l4_checksum_ok_any(&p),
                     "a good checksum stays good: {p:02x?}"

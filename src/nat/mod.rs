@@ -83,6 +83,12 @@ pub use offload::partial_translatable6;
 /// precompute colliding keys.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+/// How far a packet may grow in front when it is translated: an IPv6 header is 20 bytes
+/// longer than an IPv4 header without options (NAT64, RFC 7915 section 4). The driver
+/// reads each packet this far into its buffer, so that `Router::handle_in` can translate
+/// it there instead of copying it.
+pub const HEADROOM: usize = 20;
+
 /// [`Nat::prefetch`] works from this many sessions on (`table_scale`: below about 30,000
 /// the table is in the caches, and looking a packet up one more time costs more than it
 /// saves).

@@ -21,6 +21,7 @@
 //! an IPv6 host (`--dnat tcp:8888=[fd00:122::73]:9999`) binds its target for good.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 use std::time::Duration;
 
 use super::prefix64::{self, Prefix64};
@@ -79,6 +80,10 @@ pub struct Nat64Stats {
     /// Packets translated from IPv6 to IPv4, and from IPv4 to IPv6.
     pub translated_6to4: u64,
     pub translated_4to6: u64,
+    /// Of those to IPv6, the ones copied into a new packet rather than translated in the
+    /// buffer they came in: the router's own packets, ICMP errors, fragments.
+    #[serde(default)]
+    pub copied_4to6: u64,
     /// IPv6 packets cut into fragments on the way in (RFC 7915 section 4.1).
     pub fragmented: u64,
     pub bindings: u64,
@@ -360,10 +365,54 @@ impl Nat64 {
         now: Instant,
         out: &mut Vec<(Vec<u8>, Offload)>,
     ) -> Result<(), DropReason> {
+        let before = out.len();
+        self.translate_4to6(pkt.get(16..20), now, |ctx, map| {
+            xlat::to_v6(pkt, off, ctx, map, out)
+        })?;
+        self.stats.translated_4to6 += 1;
+        self.stats.copied_4to6 += 1;
+        if out.len() > before + 1 {
+            self.stats.fragmented += 1;
+        }
+        Ok(())
+    }
+
+    /// [`Nat64::inbound`] for the packet at `buf[at..]`, translated in the same buffer:
+    /// its IPv6 header goes over the IPv4 one and into the room before it. Returns the
+    /// IPv6 packet's place in `buf`, or `Ok(None)` with nothing written when the packet
+    /// must be copied instead (`inbound`): too little room, an ICMP error, fragments.
+    pub fn inbound_in_place(
+        &mut self,
+        buf: &mut [u8],
+        at: usize,
+        off: &mut Offload,
+        now: Instant,
+    ) -> Result<Option<Range<usize>>, DropReason> {
+        let dst = buf.get(at + 16..at + 20).map(|d| [d[0], d[1], d[2], d[3]]);
+        let r = self.translate_4to6(dst.as_ref().map(|d| &d[..]), now, |ctx, map| {
+            xlat::to_v6_in_place(buf, at, off, ctx, map)
+        })?;
+        if r.is_some() {
+            self.stats.translated_4to6 += 1;
+        }
+        Ok(r)
+    }
+
+    /// Runs `translate` with the addresses' mapping to IPv6 for a packet to stand-in
+    /// `dst` (its 4 bytes), counting a refusal: the binding must exist, and is used now.
+    fn translate_4to6<R>(
+        &mut self,
+        dst: Option<&[u8]>,
+        now: Instant,
+        translate: impl FnOnce(
+            &Ctx,
+            &mut dyn FnMut(Ipv4Addr) -> Option<Ipv6Addr>,
+        ) -> Result<R, DropReason>,
+    ) -> Result<R, DropReason> {
         self.clock = self.clock.max(now);
-        let dst = pkt
-            .get(16..20)
-            .map(|d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]))
+        let dst = dst
+            .and_then(|d| <[u8; 4]>::try_from(d).ok())
+            .map(u32::from_be_bytes)
             .ok_or(DropReason::Truncated)?;
         let Some(b) = self.by_stand_in.get_mut(&dst) else {
             return Err(self.drop(DropReason::NoBinding));
@@ -384,15 +433,8 @@ impl Nat64 {
                 Some(prefix.embed(a))
             }
         };
-        let before = out.len();
-        match xlat::to_v6(pkt, off, &ctx, &mut map, out) {
-            Ok(()) => {
-                self.stats.translated_4to6 += 1;
-                if out.len() > before + 1 {
-                    self.stats.fragmented += 1;
-                }
-                Ok(())
-            }
+        match translate(&ctx, &mut map) {
+            Ok(r) => Ok(r),
             Err(e) => Err(self.drop(e)),
         }
     }

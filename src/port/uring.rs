@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
-use crate::nat::Side;
+use crate::nat::{Side, HEADROOM};
 use crate::wire::gro::{self, Datagram, Train, Trains};
 use crate::wire::offload::Offload;
 
@@ -66,6 +66,8 @@ pub enum Completion {
 }
 
 /// One port's provided buffers: the ring the kernel takes them from, and the memory.
+/// A read fills a buffer from [`HEADROOM`] on, leaving the bytes before it free for a
+/// packet that grows in front.
 struct Pool {
     ring: *mut types::BufRingEntry,
     layout: Layout,
@@ -76,6 +78,7 @@ struct Pool {
 }
 
 impl Pool {
+    /// `count` buffers of `size` bytes (more than [`HEADROOM`]), a power of two.
     fn new(size: usize, count: u16) -> io::Result<Pool> {
         // The ring shared with the kernel: page aligned, 16 bytes an entry.
         let layout = Layout::from_size_align(usize::from(count) * 16, 4096)
@@ -102,12 +105,12 @@ impl Pool {
 
     /// Puts buffer `bid` back at the ring's tail, for the kernel to see at `publish`.
     fn give(&mut self, bid: u16) {
-        let addr = self.mem[usize::from(bid) * self.size..].as_ptr() as u64;
+        let addr = self.mem[usize::from(bid) * self.size + HEADROOM..].as_ptr() as u64;
         let i = usize::from(self.tail & (self.count - 1));
         // SAFETY: `i` is within the ring's `count` entries (a power of two).
         let e = unsafe { &mut *self.ring.add(i) };
         e.set_addr(addr);
-        e.set_len(self.size as u32);
+        e.set_len((self.size - HEADROOM) as u32);
         e.set_bid(bid);
         self.tail = self.tail.wrapping_add(1);
     }
@@ -160,11 +163,11 @@ pub struct Uring {
 }
 
 /// Buffers per port, each room for the largest packet a TUN read can give (a device's
-/// MTU may be set above the router's) after `hdr` bytes of offload header: 16 with
-/// offloads (a header), whose super-packets fill them, 64 without, where a packet touches
-/// only its MTU's pages. Pages never written take no memory.
+/// MTU may be set above the router's) after [`HEADROOM`] and `hdr` bytes of offload
+/// header: 16 with offloads (a header), whose super-packets fill them, 64 without, where
+/// a packet touches only its MTU's pages. Pages never written take no memory.
 fn pool_shape(hdr: usize) -> (usize, u16) {
-    (65536 + hdr, if hdr > 0 { 16 } else { 64 })
+    (HEADROOM + 65536 + hdr, if hdr > 0 { 16 } else { 64 })
 }
 
 impl Uring {
@@ -342,7 +345,8 @@ impl Uring {
         }
     }
 
-    /// Buffer `bid` of `side`'s pool, in which a read put a packet.
+    /// Buffer `bid` of `side`'s pool, in which a read put a packet (its offload header
+    /// and the packet, from [`HEADROOM`] on). [`Uring::send`] counts places in it.
     pub fn buffer(&mut self, side: Side, bid: u16) -> &mut [u8] {
         self.pools[side.index()].buffer(bid)
     }
@@ -529,8 +533,8 @@ mod test {
 
     #[test]
     fn pools_are_bounded() {
-        assert_eq!(pool_shape(10), (65546, 16));
-        assert_eq!(pool_shape(0), (65536, 64));
+        assert_eq!(pool_shape(10), (65566, 16));
+        assert_eq!(pool_shape(0), (65556, 64));
     }
 
     #[test]
@@ -546,6 +550,11 @@ mod test {
         // SAFETY: entry 0 was overwritten by the fifth give (ring of 4).
         let e = unsafe { &*p.ring };
         assert_eq!(e.bid(), 2);
-        assert_eq!(e.len(), 128);
+        assert_eq!(
+            e.len() as usize,
+            128 - HEADROOM,
+            "reads start after the room"
+        );
+        assert_eq!(e.addr(), p.buffer(2)[HEADROOM..].as_ptr() as u64);
     }
 }

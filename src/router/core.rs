@@ -193,10 +193,6 @@ impl Router {
         self.nat.as_ref()
     }
 
-    /// A packet read from `port` at `now`, with what the TUN's offload header said of it.
-    /// Returns the packet itself when it is to be written out (rewritten in `buf`: the
-    /// forwarding path copies nothing); everything else the router now has to send comes
-    /// from [`Router::poll_transmit`].
     /// Would [`Router::prefetch`] do anything (is a session table that large)?
     pub fn wants_prefetch(&self) -> bool {
         self.nat.as_ref().is_some_and(Nat::wants_prefetch)
@@ -222,6 +218,10 @@ impl Router {
         }
     }
 
+    /// A packet read from `port` at `now`, with what the TUN's offload header said of it.
+    /// Returns the packet itself when it is to be written out (rewritten in `buf`: the
+    /// forwarding path copies nothing); everything else the router now has to send comes
+    /// from [`Router::poll_transmit`].
     pub fn handle(
         &mut self,
         port: Side,
@@ -229,12 +229,33 @@ impl Router {
         offload: Result<Offload, Unsupported>,
         now: Instant,
     ) -> Option<InPlace> {
-        if !self.events.is_on() {
-            return self.handle_packet(port, buf, offload, now);
+        self.handle_in(port, buf, 0, offload, now)
+    }
+
+    /// [`Router::handle`] for the packet at `buf[at..]`, with the `at` bytes before it
+    /// free: a packet that grows in front (NAT64 to IPv6, 20 bytes) is written into them
+    /// rather than copied. The returned place is in `buf`.
+    pub fn handle_in(
+        &mut self,
+        port: Side,
+        buf: &mut [u8],
+        at: usize,
+        offload: Result<Offload, Unsupported>,
+        now: Instant,
+    ) -> Option<InPlace> {
+        let pkt = buf.get_mut(at..)?;
+        if self.events.is_on() {
+            self.events.read(port, pkt, now);
         }
-        self.events.read(port, buf, now);
-        let w = self.handle_packet(port, buf, offload, now)?;
-        self.events.written(w.port, w.bytes(buf), now);
+        let w = self.handle_packet(port, pkt, offload, now)?;
+        let w = InPlace {
+            start: at + w.start,
+            ..w
+        };
+        let w = self.translate_if_for_stand_in(w, buf, now)?;
+        if self.events.is_on() {
+            self.events.written(w.port, w.bytes(buf), now);
+        }
         Some(w)
     }
 
@@ -298,8 +319,7 @@ impl Router {
             return None;
         };
         let v = nat.process_offload(port, buf, now, &mut off);
-        let w = self.verdict(port, v, buf, off, now)?;
-        self.translate_if_for_stand_in(w, buf, now)
+        self.verdict(port, v, buf, off, now)
     }
 
     /// An IPv6 packet from inside to the NAT64 prefix: translated to IPv4 in place, then
@@ -335,7 +355,7 @@ impl Router {
                 let mut off = Offload::NONE;
                 let v = nat.process_translated(&mut d, now, &mut off);
                 let w = self.verdict(Side::Inside, v, &d, off, now)?;
-                if let Some(w) = self.translate_if_for_stand_in(w, &d, now) {
+                if let Some(w) = self.translate_if_for_stand_in(w, &mut d, now) {
                     let packet = w.bytes(&d).to_vec();
                     self.xlat_out.push_back(Transmit::new(w.port, packet));
                 }
@@ -356,11 +376,10 @@ impl Router {
         let pkt = &mut buf[range];
         let v = nat.process_translated(pkt, now, &mut off);
         let w = self.verdict(Side::Inside, v, pkt, off, now)?;
-        let w = InPlace {
+        Some(InPlace {
             start: start + w.start,
             ..w
-        };
-        self.translate_if_for_stand_in(w, buf, now)
+        })
     }
 
     /// Sends ICMPv6 error `t`/`code` from the router's inside address about the packet in
@@ -381,18 +400,36 @@ impl Router {
     }
 
     /// A packet about to be written in place: if it is IPv4 for a stand-in (an IPv6 host
-    /// behind NAT64), it is translated to IPv6 and queued instead.
+    /// behind NAT64), it is translated to IPv6, in place where the room before it in
+    /// `buf` allows, else copied and queued.
     fn translate_if_for_stand_in(
         &mut self,
         w: InPlace,
-        buf: &[u8],
+        buf: &mut [u8],
         now: Instant,
     ) -> Option<InPlace> {
         if w.port != Side::Inside || !self.for_stand_in(w.bytes(buf)) {
             return Some(w);
         }
-        self.translate_in(w.bytes(buf), w.offload, now);
-        None
+        let n64 = self.nat64.as_mut()?;
+        let mut off = w.offload;
+        let area = &mut buf[..w.start + w.len];
+        match n64.inbound_in_place(area, w.start, &mut off, now) {
+            Ok(Some(r)) => Some(InPlace {
+                port: Side::Inside,
+                start: r.start,
+                len: r.len(),
+                offload: off,
+            }),
+            Ok(None) => {
+                self.translate_in(w.bytes(buf), w.offload, now);
+                None
+            }
+            Err(why) => {
+                log::debug!("inside: NAT64 dropped ({})", why.name());
+                None
+            }
+        }
     }
 
     /// Is `p` an IPv4 packet for a stand-in, on a router doing NAT64?

@@ -200,9 +200,10 @@ impl Counters {
         ));
         if let Some(x) = &self.nat64 {
             lines.push(format!(
-                "NAT64: translated 6to4 {} 4to6 {}, fragmented {}, bindings {} (created {}, released {})",
+                "NAT64: translated 6to4 {} 4to6 {} (copied {}), fragmented {}, bindings {} (created {}, released {})",
                 x.translated_6to4,
                 x.translated_4to6,
+                x.copied_4to6,
                 x.fragmented,
                 x.bindings,
                 x.bindings_created,

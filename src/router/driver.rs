@@ -33,7 +33,7 @@ use super::statefile;
 use crate::config::Config;
 use crate::control::proto::{Request, VERSION};
 use crate::control::server::{Access, ControlServer, Peer, Reply, Responder};
-use crate::nat::{Instant, Prefetch, Side};
+use crate::nat::{Instant, Prefetch, Side, HEADROOM};
 use crate::options::Sources;
 use crate::port::pcap::PcapCapture;
 use crate::port::tracer::stdout_tracer;
@@ -312,7 +312,7 @@ impl Driver {
             poll,
             signals,
             epoch,
-            buf: vec![0u8; 65536],
+            buf: vec![0u8; HEADROOM + 65536],
             readable: [true, true],
             reattach_at: None,
             uring,
@@ -498,7 +498,8 @@ impl Driver {
                 if let Completion::Read { side, bid, len } = *c {
                     if len > hdr {
                         let buf = u.buffer(side, bid);
-                        self.core.prefetch(side, &buf[hdr..len], stage);
+                        let pkt = &buf[HEADROOM + hdr..HEADROOM + len];
+                        self.core.prefetch(side, pkt, stage);
                     }
                 }
             }
@@ -520,22 +521,25 @@ impl Driver {
             u.release(side, bid);
             return;
         };
-        let off = match buf[..hdr].try_into() {
+        // The read put the offload header and the packet after HEADROOM free bytes.
+        let off = match buf[HEADROOM..HEADROOM + hdr].try_into() {
             Ok(h) if hdr > 0 => Offload::parse(h),
             _ => Ok(Offload::NONE),
         };
-        let pkt = &mut buf[hdr..len];
+        // The room and the packet: the core may write the packet further on (shorter in
+        // front) or into the room (longer), leaving `hdr` bytes before it.
+        let area = &mut buf[hdr..HEADROOM + len];
         for o in observers.iter_mut() {
-            o.packet(Crossing::Read, side, tun.name(), pkt);
+            o.packet(Crossing::Read, side, tun.name(), &area[HEADROOM..]);
         }
-        match self.core.handle(side, pkt, off, now) {
+        match self.core.handle_in(side, area, HEADROOM, off, now) {
             Some(w) => match &tuns[w.port.index()] {
                 Some(to) => {
                     for o in observers.iter_mut() {
-                        o.packet(Crossing::Written, w.port, to.name(), w.bytes(pkt));
+                        o.packet(Crossing::Written, w.port, to.name(), w.bytes(area));
                     }
-                    // The offload header goes just before the packet, where the one
-                    // read was (or further on, when the packet got shorter in front).
+                    // The offload header goes just before the packet, `w.start` in the
+                    // buffer, since the area starts `hdr` bytes into it.
                     u.send(side, bid, w.start, w.len, &w.offload, w.port);
                 }
                 None => {
@@ -703,7 +707,7 @@ impl Driver {
             let Some(tun) = &tuns[side.index()] else {
                 return false;
             };
-            let (n, off) = match tun.recv(&mut self.buf) {
+            let (n, off) = match tun.recv(&mut self.buf[HEADROOM..]) {
                 Ok(r) => r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -716,10 +720,16 @@ impl Driver {
                 }
             };
             for o in observers.iter_mut() {
-                o.packet(Crossing::Read, side, tun.name(), &self.buf[..n]);
+                o.packet(
+                    Crossing::Read,
+                    side,
+                    tun.name(),
+                    &self.buf[HEADROOM..HEADROOM + n],
+                );
             }
             let now = self.now();
-            if let Some(w) = self.core.handle(side, &mut self.buf[..n], off, now) {
+            let area = &mut self.buf[..HEADROOM + n];
+            if let Some(w) = self.core.handle_in(side, area, HEADROOM, off, now) {
                 if !self.ports.send(w.port, w.bytes(&self.buf), &w.offload) {
                     self.core.count_write_error();
                 }
