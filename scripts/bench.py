@@ -44,7 +44,8 @@ always runs first.
 
 `--baseline BIN` adds another tunnat binary (say, a build of the previous commit), with
 and without offloads, measured in the same interleaved rounds, and prints the new
-binary's figures relative to it: how a change is shown to be within noise.
+binary's figures relative to it: how a change is shown to be within noise. It is
+measured on the NAT64 lab too (kind baseline64, with offloads).
 """
 
 import json
@@ -313,12 +314,26 @@ def conns_per_s(r):
 P64 = "fd64:ff9b:1::"
 
 
+class Lab64(harness.Lab):
+    """The NAT64 lab with tunnat, or with the `--baseline` binary (kind baseline64)."""
+
+    def __init__(self, kind, **kw):
+        self.kind = kind
+        super().__init__(**kw)
+
+    def args(self, extra=()):
+        a = super().args(extra)
+        if self.kind.startswith("baseline"):
+            a[0] = BASELINE
+        return a
+
+
 def nat64_router(kind):
     """An IPv6-only inside and an IPv4-only outside, with tunnat or Tayga + NAT44 between."""
     dnat = ["--dnat", "tcp:5201=[fd00:122::73]"]
     if kind == "tayga":
         return kernel_lab.KernelLab(dnat, nat64=P64 + "/96")
-    r = harness.Lab(extra_args=dnat, start=False, nat64=P64 + "/96")
+    r = Lab64(kind, extra_args=dnat, start=False, nat64=P64 + "/96")
     r.start(dnat + (["--no-offload"] if kind.endswith("-plain") else []), env={"RUST_LOG": "warn"})
     return r
 
@@ -369,7 +384,8 @@ def main():
     else:
         measured = tuple(k for k in measured if k not in levers)
     kinds64 = ("tunnat64", "tunnat64-plain", "tayga")
-    measured64 = tuple(k for k in kinds64 if not ONLY or k in ONLY.split(","))
+    measured64 = tuple(k for k in kinds64 + (("baseline64",) if BASELINE else ())
+                       if not ONLY or k in ONLY.split(","))
     runs = {k: {} for k in measured + measured64}
     for rnd in range(ROUNDS):
         for mtu in (1500, 9000):
@@ -404,9 +420,15 @@ def main():
                                       "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro", "tunnat-nogro",
                                       "copy-fixed", "copy-fixed-plain")
                          if k in measured])
-    if measured64 == kinds64:
+    if all(k in measured64 for k in kinds64):
         print_nat64_table(res)
-    if BASELINE:
+    if "baseline64" in measured64 and "tunnat64" in measured64:
+        print(f"\nNAT64 with offloads, this tunnat against the baseline {BASELINE}, same rounds:")
+        for name, key, _ in NAT64_ROWS:
+            t, b = res["tunnat64"][key], res["baseline64"][key]
+            print(f"{name:44} {t:>9.2f} {b:>9.2f} {t / b:>7.0%}" if not key.endswith("pps") else
+                  f"{name:44} {t / 1e3:>9.2f} {b / 1e3:>9.2f} {t / b:>7.0%}")
+    if BASELINE and "baseline" in measured:
         print_baseline_table(res, rows, measured)
     print(f"(each cell: the median of {ROUNDS} round(s) of {SECS} s)")
     print("raw figures: " + json.dumps({k: {m: [round(x, 4) for x in xs] for m, xs in v.items()}
@@ -443,11 +465,14 @@ def print_cpu_table(res, kinds):
             print(f"{a} / {b}: " + ", ".join(f"{key} {res[a][key] / res[b][key]:.0%}" for _, key in rows))
 
 
+NAT64_ROWS = [("NAT64: TCP IPv6->IPv4, MTU 1500 (Gbit/s)", "tcp64_out", True),
+              ("NAT64: TCP IPv4->IPv6 static forward", "tcp64_in", True),
+              ("NAT64: UDP 64-byte datagrams (kpps)", "udp64_64_pps", True),
+              ("NAT64: ping RTT (ms, lower is better)", "ping64_ms", False)]
+
+
 def print_nat64_table(res):
-    rows = [("NAT64: TCP IPv6->IPv4, MTU 1500 (Gbit/s)", "tcp64_out", True),
-            ("NAT64: TCP IPv4->IPv6 static forward", "tcp64_in", True),
-            ("NAT64: UDP 64-byte datagrams (kpps)", "udp64_64_pps", True),
-            ("NAT64: ping RTT (ms, lower is better)", "ping64_ms", False)]
+    rows = NAT64_ROWS
     print(f"\n{'':44} {'tunnat':>9} {'tunnat':>9} {'Tayga +':>9}   {'tunnat vs Tayga':>16}")
     print(f"{'':44} {'offloads':>9} {'plain':>9} {'NAT44':>9}   {'offl':>7} {'plain':>7}")
     for name, key, _ in rows:
