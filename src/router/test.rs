@@ -153,6 +153,9 @@ struct Lab {
     room: usize,
 }
 
+/// The rounds [`Lab::hot_turns`] counts.
+const HOT_TURNS: u64 = 37;
+
 /// Counts of what forwarding cost since the last [`Hot::default`], by the port the
 /// packets came in (`[inside, outside]`).
 #[derive(Debug, Default, PartialEq)]
@@ -244,6 +247,19 @@ impl Lab {
         };
         host.dev.deliver(&packet);
         self.wire.push((port, packet));
+    }
+
+    /// What forwarding costs over [`HOT_TURNS`] rounds of `turn`, after three to warm up
+    /// (sessions made, queues grown once).
+    fn hot_turns(&mut self, turn: impl Fn(&mut Lab, u8)) -> Hot {
+        for i in 0..3 {
+            turn(self, i);
+        }
+        self.hot = Hot::default();
+        for i in 3..3 + HOT_TURNS as u8 {
+            turn(self, i);
+        }
+        std::mem::take(&mut self.hot)
     }
 
     fn run(&mut self, steps: usize) {
@@ -444,8 +460,8 @@ fn forwarding_established_flows_allocates_nothing_and_copies_nothing() {
     let visitor = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
     let udp_in = udp_socket(&mut lab.inside, 5353);
     let udp_out = udp_socket(&mut lab.outside, 53);
-    let turn = |lab: &mut Lab, i: u16| {
-        let msg = [b'a' + (i % 26) as u8; 100];
+    let turn = |lab: &mut Lab, i: u8| {
+        let msg = [b'a' + i % 26; 100];
         lab.inside.send(browser, &msg);
         lab.outside.send(web, &msg);
         lab.outside.send(visitor, &msg);
@@ -478,17 +494,9 @@ fn forwarding_established_flows_allocates_nothing_and_copies_nothing() {
         assert_eq!(udp_received(&mut lab.inside, udp_in).len(), 1, "turn {i}");
     };
     lab.run(5);
-    // The first turns make the sessions (and whatever the table grows to hold them).
-    for i in 0..3 {
-        turn(&mut lab, i);
-    }
-    lab.hot = Hot::default();
-    for i in 3..40 {
-        turn(&mut lab, i);
-    }
-    let hot = std::mem::take(&mut lab.hot);
-    // 37 turns, each way: two TCP segments and two ACKs, a datagram, a ping or its reply.
-    assert_eq!(hot.handled, [37 * 6, 37 * 6], "{hot:?}");
+    let hot = lab.hot_turns(turn);
+    // Each turn, each way: two TCP segments and two ACKs, a datagram, a ping or its reply.
+    assert_eq!(hot.handled, [HOT_TURNS * 6, HOT_TURNS * 6], "{hot:?}");
     assert_eq!(
         hot.in_place, hot.handled,
         "every packet forwarded in place: {hot:?}"
@@ -922,8 +930,9 @@ mod nat64 {
         (a(8), a(24))
     }
 
-    #[test]
-    fn an_ipv6_only_host_browses_an_ipv4_server_through_the_prefix() {
+    /// The NAT64 lab (prefix 64:ff9b:1::) with the IPv6 client connected through it to a
+    /// web server on the IPv4 outside host: the lab, the server's socket, the client's.
+    fn browsing() -> (Lab, SocketHandle, SocketHandle) {
         let mut lab = lab("64:ff9b:1::");
         let server = lab.outside.listen(80);
         let to = at("64:ff9b:1::", REMOTE);
@@ -931,6 +940,12 @@ mod nat64 {
             .inside
             .connect_ip((IpAddress::Ipv6(to), 80), (IpAddress::Ipv6(CLIENT6), 40000));
         lab.run(5);
+        (lab, server, client)
+    }
+
+    #[test]
+    fn an_ipv6_only_host_browses_an_ipv4_server_through_the_prefix() {
+        let (mut lab, server, client) = browsing();
         assert!(
             lab.outside.sock(server).is_active(),
             "the handshake went through"
@@ -969,13 +984,7 @@ mod nat64 {
     /// allocation, taken from `poll_transmit`.
     #[test]
     fn nat64_translates_both_ways_in_place_given_room_in_front() {
-        let mut lab = lab("64:ff9b:1::");
-        let server = lab.outside.listen(80);
-        let to = at("64:ff9b:1::", REMOTE);
-        let client = lab
-            .inside
-            .connect_ip((IpAddress::Ipv6(to), 80), (IpAddress::Ipv6(CLIENT6), 40000));
-        lab.run(5);
+        let (mut lab, server, client) = browsing();
         let turn = |lab: &mut Lab, i: u8| {
             let msg = [b'a' + i % 26; 100];
             lab.inside.send(client, &msg);
@@ -984,27 +993,19 @@ mod nat64 {
             assert_eq!(lab.outside.received(server), msg, "turn {i}");
             assert_eq!(lab.inside.received(client), msg, "turn {i}");
         };
+        let n = HOT_TURNS * 2; // each turn, each way: a segment and an ACK
         for room in [HEADROOM, 0] {
             lab.room = room;
-            // The first turns of each kind grow what they use once (the queues).
-            for i in 0..3 {
-                turn(&mut lab, i);
-            }
-            lab.hot = Hot::default();
-            for i in 3..40 {
-                turn(&mut lab, i);
-            }
-            let hot = std::mem::take(&mut lab.hot);
-            // 37 turns, each way: a segment and an ACK.
-            assert_eq!(hot.handled, [37 * 2, 37 * 2], "room {room}: {hot:?}");
+            let hot = lab.hot_turns(turn);
+            assert_eq!(hot.handled, [n, n], "room {room}: {hot:?}");
             if room > 0 {
                 assert_eq!(hot.in_place, hot.handled, "room {room}: {hot:?}");
                 assert_eq!(hot.made, [0, 0], "room {room}: {hot:?}");
                 assert_eq!(hot.allocations, [0, 0], "room {room}: {hot:?}");
             } else {
-                assert_eq!(hot.in_place, [37 * 2, 0], "room {room}: {hot:?}");
-                assert_eq!(hot.made, [37 * 2, 0], "room {room}: {hot:?}");
-                assert_eq!(hot.allocations, [0, 37 * 2], "room {room}: {hot:?}");
+                assert_eq!(hot.in_place, [n, 0], "room {room}: {hot:?}");
+                assert_eq!(hot.made, [n, 0], "room {room}: {hot:?}");
+                assert_eq!(hot.allocations, [0, n], "room {room}: {hot:?}");
             }
         }
     }
