@@ -806,6 +806,32 @@ mod test {
         assert_eq!(n.table().len(), 1);
     }
 
+    /// NAT66's hot path, as NAT44's (`router::test`): once the mapping exists, a
+    /// datagram and a ping each way are rewritten in place and nothing is allocated.
+    #[test]
+    fn an_established_mapping_forwards_without_allocating() {
+        let mut n = nat6();
+        fwd(&mut n, Side::Inside, udp(CLIENT, 40000, REMOTE, 53));
+        fwd(&mut n, Side::Outside, udp(REMOTE, 53, OUT, 40000));
+        let ping = fwd(&mut n, Side::Inside, echo(128, CLIENT, REMOTE, 7));
+        let id = ends(&ping).1;
+        fwd(&mut n, Side::Outside, echo(129, REMOTE, OUT, id));
+        let mut packets = [
+            (Side::Inside, udp(CLIENT, 40000, REMOTE, 53)),
+            (Side::Outside, udp(REMOTE, 53, OUT, 40000)),
+            (Side::Inside, echo(128, CLIENT, REMOTE, 7)),
+            (Side::Outside, echo(129, REMOTE, OUT, id)),
+        ];
+        let before = crate::testalloc::allocations();
+        let verdicts = packets
+            .each_mut()
+            .map(|(side, p)| n.process(*side, p, Instant::ZERO));
+        assert_eq!(crate::testalloc::allocations(), before, "nothing allocated");
+        for v in verdicts {
+            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+        }
+    }
+
     #[test]
     fn a_port_forward_and_its_replies() {
         let mut n = nat6();
