@@ -249,6 +249,17 @@ impl Lab {
         self.wire.push((port, packet));
     }
 
+    /// Both seed scenarios' connections, opening: the inside client to the outside web
+    /// server on 80, and the outside client to the port forward 8888 -> the inside
+    /// server's 9999. Returns (web server, browser, inside server, outside client).
+    fn seed_connections(&mut self) -> (SocketHandle, SocketHandle, SocketHandle, SocketHandle) {
+        let web = self.outside.listen(80);
+        let browser = self.inside.connect((REMOTE, 80), (CLIENT, 40000));
+        let server = self.inside.listen(9999);
+        let client = self.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+        (web, browser, server, client)
+    }
+
     /// What forwarding costs over [`HOT_TURNS`] rounds of `turn`, after three to warm up
     /// (sessions made, queues grown once).
     fn hot_turns(&mut self, turn: impl Fn(&mut Lab, u8)) -> Hot {
@@ -454,10 +465,7 @@ fn the_843_gate_drops_a_syn_no_socket_can_take_then_serves_its_retry() {
 #[test]
 fn forwarding_established_flows_allocates_nothing_and_copies_nothing() {
     let mut lab = Lab::new(Config::lab());
-    let web = lab.outside.listen(80);
-    let browser = lab.inside.connect((REMOTE, 80), (CLIENT, 40000));
-    let forwarded = lab.inside.listen(9999);
-    let visitor = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+    let (web, browser, forwarded, visitor) = lab.seed_connections();
     let udp_in = udp_socket(&mut lab.inside, 5353);
     let udp_out = udp_socket(&mut lab.outside, 53);
     let turn = |lab: &mut Lab, i: u8| {
@@ -690,10 +698,7 @@ fn runtime_port_forwards_are_kept_across_a_reload() {
 #[test]
 fn connections_carry_on_through_a_restart_with_the_saved_state() {
     let mut lab = Lab::new(Config::lab());
-    let web = lab.outside.listen(80);
-    let browser = lab.inside.connect((REMOTE, 80), (CLIENT, 40000));
-    let server = lab.inside.listen(9999);
-    let client = lab.outside.connect((ROUTER_OUT, 8888), (REMOTE, 43088));
+    let (web, browser, server, client) = lab.seed_connections();
     lab.run(5);
     assert_eq!(
         lab.control(Request::DnatAdd {
