@@ -16,11 +16,14 @@
 //! the next completions, so a busy loop moves many packets per system call, and a quiet
 //! one makes one call per packet instead of four (wait, read, write, read again).
 //!
-//! With `--uring --coalesce-us USECS` (a third lever) each wait asks for a batch: it
-//! returns at once if a completion is there, else waits for the first one, but a wait that
-//! began less than USECS ago waits until then for more to join it (io_uring's
+//! With `--uring --coalesce-us USECS` (a third lever) a wait after a turn that read eight
+//! packets or more asks for a batch: it returns at once if a completion is there, else
+//! waits until USECS after it began for more to join the first (io_uring's
 //! `min_wait_usec`, Linux 6.12), as a NIC's interrupt coalescing (`ethtool -C rx-usecs`)
-//! does. A router idle longer than USECS adds nothing to a packet's latency.
+//! does; past USECS, the first completion ends it. Packets that come alone or in a few
+//! (ping, a handshake, a TCP flow's super-packets and ACKs) are not held back. With
+//! `--defer-taskrun` too, the kernel does not wake the loop for each packet while it
+//! holds out (its task work is deferred to the wait), so a batch costs one wakeup.
 //!
 //! With `--uring --defer-taskrun` (a fourth) completions are processed only when the loop
 //! waits (`IORING_SETUP_DEFER_TASKRUN`), never by interrupting it.
@@ -529,13 +532,24 @@ mod uring {
         let mut trains: [Trains<u16>; 2] = Default::default();
         // The writes of a turn: reading TUN, buffer, bytes.
         let mut writes: Vec<(usize, u16, usize)> = Vec::with_capacity(2 * BUFS as usize);
+        // Packets read in the last turn: a wait coalesces (--coalesce-us) only after a
+        // turn that read COALESCE_FROM or more, a stream of packets, so that one that
+        // comes alone (ping, a handshake) or in a few (a TCP flow's segments and ACKs) is
+        // not held back.
+        const COALESCE_FROM: usize = 8;
+        let mut last_reads = 0usize;
         loop {
-            if coalesce_us == 0 || !ring.completion().is_empty() {
+            if coalesce_us == 0 || !ring.completion().is_empty() || last_reads < COALESCE_FROM {
                 ring.submit_and_wait(1)?;
             } else {
                 // A batch: half the buffers' worth, or what came within the first
-                // coalesce_us of the wait.
-                let args = types::SubmitArgs::new().min_wait_usec(coalesce_us);
+                // coalesce_us of the wait; after that, the first completion ends the wait
+                // (the general timeout is what makes io_uring go on sleeping when nothing
+                // came within coalesce_us, instead of returning at once).
+                let ts = types::Timespec::new().sec(3600);
+                let args = types::SubmitArgs::new()
+                    .min_wait_usec(coalesce_us)
+                    .timespec(&ts);
                 match ring.submitter().submit_with_args(BUFS as usize / 2, &args) {
                     Ok(_) => {}
                     Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
@@ -543,6 +557,7 @@ mod uring {
                 }
             }
             let done: Vec<cqueue::Entry> = ring.completion().collect();
+            last_reads = done.iter().filter(|c| c.user_data() < WRITE).count();
             for c in done {
                 let (ud, res, flags) = (c.user_data(), c.result(), c.flags());
                 if ud < WRITE {

@@ -38,7 +38,9 @@ on io_uring with IORING_SETUP_DEFER_TASKRUN; copy-mq, copy-mq-plain: the copy lo
 copy-nogro, tunnat-nogro: the copy loop and tunnat writing each UDP datagram on its own,
 where by default, with offloads, both join a batch's datagrams of one flow into UDP GSO
 super-packets (`--udp-gro`, `--no-udp-gro`); copy-fixed, copy-fixed-plain: the copy loop
-writing from its pools registered as fixed buffers, `--fixed`),
+writing from its pools registered as fixed buffers, `--fixed`; copy-batch,
+copy-batch-plain: the copy loop with both `--coalesce-us` and `--defer-taskrun`, so that
+a loaded loop is woken once per batch),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -124,9 +126,9 @@ class TunRouter(harness.Lab):
             busy = ["--busy-poll", str(BUSY_US)] if kind.startswith("copy-busy") else []
             if not kind.startswith(("copy-busy", "copy-calls")):
                 busy = ["--uring"]
-            if kind.startswith("copy-coalesce"):
+            if kind.startswith(("copy-coalesce", "copy-batch")):
                 busy += ["--coalesce-us", str(COALESCE_US)]
-            if kind.startswith("copy-defer"):
+            if kind.startswith(("copy-defer", "copy-batch")):
                 busy += ["--defer-taskrun"]
             if kind.startswith("copy-fixed"):
                 busy += ["--fixed"]
@@ -377,7 +379,7 @@ def main():
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
               "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro",
-              "tunnat-nogro", "copy-fixed", "copy-fixed-plain")
+              "tunnat-nogro", "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -418,7 +420,7 @@ def main():
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
                                       "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
                                       "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro", "tunnat-nogro",
-                                      "copy-fixed", "copy-fixed-plain")
+                                      "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain")
                          if k in measured])
     if all(k in measured64 for k in kinds64):
         print_nat64_table(res)
