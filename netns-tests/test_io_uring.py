@@ -1,7 +1,8 @@
 """Batched TUN I/O (issue 18): by default packets move through io_uring, a multishot read
 per port and writes submitted in batches, so a burst costs far fewer system calls than
-packets; `--no-io-uring` goes back to one read and one write call per packet. The
-kernel counts a process's read and write calls in /proc/PID/io (syscr, syscw); io_uring's
+packets; `--no-io-uring` goes back to one read and one write call per packet. Under load
+a wait holds out for a batch (`--coalesce-us`), but never for a packet that comes alone.
+The kernel counts a process's read and write calls in /proc/PID/io (syscr, syscw); io_uring's
 reads and writes are not among them."""
 
 import os
@@ -76,6 +77,17 @@ def test_without_io_uring_each_packet_is_a_read_and_a_write(lab):
 def test_a_stopped_router_lets_go_of_its_devices_at_once(lab):
     """The multishot reads hold the TUN files; tunnat cancels them before it exits, so a
     restart a moment later can open the same devices (a TUN takes one reader)."""
+    _restart_three_times(lab)
+
+
+@tunnat_args("--coalesce-us", "50")
+def test_a_stopped_router_lets_go_of_its_devices_at_once_when_coalescing(lab):
+    """With coalescing the ring defers its task work to the waits: what completes the
+    cancelled reads, and lets go of their files, runs only when tunnat waits again."""
+    _restart_three_times(lab)
+
+
+def _restart_three_times(lab):
     for _ in range(3):
         eq(lab.stop(), 0, "exit status after SIGTERM")
         lab.start(lab.extra_args)
@@ -124,3 +136,50 @@ def test_a_large_table_is_prefetched_a_batch_at_a_time(lab):
     io = lab.stats()["io"]
     per = (io["read_inside"] + io["read_outside"]) / max(1, io["batches"])
     check(per > 2, f"{per:.1f} packets per turn")
+
+
+def _coalescing(lab):
+    """Whether this kernel's io_uring coalesces (Linux 6.12 and later), as the banner says."""
+    if "cannot coalesce" in lab.stderr():
+        print("    (skipped: this kernel's io_uring cannot coalesce)")
+        return False
+    check("a batch gathers for up to 50 µs" in lab.stderr(), "banner says the window")
+    return True
+
+
+@tunnat_args("--control", CONTROL, "--coalesce-us", "50")
+def test_under_load_a_wait_holds_out_for_a_batch(lab):
+    """A burst is a stream of packets: after a turn that moved eight or more, the wait holds
+    out for the next batch (counted as io.coalesced), and every datagram still arrives."""
+    if not _coalescing(lab):
+        return
+    got = _burst(lab)
+    check(got >= BURST * 0.95, f"{got} of {BURST} datagrams arrived")
+    io = lab.stats()["io"]
+    check(io["coalesced"] > 0, "no wait held out for a batch during a burst")
+    per = io["read_inside"] / max(1, io["batches"])
+    print(f"    ({got} packets in {io['batches']} turns, {per:.1f} a turn; {io['coalesced']} waits held out)")
+
+
+@tunnat_args("--control", CONTROL, "--coalesce-us", "1000")
+def test_a_packet_that_comes_alone_is_not_held_back(lab):
+    """Pings one at a time: each turn moves one packet, so no wait holds out, even with
+    the longest window (1 ms). A held ping would take a millisecond more."""
+    if "cannot coalesce" in lab.stderr():
+        print("    (skipped: this kernel's io_uring cannot coalesce)")
+        return
+    before = lab.stats()["io"]["coalesced"]
+    out = lab.sh("lan", ["ping", "-c", "20", "-i", "0.05", "-q", REMOTE]).stdout
+    rtt = [float(x) for x in out.strip().splitlines()[-1].split("=")[1].split()[0].split("/")]
+    held = lab.stats()["io"]["coalesced"] - before
+    check(held <= 2, f"{held} waits held out for 20 lone pings")
+    check(rtt[1] < 0.5, f"ping's average RTT {rtt[1]} ms with a 1 ms window: lone packets held back")
+    print(f"    (20 pings, average {rtt[1]} ms, {held} waits held out)")
+
+
+@tunnat_args("--control", CONTROL)
+def test_by_default_no_wait_holds_out(lab):
+    check("a batch gathers" not in lab.stderr(), "banner says coalescing by default")
+    got = _burst(lab)
+    check(got >= BURST * 0.95, f"{got} of {BURST} datagrams arrived")
+    eq(lab.stats()["io"]["coalesced"], 0, "waits held out by default")

@@ -88,6 +88,9 @@ pub struct Config {
     /// Join UDP datagrams of one flow in a batch into GSO super-packets
     /// ([`crate::wire::gro`]).
     pub udp_gro: bool,
+    /// Under load, let a batch gather this long (µs) before waking for it; 0: off
+    /// ([`crate::port::uring`]).
+    pub coalesce_us: u32,
     /// Make the TUNs persistent, and wait for a lost one to come back.
     pub persist: bool,
     /// Save the sessions here at stop, carry on from them at start.

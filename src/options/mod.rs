@@ -27,6 +27,7 @@ use crate::nat::{
     ports::PORT_HOLD, DnatRule, Filtering, Ipv4Cidr, Ipv6Cidr, Limits, SynCookies, Timeouts,
 };
 use crate::port::netns;
+use crate::port::uring::{DEFAULT_COALESCE_US, MAX_COALESCE_US};
 use crate::services::policy::{DEFAULT_IDLE, DEFAULT_MAX_CLIENTS, DEFAULT_POLICY, DEFAULT_PORT};
 
 #[macro_use]
@@ -261,6 +262,11 @@ options! {
         flag: "no-udp-gro", key: "udp-gro", value: "",
         default: Some(true), shown: "", restart
     }
+    /// Under load, let a batch gather for up to USECS microseconds before tunnat wakes for it, as a NIC's interrupt coalescing (`ethtool -C rx-usecs`) does; 0, the default, is off. It saves wakeups on a machine fast enough to sleep after every few packets, for up to USECS more latency; 50 is a NIC's usual window. Only a wait after a turn that moved eight packets or more holds out, and the first packet after the window ends the wait, so packets that come alone or in a few (a ping, a handshake, a TCP flow's segments and ACKs) are not held back; a packet in a stream may wait up to USECS. Needs io_uring on Linux 6.12 or later (its `min_wait_usec`, with deferred task work); elsewhere tunnat says so and wakes for every packet. At most 1000.
+    coalesce_us: u32 = Value {
+        flag: "coalesce-us", key: "coalesce-us", value: "USECS",
+        default: Some(DEFAULT_COALESCE_US), shown: "", restart
+    }
     /// Make the TUN devices persistent (TUNSETPERSIST): they, and the addresses and routes their namespaces gave them, outlive tunnat, so a restart finds them as they were. A port whose device is deleted is then not fatal: tunnat waits for a device of that name to come back in its namespace and attaches to it. Delete the devices with `ip link del NAME` when done.
     persist: bool = Switch {
         flag: "persist", key: "persist", value: "",
@@ -406,6 +412,13 @@ impl Settings {
                 .with_context(|| format!("{} {}", self.named("policy_file"), p.display()))?,
             None => DEFAULT_POLICY.as_bytes().to_vec(),
         };
+        let coalesce_us = self.coalesce_us().unwrap_or_default();
+        if coalesce_us > MAX_COALESCE_US {
+            bail!(
+                "{} {coalesce_us}: at most {MAX_COALESCE_US} (1 ms)",
+                self.named("coalesce_us")
+            );
+        }
         let idle = self.policy_idle_timeout().unwrap_or_default();
         if !(idle > 0.0 && idle <= 3600.0) {
             bail!(
@@ -534,6 +547,7 @@ impl Settings {
             offload: self.offload().unwrap_or_default(),
             io_uring: self.io_uring().unwrap_or_default(),
             udp_gro: self.udp_gro().unwrap_or_default(),
+            coalesce_us,
             persist: self.persist().unwrap_or_default(),
             state_file: self.state_file(),
             trace: self.trace().unwrap_or_default() || !trace_filters.is_empty(),

@@ -988,9 +988,11 @@ impl Router {
         self.io.batches += 1;
     }
 
-    /// The driver has written `n` UDP datagrams inside others' super-packets so far.
-    pub fn set_udp_joined(&mut self, n: u64) {
-        self.io.udp_joined = n;
+    /// The driver's io_uring so far: UDP datagrams written inside others' super-packets,
+    /// waits that held out for a batch.
+    pub fn set_uring_counts(&mut self, udp_joined: u64, coalesced: u64) {
+        self.io.udp_joined = udp_joined;
+        self.io.coalesced = coalesced;
     }
 
     /// The driver could not read a port.

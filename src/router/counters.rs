@@ -103,6 +103,10 @@ pub struct IoCounters {
     /// offloads; `--no-udp-gro` turns it off): datagrams written less this is writes.
     #[serde(default)]
     pub udp_joined: u64,
+    /// Waits that held out for a batch (`--coalesce-us`; io_uring on Linux 6.12 and
+    /// later): only after a turn that moved eight packets or more.
+    #[serde(default)]
+    pub coalesced: u64,
 }
 
 /// The control socket.
@@ -183,10 +187,11 @@ impl Counters {
         let io = &self.io;
         let c = &self.control;
         lines.push(format!(
-            "read inside {} outside {} in {} batches, UDP datagrams joined {}, read errors {}, write errors {}, ports lost {} (reattached {}), local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
+            "read inside {} outside {} in {} batches ({} coalesced), UDP datagrams joined {}, read errors {}, write errors {}, ports lost {} (reattached {}), local queue overflows {}, held SYNs overflowed {}, control requests {} (refused {}, timed out {})",
             io.read_inside,
             io.read_outside,
             io.batches,
+            io.coalesced,
             io.udp_joined,
             io.read_errors,
             io.write_errors,

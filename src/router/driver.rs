@@ -251,9 +251,20 @@ impl Driver {
                 if cfg.udp_gro && hdr > 0 && !uso {
                     log::info!("the TUNs take no UDP segmentation (Linux 6.2 and later): UDP datagrams are written one by one");
                 }
-                match Uring::new(fds, hdr, cfg.udp_gro && uso, poll.as_raw_fd()) {
+                match Uring::new(
+                    fds,
+                    hdr,
+                    cfg.udp_gro && uso,
+                    poll.as_raw_fd(),
+                    cfg.coalesce_us,
+                ) {
                     Ok(u) => {
                         log::info!("packets move by io_uring: a multishot read per port, writes in batches");
+                        match (cfg.coalesce_us, u.coalescing()) {
+                            (0, _) => {}
+                            (_, Some(us)) => log::info!("under load, a batch gathers for up to {us} µs before tunnat wakes (--coalesce-us)"),
+                            (_, None) => log::info!("this kernel's io_uring cannot coalesce (Linux 6.12 and later): tunnat wakes for every packet"),
+                        }
                         Some(u)
                     }
                     Err(e) => {
@@ -470,7 +481,7 @@ impl Driver {
                 }
             }
             if let Some(u) = &self.uring {
-                self.core.set_udp_joined(u.joined());
+                self.core.set_uring_counts(u.joined(), u.coalesced());
             }
             if polled {
                 match self.poll.poll(&mut events, Some(Duration::ZERO)) {

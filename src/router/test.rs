@@ -823,6 +823,7 @@ fn the_stats_answer_has_every_counter_under_its_usual_name() {
         "local_queue_overflows",
         "batches",
         "udp_joined",
+        "coalesced",
     ] {
         assert!(v["io"][key].is_u64(), "io.{key}");
     }
