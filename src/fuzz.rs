@@ -35,7 +35,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use crate::nat::{Cidr, Instant, Nat, NatConfig, Side, Verdict};
+use crate::nat::{Cidr, DropReason, Instant, Nat, NatConfig, Side, Verdict};
 use crate::services::policy::{self, PolicyServer};
 use crate::wire::checksum;
 use crate::wire::ipv4::{self, Check, Ipv4};
@@ -183,6 +183,20 @@ pub fn translate(data: &[u8]) {
                     assert_eq!(t.port, to, "fragments go where the verdict says");
                     assert!(t.packet.len() <= mtu(to), "fragment larger than the MTU");
                 }
+                // The SYN proxy answers for a port forward: a SYN-ACK with a cookie, an RST
+                // or a window update to the client, the SYN or the ACK to the server.
+                Verdict::Drop(DropReason::SynProxied) => {
+                    let ip = valid(&t.packet, "a SYN proxy segment");
+                    assert_eq!(ip.protocol(), 6, "the SYN proxy sends TCP");
+                    assert!(
+                        l4_checksum_ok(&t.packet),
+                        "the SYN proxy's checksums are right"
+                    );
+                    match t.port {
+                        Side::Outside => assert_eq!(ip.src(), outside.addr, "to the client"),
+                        Side::Inside => assert!(inside.contains(ip.dst()), "to the server"),
+                    }
+                }
                 _ => panic!("{verdict:?} queued a packet"),
             }
         }
@@ -254,6 +268,18 @@ fn translate6(
                 match side {
                     Side::Inside => assert_eq!(ip.src(), outside.addr, "fragment source"),
                     Side::Outside => assert!(inside.contains(ip.dst()), "fragment destination"),
+                }
+            }
+            // The SYN proxy answers for a port forward (as in `translate`).
+            Verdict::Drop(DropReason::SynProxied) => {
+                let ip = valid6(&t.packet, "a SYN proxy segment");
+                assert!(
+                    l4_checksum_ok6(&t.packet),
+                    "the SYN proxy's checksums are right"
+                );
+                match t.port {
+                    Side::Outside => assert_eq!(ip.src(), outside.addr, "to the client"),
+                    Side::Inside => assert!(inside.contains(ip.dst()), "to the server"),
                 }
             }
             _ => panic!("{verdict:?} queued a packet"),
@@ -1111,6 +1137,18 @@ mod test {
         }
     }
 
+    /// Inputs the fuzzer once crashed `translate` with, kept as regressions.
+    #[test]
+    fn translate_regressions() {
+        translate(&[
+            69, 197, 69, 69, 71, 0, 0, 65, 69, 58, 0, 0, 254, 6, 17, 6, 6, 53, 53, 54, 172, 16, 1,
+            186, 6, 6, 6, 0, 0, 0, 1, 0, 0, 0, 34, 184, 0, 0, 0, 0, 118, 118, 193, 98, 98, 98, 98,
+            98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 98, 168, 122, 100,
+            118, 118, 118, 118, 118, 118, 118, 118, 118, 118, 118, 118, 118, 118, 118, 118, 118,
+            118, 118, 118, 118, 45, 118, 118, 118, 80, 80,
+        ]);
+    }
+
     #[test]
     fn translate_on_a_seed_corpus_and_mutations() {
         let seed = udp_pair();
@@ -1156,6 +1194,42 @@ mod test {
             (0x00, &second),
             (0x00, &first),
         ])
+    }
+
+    /// SYNs from outside to the port forward 8888 with SYN cookies always on (setup
+    /// 0x10), IPv4 and IPv6: the proxy answers each with a SYN-ACK and drops it
+    /// (`Drop(SynProxied)` with a packet queued), as the fuzzer once found the harness
+    /// refused.
+    #[test]
+    fn translate_a_syn_to_a_port_forward_answered_by_the_syn_proxy() {
+        let syn4 = tcp_segment(
+            (Ipv4Addr::new(172, 16, 1, 1), 40000),
+            (Ipv4Addr::new(172, 16, 1, 186), 8888),
+            0x02,
+            1000,
+            0,
+            b"",
+        );
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let (src, dst) = (a("2001:db8:1::1"), a("2001:db8:1::186"));
+        let mut syn6 = vec![0u8; 60];
+        crate::wire::icmpv6::emit_header(&mut syn6, 20, 6, 64, src, dst);
+        syn6[40..42].copy_from_slice(&40000u16.to_be_bytes());
+        syn6[42..44].copy_from_slice(&8888u16.to_be_bytes());
+        syn6[44..48].copy_from_slice(&1000u32.to_be_bytes());
+        syn6[52] = 0x50;
+        syn6[53] = 0x02;
+        syn6[54..56].copy_from_slice(&64000u16.to_be_bytes());
+        let sum = checksum::pseudo_header_sum_v6(src, dst, 6, 20);
+        let c = !checksum::fold(checksum::sum(&syn6[40..], sum));
+        syn6[56..58].copy_from_slice(&c.to_be_bytes());
+        let mut input = framed(&[(0x01, &syn4), (0x01, &syn6)]);
+        input[0] = 0x10;
+        translate(&input);
+        let mut x = 0x5a5a_0001u32;
+        for _ in 0..2000 {
+            translate(&mutated(&input, &mut x, 3, 1));
+        }
     }
 
     #[test]
