@@ -188,14 +188,8 @@ pub fn translate(data: &[u8]) {
                 Verdict::Drop(DropReason::SynProxied) => {
                     let ip = valid(&t.packet, "a SYN proxy segment");
                     assert_eq!(ip.protocol(), 6, "the SYN proxy sends TCP");
-                    assert!(
-                        l4_checksum_ok(&t.packet),
-                        "the SYN proxy's checksums are right"
-                    );
-                    match t.port {
-                        Side::Outside => assert_eq!(ip.src(), outside.addr, "to the client"),
-                        Side::Inside => assert!(inside.contains(ip.dst()), "to the server"),
-                    }
+                    let (from, to) = (ip.src() == outside.addr, inside.contains(ip.dst()));
+                    syn_proxy_segment(t.port, from, to, l4_checksum_ok(&t.packet));
                 }
                 _ => panic!("{verdict:?} queued a packet"),
             }
@@ -273,14 +267,8 @@ fn translate6(
             // The SYN proxy answers for a port forward (as in `translate`).
             Verdict::Drop(DropReason::SynProxied) => {
                 let ip = valid6(&t.packet, "a SYN proxy segment");
-                assert!(
-                    l4_checksum_ok6(&t.packet),
-                    "the SYN proxy's checksums are right"
-                );
-                match t.port {
-                    Side::Outside => assert_eq!(ip.src(), outside.addr, "to the client"),
-                    Side::Inside => assert!(inside.contains(ip.dst()), "to the server"),
-                }
+                let (from, to) = (ip.src() == outside.addr, inside.contains(ip.dst()));
+                syn_proxy_segment(t.port, from, to, l4_checksum_ok6(&t.packet));
             }
             _ => panic!("{verdict:?} queued a packet"),
         }
@@ -290,6 +278,17 @@ fn translate6(
         while let Some(t) = nat.poll_transmit() {
             valid6(&t.packet, "a timer's ICMPv6 error");
         }
+    }
+}
+
+/// What holds for a segment the SYN proxy sent by `port` (either family): a right
+/// checksum, and it goes to the client from the outside address (`from_outside`) or to
+/// the server on the inside network (`to_inside`).
+fn syn_proxy_segment(port: Side, from_outside: bool, to_inside: bool, checksum_ok: bool) {
+    assert!(checksum_ok, "the SYN proxy's checksums are right");
+    match port {
+        Side::Outside => assert!(from_outside, "to the client, from the outside address"),
+        Side::Inside => assert!(to_inside, "to the server, on the inside network"),
     }
 }
 
