@@ -1,8 +1,8 @@
 """Batched TUN I/O (issue 18): by default packets move through io_uring, a multishot read
 per port and writes submitted in batches, so a burst costs far fewer system calls than
-packets; `--no-io-uring` goes back to one read and one write call per packet. Under load
-a wait holds out for a batch (`--coalesce-us`), but never for a packet that comes alone.
-The kernel counts a process's read and write calls in /proc/PID/io (syscr, syscw); io_uring's
+packets; `--no-io-uring` goes back to one read and one write call per packet. With
+`--coalesce-us` (off by default), under load a wait holds out for a batch, but never for
+a packet that comes alone. The kernel counts a process's read and write calls in /proc/PID/io (syscr, syscw); io_uring's
 reads and writes are not among them."""
 
 import os
