@@ -17,7 +17,9 @@ import os
 import signal
 import socket
 import struct
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -115,6 +117,7 @@ class Lab:
         self.trace_path = f"/tmp/{self.prefix}-trace.log"
         self.control_path = f"/tmp/{self.prefix}.sock"
         self.bg = []
+        self.tmpdirs = []  # removed at close, whatever the test left in them
         self.extra_args = tuple(extra_args)
         self.dual = dual
         # NAT64 (a prefix): the inside has only IPv6, the outside only IPv4.
@@ -254,6 +257,18 @@ class Lab:
         for p in (self.log_path, self.trace_path):
             with contextlib.suppress(Exception):
                 os.unlink(p)
+        self.remove_tempdirs()
+
+    def tempdir(self, prefix):
+        """A fresh directory under /tmp, removed with everything in it when the lab closes."""
+        d = tempfile.mkdtemp(prefix=prefix)
+        self.tmpdirs.append(d)
+        return d
+
+    def remove_tempdirs(self):
+        for d in self.tmpdirs:
+            shutil.rmtree(d, ignore_errors=True)
+        self.tmpdirs = []
 
     # -- running things in a namespace -------------------------------------------------
     def nsname(self, side):

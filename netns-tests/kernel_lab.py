@@ -68,6 +68,7 @@ class KernelLab(harness.Lab):
         self.prefix = f"kn{os.getpid() % 100000}x{KernelLab.counter}"
         self.lan, self.wan, self.rtr = self.prefix + "lan", self.prefix + "wan", self.prefix + "rtr"
         self.bg = []
+        self.tmpdirs = []
         self.proc = None
         self.outside_mtu_arg = None
         self.miniupnpd = None  # {"pcp": bool, ...} when the test asks for port control
@@ -313,6 +314,7 @@ class KernelLab(harness.Lab):
         for p in self.bg:
             p.kill()
             p.wait()
+        self.remove_tempdirs()
         if getattr(self, "mu_dir", None):
             subprocess.run(["rm", "-rf", self.mu_dir])
         if getattr(self, "tayga_dir", None):

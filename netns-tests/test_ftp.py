@@ -6,7 +6,6 @@ tests on the kernel with nf_conntrack_ftp (`run.py --router netfilter test_ftp`)
 import ftplib
 import os
 import socket
-import tempfile
 import time
 
 from harness import (CLIENT, CONTROL, REMOTE, ROUTER_OUT, SERVER_IN, check, eq, recv_all, tunnat_args)
@@ -20,7 +19,7 @@ def is_tunnat(lab):
 
 def ftp_server(lab, side, addr, port=21):
     """pyftpdlib (Debian's, under the system python) serving a directory with `file`."""
-    d = tempfile.mkdtemp(prefix="tunnat-ftp-")
+    d = lab.tempdir("tunnat-ftp-")
     with open(os.path.join(d, "file"), "wb") as f:
         f.write(FILE)
     lab.spawn(side, ["/usr/bin/python3", "-m", "pyftpdlib", "-i", addr, "-p", str(port), "-d", d])

@@ -7,7 +7,6 @@ import re
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 
 from harness import (refused, CLIENT, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, TUNNAT, check, eq, recv_all,
@@ -116,7 +115,7 @@ def test_trace_filter_selects_packets(lab):
 
 
 def test_pcap_files_read_by_tcpdump(lab):
-    d = tempfile.mkdtemp(prefix="tunnat-pcap-")
+    d = lab.tempdir("tunnat-pcap-")
     os.chmod(d, 0o755)
     lab.stop()
     lab.start(["--pcap-dir", d])
@@ -132,9 +131,6 @@ def test_pcap_files_read_by_tcpdump(lab):
                   "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"]).stdout.split("\n")
     eq([f for f in fields if f], [f"{ROUTER_OUT}\t{REMOTE}\t8", f"{REMOTE}\t{ROUTER_OUT}\t0"] * 2,
        "tshark decodes the outside capture")
-    for f in ("inside.pcap", "outside.pcap"):
-        os.unlink(os.path.join(d, f))
-    os.rmdir(d)
 
 
 def _comments(path):
@@ -144,7 +140,7 @@ def _comments(path):
 
 
 def test_paired_captures_tie_both_sides_of_each_translation(lab):
-    d = tempfile.mkdtemp(prefix="tunnat-pair-")
+    d = lab.tempdir("tunnat-pair-")
     os.chmod(d, 0o755)
     lab.stop()
     lab.start(["--pcap-pair", d, "--dnat", "tcp:8888=192.168.122.73:9999"])
@@ -170,9 +166,6 @@ def test_paired_captures_tie_both_sides_of_each_translation(lab):
           replies)
     # The ping to the router: answered by the router itself.
     check(any("the router's own answer" in c for c in inside.values()), inside)
-    for f in ("inside.pcapng", "outside.pcapng"):
-        os.unlink(os.path.join(d, f))
-    os.rmdir(d)
 
 
 @tunnat_args("--control", CONTROL)
@@ -198,7 +191,7 @@ def test_explain_says_what_the_data_path_then_does(lab):
         _, peer = srv.recvfrom(100)
         eq(peer, (ROUTER_OUT, int(m.group(1))), "the port explain named is the one the data path took")
     # Offline, from the options alone, over a capture: each packet in turn.
-    d = tempfile.mkdtemp(prefix="tunnat-explain-")
+    d = lab.tempdir("tunnat-explain-")
     os.chmod(d, 0o755)
     lab.stop()
     lab.start(["--pcap-dir", d])
@@ -207,9 +200,6 @@ def test_explain_says_what_the_data_path_then_does(lab):
     out = run([TUNNAT, *lab.args()[1:], "explain", "inside", "--pcap", os.path.join(d, "inside.pcap")]).stdout
     check(out.count("ping (echo request) from the inside port") == 2, out)
     check("a new session icmp" in out and "it belongs to the session icmp" in out, out)
-    for f in ("inside.pcap", "outside.pcap"):
-        os.unlink(os.path.join(d, f))
-    os.rmdir(d)
 
 
 def test_control_socket_table_stats_and_dnat(lab):
