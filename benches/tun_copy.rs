@@ -38,13 +38,16 @@
 //! written with `WRITE_FIXED` from them, so the kernel copies from pages it already holds
 //! instead of looking up the user's pages each write.
 //!
+//! With `--uring --bufs N` each TUN's pool has N buffers (a power of two, default 64):
+//! how many packets one turn can read from it before its read runs out of buffers.
+//!
 //! With `--queues N` (a fifth: multi-queue TUN) it opens N queues of each TUN
 //! (`IFF_MULTI_QUEUE`; the devices must have been made `multi_queue`) and runs N threads,
 //! thread i copying between queue i of one TUN and queue i of the other with a read and a
 //! write call per packet, or on an io_uring of its own with `--uring`. The kernel spreads the flows it writes into a TUN over its
 //! queues by their hash, so N flows can be moved by N cores at once.
 //!
-//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro] [--fixed]] [--queues N]`;
+//! `tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro] [--fixed] [--bufs N]] [--queues N]`;
 //! prints `tun_copy: ready`.
 
 use std::io;
@@ -57,13 +60,13 @@ use tunnat::port::{netns, Tun};
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro] [--fixed]] [--queues N]";
+    let usage = "usage: tun_copy INSIDE_TUN INSIDE_NETNS OUTSIDE_TUN OUTSIDE_NETNS [--offload] [--busy-poll USECS] [--uring [--coalesce-us USECS] [--defer-taskrun] [--udp-gro] [--fixed] [--bufs N]] [--queues N]";
     if a.len() < 5 {
         anyhow::bail!(usage);
     }
     let (mut offload, mut busy, mut uring, mut coalesce, mut defer, mut queues) =
         (false, Duration::ZERO, false, 0u32, false, 1usize);
-    let (mut gro, mut fixed) = (false, false);
+    let (mut gro, mut fixed, mut bufs) = (false, false, uring::BUFS);
     let mut flags = a[5..].iter();
     while let Some(f) = flags.next() {
         match f.as_str() {
@@ -77,6 +80,13 @@ fn main() -> anyhow::Result<()> {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .filter(|n| (1..=16).contains(n))
+                    .ok_or_else(|| anyhow::anyhow!(usage))?;
+            }
+            "--bufs" => {
+                bufs = flags
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n: &u16| n.is_power_of_two() && *n <= uring::MAX_BUFS)
                     .ok_or_else(|| anyhow::anyhow!(usage))?;
             }
             "--coalesce-us" => {
@@ -120,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             defer,
             gro: gro && offload,
             fixed,
+            bufs,
         };
         return uring::run(&tuns, if offload { 65536 + 64 } else { 9216 }, levers);
     }
@@ -366,10 +377,13 @@ mod uring {
     use tunnat::wire::gro::{Datagram, Train, Trains};
     use tunnat::wire::offload::{Offload, VNET_HDR_LEN};
 
-    /// Buffers per TUN: how many packets of one direction can be in flight at once.
-    const BUFS: u16 = 64;
+    /// Buffers per TUN by default (`--bufs`): how many packets of one direction can be
+    /// in flight at once.
+    pub const BUFS: u16 = 64;
+    /// The most buffers a TUN may have (`--bufs`).
+    pub const MAX_BUFS: u16 = 1024;
     /// `user_data` of a TUN's multishot read is its index; a write's is this plus the
-    /// reading TUN's index times `BUFS` plus the buffer's id.
+    /// reading TUN's index times `MAX_BUFS` plus the buffer's id.
     const WRITE: u64 = 1 << 32;
 
     /// One TUN's provided buffers: the ring the kernel takes them from, and the memory.
@@ -377,23 +391,25 @@ mod uring {
         ring: *mut types::BufRingEntry,
         mem: Vec<u8>,
         size: usize,
+        count: u16,
         tail: u16,
     }
 
     impl Pool {
-        fn new(size: usize) -> Pool {
+        fn new(size: usize, count: u16) -> Pool {
             // The ring must be page aligned; it lives as long as the process.
-            let layout = Layout::from_size_align(BUFS as usize * 16, 4096).expect("layout");
+            let layout = Layout::from_size_align(count as usize * 16, 4096).expect("layout");
             // SAFETY: a non-zero size; the memory is zeroed, a valid empty ring.
             let ring = unsafe { alloc_zeroed(layout) } as *mut types::BufRingEntry;
             assert!(!ring.is_null(), "out of memory");
             let mut p = Pool {
                 ring,
-                mem: vec![0; size * BUFS as usize],
+                mem: vec![0; size * count as usize],
                 size,
+                count,
                 tail: 0,
             };
-            for bid in 0..BUFS {
+            for bid in 0..count {
                 p.give(bid);
             }
             p.publish();
@@ -403,8 +419,8 @@ mod uring {
         /// Puts buffer `bid` back at the ring's tail (seen by the kernel at `publish`).
         fn give(&mut self, bid: u16) {
             let addr = self.mem[bid as usize * self.size..].as_ptr() as u64;
-            // SAFETY: the index is within the ring of BUFS entries (a power of two).
-            let e = unsafe { &mut *self.ring.add((self.tail & (BUFS - 1)) as usize) };
+            // SAFETY: the index is within the ring of `count` entries (a power of two).
+            let e = unsafe { &mut *self.ring.add((self.tail & (self.count - 1)) as usize) };
             e.set_addr(addr);
             e.set_len(self.size as u32);
             e.set_bid(bid);
@@ -457,7 +473,7 @@ mod uring {
         } else {
             opcode::Write::new(types::Fd(fd), b.as_ptr(), b.len() as u32).build()
         };
-        e.user_data(WRITE + (i as u64) * BUFS as u64 + bid as u64)
+        e.user_data(WRITE + (i as u64) * MAX_BUFS as u64 + bid as u64)
     }
 
     fn read(fd: i32, i: usize) -> io_uring::squeue::Entry {
@@ -468,13 +484,26 @@ mod uring {
     }
 
     /// The io_uring loop's levers (`--coalesce-us`, `--defer-taskrun`, `--udp-gro`,
-    /// `--fixed`).
-    #[derive(Debug, Clone, Copy, Default)]
+    /// `--fixed`, `--bufs`).
+    #[derive(Debug, Clone, Copy)]
     pub struct Levers {
         pub coalesce_us: u32,
         pub defer: bool,
         pub gro: bool,
         pub fixed: bool,
+        pub bufs: u16,
+    }
+
+    impl Default for Levers {
+        fn default() -> Levers {
+            Levers {
+                coalesce_us: 0,
+                defer: false,
+                gro: false,
+                fixed: false,
+                bufs: BUFS,
+            }
+        }
     }
 
     pub fn run(tuns: &[Tun; 2], size: usize, levers: Levers) -> anyhow::Result<()> {
@@ -492,6 +521,7 @@ mod uring {
             defer,
             gro,
             fixed,
+            bufs,
         } = levers;
         let mut b = IoUring::builder();
         b.setup_single_issuer();
@@ -501,12 +531,12 @@ mod uring {
             b.setup_defer_taskrun();
         }
         let mut ring: IoUring = b.build(512)?;
-        let mut pools = [Pool::new(size), Pool::new(size)];
+        let mut pools = [Pool::new(size, bufs), Pool::new(size, bufs)];
         for (i, p) in pools.iter().enumerate() {
             // SAFETY: the ring memory outlives the io_uring (both live until exit).
             unsafe {
                 ring.submitter()
-                    .register_buf_ring_with_flags(p.ring as u64, BUFS, i as u16, 0)?
+                    .register_buf_ring_with_flags(p.ring as u64, bufs, i as u16, 0)?
             };
         }
         if fixed {
@@ -531,7 +561,7 @@ mod uring {
         // the buffer of its first datagram.
         let mut trains: [Trains<u16>; 2] = Default::default();
         // The writes of a turn: reading TUN, buffer, bytes.
-        let mut writes: Vec<(usize, u16, usize)> = Vec::with_capacity(2 * BUFS as usize);
+        let mut writes: Vec<(usize, u16, usize)> = Vec::with_capacity(2 * bufs as usize);
         // Packets read in the last turn: a wait coalesces (--coalesce-us) only after a
         // turn that read COALESCE_FROM or more, a stream of packets, so that one that
         // comes alone (ping, a handshake) or in a few (a TCP flow's segments and ACKs) is
@@ -550,7 +580,7 @@ mod uring {
                 let args = types::SubmitArgs::new()
                     .min_wait_usec(coalesce_us)
                     .timespec(&ts);
-                match ring.submitter().submit_with_args(BUFS as usize / 2, &args) {
+                match ring.submitter().submit_with_args(bufs as usize / 2, &args) {
                     Ok(_) => {}
                     Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                     Err(e) => return Err(e.into()),
@@ -599,7 +629,7 @@ mod uring {
                 } else {
                     // A write done (or failed, as a full TUN drops): its buffer back.
                     let k = ud - WRITE;
-                    let (i, bid) = ((k / BUFS as u64) as usize, (k % BUFS as u64) as u16);
+                    let (i, bid) = ((k / MAX_BUFS as u64) as usize, (k % MAX_BUFS as u64) as u16);
                     pools[i].give(bid);
                 }
             }

@@ -40,7 +40,8 @@ where by default, with offloads, both join a batch's datagrams of one flow into 
 super-packets (`--udp-gro`, `--no-udp-gro`); copy-fixed, copy-fixed-plain: the copy loop
 writing from its pools registered as fixed buffers, `--fixed`; copy-batch,
 copy-batch-plain: the copy loop with both `--coalesce-us` and `--defer-taskrun`, so that
-a loaded loop is woken once per batch),
+a loaded loop is woken once per batch; copy-bufs, copy-bufs-plain: the copy loop with
+`--bufs N` buffers per TUN, default 16, where it has 64 by default),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -88,6 +89,8 @@ BUSY_US = int(_arg("--busy-us", 50))
 COALESCE_US = int(_arg("--coalesce-us", 20))
 # The copy loop on multi-queue TUNs (`copy-mq`, `copy-mq-plain`): queues (and threads).
 QUEUES = int(_arg("--queues", 2))
+# The copy loop with another number of buffers per TUN (`copy-bufs`, `copy-bufs-plain`).
+BUFS = int(_arg("--bufs", 16))
 
 
 class TunRouter(harness.Lab):
@@ -132,6 +135,8 @@ class TunRouter(harness.Lab):
                 busy += ["--defer-taskrun"]
             if kind.startswith("copy-fixed"):
                 busy += ["--fixed"]
+            if kind.startswith("copy-bufs"):
+                busy += ["--bufs", str(BUFS)]
             if offload and busy[:1] == ["--uring"] and kind != "copy-nogro" \
                     and not kind.startswith(("copy-coalesce", "copy-defer")):
                 busy += ["--udp-gro"]  # as tunnat does by default
@@ -379,7 +384,8 @@ def main():
     kinds = ("tunnat", "copy", "tunnat-plain", "copy-plain", "netfilter")
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
               "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro",
-              "tunnat-nogro", "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain")
+              "tunnat-nogro", "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain", "copy-bufs",
+              "copy-bufs-plain")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -420,7 +426,8 @@ def main():
                                       "tunnat-calls", "tunnat-calls-plain", "copy-calls", "copy-calls-plain",
                                       "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
                                       "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro", "tunnat-nogro",
-                                      "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain")
+                                      "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain",
+                                      "copy-bufs", "copy-bufs-plain")
                          if k in measured])
     if all(k in measured64 for k in kinds64):
         print_nat64_table(res)
