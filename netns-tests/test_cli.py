@@ -47,6 +47,8 @@ def test_bad_options_are_refused_with_a_reason():
     refuse(with_(outside_addr="192.168.122.1/24"), "overlap")
     refuse(with_(mtu="100"), "--mtu 100")
     refuse(with_(coalesce_us="5000"), "--coalesce-us 5000", "at most 1000")
+    refuse(with_(io_buffers="12"), "--io-buffers 12", "a power of two from 8 to 128")
+    refuse(with_(io_buffers="256"), "--io-buffers 256", "a power of two from 8 to 128")
     refuse(BASE + ["--filtering", "strict"], "endpoint-independent")
     refuse(BASE + ["--policy-file", "/nonexistent/policy.xml"], "/nonexistent/policy.xml")
     refuse(with_(inside_tun="a-name-far-too-long-for-linux"), "not a valid interface name")

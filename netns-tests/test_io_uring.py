@@ -1,11 +1,14 @@
 """Batched TUN I/O (issue 18): by default packets move through io_uring, a multishot read
 per port and writes submitted in batches, so a burst costs far fewer system calls than
-packets; `--no-io-uring` goes back to one read and one write call per packet. With
+packets; `--no-io-uring` goes back to one read and one write call per packet. A turn
+reads at most a pool's worth of a port's packets (`--io-buffers`, 16 by default with
+offloads). With
 `--coalesce-us` (off by default), under load a wait holds out for a batch, but never for
 a packet that comes alone. The kernel counts a process's read and write calls in /proc/PID/io (syscr, syscw); io_uring's
 reads and writes are not among them."""
 
 import os
+import signal
 import socket
 import time
 
@@ -183,3 +186,62 @@ def test_by_default_no_wait_holds_out(lab):
     got = _burst(lab)
     check(got >= BURST * 0.95, f"{got} of {BURST} datagrams arrived")
     eq(lab.stats()["io"]["coalesced"], 0, "waits held out by default")
+
+
+BACKLOG = 256
+
+
+def _backlog(lab):
+    """BACKLOG datagrams queued in the inside TUN while tunnat is stopped (SIGSTOP), then
+    let go: returns how many arrived and how many packets each turn that read some read,
+    on average. Stopped, tunnat reads nothing; let go, each turn reads what its pool has
+    room for, until the queue is empty."""
+    rx = lab.sock("wan", socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, 33, 16 << 20)  # SO_RCVBUFFORCE
+    rx.bind((REMOTE, 7401))
+    rx.settimeout(1)
+    tx = lab.sock("lan", socket.SOCK_DGRAM)
+    tx.setsockopt(socket.SOL_SOCKET, 32, 16 << 20)  # SO_SNDBUFFORCE: the TUN holds them
+    tx.bind((SERVER_IN, 7401))
+    tx.sendto(b"first", (REMOTE, 7401))  # the session, made before the stop
+    eq(rx.recv(16), b"first", "the first datagram")
+    before = lab.stats()["io"]
+    lab.proc.send_signal(signal.SIGSTOP)
+    try:
+        for i in range(BACKLOG):
+            tx.sendto(i.to_bytes(4, "big") + bytes(60), (REMOTE, 7401))
+    finally:
+        lab.proc.send_signal(signal.SIGCONT)
+    got = set()
+    try:
+        while len(got) < BACKLOG:
+            got.add(int.from_bytes(rx.recv(128)[:4], "big"))
+    except socket.timeout:
+        pass
+    io = lab.stats()["io"]
+    reads = io["read_inside"] - before["read_inside"]
+    turns = io["batches"] - before["batches"]
+    eq(reads, BACKLOG, "packets read from the inside TUN after the stop")
+    return len(got), reads / max(1, turns)
+
+
+@tunnat_args("--control", CONTROL)
+def test_a_backlog_is_read_a_pool_at_a_time(lab):
+    """With offloads a port has 16 buffers by default: no turn reads more than 16 of its
+    packets; its read runs out of buffers and is submitted again at the next turn.
+    Nothing is lost."""
+    check("into 16 buffers" in lab.stderr(), "banner says the pool")
+    got, per = _backlog(lab)
+    eq(got, BACKLOG, "datagrams of the backlog that arrived")
+    check(8 < per <= 16, f"{per:.1f} packets a turn from a backlog of {BACKLOG}, with 16 buffers")
+    print(f"    ({per:.1f} packets a turn)")
+
+
+@tunnat_args("--control", CONTROL, "--io-buffers", "64")
+def test_more_buffers_read_a_backlog_in_larger_turns(lab):
+    """`--io-buffers 64`: turns of up to 64 packets, as a larger NIC ring takes a burst."""
+    check("into 64 buffers" in lab.stderr(), "banner says the pool")
+    got, per = _backlog(lab)
+    eq(got, BACKLOG, "datagrams of the backlog that arrived")
+    check(per > 16, f"{per:.1f} packets a turn from a backlog of {BACKLOG}, with 64 buffers")
+    print(f"    ({per:.1f} packets a turn)")

@@ -91,6 +91,9 @@ pub struct Config {
     /// Under load, let a batch gather this long (µs) before waking for it; 0: off
     /// ([`crate::port::uring`]).
     pub coalesce_us: u32,
+    /// Buffers per port for io_uring's reads; `None`: as many as suit the ports'
+    /// offloads ([`crate::port::uring::default_io_buffers`]).
+    pub io_buffers: Option<u16>,
     /// Make the TUNs persistent, and wait for a lost one to come back.
     pub persist: bool,
     /// Save the sessions here at stop, carry on from them at start.

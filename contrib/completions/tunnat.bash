@@ -104,7 +104,7 @@ _tunnat() {
 
     case "${cmd}" in
         tunnat)
-            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --pcp --nat-pmp --upnp --upnp-port --portmap-rule --portmap-max-per-host --portmap-max-lifetime --alg --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --syn-cookies --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --no-io-uring --no-udp-gro --coalesce-us --persist --state-file --trace --trace-filter --pcap-dir --pcap-pair --event-ring --control --control-group --help --version table stats dnat reload export explain web help"
+            opts="-h -V --config --inside-tun --inside-netns --inside-addr --outside-tun --outside-netns --outside-addr --ipv6 --nat64 --nat64-udp-zero-checksum --dnat --policy-port --policy-file --policy-idle-timeout --policy-max-clients --pcp --nat-pmp --upnp --upnp-port --portmap-rule --portmap-max-per-host --portmap-max-lifetime --alg --mtu --inside-mtu --outside-mtu --clamp-mss --udp-timeout --tcp-established-timeout --tcp-transitory-timeout --tcp-half-open-timeout --icmp-timeout --filtering --max-sessions --max-mappings --max-mappings-per-host --max-half-open --syn-cookies --port-hold --icmp-rate --icmp-burst --port-parity --seed --no-offload --no-io-uring --no-udp-gro --coalesce-us --io-buffers --persist --state-file --trace --trace-filter --pcap-dir --pcap-pair --event-ring --control --control-group --help --version table stats dnat reload export explain web help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -267,6 +267,10 @@ _tunnat() {
                     return 0
                     ;;
                 --coalesce-us)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --io-buffers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

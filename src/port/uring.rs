@@ -59,6 +59,24 @@ const KIND_POLL: u64 = 2;
 pub const DEFAULT_COALESCE_US: u32 = 0;
 /// The longest window `--coalesce-us` takes: 1 ms.
 pub const MAX_COALESCE_US: u32 = 1000;
+/// `--io-buffers`' default, buffers per port (how many packets of a port a turn can read
+/// before its read must be submitted again): with offloads 16, without 64. With offloads
+/// a TCP stream's super-packets fill whole buffers of 64 KB, and 64 of them took 10–12%
+/// more CPU per packet at 40 kpps and per TCP segment than 16, for 4–15% more 64-byte
+/// UDP in a flood, and 6 MB more memory (issue 18; README, "Figures"). Without offloads
+/// a packet touches only its MTU's pages.
+pub fn default_io_buffers(offloads: bool) -> u16 {
+    if offloads {
+        16
+    } else {
+        64
+    }
+}
+/// The fewest buffers per port `--io-buffers` takes.
+pub const MIN_IO_BUFFERS: u16 = 8;
+/// The most buffers per port `--io-buffers` takes: with both pools full of completions
+/// the completion queue is not overrun.
+pub const MAX_IO_BUFFERS: u16 = 128;
 /// A wait holds out for a batch only after a turn that read this many packets or more: a
 /// stream. Packets that come alone or in a few (a ping, a handshake, a TCP flow's
 /// super-packets and their ACKs) are not held back; measured on the copy loop, holding
@@ -190,12 +208,13 @@ pub struct Uring {
     coalesced: u64,
 }
 
-/// Buffers per port, each room for the largest packet a TUN read can give (a device's
-/// MTU may be set above the router's) after [`HEADROOM`] and `hdr` bytes of offload
-/// header: 16 with offloads (a header), whose super-packets fill them, 64 without, where
-/// a packet touches only its MTU's pages. Pages never written take no memory.
-fn pool_shape(hdr: usize) -> (usize, u16) {
-    (HEADROOM + 65536 + hdr, if hdr > 0 { 16 } else { 64 })
+/// A port's pool: `count` buffers (`--io-buffers`), each room for the largest packet a
+/// TUN read can give (a device's MTU may be set above the router's) after [`HEADROOM`]
+/// and `hdr` bytes of offload header. Pages never written take no memory: without
+/// offloads a packet touches only its MTU's pages, with them a TCP stream's
+/// super-packets fill whole buffers.
+fn pool_shape(hdr: usize, count: u16) -> (usize, u16) {
+    (HEADROOM + 65536 + hdr, count)
 }
 
 impl Uring {
@@ -203,14 +222,16 @@ impl Uring {
     /// without offloads) and a read on each port; `poll_fd` is the mio `Poll`'s
     /// descriptor; `gro`: join UDP datagrams into super-packets (needs offloads, and
     /// TUNs that take UDP segmentation); `coalesce_us`: the window a loaded wait holds out
-    /// for a batch, 0 for none (see [`Uring::coalescing`] for whether the kernel could).
-    /// Fails if the kernel lacks anything this needs.
+    /// for a batch, 0 for none (see [`Uring::coalescing`] for whether the kernel could);
+    /// `buffers`: each port's pool, a power of two (`--io-buffers`). Fails if the kernel
+    /// lacks anything this needs.
     pub fn new(
         fds: [RawFd; 2],
         hdr: usize,
         gro: bool,
         poll_fd: RawFd,
         coalesce_us: u32,
+        buffers: u16,
     ) -> io::Result<Uring> {
         // Coalescing needs the kernel to hold back the reads' completions while the loop
         // waits (deferred task work, Linux 6.1) and the wait's minimum (Linux 6.12).
@@ -243,7 +264,7 @@ impl Uring {
                 ));
             }
         }
-        let (size, count) = pool_shape(hdr);
+        let (size, count) = pool_shape(hdr, buffers);
         let pools = [Pool::new(size, count)?, Pool::new(size, count)?];
         for (i, p) in pools.iter().enumerate() {
             // SAFETY: the ring memory lives as long as `self`, and outlives the io_uring.
@@ -451,6 +472,9 @@ impl Uring {
                         let (head, src) = pair(&mut self.pools, (hp, hb), (i, bid));
                         t.push(&mut head[hat + hdr..], &src[at + hdr..at + hdr + len]);
                         self.pools[i].give(bid);
+                        if std::env::var_os("TUNNAT_EAGER").is_some() {
+                            self.pools[i].publish();
+                        }
                         self.joined += 1;
                         return;
                     }
@@ -625,8 +649,19 @@ mod test {
 
     #[test]
     fn pools_are_bounded() {
-        assert_eq!(pool_shape(10), (65566, 16));
-        assert_eq!(pool_shape(0), (65556, 64));
+        assert_eq!(pool_shape(10, 64), (65566, 64));
+        assert_eq!(pool_shape(0, 16), (65556, 16));
+        for n in [
+            MIN_IO_BUFFERS,
+            default_io_buffers(true),
+            default_io_buffers(false),
+            MAX_IO_BUFFERS,
+        ] {
+            assert!(n.is_power_of_two(), "a ring's entries are a power of two");
+        }
+        // A completion waits for each buffer of both pools at most, and the poll's: the
+        // completion queue (twice the 256 entries of the submission queue) holds them all.
+        assert!(2 * usize::from(MAX_IO_BUFFERS) < 512);
     }
 
     #[test]

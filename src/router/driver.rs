@@ -37,7 +37,7 @@ use crate::nat::{Instant, Prefetch, Side, HEADROOM};
 use crate::options::Sources;
 use crate::port::pcap::PcapCapture;
 use crate::port::tracer::stdout_tracer;
-use crate::port::uring::{Completion, Uring};
+use crate::port::uring::{default_io_buffers, Completion, Uring};
 use crate::port::{Crossing, Observer, Tun};
 use crate::wire::offload::{Offload, VNET_HDR_LEN};
 
@@ -248,6 +248,7 @@ impl Driver {
             true => {
                 let fds = [tuns[0].as_raw_fd(), tuns[1].as_raw_fd()];
                 let uso = tuns.iter().all(Tun::udp_segmentation);
+                let buffers = cfg.io_buffers.unwrap_or(default_io_buffers(hdr > 0));
                 if cfg.udp_gro && hdr > 0 && !uso {
                     log::info!("the TUNs take no UDP segmentation (Linux 6.2 and later): UDP datagrams are written one by one");
                 }
@@ -257,9 +258,12 @@ impl Driver {
                     cfg.udp_gro && uso,
                     poll.as_raw_fd(),
                     cfg.coalesce_us,
+                    buffers,
                 ) {
                     Ok(u) => {
-                        log::info!("packets move by io_uring: a multishot read per port, writes in batches");
+                        log::info!(
+                            "packets move by io_uring: a multishot read per port into {buffers} buffers, writes in batches"
+                        );
                         match (cfg.coalesce_us, u.coalescing()) {
                             (0, _) => {}
                             (_, Some(us)) => log::info!("under load, a batch gathers for up to {us} µs before tunnat wakes (--coalesce-us)"),
