@@ -118,6 +118,7 @@ class Lab:
         self.control_path = f"/tmp/{self.prefix}.sock"
         self.bg = []
         self.tmpdirs = []  # removed at close, whatever the test left in them
+        self.extra_ns = []  # namespaces a test added (far_network), deleted at close
         self.extra_args = tuple(extra_args)
         self.dual = dual
         # NAT64 (a prefix): the inside has only IPv6, the outside only IPv4.
@@ -269,6 +270,29 @@ class Lab:
         for d in self.tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
         self.tmpdirs = []
+        for ns in self.extra_ns:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.extra_ns = []
+
+    def far_network(self, mtu=None):
+        """A third namespace, 10.9.9.0/24, behind the outside hosts' namespace, which
+        routes to it: an IPv4 router hop beyond the router (10.9.9.254), the far host at
+        10.9.9.1. With `mtu`, the hop's side of the link has that MTU, so packets towards
+        the far host larger than it get "fragmentation needed" from the hop, while the far
+        host's own MTU (1500) still sets the MSS it offers. Deleted at close."""
+        far = self.prefix + "far"
+        run(["ip", "netns", "add", far])
+        self.extra_ns.append(far)
+        run(["ip", "link", "add", "to-far", "netns", self.wan, "type", "veth", "peer", "name", "eth0", "netns", far])
+        run(["ip", "-n", self.wan, "addr", "add", "10.9.9.254/24", "dev", "to-far"])
+        run(["ip", "-n", far, "addr", "add", "10.9.9.1/24", "dev", "eth0"])
+        for ns, dev in ((self.wan, "to-far"), (far, "eth0"), (far, "lo")):
+            if mtu and dev == "to-far":
+                run(["ip", "-n", ns, "link", "set", dev, "mtu", str(mtu)])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        run(["ip", "-n", far, "route", "add", "default", "via", "10.9.9.254"])
+        run(["ip", "netns", "exec", self.wan, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        return far
 
     # -- running things in a namespace -------------------------------------------------
     def nsname(self, side):

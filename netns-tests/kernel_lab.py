@@ -69,6 +69,7 @@ class KernelLab(harness.Lab):
         self.lan, self.wan, self.rtr = self.prefix + "lan", self.prefix + "wan", self.prefix + "rtr"
         self.bg = []
         self.tmpdirs = []
+        self.extra_ns = []
         self.proc = None
         self.outside_mtu_arg = None
         self.miniupnpd = None  # {"pcp": bool, ...} when the test asks for port control

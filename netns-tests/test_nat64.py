@@ -17,7 +17,7 @@ import subprocess
 import time
 
 from harness import (CLIENT6, CONTROL, REMOTE, REMOTE2, ROUTER_IN6, ROUTER_OUT, SERVER_IN6,
-                     check, eq, recv_all, refused, run, serve_tcp, tunnat_args, wait_for)
+                     check, eq, recv_all, refused, serve_tcp, tunnat_args, wait_for)
 
 PREFIX = "64:ff9b:1::"
 
@@ -190,34 +190,16 @@ def test_curl_by_name_through_unbounds_dns64(lab):
         subprocess.run(["rm", "-rf", d, f"/etc/netns/{lab.lan}"])
 
 
-def _far_network(lab):
-    """A third namespace 10.9.9.0/24 behind the outside hosts' namespace, which routes to
-    it: an IPv4 router hop beyond tunnat (for traceroute's ICMPv4 time exceeded)."""
-    far = lab.prefix + "far"
-    run(["ip", "netns", "add", far])
-    run(["ip", "link", "add", "to-far", "netns", lab.wan, "type", "veth", "peer", "name", "eth0", "netns", far])
-    run(["ip", "-n", lab.wan, "addr", "add", "10.9.9.254/24", "dev", "to-far"])
-    run(["ip", "-n", far, "addr", "add", "10.9.9.1/24", "dev", "eth0"])
-    for ns, dev in ((lab.wan, "to-far"), (far, "eth0"), (far, "lo")):
-        run(["ip", "-n", ns, "link", "set", dev, "up"])
-    run(["ip", "-n", far, "route", "add", "default", "via", "10.9.9.254"])
-    run(["ip", "netns", "exec", lab.wan, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-    return far
-
-
 @nat64(PREFIX + "/96")
 def test_traceroute6_through_nat64_shows_the_ipv4_hops(lab):
-    far = _far_network(lab)
-    try:
-        out = lab.sh("lan", ["traceroute", "-6", "-n", "-q", "1", "-w", "2", "-m", "5", at(lab, "10.9.9.1")],
-                     timeout=40).stdout
-        hops = [l.split()[1] for l in out.splitlines()[1:] if len(l.split()) > 1]
-        # Hop 1: tunnat itself (hop limit 1, ICMPv6 time exceeded from its inside address);
-        # hop 2: the outside IPv4 router (its ICMPv4 time exceeded, translated);
-        # hop 3: the far host (ICMPv4 port unreachable, translated).
-        eq(hops[:3], [ROUTER_IN6, at(lab, REMOTE), at(lab, "10.9.9.1")], f"traceroute6 hops:\n{out}")
-    finally:
-        subprocess.run(["ip", "netns", "del", far])
+    lab.far_network()
+    out = lab.sh("lan", ["traceroute", "-6", "-n", "-q", "1", "-w", "2", "-m", "5", at(lab, "10.9.9.1")],
+                 timeout=40).stdout
+    hops = [l.split()[1] for l in out.splitlines()[1:] if len(l.split()) > 1]
+    # Hop 1: tunnat itself (hop limit 1, ICMPv6 time exceeded from its inside address);
+    # hop 2: the outside IPv4 router (its ICMPv4 time exceeded, translated);
+    # hop 3: the far host (ICMPv4 port unreachable, translated).
+    eq(hops[:3], [ROUTER_IN6, at(lab, REMOTE), at(lab, "10.9.9.1")], f"traceroute6 hops:\n{out}")
 
 
 @nat64(PREFIX + "/96")

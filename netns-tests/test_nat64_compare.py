@@ -12,7 +12,6 @@ Tayga" section); a new one fails the test. Run as a script for the report alone:
 import os
 import socket
 import struct
-import subprocess
 import sys
 import time
 
@@ -85,15 +84,20 @@ def _cases(lab, hops):
     out = {}
 
     def case(name, side, trigger, match):
-        for s in sniff.values():
-            _drain(s)
-        trigger()
-        deadline = time.time() + 2
-        while time.time() < deadline:
-            for p in _drain(sniff[side]):
-                if match(p):
-                    out[name] = p
-                    return
+        # Set off a second time if nothing came within 2 s: in the kernel's lab the first
+        # datagram to the port forward sometimes goes unanswered (the first of 100 in a
+        # probe, none of the 99 after, and none of 100 through tunnat). The cases compare
+        # what is sent, not whether the first attempt was.
+        for _ in range(2):
+            for s in sniff.values():
+                _drain(s)
+            trigger()
+            deadline = time.time() + 2
+            while time.time() < deadline:
+                for p in _drain(sniff[side]):
+                    if match(p):
+                        out[name] = p
+                        return
         out[name] = None
 
     def icmp6_echo():
@@ -180,18 +184,14 @@ def _write_pcap(path, packets):
 def compare(report=print):
     """Runs the cases in both labs; returns {case: set of differing fields}."""
     import kernel_lab
-    import test_nat64
     results = {}
     for name, make, hops in (("tunnat", lambda: harness.Lab(extra_args=TUNNAT_ARGS, nat64=PREFIX), 1),
                              ("tayga", lambda: kernel_lab.KernelLab(extra_args=ARGS, nat64=PREFIX), 3)):
         lab = make()
-        far = None
         try:
-            far = test_nat64._far_network(lab)
+            lab.far_network()
             results[name] = _cases(lab, hops)
         finally:
-            if far:
-                subprocess.run(["ip", "netns", "del", far])
             lab.close()
     os.makedirs(PCAP_DIR, exist_ok=True)
     diffs = {}
@@ -199,6 +199,7 @@ def compare(report=print):
         a, b = results["tunnat"].get(case), results["tayga"].get(case)
         fa, fb = _fields(a), _fields(b)
         d = {k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k)}
+        d |= {f"missing from {n}" for n, p in (("tunnat", a), ("the kernel and Tayga", b)) if p is None}
         diffs[case] = d
         same = "identical" if a == b else ("differs in " + ", ".join(sorted(d)))
         report(f"{case:28} {len(a or b''):5} B  {same}")
@@ -211,7 +212,8 @@ def compare(report=print):
 def test_icmp_translations_match_tayga_or_differ_as_the_readme_explains():
     diffs = compare(report=lambda line: None)
     for case, d in diffs.items():
-        check("missing" not in d, f"{case}: a lab sent nothing")
+        missing = sorted(k for k in d if k.startswith("missing"))
+        check(not missing, f"{case}: {', '.join(missing)}")
         unexplained = d - EXPLAINED[case]
         check(not unexplained, f"{case}: tunnat and Tayga differ in {sorted(unexplained)}, not explained in the README")
 
