@@ -7,7 +7,7 @@ import threading
 import time
 
 from harness import (CLIENT, CONTROL, REMOTE, ROUTER_IN, ROUTER_OUT, SERVER_IN, check, echo, eq, recv_all,
-                     serve_tcp, tunnat_args, wait_for)
+                     run, serve_tcp, tunnat_args, wait_for)
 
 
 def quiet(lab):
@@ -176,6 +176,33 @@ def test_a_connection_made_through_syn_cookies_carries_data_both_ways(lab):
         raise AssertionError(f"read {got!r} from a connection the server refused")
     except ConnectionResetError:
         pass
+
+
+@tunnat_args("--control", CONTROL, "--dnat", "tcp:8888=192.168.122.73:9999", "--syn-cookies", "always")
+def test_path_mtu_discovery_through_a_connection_made_on_a_syn_cookie(lab):
+    """A client beyond a hop whose link to it is 1000 bytes downloads from the server
+    behind the port forward, over a connection the router opened on a SYN cookie. The hop
+    answers the server's 1500-byte segments with "fragmentation needed", quoting them as
+    they left the router, in the cookie's sequence space. The router moves the quoted
+    sequence number back to the server's: otherwise the server's TCP finds a sequence
+    number it never sent, ignores the error (TcpExtOutOfWindowIcmps), keeps sending
+    segments too large for the path, and the download stalls."""
+    far = lab.far_network(mtu=1000)
+    data = bytes(range(256)) * 1200
+    serve_tcp(lab.listen("lan", SERVER_IN, 9999), lambda c, p: c.sendall(data))
+    client = ("import socket\n"
+              f"s = socket.create_connection(('{ROUTER_OUT}', 8888), timeout=10)\n"
+              "n = 0\n"
+              "while (b := s.recv(65536)):\n"
+              "    n += len(b)\n"
+              "print(n)\n")
+    got = run(["ip", "netns", "exec", far, "python3", "-c", client], timeout=30, check_rc=False)
+    eq(got.stdout.strip(), str(len(data)), f"bytes the far client received ({got.stderr.strip()[-200:]})")
+    nat = lab.stats()["nat"]
+    check(nat["syn_cookies_valid"] == 1, f"the connection was made on a cookie: {nat}")
+    check(nat["icmp_errors_translated"] >= 1, f"the hop's errors reached the server: {nat}")
+    ignored = lab.sh("lan", ["nstat", "-az", "TcpExtOutOfWindowIcmps"]).stdout.split()[-2]
+    eq(ignored, "0", "errors the server's TCP ignored as out of window")
 
 
 @tunnat_args("--control", CONTROL, "--dnat", "tcp:8888=192.168.122.73:9999", "--max-half-open", "1000")

@@ -6,6 +6,7 @@
 
 use std::net::Ipv4Addr;
 
+use super::syn_proxy::{move_seq, SeqFix};
 use super::{DropReason, Endpoint, Instant, Nat, SessionKey, Side, Step, Verdict};
 use crate::wire::ipv4::{Check, Ipv4};
 use crate::wire::transport::{self, End, Protocol, Transport};
@@ -37,7 +38,8 @@ impl Nat {
         if let Some(v) = self.forwarding_checks(&ip, Side::Outside, Side::Inside) {
             return Ok(v);
         }
-        rewrite_quoted(ip.payload_mut(), qproto, End::Src, key.inside)?;
+        let fix = self.quote_fix(&key, Side::Inside);
+        rewrite_quoted(ip.payload_mut(), qproto, End::Src, key.inside, fix)?;
         let len = ip.total_len();
         ip.set_dst(key.inside.addr);
         ip.decrement_ttl();
@@ -74,7 +76,8 @@ impl Nat {
             .ok_or(DropReason::IcmpErrorNoSession)?
             .ext_port;
         let outside = Endpoint::new(self.cfg.outside.addr, ext);
-        rewrite_quoted(ip.payload_mut(), qproto, End::Dst, outside)?;
+        let fix = self.quote_fix(&key, Side::Outside);
+        rewrite_quoted(ip.payload_mut(), qproto, End::Dst, outside, fix)?;
         let len = ip.total_len();
         ip.set_src(self.cfg.outside.addr);
         ip.decrement_ttl();
@@ -99,14 +102,24 @@ fn quoted_packet(icmp: &[u8]) -> Step<(Protocol, Ipv4Addr, Ipv4Addr, Transport)>
     Ok((proto, q.src(), q.dst(), t))
 }
 
-/// Rewrites one end of the datagram quoted in ICMP message `icmp` to `to`, then refreshes
-/// the ICMP checksum over the whole message.
-fn rewrite_quoted(icmp: &mut [u8], protocol: Protocol, end: End, to: Endpoint) -> Step<()> {
+/// Rewrites one end of the datagram quoted in ICMP message `icmp` to `to`, and moves a
+/// sequence field of a SYN-proxied connection's segment (`fix`), then refreshes the ICMP
+/// checksum over the whole message.
+fn rewrite_quoted(
+    icmp: &mut [u8],
+    protocol: Protocol,
+    end: End,
+    to: Endpoint,
+    fix: Option<SeqFix>,
+) -> Step<()> {
     {
         let quoted = icmp.get_mut(8..).ok_or(DropReason::BadQuotedPacket)?;
         let mut q =
             Ipv4::new_checked(quoted, Check::Quoted).map_err(|_| DropReason::BadQuotedPacket)?;
         transport::rewrite_endpoint(&mut q, protocol, end, to.addr, to.port);
+        if let Some(fix) = fix {
+            move_seq(q.payload_mut(), fix, true);
+        }
     }
     transport::refresh_icmp_checksum(icmp);
     Ok(())

@@ -487,20 +487,49 @@ impl<A: Address> Nat<A> {
         let Some(fix) = self.seq_fix.take() else {
             return;
         };
-        if tcp.len() < 20 {
-            return;
+        if tcp.len() >= 20 {
+            move_seq(tcp, fix, full);
         }
-        let (at, f): (usize, fn(u32, u32) -> u32) = match fix {
-            SeqFix::Seq(_) => (4, u32::wrapping_add),
-            SeqFix::Ack(_) => (8, u32::wrapping_sub),
-        };
-        let (SeqFix::Seq(d) | SeqFix::Ack(d)) = fix;
-        if at == 8 && tcp[13] & TcpFlags::ACK == 0 {
-            return;
-        }
-        let old = u32::from_be_bytes([tcp[at], tcp[at + 1], tcp[at + 2], tcp[at + 3]]);
-        crate::wire::transport::set_tcp32(tcp, 0, at, f(old, d), full);
     }
+
+    /// What the quote of an ICMP error about a segment of session `key`, on its way to
+    /// `to`, must have moved, if the proxy opened that connection: the quote holds the
+    /// segment as it was sent on the error's side, in that side's sequence space, and
+    /// the host the error goes to checks it against its own (Linux ignores an error
+    /// whose quoted sequence number it never sent; RFC 5927 section 4.1). A server's
+    /// segment quoted from outside gets its sequence number back; a client's segment
+    /// quoted by the server gets its acknowledgement back.
+    pub(super) fn quote_fix(&self, key: &SessionKey<A>, to: Side) -> Option<SeqFix> {
+        if key.protocol != Protocol::Tcp {
+            return None;
+        }
+        let d = self.proxied(key)?.delta()?.wrapping_neg();
+        Some(match to {
+            Side::Inside => SeqFix::Seq(d),
+            Side::Outside => SeqFix::Ack(d),
+        })
+    }
+}
+
+/// Moves the sequence field `fix` names in the TCP header `tcp`, or in the first bytes of
+/// one, as an ICMP error quotes it: nothing if the field is not there (or, for the
+/// acknowledgement, if the flags are not, or say no ACK). Keeps a whole checksum good
+/// where the bytes hold it (`full`; RFC 1624).
+pub(super) fn move_seq(tcp: &mut [u8], fix: SeqFix, full: bool) {
+    let (at, new): (usize, fn(u32, u32) -> u32) = match fix {
+        SeqFix::Seq(_) => (4, u32::wrapping_add),
+        SeqFix::Ack(_) => (8, u32::wrapping_sub),
+    };
+    let (SeqFix::Seq(d) | SeqFix::Ack(d)) = fix;
+    let Some(field) = tcp.get(at..at + 4) else {
+        return;
+    };
+    if at == 8 && tcp.get(13).is_none_or(|f| f & TcpFlags::ACK == 0) {
+        return;
+    }
+    let old = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
+    let full = full && tcp.len() >= 18;
+    crate::wire::transport::set_tcp32(tcp, 0, at, new(old, d), full);
 }
 
 #[cfg(test)]
@@ -704,6 +733,93 @@ mod test {
         let (_, s) = n.table().sessions().next().unwrap();
         assert_eq!(s.tcp.name(), "ESTABLISHED");
         cookie
+    }
+
+    /// An ICMP error `ty`/`code` from `from` to `to` quoting the first `len` bytes of
+    /// `quoted`.
+    fn icmp_error(
+        ty: u8,
+        code: u8,
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        quoted: &[u8],
+        len: usize,
+    ) -> Vec<u8> {
+        let mut l4 = vec![ty, code, 0, 0, 0, 0, 0x05, 0xdc];
+        l4.extend_from_slice(&quoted[..len.min(quoted.len())]);
+        ip(1, from, to, 64, &l4)
+    }
+
+    /// The quoted segment of a translated ICMP error `p` (its checksums checked):
+    /// (src, sport, dst, dport, seq, the ack if quoted).
+    fn quote(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u32, Option<u32>) {
+        let v = Ipv4::new_checked(p, Check::Full).expect("valid IPv4");
+        assert_eq!(checksum::checksum(v.payload()), 0, "ICMP checksum");
+        let q = Ipv4::new_checked(&v.payload()[8..], Check::Quoted).expect("quoted IPv4");
+        let t = q.payload();
+        let w16 = |i: usize| u16::from_be_bytes([t[i], t[i + 1]]);
+        let w32 = |i: usize| u32::from_be_bytes([t[i], t[i + 1], t[i + 2], t[i + 3]]);
+        let ack = (t.len() >= 12).then(|| w32(8));
+        (q.src(), w16(0), q.dst(), w16(2), w32(4), ack)
+    }
+
+    #[test]
+    fn icmp_errors_about_a_proxied_connection_quote_each_side_its_own_sequence_numbers() {
+        let mut n = proxy(SynCookies::Always, 100);
+        let cookie = open(&mut n);
+        // The server's segment leaves in the cookie's space; a router further out says it
+        // is too big (quoting 8 bytes of TCP, the least it may, and the whole segment).
+        // The server must find the sequence number it sent, or it ignores the error and
+        // its path MTU is never learned.
+        let out = forwarded(&mut n, Side::Inside, server(ACK, 5001, 1001, &[7; 100]));
+        assert_eq!(fields(&out).5, cookie.wrapping_add(1));
+        for len in [28, out.len()] {
+            let mut err = icmp_error(3, 4, REMOTE, ROUTER_OUT, &out, len);
+            let (v, err) = run(&mut n, Side::Outside, std::mem::take(&mut err), now());
+            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+            let q = quote(&err);
+            assert_eq!(
+                (q.0, q.1, q.2, q.3, q.4),
+                (SERVER, 9999, REMOTE, 40000, 5001),
+                "quote of {len} bytes"
+            );
+            if len > 28 {
+                assert_eq!(q.5, Some(1001), "the acknowledgement was not moved");
+                let q = Ipv4::new_checked(&err[28..], Check::Quoted).unwrap();
+                assert!(
+                    verify_l4_checksum(Protocol::Tcp, SERVER, REMOTE, q.payload()),
+                    "a whole quoted segment keeps a good TCP checksum"
+                );
+            }
+        }
+        // The client's segment reaches the server with its acknowledgement moved; the
+        // server's error about it goes out quoting the acknowledgement the client sent.
+        let inb = forwarded(
+            &mut n,
+            Side::Outside,
+            client(ACK, 1001, cookie.wrapping_add(101), b"hi"),
+        );
+        assert_eq!(fields(&inb).6, 5101);
+        let mut err = icmp_error(3, 3, SERVER, REMOTE, &inb, inb.len());
+        let (v, err) = run(&mut n, Side::Inside, std::mem::take(&mut err), now());
+        assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+        let q = quote(&err);
+        assert_eq!(
+            (q.0, q.1, q.2, q.3, q.4, q.5),
+            (
+                REMOTE,
+                40000,
+                ROUTER_OUT,
+                8888,
+                1001,
+                Some(cookie.wrapping_add(101))
+            )
+        );
+        // An error about another connection's segment has nothing moved.
+        let plain = seg(REMOTE, 40001, SERVER, 9999, ACK, 77, 88, None, b"");
+        let mut err = icmp_error(3, 3, SERVER, REMOTE, &plain, plain.len());
+        let (v, _) = run(&mut n, Side::Inside, std::mem::take(&mut err), now());
+        assert_eq!(v, Verdict::Drop(DropReason::IcmpErrorNoSession));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::net::Ipv6Addr;
 
 use super::frag6;
 use super::outbound::OutRefused;
+use super::syn_proxy::{move_seq, SeqFix};
 use super::{
     Cidr, DropReason, Endpoint, Instant, Mode, MssClamp, Nat, Session, SessionKey, Side, Step,
     Verdict,
@@ -597,7 +598,8 @@ impl Nat<Ipv6Addr> {
         }
         // The quoted packet's source goes back to the inside endpoint, and so does the
         // error's destination.
-        Ok(self.rewrite_error6(&mut ip, p, End::Src, key.inside))
+        let fix = self.quote_fix(&key, Side::Inside);
+        Ok(self.rewrite_error6(&mut ip, p, End::Src, key.inside, fix))
     }
 
     /// An ICMPv6 error from an inside host about a packet that came in through a session
@@ -619,19 +621,22 @@ impl Nat<Ipv6Addr> {
             .map(|s| s.ext_port)
             .ok_or(DropReason::IcmpErrorNoSession)?;
         let out = Endpoint::new(self.cfg.outside.addr, ext);
-        Ok(self.rewrite_error6(&mut ip, p, End::Dst, out))
+        let fix = self.quote_fix(&key, Side::Outside);
+        Ok(self.rewrite_error6(&mut ip, p, End::Dst, out, fix))
     }
 
     /// Rewrites a translated ICMPv6 error: `quoted_end` of the quoted packet becomes `to`
     /// (its own transport checksum follows, where the quote holds it), and so does the
     /// error's other end (its destination for the quoted source, its source for the quoted
-    /// destination); the ICMPv6 checksum is done again.
+    /// destination); a sequence field of a SYN-proxied connection's segment is moved
+    /// (`fix`); the ICMPv6 checksum is done again.
     fn rewrite_error6(
         &mut self,
         ip: &mut Ipv6<&mut [u8]>,
         p: Protocol,
         quoted_end: End,
         to: Endpoint<Ipv6Addr>,
+        fix: Option<SeqFix>,
     ) -> Verdict {
         let len = ip.total_len();
         if let Some(q) = ip.payload_mut().get_mut(8..) {
@@ -644,6 +649,9 @@ impl Nat<Ipv6Addr> {
                     to.port,
                     Csum::Full,
                 );
+                if let Some(fix) = fix {
+                    move_seq(quoted.payload_mut(), fix, true);
+                }
             }
         }
         ip.decrement_hop_limit();
@@ -900,6 +908,20 @@ mod test {
         assert_eq!(
             u32::from_be_bytes(data[44..48].try_into().unwrap()),
             cookie.wrapping_add(1)
+        );
+        // A router further out says the segment is too big: the error reaches the server
+        // quoting the sequence number the server sent, or the server would ignore it.
+        let mut err = Vec::new();
+        let q = Ipv6::new_checked(&data[..]).unwrap();
+        icmpv6::build_error(&mut err, a(REMOTE), kind::PACKET_TOO_BIG, 0, 1280, &q);
+        let back = fwd(&mut n, Side::Outside, err);
+        let e = Ipv6::new_checked(&back[..]).unwrap();
+        assert_eq!(e.dst(), a(SERVER));
+        let inner = Ipv6::new_quoted(&e.payload()[8..]).unwrap();
+        assert_eq!(inner.src(), a(SERVER));
+        assert_eq!(
+            u32::from_be_bytes(inner.payload()[4..8].try_into().unwrap()),
+            78
         );
     }
 
