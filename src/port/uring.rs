@@ -472,9 +472,6 @@ impl Uring {
                         let (head, src) = pair(&mut self.pools, (hp, hb), (i, bid));
                         t.push(&mut head[hat + hdr..], &src[at + hdr..at + hdr + len]);
                         self.pools[i].give(bid);
-                        if std::env::var_os("TUNNAT_EAGER").is_some() {
-                            self.pools[i].publish();
-                        }
                         self.joined += 1;
                         return;
                     }
