@@ -61,10 +61,10 @@ pub const DEFAULT_COALESCE_US: u32 = 0;
 pub const MAX_COALESCE_US: u32 = 1000;
 /// `--io-buffers`' default, buffers per port (how many packets of a port a turn can read
 /// before its read must be submitted again): with offloads 16, without 64. With offloads
-/// a TCP stream's super-packets fill whole buffers of 64 KB, and 64 of them took 10–18%
-/// more CPU per TCP segment than 16 and 6 MB more memory, for 4–15% more 64-byte UDP in
-/// a flood (issue 18; README, "Figures"). Without offloads a packet touches only its
-/// MTU's pages.
+/// a TCP stream's super-packets fill whole buffers of 64 KB, and 64 of them took 5–7%
+/// more CPU per packet at 40 kpps and per TCP segment than 16 and up to 6 MB more
+/// memory, for 3% more 64-byte UDP in a flood, 12% with four flows (issue 18; README,
+/// "Figures"). Without offloads a packet touches only its MTU's pages.
 pub fn default_io_buffers(offloads: bool) -> u16 {
     if offloads {
         16
