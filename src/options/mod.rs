@@ -673,12 +673,21 @@ udp = 30
         Settings::from_arg_matches(&m).unwrap()
     }
 
+    /// The lab file with the file text `toml` laid over it, resolved.
+    fn with_file(toml: &str) -> Result<Config> {
+        file()
+            .overlay(&Settings::from_toml(toml, Path::new("lab.toml")).unwrap())
+            .resolve()
+    }
+
+    /// The lab file with the flags `args` laid over it, resolved.
+    fn with_flags(args: &[&str]) -> Result<Config> {
+        file().overlay(&flags(args)).resolve()
+    }
+
     #[test]
     fn file_then_flags() {
-        let c = file()
-            .overlay(&flags(&["--filtering", "address-and-port-dependent"]))
-            .resolve()
-            .unwrap();
+        let c = with_flags(&["--filtering", "address-and-port-dependent"]).unwrap();
         assert_eq!(c.inside.netns.as_deref(), Some(Path::new("/run/netns/lan")));
         assert_eq!(c.dnat.len(), 1);
         assert_eq!(c.filtering, Filtering::AddressAndPortDependent);
@@ -733,22 +742,13 @@ udp = 30
             bad.contains("'timeouts.tcp-established' in lab.toml"),
             "{bad}"
         );
-        let e = file()
-            .overlay(&Settings::from_toml("filtering = \"strict\"", Path::new("lab.toml")).unwrap())
-            .resolve()
-            .unwrap_err()
-            .to_string();
+        let e = with_file("filtering = \"strict\"").unwrap_err().to_string();
         assert!(e.starts_with("'filtering' in lab.toml 'strict'"), "{e}");
-        let e = file()
-            .overlay(&flags(&["--filtering", "strict"]))
-            .resolve()
+        let e = with_flags(&["--filtering", "strict"])
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("--filtering 'strict'"), "{e}");
-        let mut c = file()
-            .overlay(&Settings::from_toml("mtu = 100", Path::new("lab.toml")).unwrap())
-            .resolve()
-            .unwrap();
+        let mut c = with_file("mtu = 100").unwrap();
         c.inside.netns = None;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.starts_with("'mtu' in lab.toml 100"), "{e}");
@@ -761,27 +761,15 @@ udp = 30
             None,
             "left to the driver"
         );
-        let c = file()
-            .overlay(&Settings::from_toml("io-buffers = 64", Path::new("lab.toml")).unwrap())
-            .resolve()
-            .unwrap();
-        assert_eq!(c.io_buffers, Some(64));
+        assert_eq!(with_file("io-buffers = 64").unwrap().io_buffers, Some(64));
         for bad in ["48", "4", "256"] {
-            let e = file()
-                .overlay(&flags(&["--io-buffers", bad]))
-                .resolve()
-                .unwrap_err()
-                .to_string();
+            let e = with_flags(&["--io-buffers", bad]).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("--io-buffers {bad}: must be a power of two")),
                 "{e}"
             );
         }
-        let e = file()
-            .overlay(&Settings::from_toml("io-buffers = 12", Path::new("lab.toml")).unwrap())
-            .resolve()
-            .unwrap_err()
-            .to_string();
+        let e = with_file("io-buffers = 12").unwrap_err().to_string();
         assert!(e.starts_with("'io-buffers' in lab.toml 12"), "{e}");
     }
 
