@@ -221,7 +221,9 @@ def _backlog(lab):
     io = lab.stats()["io"]
     reads = io["read_inside"] - before["read_inside"]
     turns = io["batches"] - before["batches"]
-    eq(reads, BACKLOG, "packets read from the inside TUN after the stop")
+    # The lan kernel's own IPv6 packets on the TUN (router solicitations, MLD reports)
+    # may come too.
+    check(BACKLOG <= reads <= BACKLOG + 4, f"{reads} packets read from the inside TUN after the stop")
     return len(got), reads / max(1, turns)
 
 
