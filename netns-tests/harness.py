@@ -258,7 +258,7 @@ class Lab:
         for p in (self.log_path, self.trace_path):
             with contextlib.suppress(Exception):
                 os.unlink(p)
-        self.remove_tempdirs()
+        self.remove_extras()
 
     def tempdir(self, prefix):
         """A fresh directory under /tmp, removed with everything in it when the lab closes."""
@@ -266,7 +266,8 @@ class Lab:
         self.tmpdirs.append(d)
         return d
 
-    def remove_tempdirs(self):
+    def remove_extras(self):
+        """Removes what tempdir() and far_network() made."""
         for d in self.tmpdirs:
             shutil.rmtree(d, ignore_errors=True)
         self.tmpdirs = []

@@ -315,7 +315,7 @@ class KernelLab(harness.Lab):
         for p in self.bg:
             p.kill()
             p.wait()
-        self.remove_tempdirs()
+        self.remove_extras()
         if getattr(self, "mu_dir", None):
             subprocess.run(["rm", "-rf", self.mu_dir])
         if getattr(self, "tayga_dir", None):

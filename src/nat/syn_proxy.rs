@@ -535,7 +535,7 @@ pub(super) fn move_seq(tcp: &mut [u8], fix: SeqFix, full: bool) {
 #[cfg(test)]
 mod test {
     use super::*;
-    use crate::nat::test::{ip, lab};
+    use crate::nat::test::{icmp_error_quoting, ip, lab};
     use crate::nat::{NatConfig, Verdict};
     use crate::wire::checksum;
     use crate::wire::ipv4::{Check, Ipv4};
@@ -735,21 +735,6 @@ mod test {
         cookie
     }
 
-    /// An ICMP error `ty`/`code` from `from` to `to` quoting the first `len` bytes of
-    /// `quoted`.
-    fn icmp_error(
-        ty: u8,
-        code: u8,
-        from: Ipv4Addr,
-        to: Ipv4Addr,
-        quoted: &[u8],
-        len: usize,
-    ) -> Vec<u8> {
-        let mut l4 = vec![ty, code, 0, 0, 0, 0, 0x05, 0xdc];
-        l4.extend_from_slice(&quoted[..len.min(quoted.len())]);
-        ip(1, from, to, 64, &l4)
-    }
-
     /// The quoted segment of a translated ICMP error `p` (its checksums checked):
     /// (src, sport, dst, dport, seq, the ack if quoted).
     fn quote(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16, u32, Option<u32>) {
@@ -774,7 +759,7 @@ mod test {
         let out = forwarded(&mut n, Side::Inside, server(ACK, 5001, 1001, &[7; 100]));
         assert_eq!(fields(&out).5, cookie.wrapping_add(1));
         for len in [28, out.len()] {
-            let mut err = icmp_error(3, 4, REMOTE, ROUTER_OUT, &out, len);
+            let mut err = icmp_error_quoting(3, 4, REMOTE, ROUTER_OUT, &out[..len]);
             let (v, err) = run(&mut n, Side::Outside, std::mem::take(&mut err), now());
             assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
             let q = quote(&err);
@@ -800,7 +785,7 @@ mod test {
             client(ACK, 1001, cookie.wrapping_add(101), b"hi"),
         );
         assert_eq!(fields(&inb).6, 5101);
-        let mut err = icmp_error(3, 3, SERVER, REMOTE, &inb, inb.len());
+        let mut err = icmp_error_quoting(3, 3, SERVER, REMOTE, &inb);
         let (v, err) = run(&mut n, Side::Inside, std::mem::take(&mut err), now());
         assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
         let q = quote(&err);
@@ -817,7 +802,7 @@ mod test {
         );
         // An error about another connection's segment has nothing moved.
         let plain = seg(REMOTE, 40001, SERVER, 9999, ACK, 77, 88, None, b"");
-        let mut err = icmp_error(3, 3, SERVER, REMOTE, &plain, plain.len());
+        let mut err = icmp_error_quoting(3, 3, SERVER, REMOTE, &plain);
         let (v, _) = run(&mut n, Side::Inside, std::mem::take(&mut err), now());
         assert_eq!(v, Verdict::Drop(DropReason::IcmpErrorNoSession));
     }

@@ -402,8 +402,19 @@ fn too_big_with_df_gets_fragmentation_needed() {
 
 /// ICMP error `ty`/`code` from `from` to `to` quoting `quoted` (first 28 bytes).
 fn icmp_error(ty: u8, code: u8, from: Ipv4Addr, to: Ipv4Addr, quoted: &[u8]) -> Vec<u8> {
+    icmp_error_quoting(ty, code, from, to, &quoted[..28])
+}
+
+/// ICMP error `ty`/`code` from `from` to `to` quoting all of `quoted`.
+pub(crate) fn icmp_error_quoting(
+    ty: u8,
+    code: u8,
+    from: Ipv4Addr,
+    to: Ipv4Addr,
+    quoted: &[u8],
+) -> Vec<u8> {
     let mut l4 = vec![ty, code, 0, 0, 0, 0, 0, 0];
-    l4.extend_from_slice(&quoted[..28]);
+    l4.extend_from_slice(quoted);
     ip(1, from, to, 64, &l4)
 }
 
