@@ -3,6 +3,8 @@
 //!   order, through `Nat::process`, with N = 10 k, 100 k and 1 M sessions in the table;
 //! * `create_session`: a packet that opens a new session (and mapping);
 //! * `checksum_update`: the RFC 1624 update of a checksum for a new address and port.
+//! * `router_udp_established`: a datagram of an established UDP flow through the whole
+//!   router core (`Router::handle_in`, then `poll_transmit`), as the driver runs it.
 //!
 //! The workload is `common.rs`'s, as in `table_scale`, which also reports memory.
 
@@ -10,8 +12,13 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use tunnat::nat::{Instant, Side};
-use tunnat::wire::checksum;
+use std::time::Duration;
+
+use tunnat::nat::{Instant, Side, HEADROOM};
+use tunnat::options::Settings;
+use tunnat::router::Router;
+use tunnat::wire::offload::Offload;
+use tunnat::wire::{checksum, ipv4};
 
 mod common;
 
@@ -59,5 +66,62 @@ fn checksum_update(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, translate_existing, create_session, checksum_update);
+/// The router's whole per-packet path for a datagram of an established UDP flow, as the
+/// driver runs it: `Router::handle_in` on the packet in its buffer, then the core asked
+/// for anything else to send. This is the user-space cost of a packet in a UDP flood.
+fn router_udp_established(c: &mut Criterion) {
+    let text = "[inside]\ntun = \"nat-in\"\naddr = \"192.168.122.100/24\"\n\
+                [outside]\ntun = \"nat-out\"\naddr = \"172.16.1.186/24\"\n";
+    let cfg = Settings::from_toml(text, std::path::Path::new("bench.toml"))
+        .and_then(|s| s.resolve())
+        .expect("the bench's config");
+    let mut router = Router::new(cfg, Instant::ZERO, 1);
+    let mut tmpl = [0u8; 64];
+    ipv4::emit_header(
+        &mut tmpl[..],
+        0,
+        64,
+        0,
+        true,
+        64,
+        17,
+        Ipv4Addr::new(192, 168, 122, 101),
+        Ipv4Addr::new(172, 16, 1, 1),
+    );
+    tmpl[20..22].copy_from_slice(&40000u16.to_be_bytes());
+    tmpl[22..24].copy_from_slice(&5201u16.to_be_bytes());
+    tmpl[24..26].copy_from_slice(&44u16.to_be_bytes());
+    let sum = checksum::sum(
+        &tmpl[20..],
+        checksum::pseudo_header_sum(
+            Ipv4Addr::new(192, 168, 122, 101),
+            Ipv4Addr::new(172, 16, 1, 1),
+            17,
+            44,
+        ),
+    );
+    tmpl[26..28].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+    let mut buf = [0u8; HEADROOM + 64];
+    let mut n = 0u64;
+    c.bench_function("router_udp_established", |b| {
+        b.iter(|| {
+            buf[HEADROOM..].copy_from_slice(&tmpl);
+            n += 1;
+            let now = Instant::ZERO + Duration::from_millis(n >> 16);
+            let w = router.handle_in(Side::Inside, &mut buf, HEADROOM, Ok(Offload::NONE), now);
+            assert!(w.is_some());
+            while let Some(t) = router.poll_transmit(now) {
+                black_box(t);
+            }
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    translate_existing,
+    create_session,
+    checksum_update,
+    router_udp_established
+);
 criterion_main!(benches);

@@ -18,18 +18,20 @@ pub const FLAG_DF: u8 = 0b010;
 /// "More fragments" bit in the flags field.
 pub const FLAG_MF: u8 = 0b001;
 
-/// The fixed header fields, read once through `pnet_packet` when the view is made.
+/// The fixed header fields, read once through `pnet_packet` when the view is made. Two
+/// whole words, widest fields first (issue 18: copied by the word without stalling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub struct Fields {
-    pub tos: u8,
-    pub ident: u16,
-    pub flags: u8,
-    /// Fragment offset in 8-byte units.
-    pub frag_offset: u16,
-    pub ttl: u8,
-    pub protocol: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
+    pub ident: u16,
+    /// Fragment offset in 8-byte units.
+    pub frag_offset: u16,
+    pub tos: u8,
+    pub flags: u8,
+    pub ttl: u8,
+    pub protocol: u8,
 }
 
 /// A validated IPv4 packet in `buf`.

@@ -48,8 +48,11 @@ pub struct Gso {
     pub hdr_len: u16,
 }
 
-/// What the kernel says about one packet, or what the router tells it.
+/// What the kernel says about one packet, or what the router tells it. Two words, aligned
+/// (issue 18): at 14 bytes it was copied by overlapping words, which stalled on the
+/// narrow stores that had just built it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(8))]
 pub struct Offload {
     pub csum: Option<Partial>,
     pub gso: Option<Gso>,
