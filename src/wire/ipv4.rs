@@ -54,7 +54,10 @@ pub enum Check {
 }
 
 impl<T: AsRef<[u8]>> Ipv4<T> {
-    /// Validates `buf` as an IPv4 packet, including its header checksum.
+    /// Validates `buf` as an IPv4 packet, including its header checksum. Always inlined
+    /// (issue 18): returned through memory, the view was copied at odd offsets, and the
+    /// copy stalled on the stores that had just made it.
+    #[inline(always)]
     pub fn new_checked(buf: T, check: Check) -> Result<Self, WireError> {
         let b = buf.as_ref();
         let p = Ipv4Packet::new(b).ok_or(WireError::Truncated)?;

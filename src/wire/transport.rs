@@ -111,7 +111,9 @@ pub mod icmp_type {
 impl Transport {
     /// Parses the transport header of a complete datagram `payload` (everything after the
     /// IPv4 header). ICMP checksums are verified here; TCP/UDP checksums are left to the
-    /// end host, since incremental updates carry an error through unchanged.
+    /// end host, since incremental updates carry an error through unchanged. Always
+    /// inlined, as [`crate::wire::ipv4::Ipv4::new_checked`] is.
+    #[inline(always)]
     pub fn new_checked(protocol: Protocol, payload: &[u8]) -> Result<Transport, WireError> {
         match protocol {
             Protocol::Tcp => {
