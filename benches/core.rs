@@ -3,13 +3,14 @@
 //!   order, through `Nat::process`, with N = 10 k, 100 k and 1 M sessions in the table;
 //! * `create_session`: a packet that opens a new session (and mapping);
 //! * `checksum_update`: the RFC 1624 update of a checksum for a new address and port.
-//! * `router_udp_established`: a datagram of an established UDP flow through the whole
-//!   router core (`Router::handle_in`, then `poll_transmit`), as the driver runs it.
+//! * `router_udp_established/{ipv4,ipv6}`: a datagram of an established UDP flow through
+//!   the whole router core (`Router::handle_in`, then `poll_transmit`), as the driver
+//!   runs it (NAT44, NAT66).
 //!
 //! The workload is `common.rs`'s, as in `table_scale`, which also reports memory.
 
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
@@ -70,51 +71,75 @@ fn checksum_update(c: &mut Criterion) {
 /// driver runs it: `Router::handle_in` on the packet in its buffer, then the core asked
 /// for anything else to send. This is the user-space cost of a packet in a UDP flood.
 fn router_udp_established(c: &mut Criterion) {
-    let text = "[inside]\ntun = \"nat-in\"\naddr = \"192.168.122.100/24\"\n\
-                [outside]\ntun = \"nat-out\"\naddr = \"172.16.1.186/24\"\n";
+    let text = "[inside]\ntun = \"nat-in\"\naddr = [\"192.168.122.100/24\", \"fd00:122::100/64\"]\n\
+                [outside]\ntun = \"nat-out\"\naddr = [\"172.16.1.186/24\", \"2001:db8:1::186/64\"]\n";
     let cfg = Settings::from_toml(text, std::path::Path::new("bench.toml"))
         .and_then(|s| s.resolve())
         .expect("the bench's config");
     let mut router = Router::new(cfg, Instant::ZERO, 1);
-    let mut tmpl = [0u8; 64];
-    ipv4::emit_header(
-        &mut tmpl[..],
-        0,
-        64,
-        0,
-        true,
-        64,
-        17,
-        Ipv4Addr::new(192, 168, 122, 101),
-        Ipv4Addr::new(172, 16, 1, 1),
-    );
-    tmpl[20..22].copy_from_slice(&40000u16.to_be_bytes());
-    tmpl[22..24].copy_from_slice(&5201u16.to_be_bytes());
-    tmpl[24..26].copy_from_slice(&44u16.to_be_bytes());
-    let sum = checksum::sum(
-        &tmpl[20..],
-        checksum::pseudo_header_sum(
-            Ipv4Addr::new(192, 168, 122, 101),
-            Ipv4Addr::new(172, 16, 1, 1),
-            17,
-            44,
+    let v4 = (
+        "ipv4",
+        udp(
+            IpAddr::from([192, 168, 122, 101]),
+            IpAddr::from([172, 16, 1, 1]),
         ),
     );
-    tmpl[26..28].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
-    let mut buf = [0u8; HEADROOM + 64];
-    let mut n = 0u64;
-    c.bench_function("router_udp_established", |b| {
-        b.iter(|| {
-            buf[HEADROOM..].copy_from_slice(&tmpl);
-            n += 1;
-            let now = Instant::ZERO + Duration::from_millis(n >> 16);
-            let w = router.handle_in(Side::Inside, &mut buf, HEADROOM, Ok(Offload::NONE), now);
-            assert!(w.is_some());
-            while let Some(t) = router.poll_transmit(now) {
-                black_box(t);
-            }
-        })
-    });
+    let v6 = (
+        "ipv6",
+        udp(
+            "fd00:122::101".parse().expect("an address"),
+            "2001:db8:1::1".parse().expect("an address"),
+        ),
+    );
+    let mut g = c.benchmark_group("router_udp_established");
+    for (family, tmpl) in [v4, v6] {
+        let mut buf = vec![0u8; HEADROOM + tmpl.len()];
+        let mut n = 0u64;
+        g.bench_function(family, |b| {
+            b.iter(|| {
+                buf[HEADROOM..].copy_from_slice(&tmpl);
+                n += 1;
+                let now = Instant::ZERO + Duration::from_millis(n >> 16);
+                let off = Ok(Offload::NONE);
+                let w = router.handle_in(Side::Inside, &mut buf, HEADROOM, off, now);
+                assert!(w.is_some_and(|w| w.port == Side::Outside));
+                while let Some(t) = router.poll_transmit(now) {
+                    black_box(t);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A 64-byte (IPv4) UDP datagram from port 40000 to 5201, its checksum complete.
+fn udp(src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    const PAYLOAD: usize = 36;
+    let l4 = 8 + PAYLOAD;
+    let (mut p, ip_len, pseudo) = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut p = vec![0u8; 20 + l4];
+            ipv4::emit_header(&mut p[..], 0, (20 + l4) as u16, 0, true, 64, 17, s, d);
+            (p, 20, checksum::pseudo_header_sum(s, d, 17, l4 as u16))
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut p = vec![0u8; 40 + l4];
+            p[0] = 0x60;
+            p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
+            p[6] = 17;
+            p[7] = 64;
+            p[8..24].copy_from_slice(&s.octets());
+            p[24..40].copy_from_slice(&d.octets());
+            (p, 40, checksum::pseudo_header_sum_v6(s, d, 17, l4 as u32))
+        }
+        _ => unreachable!("one family"),
+    };
+    p[ip_len..ip_len + 2].copy_from_slice(&40000u16.to_be_bytes());
+    p[ip_len + 2..ip_len + 4].copy_from_slice(&5201u16.to_be_bytes());
+    p[ip_len + 4..ip_len + 6].copy_from_slice(&(l4 as u16).to_be_bytes());
+    let sum = checksum::sum(&p[ip_len..], pseudo);
+    p[ip_len + 6..ip_len + 8].copy_from_slice(&(!checksum::fold(sum)).to_be_bytes());
+    p
 }
 
 criterion_group!(

@@ -88,6 +88,9 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
         Self::new(buf, true)
     }
 
+    /// Always inlined, with the walk of extension headers apart (issue 18): the view is
+    /// made in the caller's frame instead of being returned through memory and copied.
+    #[inline(always)]
     fn new(buf: T, quoted: bool) -> Result<Self, WireError> {
         let b = buf.as_ref();
         if b.len() < HEADER_LEN {
@@ -105,7 +108,10 @@ impl<T: AsRef<[u8]>> Ipv6<T> {
         } else if total_len > b.len() {
             return Err(WireError::BadTotalLength);
         }
-        let (protocol, l4_offset, fragment) = walk(&b[..total_len], b[6])?;
+        let (protocol, l4_offset, fragment) = match b[6] {
+            next_header::TCP | next_header::UDP | next_header::ICMPV6 => (b[6], HEADER_LEN, None),
+            first => walk(&b[..total_len], first)?,
+        };
         Ok(Ipv6 {
             buf,
             total_len,

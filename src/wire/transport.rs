@@ -195,7 +195,8 @@ impl Transport {
     /// (`payload`: everything after the extension headers). As [`Transport::new_checked`],
     /// with IPv6's rules: `Protocol::Icmp` is ICMPv6, whose checksum covers the
     /// pseudo-header (RFC 4443 section 2.3) and is verified here, and a UDP checksum of
-    /// zero is refused (RFC 8200 section 8.1).
+    /// zero is refused (RFC 8200 section 8.1). Always inlined, as the IPv4 one.
+    #[inline(always)]
     pub fn new_checked_v6(
         protocol: Protocol,
         payload: &[u8],
