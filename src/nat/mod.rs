@@ -616,6 +616,9 @@ impl Nat {
         v
     }
 
+    /// Inlined into [`Nat::process`], as the IPv6 one's is: returned through memory,
+    /// the verdict was copied with a load wider than the stores that made it (issue 18).
+    #[inline(always)]
     fn decide(&mut self, side: Side, buf: &mut [u8], now: Instant) -> Step<Verdict> {
         match side {
             Side::Inside => self.outbound(buf, now),

@@ -30,8 +30,10 @@ pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN`, or-ed into the type when the segments carry CWR.
 pub const GSO_ECN: u8 = 0x80;
 
-/// A partial transport checksum (`CHECKSUM_PARTIAL`).
+/// A partial transport checksum (`CHECKSUM_PARTIAL`). Aligned so that, in an
+/// [`Offload`], it and its `Option` tag make one word of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(4))]
 pub struct Partial {
     pub start: u16,
     pub offset: u16,
