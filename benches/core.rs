@@ -11,10 +11,9 @@
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::time::Duration;
 
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use tunnat::nat::{Instant, Side, HEADROOM};
 use tunnat::options::Settings;
 use tunnat::router::Router;
