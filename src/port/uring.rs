@@ -208,13 +208,13 @@ pub struct Uring {
     coalesced: u64,
 }
 
-/// A port's pool: `count` buffers (`--io-buffers`), each room for the largest packet a
-/// TUN read can give (a device's MTU may be set above the router's) after [`HEADROOM`]
-/// and `hdr` bytes of offload header. Pages never written take no memory: without
-/// offloads a packet touches only its MTU's pages, with them a TCP stream's
-/// super-packets fill whole buffers.
-fn pool_shape(hdr: usize, count: u16) -> (usize, u16) {
-    (HEADROOM + 65536 + hdr, count)
+/// The size of each buffer of a port's pool (`--io-buffers` of them): room for the
+/// largest packet a TUN read can give (a device's MTU may be set above the router's)
+/// after [`HEADROOM`] and `hdr` bytes of offload header. Pages never written take no
+/// memory: without offloads a packet touches only its MTU's pages, with them a TCP
+/// stream's super-packets fill whole buffers.
+fn buffer_size(hdr: usize) -> usize {
+    HEADROOM + 65536 + hdr
 }
 
 impl Uring {
@@ -264,8 +264,8 @@ impl Uring {
                 ));
             }
         }
-        let (size, count) = pool_shape(hdr, buffers);
-        let pools = [Pool::new(size, count)?, Pool::new(size, count)?];
+        let size = buffer_size(hdr);
+        let pools = [Pool::new(size, buffers)?, Pool::new(size, buffers)?];
         for (i, p) in pools.iter().enumerate() {
             // SAFETY: the ring memory lives as long as `self`, and outlives the io_uring.
             unsafe {
@@ -646,8 +646,8 @@ mod test {
 
     #[test]
     fn pools_are_bounded() {
-        assert_eq!(pool_shape(10, 64), (65566, 64));
-        assert_eq!(pool_shape(0, 16), (65556, 16));
+        assert_eq!(buffer_size(10), 65566);
+        assert_eq!(buffer_size(0), 65556);
         for n in [
             MIN_IO_BUFFERS,
             default_io_buffers(true),
