@@ -15,6 +15,10 @@ time in /proc/PID/task/*/schedstat, for tunnat and the copy loop), and where `pe
 installed, where the 40 kpps figure goes (a profile of the router at that rate: the far
 host's stack run inside the router's TUN writes, the router's kernel work, its user-space
 code);
+64-byte UDP with the router on a core of its own (trafgen offering more than it takes
+on CPU 0, the router pinned to CPU 1, netfilter's receive work steered there by RPS): the
+datagrams delivered per second and the router's CPU per datagram, netfilter included
+(its softirq time on that core);
 and at MTU 1500 the same TCP and UDP cells over IPv6 (NAT66 and an IPv6 port forward; the
 copy loop routes IPv6 as it is), with each router's IPv6/IPv4 ratios. NAT64 beside Tayga:
 tunnat with and without offloads and Tayga with the kernel's NAT44 behind it
@@ -24,7 +28,7 @@ datagrams, ping RTT.
 Ratios: tunnat / copy loop with equal offload settings, and tunnat / netfilter. Each
 router is measured three times (rounds interleaved) and each cell is the median; --quick
 measures once, 2 s each. A run in which any iperf3 fails is not reported. Needs root,
-iperf3, iptables, python3.
+iperf3, iptables, python3, trafgen (netsniff-ng).
 
 `--only K1,K2` measures only those routers (tunnat, copy, tunnat-plain, copy-plain,
 netfilter, baseline, baseline-plain, tunnat64, tunnat64-plain, tayga, and copy-busy,
@@ -67,7 +71,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "netns-tests"))
 import harness  # noqa: E402
 import kernel_lab  # noqa: E402
-from harness import REMOTE, REMOTE6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN, SERVER_IN6, run  # noqa: E402
+from harness import CLIENT, REMOTE, REMOTE6, ROUTER_OUT, ROUTER_OUT6, SERVER_IN, SERVER_IN6, run  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 SECS = 2 if QUICK else 4
@@ -234,6 +238,73 @@ def cpu_per_packet(r):
 
 
 PERF = shutil.which("perf")
+TRAFGEN = shutil.which("trafgen")
+
+# One core each: the rate at which trafgen offers 64-byte UDP (more than any router here
+# takes on one core; the routers are compared at what they deliver).
+CAP_OFFER_PPS = 3_000_000
+
+
+def one_core_each(r, kind):
+    """64-byte UDP with the router on a core of its own, as a router box has, rather than
+    sharing two cores with iperf3's sender and receiver: trafgen (netsniff-ng, one
+    packet a system call, in-kernel from there) offers CAP_OFFER_PPS of one flow from the
+    inside host on CPU 0; the router runs on CPU 1 (every thread of a TUN router pinned
+    there; for netfilter, RPS steers the router namespace's receive work there). The far
+    host has a UDP socket bound to the port that nobody reads: each datagram is received
+    (a super-packet is split first, as for iperf3) and counted, then dropped at the full
+    buffer. Returns the datagrams delivered per second and the router's CPU per datagram
+    (a TUN router's run time, as in `cpu_per_packet`; for netfilter CPU 1's time in
+    interrupts and softirqs, from /proc/stat's ticks, exact enough at a busy CPU). Empty
+    on one CPU, or without trafgen."""
+    if not TRAFGEN or (os.cpu_count() or 1) < 2:
+        return {}
+    ip = [0x45, 0, "const16(92)", 0, 0, 0x40, 0, 64, 17, "csumip({a}, {b})",
+          *CLIENT.split("."), *REMOTE.split("."), "const16(40000)", "const16(9)", "const16(72)",
+          "csumudp({a}, {c})", "fill(0x61, 64)"]
+    if kind == "netfilter":
+        def mac(ns, dev):
+            return [f"0x{b}" for b in run(["ip", "-n", ns, "-br", "link", "show", dev]).stdout.split()[2].split(":")]
+        frame, at = [*mac(r.rtr, "vin"), *mac(r.lan, "nat-in"), "0x08", "0x00", *ip], 14
+        run(["ip", "netns", "exec", r.rtr, "sh", "-c", "echo 2 > /sys/class/net/vin/queues/rx-0/rps_cpus"])
+        tick_ns = 1e9 / os.sysconf("SC_CLK_TCK")
+
+        def cpu():
+            with open("/proc/stat") as f:
+                cpu1 = next(line for line in f if line.startswith("cpu1 ")).split()
+            return (int(cpu1[6]) + int(cpu1[7])) * tick_ns  # irq, softirq
+    else:
+        frame, at = ip, 0
+        for t in os.listdir(f"/proc/{r.proc.pid}/task"):
+            run(["taskset", "-p", "-c", "1", t])
+
+        def cpu():
+            return cpu_ns(r.proc.pid)
+    conf = os.path.join(tempfile.mkdtemp(prefix="tunnat-bench-"), "udp64.cfg")
+    with open(conf, "w") as f:
+        f.write("{ " + ", ".join(str(x).format(a=at, b=at + 19, c=at + 20) for x in frame) + " }\n")
+    with r.ns("wan"):
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind((REMOTE, 9))
+
+    def received():
+        out = r.sh("wan", ["nstat", "-az", "UdpInDatagrams", "UdpRcvbufErrors"]).stdout.splitlines()[1:]
+        return sum(int(line.split()[1]) for line in out)
+    lead, window = (0.5, 1.0) if QUICK else (1.0, SECS - 1.0)
+    gen = r.spawn("lan", ["timeout", "-s", "INT", str(lead + window + 2), "taskset", "-c", "0", TRAFGEN, "-o",
+                          "nat-in", "-c", conf, "--cpus", "1", "-q", "-n", "0", "-b", f"{CAP_OFFER_PPS}pps"])
+    try:
+        time.sleep(lead)
+        n0, c0, t0 = received(), cpu(), time.time()
+        time.sleep(window)
+        n1, c1, t1 = received(), cpu(), time.time()
+    finally:
+        gen.wait(lead + window + 10)
+        sink.close()
+        shutil.rmtree(os.path.dirname(conf), ignore_errors=True)
+    if n1 - n0 <= 0:
+        raise SystemExit(f"bench: nothing arrived through {kind} with one core each, not reporting this run")
+    return {"cap_udp64_pps": (n1 - n0) / (t1 - t0), "cap_cpu_us": (c1 - c0) / 1000 / (n1 - n0)}
 
 
 def cpu_shares(r):
@@ -373,6 +444,8 @@ def measure(kind, mtu):
             if r.dual:
                 out.update(tcp6_out_1500=tcp6_gbps(r, "out"), tcp6_in_1500=tcp6_gbps(r, "in"),
                            udp6_64_pps=udp_pps(r, REMOTE6))
+            # Last: it pins the router to one CPU.
+            out.update(one_core_each(r, kind))
         return out
     finally:
         r.close()
@@ -429,6 +502,7 @@ def main():
                                       "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain",
                                       "copy-bufs", "copy-bufs-plain")
                          if k in measured])
+    print_one_core_table(res, [k for k in measured if "cap_udp64_pps" in res[k]])
     if all(k in measured64 for k in kinds64):
         print_nat64_table(res)
     if "baseline64" in measured64 and "tunnat64" in measured64:
@@ -472,6 +546,21 @@ def print_cpu_table(res, kinds):
     for a, b in (("tunnat", "copy"), ("tunnat-plain", "copy-plain")):
         if a in kinds and b in kinds:
             print(f"{a} / {b}: " + ", ".join(f"{key} {res[a][key] / res[b][key]:.0%}" for _, key in rows))
+
+
+def print_one_core_table(res, kinds):
+    """64-byte UDP with the router on a core of its own (`one_core_each`), netfilter
+    included: its CPU is its softirq time on that core."""
+    if not kinds:
+        return
+    print(f"\n{'64-byte UDP, the router on a core of its own':44} " + " ".join(f"{k:>14}" for k in kinds))
+    print(f"{'datagrams delivered (kpps)':44} " + " ".join(f"{res[k]['cap_udp64_pps'] / 1e3:>14.1f}" for k in kinds))
+    print(f"{'router CPU per datagram (us)':44} " + " ".join(f"{res[k]['cap_cpu_us']:>14.3f}" for k in kinds))
+    if "netfilter" in kinds:
+        nf = res["netfilter"]
+        print("against netfilter: " + ", ".join(
+            f"{k} {res[k]['cap_udp64_pps'] / nf['cap_udp64_pps']:.0%} of its rate at "
+            f"{res[k]['cap_cpu_us'] / nf['cap_cpu_us']:.0%} of its CPU" for k in kinds if k != "netfilter"))
 
 
 NAT64_ROWS = [("NAT64: TCP IPv6->IPv4, MTU 1500 (Gbit/s)", "tcp64_out", True),

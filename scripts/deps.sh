@@ -35,6 +35,8 @@ conntrack          conntrack            flood
 unbound            unbound              test
 tayga              tayga                test bench
 perf               linux-perf           bench
+trafgen            netsniff-ng          bench
+taskset            util-linux           bench
 chromium           chromium             test
 py:pyftpdlib       python3-pyftpdlib    test
 turnutils_natdiscovery coturn           test
