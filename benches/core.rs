@@ -3,6 +3,8 @@
 //!   order, through `Nat::process`, with N = 10 k, 100 k and 1 M sessions in the table;
 //! * `create_session`: a packet that opens a new session (and mapping);
 //! * `checksum_update`: the RFC 1624 update of a checksum for a new address and port.
+//! * `checksum_sum/{72,1480}`: the full one's complement sum of a 64-byte datagram's UDP
+//!   header and payload (checked before it joins a super-packet), and of a full segment.
 //! * `router_udp_established/{ipv4,ipv6}`: a datagram of an established UDP flow through
 //!   the whole router core (`Router::handle_in`, then `poll_transmit`), as the driver
 //!   runs it (NAT44, NAT66).
@@ -64,6 +66,17 @@ fn checksum_update(c: &mut Criterion) {
             checksum::update16(sum, black_box(40000), black_box(1024))
         })
     });
+}
+
+fn checksum_sum(c: &mut Criterion) {
+    let data: Vec<u8> = (0..1480u32).map(|i| (i * 7 + 3) as u8).collect();
+    let mut g = c.benchmark_group("checksum_sum");
+    for len in [72, 1480] {
+        g.bench_function(len.to_string(), |b| {
+            b.iter(|| checksum::sum(black_box(&data[..len]), black_box(0x1_2345)))
+        });
+    }
+    g.finish();
 }
 
 /// The router's whole per-packet path for a datagram of an established UDP flow, as the
@@ -146,6 +159,7 @@ criterion_group!(
     translate_existing,
     create_session,
     checksum_update,
+    checksum_sum,
     router_udp_established
 );
 criterion_main!(benches);

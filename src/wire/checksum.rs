@@ -18,18 +18,31 @@ pub fn fold(mut sum: u32) -> u16 {
 }
 
 /// One's complement sum of `data` as big-endian 16-bit words (odd tail padded with zero),
-/// added to `initial`. Not complemented.
+/// added to `initial`. Not complemented; folded into 16 bits (zero only for zeros).
+///
+/// Eight bytes at a time (RFC 1071 section 2 (C), "parallel summation"): four words read
+/// as one big-endian `u64` add as its two 32-bit halves, since a carry out of bit 15 is
+/// worth one in bit 0 once folded. A datagram checked before it joins a super-packet is
+/// summed whole, so this is on the path of every UDP datagram joined.
 pub fn sum(data: &[u8], initial: u32) -> u32 {
-    let mut acc = initial as u64;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u16::from_be_bytes([c[0], c[1]]) as u64;
+    let mut acc = u64::from(initial);
+    let mut quads = data.chunks_exact(8);
+    for q in &mut quads {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(q);
+        let w = u64::from_be_bytes(b);
+        // Each addend is below 2^33: no overflow before 2^31 of them (16 GiB).
+        acc += (w >> 32) + (w & 0xffff_ffff);
     }
-    if let [last] = chunks.remainder() {
-        acc += (*last as u64) << 8;
+    let mut pairs = quads.remainder().chunks_exact(2);
+    for c in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    while acc > 0xffff_ffff {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    if let [last] = pairs.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
     }
     acc as u32
 }
@@ -117,6 +130,48 @@ mod test {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum(&data, 0)), 0xddf2);
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    /// The sum word by word, as RFC 1071 defines it, for comparison.
+    fn sum_by_words(data: &[u8], initial: u32) -> u16 {
+        let mut acc = u64::from(initial);
+        for c in data.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)]));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    #[test]
+    fn eight_at_a_time_is_the_sum_by_words() {
+        // Every length up to 70 (each remainder of 8 and of 2), data whose words carry
+        // (0xff..), and initial values up to the largest.
+        let mut x = 0x1234_5678_u32;
+        let data: Vec<u8> = (0..70)
+            .map(|i| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                if i % 3 == 0 {
+                    0xff
+                } else {
+                    (x >> 16) as u8
+                }
+            })
+            .collect();
+        for len in 0..=data.len() {
+            for initial in [0, 1, 0xffff, 0x1_fffe, 0xffff_ffff] {
+                let got = sum(&data[..len], initial);
+                assert!(got <= 0xffff, "folded");
+                assert_eq!(
+                    fold(got),
+                    sum_by_words(&data[..len], initial),
+                    "len {len}, initial {initial:#x}"
+                );
+            }
+        }
+        assert_eq!(sum(&[0xff; 64], 0), 0xffff);
+        assert_eq!(sum(&[0; 64], 0), 0, "zero only for zeros");
     }
 
     #[test]
