@@ -520,7 +520,8 @@ def main():
 
 def print_cpu_table(res, kinds):
     """The router's own CPU per forwarded packet at fixed offered rates (the kernel's NAT
-    works in softirq context, which no process's run time shows, so it has no column)."""
+    works in softirq context, which no process's run time shows, so it has no column here;
+    it has one in `print_one_core_table`)."""
     if not kinds:
         return
     rows = ((f"CPU per 64-byte UDP packet at {UDP_RATE_PPS // 1000} kpps (us)", "cpu_udp64_us"),
