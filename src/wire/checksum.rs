@@ -20,7 +20,7 @@ pub fn fold(mut sum: u32) -> u16 {
 /// One's complement sum of `data` as big-endian 16-bit words (odd tail padded with zero),
 /// added to `initial`. Not complemented; folded into 16 bits (zero only for zeros).
 ///
-/// Eight bytes at a time (RFC 1071 section 2 (C), "parallel summation"): four words read
+/// Eight bytes at a time (RFC 1071 section 2, "parallel summation"): four words read
 /// as one big-endian `u64` add as its two 32-bit halves, since a carry out of bit 15 is
 /// worth one in bit 0 once folded. A datagram checked before it joins a super-packet is
 /// summed whole, so this is on the path of every UDP datagram joined.
