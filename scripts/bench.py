@@ -45,7 +45,9 @@ super-packets (`--udp-gro`, `--no-udp-gro`); copy-fixed, copy-fixed-plain: the c
 writing from its pools registered as fixed buffers, `--fixed`; copy-batch,
 copy-batch-plain: the copy loop with both `--coalesce-us` and `--defer-taskrun`, so that
 a loaded loop is woken once per batch; copy-bufs, copy-bufs-plain: the copy loop with
-`--bufs N` buffers per TUN, default 16, where it has 64 by default),
+`--bufs N` buffers per TUN, default 16, where it has 64 by default; tunnat-bufs,
+tunnat-bufs-plain: tunnat with `--io-buffers N`, default 64, where it has 16 by default
+with offloads),
 `--rounds N` sets the rounds; the order of the routers alternates between rounds, so none
 always runs first.
 
@@ -95,6 +97,9 @@ COALESCE_US = int(_arg("--coalesce-us", 20))
 QUEUES = int(_arg("--queues", 2))
 # The copy loop with another number of buffers per TUN (`copy-bufs`, `copy-bufs-plain`).
 BUFS = int(_arg("--bufs", 16))
+# tunnat with another number of buffers per TUN (`tunnat-bufs`, `tunnat-bufs-plain`:
+# `--io-buffers`, where its default is 16 with offloads).
+TUNNAT_BUFS = int(_arg("--io-buffers", 64))
 
 
 class TunRouter(harness.Lab):
@@ -118,6 +123,7 @@ class TunRouter(harness.Lab):
                         "--dnat", "tcp:7001=192.168.122.73", *([] if offload else ["--no-offload"]),
                         *(["--no-io-uring"] if "-calls" in kind else []),
                         *(["--no-udp-gro"] if kind == "tunnat-nogro" else []),
+                        *(["--io-buffers", str(TUNNAT_BUFS)] if kind.startswith("tunnat-bufs") else []),
                         *(["--dnat", "tcp:5201=[fd00:122::73]"] if self.dual else [])],
                        env={"RUST_LOG": "warn"})
             self.dnat_target, self.dnat_target6 = ROUTER_OUT, ROUTER_OUT6
@@ -248,19 +254,20 @@ CAP_OFFER_PPS = 3_000_000
 def one_core_each(r, kind):
     """64-byte UDP with the router on a core of its own, as a router box has, rather than
     sharing two cores with iperf3's sender and receiver: trafgen (netsniff-ng, one
-    packet a system call, in-kernel from there) offers CAP_OFFER_PPS of one flow from the
-    inside host on CPU 0; the router runs on CPU 1 (every thread of a TUN router pinned
+    packet a system call, in-kernel from there) offers CAP_OFFER_PPS from the inside host
+    on CPU 0, of one flow, then of four (source ports 40000-40003 in turn, so that a
+    batch holds every flow's datagrams interleaved); the router runs on CPU 1 (every thread of a TUN router pinned
     there; for netfilter, RPS steers the router namespace's receive work there). The far
     host has a UDP socket bound to the port that nobody reads: each datagram is received
     (a super-packet is split first, as for iperf3) and counted, then dropped at the full
-    buffer. Returns the datagrams delivered per second and the router's CPU per datagram
-    (a TUN router's run time, as in `cpu_per_packet`; for netfilter CPU 1's time in
-    interrupts and softirqs, from /proc/stat's ticks, exact enough at a busy CPU). Empty
-    on one CPU, or without trafgen."""
+    buffer. Returns for each the datagrams delivered per second and the router's CPU per
+    datagram (a TUN router's run time, as in `cpu_per_packet`; for netfilter CPU 1's time
+    in interrupts and softirqs, from /proc/stat's ticks, exact enough at a busy CPU).
+    Empty on one CPU, or without trafgen."""
     if not TRAFGEN or (os.cpu_count() or 1) < 2:
         return {}
     ip = [0x45, 0, "const16(92)", 0, 0, 0x40, 0, 64, 17, "csumip({a}, {b})",
-          *CLIENT.split("."), *REMOTE.split("."), "const16(40000)", "const16(9)", "const16(72)",
+          *CLIENT.split("."), *REMOTE.split("."), "{sport}", "const16(9)", "const16(72)",
           "csumudp({a}, {c})", "fill(0x61, 64)"]
     if kind == "netfilter":
         def mac(ns, dev):
@@ -280,9 +287,6 @@ def one_core_each(r, kind):
 
         def cpu():
             return cpu_ns(r.proc.pid)
-    conf = os.path.join(tempfile.mkdtemp(prefix="tunnat-bench-"), "udp64.cfg")
-    with open(conf, "w") as f:
-        f.write("{ " + ", ".join(str(x).format(a=at, b=at + 19, c=at + 20) for x in frame) + " }\n")
     with r.ns("wan"):
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind((REMOTE, 9))
@@ -291,20 +295,33 @@ def one_core_each(r, kind):
         out = r.sh("wan", ["nstat", "-az", "UdpInDatagrams", "UdpRcvbufErrors"]).stdout.splitlines()[1:]
         return sum(int(line.split()[1]) for line in out)
     lead, window = (0.5, 1.0) if QUICK else (1.0, SECS - 1.0)
-    gen = r.spawn("lan", ["timeout", "-s", "INT", str(lead + window + 2), "taskset", "-c", "0", TRAFGEN, "-o",
-                          "nat-in", "-c", conf, "--cpus", "1", "-q", "-n", "0", "-b", f"{CAP_OFFER_PPS}pps"])
+    out = {}
+    tmp = tempfile.mkdtemp(prefix="tunnat-bench-")
     try:
-        time.sleep(lead)
-        n0, c0, t0 = received(), cpu(), time.time()
-        time.sleep(window)
-        n1, c1, t1 = received(), cpu(), time.time()
+        # trafgen's dinc counts one byte: 0x9c40-0x9c43 are ports 40000-40003.
+        for key, sport in (("cap", "const16(40000)"), ("cap4", "0x9c, dinc(0x40, 0x43, 1)")):
+            conf = os.path.join(tmp, f"{key}.cfg")
+            with open(conf, "w") as f:
+                f.write("{ " + ", ".join(str(x).format(a=at, b=at + 19, c=at + 20, sport=sport) for x in frame)
+                        + " }\n")
+            gen = r.spawn("lan", ["timeout", "-s", "INT", str(lead + window + 2), "taskset", "-c", "0", TRAFGEN,
+                                  "-o", "nat-in", "-c", conf, "--cpus", "1", "-q", "-n", "0", "-b",
+                                  f"{CAP_OFFER_PPS}pps"])
+            try:
+                time.sleep(lead)
+                n0, c0, t0 = received(), cpu(), time.time()
+                time.sleep(window)
+                n1, c1, t1 = received(), cpu(), time.time()
+            finally:
+                gen.wait(lead + window + 10)
+            if n1 - n0 <= 0:
+                raise SystemExit(f"bench: nothing arrived through {kind} with one core each, not reporting this run")
+            out[f"{key}_udp64_pps"] = (n1 - n0) / (t1 - t0)
+            out[f"{key}_cpu_us"] = (c1 - c0) / 1000 / (n1 - n0)
     finally:
-        gen.wait(lead + window + 10)
         sink.close()
-        shutil.rmtree(os.path.dirname(conf), ignore_errors=True)
-    if n1 - n0 <= 0:
-        raise SystemExit(f"bench: nothing arrived through {kind} with one core each, not reporting this run")
-    return {"cap_udp64_pps": (n1 - n0) / (t1 - t0), "cap_cpu_us": (c1 - c0) / 1000 / (n1 - n0)}
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def cpu_shares(r):
@@ -458,7 +475,7 @@ def main():
     levers = ("copy-busy", "copy-busy-plain", "copy-calls", "copy-calls-plain", "tunnat-calls", "tunnat-calls-plain",
               "copy-coalesce", "copy-coalesce-plain", "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro",
               "tunnat-nogro", "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain", "copy-bufs",
-              "copy-bufs-plain")
+              "copy-bufs-plain", "tunnat-bufs", "tunnat-bufs-plain")
     measured = kinds + (("baseline", "baseline-plain") if BASELINE else ()) + levers
     if ONLY:
         measured = tuple(k for k in measured if k in ONLY.split(","))
@@ -500,7 +517,7 @@ def main():
                                       "copy-busy", "copy-busy-plain", "copy-coalesce", "copy-coalesce-plain",
                                       "copy-defer", "copy-defer-plain", "copy-mq", "copy-mq-plain", "copy-nogro", "tunnat-nogro",
                                       "copy-fixed", "copy-fixed-plain", "copy-batch", "copy-batch-plain",
-                                      "copy-bufs", "copy-bufs-plain")
+                                      "copy-bufs", "copy-bufs-plain", "tunnat-bufs", "tunnat-bufs-plain")
                          if k in measured])
     print_one_core_table(res, [k for k in measured if "cap_udp64_pps" in res[k]])
     if all(k in measured64 for k in kinds64):
@@ -555,13 +572,16 @@ def print_one_core_table(res, kinds):
     if not kinds:
         return
     print(f"\n{'64-byte UDP, the router on a core of its own':44} " + " ".join(f"{k:>14}" for k in kinds))
-    print(f"{'datagrams delivered (kpps)':44} " + " ".join(f"{res[k]['cap_udp64_pps'] / 1e3:>14.1f}" for k in kinds))
-    print(f"{'router CPU per datagram (us)':44} " + " ".join(f"{res[k]['cap_cpu_us']:>14.3f}" for k in kinds))
-    if "netfilter" in kinds:
-        nf = res["netfilter"]
-        print("against netfilter: " + ", ".join(
-            f"{k} {res[k]['cap_udp64_pps'] / nf['cap_udp64_pps']:.0%} of its rate at "
-            f"{res[k]['cap_cpu_us'] / nf['cap_cpu_us']:.0%} of its CPU" for k in kinds if k != "netfilter"))
+    for key, flows in (("cap", "1 flow"), ("cap4", "4 flows")):
+        print(f"{flows + ': datagrams delivered (kpps)':44} "
+              + " ".join(f"{res[k][key + '_udp64_pps'] / 1e3:>14.1f}" for k in kinds))
+        print(f"{flows + ': router CPU per datagram (us)':44} "
+              + " ".join(f"{res[k][key + '_cpu_us']:>14.3f}" for k in kinds))
+        if "netfilter" in kinds:
+            nf = res["netfilter"]
+            print(f"{flows}, against netfilter: " + ", ".join(
+                f"{k} {res[k][key + '_udp64_pps'] / nf[key + '_udp64_pps']:.0%} of its rate at "
+                f"{res[k][key + '_cpu_us'] / nf[key + '_cpu_us']:.0%} of its CPU" for k in kinds if k != "netfilter"))
 
 
 NAT64_ROWS = [("NAT64: TCP IPv6->IPv4, MTU 1500 (Gbit/s)", "tcp64_out", True),
