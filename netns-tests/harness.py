@@ -116,6 +116,13 @@ class Lab:
         self.log_path = f"/tmp/{self.prefix}-tunnat.log"
         self.trace_path = f"/tmp/{self.prefix}-trace.log"
         self.control_path = f"/tmp/{self.prefix}.sock"
+        # A test's state file (--state-file), removed at close like the logs.
+        self.state_path = f"/tmp/{self.prefix}.state"
+        # The prefix comes back with the process number, so a run may meet files that an
+        # earlier one with the same number left (killed, say): a lab starts with none.
+        for p in (self.log_path, self.trace_path, self.control_path, self.state_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(p)
         self.bg = []
         self.tmpdirs = []  # removed at close, whatever the test left in them
         self.extra_ns = []  # namespaces a test added (far_network), deleted at close
@@ -255,7 +262,7 @@ class Lab:
             self.stop()
         for ns in (self.lan, self.wan):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        for p in (self.log_path, self.trace_path):
+        for p in (self.log_path, self.trace_path, self.state_path):
             with contextlib.suppress(Exception):
                 os.unlink(p)
         self.remove_extras()

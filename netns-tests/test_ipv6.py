@@ -324,7 +324,7 @@ def test_hostile_ipv6_is_counted_and_dropped_while_traffic_flows(lab):
 @dual
 def test_ipv6_connections_survive_a_restart_with_the_state_file(lab):
     from test_restart import echo_server, echoed
-    path = f"/tmp/{lab.prefix}.state"
+    path = lab.state_path
     args = ["--persist", "--state-file", path, "--dnat", DNAT6]
     lab.stop()
     lab.start(args)

@@ -13,7 +13,7 @@ from harness import (CLIENT, CONTROL, REMOTE, ROUTER_OUT, SERVER_IN, check, eq, 
 
 
 def state_path(lab):
-    return f"/tmp/{lab.prefix}.state"
+    return lab.state_path
 
 
 def echo_server(sock):
