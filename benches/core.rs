@@ -20,7 +20,7 @@ use tunnat::nat::{Instant, Side, HEADROOM};
 use tunnat::options::Settings;
 use tunnat::router::Router;
 use tunnat::wire::offload::Offload;
-use tunnat::wire::{checksum, ipv4};
+use tunnat::wire::{checksum, icmpv6, ipv4};
 
 mod common;
 
@@ -136,12 +136,7 @@ fn udp(src: IpAddr, dst: IpAddr) -> Vec<u8> {
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             let mut p = vec![0u8; 40 + l4];
-            p[0] = 0x60;
-            p[4..6].copy_from_slice(&(l4 as u16).to_be_bytes());
-            p[6] = 17;
-            p[7] = 64;
-            p[8..24].copy_from_slice(&s.octets());
-            p[24..40].copy_from_slice(&d.octets());
+            icmpv6::emit_header(&mut p, l4 as u16, 17, 64, s, d);
             (p, 40, checksum::pseudo_header_sum_v6(s, d, 17, l4 as u32))
         }
         _ => unreachable!("one family"),
