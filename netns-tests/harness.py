@@ -116,8 +116,6 @@ class Lab:
         self.log_path = f"/tmp/{self.prefix}-tunnat.log"
         self.trace_path = f"/tmp/{self.prefix}-trace.log"
         self.control_path = f"/tmp/{self.prefix}.sock"
-        # A test's state file (--state-file), removed at close like the logs.
-        self.state_path = f"/tmp/{self.prefix}.state"
         # The prefix comes back with the process number, so a run may meet files that an
         # earlier one with the same number left (killed, say): a lab starts with none.
         for p in (self.log_path, self.trace_path, self.control_path, self.state_path):
@@ -134,6 +132,11 @@ class Lab:
         self._build(outside_mtu)
         if start:
             self.start(extra_args)
+
+    @property
+    def state_path(self):
+        """A test's state file (--state-file), removed at close like the logs."""
+        return f"/tmp/{self.prefix}.state"
 
     # -- topology ---------------------------------------------------------------------
     def _ip(self, ns, *args):

@@ -67,7 +67,6 @@ class KernelLab(harness.Lab):
         self.ipv6 = "nat"
         self.prefix = f"kn{os.getpid() % 100000}x{KernelLab.counter}"
         self.lan, self.wan, self.rtr = self.prefix + "lan", self.prefix + "wan", self.prefix + "rtr"
-        self.state_path = f"/tmp/{self.prefix}.state"  # for tests that name one (tunnat's only)
         self.bg = []
         self.tmpdirs = []
         self.extra_ns = []
